@@ -1,0 +1,1 @@
+"""Structure-guided video diffusion, character tokens and story rendering."""

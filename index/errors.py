@@ -1,0 +1,14 @@
+"""Errors every storyreel package raises for problems the *user* can fix.
+
+The CLI turns these into one line on stderr and exit status 1; anything else is a bug and keeps
+its traceback. They live in `index/` because it is the root of the dependency chain
+(index → retrieval → depth → generation), so every package can import them.
+"""
+
+
+class UserError(Exception):
+    """Bad input the user can fix: name the file/field and say what to do."""
+
+
+class MissingWeightsError(UserError):
+    """Pretrained weights are not on disk; the message says which files, where we looked, how to get them."""

@@ -1,0 +1,1 @@
+"""Query an index: text or image → ranked clips (front door: `retrieval.search`)."""

@@ -1,0 +1,1 @@
+"""The `storyreel` console script: a thin dispatcher over the four packages' commands."""

@@ -1,0 +1,5 @@
+import sys
+
+from storyreel.cli import main
+
+sys.exit(main())

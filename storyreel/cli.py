@@ -1,0 +1,36 @@
+"""`storyreel` command line: collects each package's subcommands and runs one.
+
+No logic lives here. Each package's `cli.py` has `add_commands(subparsers)`, which registers its
+commands with a `run(args) -> int` function; heavy imports (torch, faiss, ...) happen inside `run`,
+so `storyreel --help` stays fast. Contract: ../shared/CLI.md (exit 0 ok, 1 user error, 2 usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = ("index.cli", "retrieval.cli", "depth.cli", "generation.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="storyreel", description="Retrieval-augmented storytelling video.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from index.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as err:
+        print(f"storyreel: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("storyreel: interrupted", file=sys.stderr)
+        return 130

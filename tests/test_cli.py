@@ -1,0 +1,26 @@
+from index.errors import UserError
+from index.presets import resolve_preset
+
+
+def test_help_lists_every_package_command(run_cli):
+    proc = run_cli("--help", check=True)
+    assert "usage: storyreel" in proc.stdout
+
+
+def test_bad_usage_exits_2(run_cli):
+    proc = run_cli("no-such-command")
+    assert proc.returncode == 2
+
+
+def test_preset_resolution(monkeypatch):
+    monkeypatch.delenv("STORYREEL_MODELS", raising=False)
+    assert resolve_preset(None) == "default"
+    monkeypatch.setenv("STORYREEL_MODELS", "tiny")
+    assert resolve_preset(None) == "tiny"
+    assert resolve_preset("default") == "default"
+    try:
+        resolve_preset("huge")
+    except UserError as err:
+        assert "unknown model preset 'huge'" in str(err)
+    else:
+        raise AssertionError("unknown preset accepted")
