@@ -226,7 +226,7 @@ class _StoryReader:
                 self.fail(node, where, f"must be >= 1 (1 turns guidance off), got {value:g}")
             return value
         if key in ("height", "width"):
-            value = self.integer(node, where)
+            value = self.integer(node, where, minimum=-(2**63))
             if value <= 0 or value % 8:
                 self.fail(node, where, f"must be a positive multiple of 8, got {value}")
             return value
@@ -320,21 +320,37 @@ def _word_pattern(word: str) -> str:
     return rf"(?<!\w){re.escape(word)}(?!\w)"
 
 
+def _substitute(text: str, characters: dict[str, Character], for_token, for_name) -> str:
+    """One pass over `text` replacing tokens (exact) and names (any case, whole words), so a name
+    inside a token ("rex" in "<rex>") is never touched. `for_token/for_name(token, matched) -> str`."""
+    if not characters:
+        return text
+    alternatives = []
+    for n, (token, character) in enumerate(characters.items()):
+        alternatives.append((len(token), f"(?P<t{n}>{re.escape(token)})"))
+        alternatives.append((len(character.name), f"(?i:(?P<n{n}>{re.escape(character.name)}))"))
+    pattern = "|".join(alt for _, alt in sorted(alternatives, key=lambda a: -a[0]))  # longest first
+    tokens = list(characters)
+
+    def replace(match: re.Match) -> str:
+        kind, n = match.lastgroup[0], int(match.lastgroup[1:])
+        return (for_token if kind == "t" else for_name)(tokens[n], match.group(0))
+
+    return re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", replace, text)
+
+
 def names_to_tokens(text: str, characters: dict[str, Character]) -> str:
     """Replace each character's name (case-insensitive, whole word) with its token."""
-    for token, character in characters.items():
-        text = re.sub(_word_pattern(character.name), lambda _: token, text, flags=re.IGNORECASE)
-    return text
+    return _substitute(text, characters, for_token=lambda t, _: t, for_name=lambda t, _: t)
 
 
 def tokens_to_words(text: str, characters: dict[str, Character]) -> str:
-    """Replace each token (and, when a class word is set, each name) with plain words for retrieval."""
-    for token, character in characters.items():
-        word = character.word or character.name
-        text = re.sub(_word_pattern(token), lambda _: word, text)
-        if character.word:
-            text = re.sub(_word_pattern(character.name), lambda _: word, text, flags=re.IGNORECASE)
-    return text
+    """Replace each token with the character's class word (else its name); names too when a word is set."""
+    return _substitute(
+        text, characters,
+        for_token=lambda t, _: characters[t].word or characters[t].name,
+        for_name=lambda t, matched: characters[t].word or matched,
+    )
 
 
 def characters_in_plot(story: Story, i: int) -> list[str]:
@@ -342,12 +358,10 @@ def characters_in_plot(story: Story, i: int) -> list[str]:
     plot = story.plots[i]
     if plot.characters is not None:
         return list(plot.characters)
-    text = f"{plot.text}\n{plot.prompt or ''}"
-    return [
-        token for token, character in story.characters.items()
-        if re.search(_word_pattern(token), text)
-        or re.search(_word_pattern(character.name), text, flags=re.IGNORECASE)
-    ]
+    found: set[str] = set()
+    _substitute(f"{plot.text}\n{plot.prompt or ''}", story.characters,
+                for_token=lambda t, m: found.add(t) or m, for_name=lambda t, m: found.add(t) or m)
+    return [token for token in story.characters if token in found]
 
 
 def resolved_plot_settings(story: Story, i: int) -> dict:
