@@ -57,10 +57,10 @@ def split_events(prose: str, names: tuple[str, ...] = ()) -> list[str]:
             ending = sentence[-1] if sentence[-1] in "!?" else "."
             clauses = [c.strip(" .,;!?") for c in _THEN_SPLIT.split(sentence)]
             clauses = [c for c in clauses if c]
+            for j in range(1, len(clauses)):
+                subject = _leading_names(clauses[j - 1], names) if _needs_subject(clauses[j]) else ""
+                clauses[j] = f"{subject} {clauses[j]}" if subject else clauses[j]
             for j, clause in enumerate(clauses):
-                if j and _needs_subject(clause):
-                    subject = _leading_names(clauses[j - 1], names)
-                    clause = f"{subject} {clause}" if subject else clause
                 events.append(clause[0].upper() + clause[1:] + (ending if j == len(clauses) - 1 else "."))
     return events
 
