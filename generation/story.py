@@ -127,10 +127,9 @@ class _StoryReader:
         self.source = source
         self.base_dir = base_dir
 
-    def fail(self, node: yaml.Node | None, where: str, message: str):
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
+    def fail(self, node: yaml.Node, where: str, message: str):
         where = f" {where}:" if where else ""
-        raise UserError(f"{self.source}{line}:{where} {message}")
+        raise UserError(f"{self.source}:{node.start_mark.line + 1}:{where} {message}")
 
     def read(self, text: str) -> Story:
         try:
@@ -273,7 +272,10 @@ class _StoryReader:
     def scalar(self, node, where: str, expected: str):
         if not isinstance(node, yaml.ScalarNode):
             self.fail(node, where, f"expected {expected}, got {_kind(node)}")
-        return yaml.SafeLoader("").construct_object(node)
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError as err:  # e.g. a tag such as !!python/object, which safe loading refuses
+            self.fail(node, where, f"cannot read this value ({getattr(err, 'problem', None) or err})")
 
     def string(self, node, where: str, expected: str = "a text", empty_ok: bool = False) -> str:
         value = self.scalar(node, where, expected)
