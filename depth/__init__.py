@@ -7,7 +7,7 @@ Front door:
     cond, info = depth.conditioning_for_source(source, model=model, size=(256, 256), num_frames=16,
                                                index_dir=INDEX_DIR)
 Stages: registry -> dpt (network) -> checkpoint (official MiDaS .pt) -> model (transforms, batches)
--> stabilize -> conditioning (resampling, cache); media (decode/encode); cli.
+-> temporal (stabilize, flicker) -> conditioning (resampling, cache); media (decode/encode); cli.
 
 Names are imported on first use, so `import depth.cli` (every `storyreel` start) does not load torch.
 """
@@ -18,7 +18,7 @@ _EXPORTS = {
     "MODELS": "depth.registry", "model_for_preset": "depth.registry",
     "DepthModel": "depth.model", "create_depth_model": "depth.model",
     "create_random_depth_model": "depth.model", "network_size": "depth.model",
-    "flicker": "depth.stabilize", "stabilize": "depth.stabilize",
+    "flicker": "depth.temporal", "stabilize": "depth.temporal",
     "conditioning_for_source": "depth.conditioning", "to_conditioning": "depth.conditioning",
     "sample_frame_indices": "depth.conditioning",
 }

@@ -35,7 +35,7 @@ def _run_depth(args) -> int:
     from depth.media import open_source, write_depth_video, write_npy, write_sheet
     from depth.model import create_depth_model
     from depth.registry import model_for_preset
-    from depth.stabilize import flicker, stabilize
+    from depth.temporal import flicker, stabilize
     from index.errors import UserError
     from index.presets import resolve_preset
     from index.progress import Progress

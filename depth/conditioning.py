@@ -6,7 +6,7 @@
       2. pick `num_frames` frame indices spread evenly over it (a longer clip is subsampled, a
          shorter one repeats frames; `info["frame_sampling"]` says which)
       3. cache lookup (clip ids only)
-      4. decode those frames, predict inverse depth, stabilize over them (depth/stabilize.py)
+      4. decode those frames, predict inverse depth, stabilize over them (depth/temporal.py)
       5. resize to `size` (cover + center crop, aspect kept) -> (F, 3, H, W) float tensor in [0, 1]
 
 Cache: INDEX_DIR/depth_cache/clip{id}_{model}_{H}x{W}_f{F}_{fingerprint}.npy holds the
@@ -23,7 +23,7 @@ import numpy as np
 
 from depth.media import Source, open_index_arg, open_source, write_npy
 from depth.model import DepthModel, create_depth_model
-from depth.stabilize import flicker, stabilize
+from depth.temporal import flicker, stabilize
 from index.errors import UserError
 
 CACHE_DIR = "depth_cache"
