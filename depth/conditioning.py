@@ -113,16 +113,18 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
     """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
 
     source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
-    video written by `storyreel depth`. model: a DepthModel or a registry name. index_dir: an index
+    video written by `storyreel depth` (used as is). model: a DepthModel or a registry name. index_dir: an index
     directory or an already open Index.
     """
     size = (int(size[0]), int(size[1]))
     index = open_index_arg(index_dir)
     src = open_source(source, index)
-    if isinstance(model, str):
-        model = create_depth_model(model)
+    if src.kind == "depth-video":  # `storyreel depth` output: its frames are the depth already
+        model, model_id = None, src.depth_model
+    else:
+        model = create_depth_model(model) if isinstance(model, str) else model
+        model_id = model.model_id
     indices = sample_frame_indices(src.num_frames, num_frames)
-    model_id = src.depth_model if src.kind == "depth-video" else model.model_id
     info = {
         "source": src.label, "kind": src.kind, "model": model_id, "source_frames": src.num_frames,
         "frames": num_frames, "size": list(size), "frame_indices": indices,

@@ -207,3 +207,28 @@ def test_tiny_roundtrip_and_no_resampling_at_network_size(tmp_path):
     assert loaded.predict_calls == 2 and loaded.frames_predicted == 6
     # other sizes come back at the frame size
     assert tiny.predict(frames[:, :40, :50]).shape == (3, 40, 50)
+
+
+def test_beit_blocks_match_timm_and_run_on_non_square_input():
+    """Our BEiT block (relative position bias resampled per input) equals timm's own block at the
+    native window, and the network runs on a non-square input. Small BEiT, same code path."""
+    from depth.dpt import DPT
+    from depth.registry import DepthModelConfig
+
+    config = DepthModelConfig(
+        name="beit_small_test", backbone="beit_base_patch16_224", kind="beit", hooks=(0, 1, 2, 3),
+        level_channels=(16, 32, 64, 64), input_size=64, features=32,
+        backbone_kwargs=dict(img_size=64, embed_dim=32, depth=4, num_heads=2, num_classes=0),
+    )
+    torch.manual_seed(0)
+    net = DPT(config).eval()
+    with torch.no_grad():
+        for block in net.backbone.blocks:
+            block.attn.relative_position_bias_table.normal_()
+        x = torch.randn(2, 3, 64, 64)
+        net._grid = (4, 4)
+        tokens, _ = net._embed(x)
+        block = net.backbone.blocks[0]
+        torch.testing.assert_close(net._beit_block(block, tokens), block(tokens), rtol=1e-4, atol=1e-5)
+        out = net(torch.randn(1, 3, 64, 96))
+    assert out.shape == (1, 64, 96) and torch.isfinite(out).all()
