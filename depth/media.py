@@ -1,7 +1,7 @@
 """Reading sources (video, image, indexed clip) and writing depth videos, sidecars and sheets.
 
-Videos are decoded with decord in ascending frame order, in batches (seeking cost is set by the
-keyframe spacing); images with PIL, EXIF rotation applied. Outputs are written atomically:
+Videos are decoded by the index's decoder (index/video.py: decord, ascending frame order, in
+batches); images with PIL, EXIF rotation applied. Outputs are written atomically:
 a temporary name in the same folder, then os.replace.
 """
 
@@ -18,7 +18,6 @@ import numpy as np
 from index.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-DECODE_BATCH = 32
 SIDECAR_KIND = "depth"
 
 
@@ -53,45 +52,23 @@ def read_sidecar(video: Path) -> dict | None:
 
 
 def open_video(path: Path) -> Source:
-    import decord
+    """A video file, decoded through the index's decoder (index/video.py: ascending batches, decord quirks)."""
+    from index.video import BadVideo, probe, read_frames
 
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0))
-        num_frames = len(reader)
-        first = reader[0].shape if num_frames else None
-    except Exception:  # decord raises its own DECORDError / RuntimeError for anything unreadable
-        raise UserError(f"cannot read video {path}: not a decodable video file") from None
-    if num_frames == 0:
-        raise UserError(f"video {path} has 0 frames; nothing to estimate depth for")
+        info = probe(str(path))
+    except BadVideo as err:
+        raise UserError(f"cannot read video {path}: {err}") from None
 
     def read(indices: list[int]) -> np.ndarray:
-        if first[-1] != 3:  # decord2 returns 4-channel garbage for some narrow widths (e.g. 96 px)
-            return _read_with_ffmpeg(path, indices)
-        chunks = [reader.get_batch(list(indices[i:i + DECODE_BATCH])).asnumpy()
-                  for i in range(0, len(indices), DECODE_BATCH)]
-        return np.concatenate(chunks)
+        try:
+            return read_frames(str(path), indices)
+        except BadVideo as err:
+            raise UserError(f"cannot read video {path}: {err}") from None
 
     meta = read_sidecar(path)
     kind = "depth-video" if meta else "video"
-    return Source(kind, str(path), num_frames, float(reader.get_avg_fps() or 0) or 24.0, read,
-                  depth_model=(meta or {}).get("model"))
-
-
-def _read_with_ffmpeg(path: Path, indices: list[int]) -> np.ndarray:
-    """Sequential decode with imageio-ffmpeg, keeping the requested (ascending) frames."""
-    import imageio_ffmpeg
-
-    frames = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    width, height = next(frames)["size"]
-    wanted, picked = set(indices), {}
-    for i, buffer in enumerate(frames):
-        if i in wanted:
-            picked[i] = np.frombuffer(buffer, np.uint8).reshape(height, width, 3)
-        if i >= max(indices):
-            break
-    frames.close()
-    last = picked[max(picked)] if picked else np.zeros((height, width, 3), np.uint8)
-    return np.stack([picked.get(i, last) for i in indices])  # decord may count a frame ffmpeg drops
+    return Source(kind, str(path), info.num_frames, info.fps, read, depth_model=(meta or {}).get("model"))
 
 
 def open_image(path: Path) -> Source:
