@@ -57,18 +57,20 @@ def scene_image(seed: int, height: int, width: int) -> np.ndarray:
     while cells < max(height, width) / 3:
         grid = rng.standard_normal((cells, cells, 3)).astype(np.float32)
         noise += amplitude * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
-        cells, amplitude = cells * 2, amplitude * 0.7
+        cells, amplitude = cells * 2, amplitude * 0.8
     noise = (noise - noise.mean()) / (noise.std() + 1e-6)
     # A per-scene palette: a base colour plus a colour direction the noise moves along,
     # so two scenes differ clearly in hue/saturation (what a content detector looks at).
     base = rng.uniform(60, 190, size=3)
     tint = rng.uniform(-1, 1, size=(3, 3)) * 35 + np.eye(3) * 20
     image = base + noise @ tint
-    # Solid shapes with hard edges: corners for optical flow, "objects" for CLIP.
-    for _ in range(int(rng.integers(6, 12))):
+    # Solid shapes with hard edges, large to small: corners for optical flow, "objects" for CLIP.
+    # Their number grows with the area so that every part of the scene has some.
+    side = min(height, width)
+    for _ in range(int(rng.integers(30, 40) * height * width / 200**2)):
         color = tuple(float(c) for c in rng.uniform(0, 255, size=3))
         cx, cy = int(rng.integers(0, width)), int(rng.integers(0, height))
-        size = int(rng.integers(min(height, width) // 20 + 2, min(height, width) // 6 + 4))
+        size = int(side / 40 * 2 ** rng.uniform(0, 3)) + 2
         if rng.random() < 0.5:
             cv2.circle(image, (cx, cy), size, color, thickness=-1)
         else:
