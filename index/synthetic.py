@@ -178,3 +178,19 @@ def make_corpus(
         truths.append(VideoTruth(str(path), fps, size[0], size[1], sum(s.frames for s in shots), cuts, shots))
     (out / "ground_truth.json").write_text(json.dumps([asdict(t) for t in truths], indent=1))
     return truths
+
+
+def clustered_vectors(n: int, dim: int, centres: int = 1000, noise: float = 0.5, seed: int = 0) -> np.ndarray:
+    """L2-normalized float32 (n, dim) vectors around `centres` random directions, like real embeddings
+    (uniform random high-dimensional vectors have no near neighbours worth finding). `noise` is the
+    spread around a centre relative to the centre's length."""
+    rng = np.random.default_rng(seed)
+    centre_vectors = rng.standard_normal((centres, dim)).astype(np.float32)
+    centre_vectors /= np.linalg.norm(centre_vectors, axis=1, keepdims=True)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):  # in chunks: bounded temporary memory at 1M x 512
+        stop = min(n, start + 100_000)
+        chunk = centre_vectors[rng.integers(0, centres, stop - start)]
+        chunk += rng.standard_normal(chunk.shape, dtype=np.float32) * (noise / np.sqrt(dim))
+        out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return out
