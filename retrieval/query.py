@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from index.errors import UserError
+from retrieval.motion_words import motion_in_query
 
 if TYPE_CHECKING:
     from index import ClipRow
@@ -64,11 +65,15 @@ def search(
         raise UserError(f"-k must be at least 1 (got {k})")
     if motion is not None and motion not in MOTION_LABELS:
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
-    index = index_dir_or_index
-    if isinstance(index, (str, os.PathLike)):
+    image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads
+    if isinstance(index_dir_or_index, (str, os.PathLike)):
         from index import open_index
 
-        index = open_index(index)
+        with open_index(index_dir_or_index) as index:
+            return search(index, text, image, k, motion, min_seconds, preset, embedder)
+    index = index_dir_or_index
+
+    # 1. Embed the query with the index's model.
     if embedder is None:
         from index.embed import load_clip
         from index.presets import resolve_preset
@@ -80,10 +85,9 @@ def search(
             f"{embedder.model_id}; search with the --models preset the index was built with"
         )
     query = embed_query(embedder, text=text, image=image)
-    from retrieval.motion_words import motion_in_query
-
-    wanted_motion = motion_in_query(text) if text is not None else set()
+    # 2.-3. Candidates that pass the filters; 4. re-rank; 5. top k.
     rows = candidates(index, query, k, motion=motion, min_seconds=min_seconds)
+    wanted_motion = motion_in_query(text) if text is not None else set()
     return rerank(index, query, rows, wanted_motion)[:k]
 
 
@@ -108,7 +112,7 @@ def load_image(image) -> np.ndarray:
             raise UserError(f"--image {image}: not a readable image ({err.__class__.__name__}); give a PNG or JPEG") from None
     if isinstance(image, Image.Image):
         image = image.convert("RGB")
-    array = np.asarray(image)
+    array = np.array(image)  # a writable copy (torch warns about read-only arrays)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise UserError(f"query image must be uint8 RGB (H, W, 3), got {array.dtype} {array.shape}")
     return array

@@ -6,6 +6,7 @@ the end-to-end tests at the bottom build a real index from synthetic videos with
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -193,3 +194,90 @@ def test_image_query_and_contact_sheet(rng, tmp_path):
     assert sheet.height == 3 * (96 + 6) + 6  # one 96-px row per hit
     # The first row's first keyframe comes from clip 3 (the fake fills frames with clip_id * 37).
     assert sheet.getpixel((6 + 260 + 10, 6 + 10)) == (111, 111, 111)
+
+
+# --- end to end: a real index built from synthetic videos with the tiny preset -------------------
+
+
+@pytest.fixture(scope="module")
+def built_index(tmp_path_factory):
+    """Two videos of three 1.5 s shots (static, pan-left, pan-right / tilt-up, tilt-down, zoom-in)."""
+    import index
+    from index.synthetic import make_corpus
+
+    root = tmp_path_factory.mktemp("search")
+    truths = make_corpus(root / "videos", num_videos=2, shots_per_video=3, shot_seconds=1.5, size=(128, 72))
+    index.build(root / "videos", root / "index", preset="tiny")
+    return root / "index", truths
+
+
+def middle_frame_png(idx, clip, path) -> Path:
+    frame = idx.read_frames(clip.clip_id, [(clip.end_frame - clip.start_frame) // 2])[0]
+    Image.fromarray(frame).save(path)
+    return path
+
+
+def test_a_frame_of_each_clip_finds_that_clip_first(built_index, tmp_path):
+    from index import open_index
+    from index.embed import load_clip
+
+    index_dir, truths = built_index
+    embedder = load_clip("tiny")
+    with open_index(index_dir) as idx:
+        clips = idx.clips()
+        assert len(clips) == sum(len(t.shots) for t in truths)  # one clip per 1.5 s shot
+        for clip in clips:
+            image = middle_frame_png(idx, clip, tmp_path / f"clip{clip.clip_id}.png")
+            hits = search(idx, image=image, k=3, embedder=embedder)
+            assert hits[0].clip.clip_id == clip.clip_id, (clip, hits)
+
+
+def test_cli_image_search_motion_and_length_filters(built_index, run_cli, tmp_path):
+    import json
+
+    from index import open_index
+
+    index_dir, _ = built_index
+    with open_index(index_dir) as idx:
+        clips = idx.clips()
+        target = next(c for c in clips if c.motion == "zoom-in")
+        image = middle_frame_png(idx, target, tmp_path / "query.png")
+    proc = run_cli("search", "--image", image, "--index", index_dir, "--json", "--models", "tiny", check=True)
+    rows = json.loads(proc.stdout)
+    assert rows[0]["clip_id"] == target.clip_id and [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+    # Motion filter: only the clips labelled pan-left (the synthetic corpus has exactly one).
+    pan_left = [c.clip_id for c in clips if c.motion == "pan-left"]
+    assert len(pan_left) == 1
+    proc = run_cli("search", "a scene", "--index", index_dir, "--motion", "pan-left", "--json", "--models", "tiny", check=True)
+    assert [r["clip_id"] for r in json.loads(proc.stdout)] == pan_left
+    # Length filter: clips of at least the median length.
+    lengths = sorted(c.end_s - c.start_s for c in clips)
+    cutoff = lengths[len(lengths) // 2]
+    proc = run_cli("search", "a scene", "--index", index_dir, "-k", "50", "--min-seconds", cutoff, "--json",
+                   "--models", "tiny", "--sheet", tmp_path / "sheet.png", check=True)
+    rows = json.loads(proc.stdout)
+    assert {r["clip_id"] for r in rows} == {c.clip_id for c in clips if c.end_s - c.start_s >= cutoff - 1e-9}
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.format == "PNG" and sheet.height == len(rows) * (96 + 6) + 6
+
+
+def test_cli_query_errors(built_index, run_cli):
+    index_dir, _ = built_index
+    proc = run_cli("search", "--index", index_dir, "--models", "tiny")
+    assert proc.returncode == 1 and "give exactly one query" in proc.stderr and proc.stdout == ""
+    assert run_cli("search", "x", "--index", index_dir, "--motion", "sideways").returncode == 2
+
+
+def test_model_mismatch_names_both_models(built_index):
+    from index.embed import load_clip
+
+    index_dir, _ = built_index
+    tiny = load_clip("tiny")
+
+    class OtherModel:
+        model_id, dim = "open_clip:other", tiny.dim
+        embed_text, embed_images = tiny.embed_text, tiny.embed_images
+
+    expected = f"built with model {tiny.model_id}, but the query model is open_clip:other"
+    with pytest.raises(UserError, match=re.escape(expected)):
+        search(index_dir, text="a scene", embedder=OtherModel())
