@@ -37,6 +37,9 @@ class VideoInfo:
 
 
 def _reader(path: str, width: int = -1, height: int = -1):
+    # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
+    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
+    import torch  # noqa: F401
     import decord
 
     try:
