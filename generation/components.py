@@ -191,11 +191,22 @@ def _write_tiny_models(folder: Path, base: Path, channels: tuple[int, int], cros
         motion_num_attention_heads=4,
     ).save_pretrained(folder / "motion_adapter")
     torch.manual_seed(TINY_SEED)
-    ControlNetModel(
+    controlnet = ControlNetModel(
         block_out_channels=channels, layers_per_block=2, in_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), cross_attention_dim=cross_dim,
         attention_head_dim=8, conditioning_embedding_out_channels=(8, 8, 8, 8), norm_num_groups=2,
-    ).save_pretrained(folder / "controlnet")
+    )
+    # A fresh ControlNet's output ("zero") convolutions start at zero and its default init fades the
+    # depth signal within a few layers, so depth would change nothing. Variance-keeping (He) init on
+    # the depth encoder and random output convolutions make the tiny depth branch actually steer.
+    for conv in controlnet.controlnet_cond_embedding.modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(conv.bias)
+    for conv in (*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block):
+        torch.nn.init.normal_(conv.weight, std=0.3)
+        torch.nn.init.normal_(conv.bias, std=0.1)
+    controlnet.save_pretrained(folder / "controlnet")
     torch.manual_seed(TINY_SEED)
     AutoencoderKL(
         block_out_channels=(8, 8, 8, 8), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,

@@ -152,9 +152,11 @@ class StructureGuidedSampler:
         generator: a CPU `torch.Generator` (noise is drawn on the CPU so results match across devices).
         on_step(step_done, steps_total) reports progress.
         """
-        # 1. Check inputs
-        if torch.is_tensor(depth) and depth.ndim == 4:  # unset sizes follow the depth clip
-            num_frames, height, width = num_frames or depth.shape[0], height or depth.shape[-2], width or depth.shape[-1]
+        # 1. Check inputs (unset sizes follow the depth clip)
+        if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
+            shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
+            raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
+        num_frames, height, width = num_frames or depth.shape[0], height or depth.shape[-2], width or depth.shape[-1]
         self._check_inputs(prompt, num_frames, height, width, num_inference_steps, tau, output_type,
                            window_frames, overlap_frames)
         notes: list[str] = []
@@ -235,9 +237,6 @@ class StructureGuidedSampler:
             raise ValueError(f"overlap_frames ({overlap_frames}) must be below window_frames ({window_frames})")
 
     def _prepare_depth(self, depth, num_frames: int, height: int, width: int, notes: list[str]) -> torch.Tensor:
-        if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
-            shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
-            raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
         depth = depth.float()
         if depth.shape[1] == 1:
             depth = depth.expand(-1, 3, -1, -1)
