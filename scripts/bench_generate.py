@@ -1,0 +1,185 @@
+"""Benchmark: our clamped sampler vs diffusers' AnimateDiffControlNetPipeline, and long-clip memory.
+
+In one run, with the same components for both samplers:
+  * seconds per denoising step at τ = 1.0, 0.5, 0.2 (diffusers gets the matching control_guidance_end)
+    and our speed-up, for the tiny preset and for full-size SD1.5-architecture models at random init
+    (UNet 320-640-1280-1280 + AnimateDiff motion adapter + ControlNet, built from config, no download);
+  * peak memory of 16 vs 48 frames (windowed) on the tiny preset.
+Peak memory is torch.cuda.max_memory_allocated on a GPU; on the CPU it is the process's peak resident
+memory during sampling above the resident memory before it (Linux VmHWM, reset via clear_refs).
+
+    python scripts/bench_generate.py [--skip-full] [--full-steps 5] [--device cpu]
+
+Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from generation.components import Components, create_components, offline_clip_tokenizer  # noqa: E402
+from generation.sampler import StructureGuidedSampler  # noqa: E402
+
+TAUS = (1.0, 0.5, 0.2)
+
+
+def full_size_random_components(seed: int = 0) -> Components:
+    """SD1.5-architecture UNet + motion adapter + ControlNet at random init (a small VAE/text encoder:
+    they run once per clip, not per step, so they do not change seconds per step)."""
+    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel,
+                           UNetMotionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet2d = UNet2DConditionModel(  # the SD1.5 unet/config.json values
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, norm_num_groups=32,
+    )
+    controlnet = ControlNetModel.from_unet(unet2d, conditioning_embedding_out_channels=(16, 32, 96, 256))
+    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter())  # AnimateDiff v1.5 adapter shapes
+    del unet2d
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), latent_channels=4, norm_num_groups=2,
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=64, num_attention_heads=12,
+                                                num_hidden_layers=1, vocab_size=49408, max_position_embeddings=77))
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+                              timestep_spacing="linspace", steps_offset=1)
+    for module in (unet, controlnet, vae, text_encoder):
+        module.eval().requires_grad_(False)
+    return Components(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder,
+                      tokenizer=offline_clip_tokenizer(), scheduler=scheduler,
+                      ids={"base": "sd15-architecture(random)", "motion_adapter": "motion-adapter-v1.5(random)",
+                           "controlnet": "controlnet-from-unet(random)"})
+
+
+def depth_clip(frames: int, size: int) -> torch.Tensor:
+    x = torch.linspace(0, 1, size)
+    maps = torch.stack([((x + 0.03 * k) % 1.0)[None, :].expand(size, size) for k in range(frames)])
+    return maps[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+class PeakMemory:
+    """Peak memory (MiB) above the level at entry, for the device the samplers run on."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            self.start = _status_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = _status_kib("VmHWM") * 1024
+        self.mib = (peak - self.start) / 2**20
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def time_pair(name: str, components: Components, device, *, frames: int, size: int, steps: int, repeats: int):
+    """Seconds per step (best of `repeats`) of ours and diffusers at each τ."""
+    from diffusers import AnimateDiffControlNetPipeline
+
+    sampler = StructureGuidedSampler.from_components(components, device=device)
+    pipe = AnimateDiffControlNetPipeline(
+        vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+        unet=components.unet, motion_adapter=None, controlnet=components.controlnet,
+        scheduler=type(components.scheduler).from_config(components.scheduler.config)).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    depth = depth_clip(frames, size).to(device)
+    rows = []
+    for tau in TAUS:
+        def ours():
+            sampler("a red ball", depth, num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                    tau=tau, generator=torch.Generator().manual_seed(0))
+
+        def theirs():
+            pipe(prompt="a red ball", conditioning_frames=list(depth), num_frames=frames, height=size, width=size,
+                 num_inference_steps=steps, control_guidance_end=tau, generator=torch.Generator().manual_seed(0),
+                 output_type="np")
+
+        times, peaks = {}, {}
+        for label, run in (("ours", ours), ("diffusers", theirs)):
+            best = float("inf")
+            for _ in range(repeats):
+                with PeakMemory(device) as memory:
+                    start = time.perf_counter()
+                    run()
+                    best = min(best, time.perf_counter() - start)
+                peaks[label] = memory.mib
+            times[label] = best / steps
+        rows.append({"models": name, "tau": tau, "steps": steps, "frames": frames, "size": size,
+                     "ours_s_per_step": round(times["ours"], 4), "diffusers_s_per_step": round(times["diffusers"], 4),
+                     "speedup": round(times["diffusers"] / times["ours"], 3),
+                     "ours_peak_mib": round(peaks["ours"], 1), "diffusers_peak_mib": round(peaks["diffusers"], 1)})
+        print(f"  {name} tau={tau}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+def long_clip_memory(components: Components, device, *, size: int, steps: int) -> dict:
+    sampler = StructureGuidedSampler.from_components(components, device=device)
+    result = {}
+    for frames in (16, 48):
+        depth = depth_clip(frames, size).to(device)
+        sampler("warm up", depth[:2], num_frames=2, height=size, width=size, num_inference_steps=1)
+        with PeakMemory(device) as memory:
+            sampler("a red ball", depth, num_frames=frames, height=size, width=size, num_inference_steps=steps,
+                    generator=torch.Generator().manual_seed(0))
+        result[f"peak_mib_{frames}"] = round(memory.mib, 1)
+    result["growth"] = round(result["peak_mib_48"] / result["peak_mib_16"] - 1, 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-full", action="store_true", help="tiny preset only")
+    parser.add_argument("--full-steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    tiny = create_components("tiny")
+    rows = time_pair("tiny", tiny, device, frames=8, size=64, steps=10, repeats=3)
+    memory = long_clip_memory(tiny, device, size=128, steps=4)
+    if not args.skip_full:
+        rows += time_pair("sd15-random", full_size_random_components(), device, frames=8, size=64,
+                          steps=args.full_steps, repeats=1)
+
+    print(f"{'models':<12} {'tau':>4} {'ours s/step':>12} {'diffusers s/step':>17} {'speed-up':>9} "
+          f"{'ours MiB':>9} {'diffusers MiB':>14}")
+    for r in rows:
+        print(f"{r['models']:<12} {r['tau']:>4} {r['ours_s_per_step']:>12.4f} {r['diffusers_s_per_step']:>17.4f} "
+              f"{r['speedup']:>8.2f}x {r['ours_peak_mib']:>9.1f} {r['diffusers_peak_mib']:>14.1f}")
+    print(f"tiny 128x128, windowed: peak {memory['peak_mib_16']} MiB at 16 frames, {memory['peak_mib_48']} MiB "
+          f"at 48 frames (growth {memory['growth']:.1%}, target < 20%)")
+    print(json.dumps({"bench": "generate", "device": str(device), "timing": rows, "long_clip_memory": memory}))
+
+
+if __name__ == "__main__":
+    main()

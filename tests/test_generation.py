@@ -1,0 +1,258 @@
+"""Structure-guided generation with the tiny preset: diffusers equivalence, the clamp, seeds, long clips,
+writers and the `storyreel generate` command. Every model is built in code, saved in the diffusers
+layout and loaded back through `load_components`, the loader the pretrained weights use."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from generation.components import PRESETS, create_components, load_components, offline_clip_tokenizer, \
+    write_tiny_checkpoint
+from generation.sampler import StructureGuidedSampler, plan_windows, structure_steps
+from generation.writers import write_video
+from index.errors import MissingWeightsError, UserError
+
+SIZE = 64  # pixels; latents are 8x8
+STEPS = 4
+
+
+def moving_ramp_depth(frames: int, size: int = SIZE, speed: float = 0.03) -> torch.Tensor:
+    """(F, 3, H, W) depth in [0, 1]: a horizontal ramp sliding right, like a panning camera."""
+    x = torch.linspace(0, 1, size)
+    maps = torch.stack([((x + speed * k) % 1.0)[None, :].expand(size, size) for k in range(frames)])
+    return maps[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+# One thread: on a shared 2-core machine torch's default thread pool oversubscribes and runs ~10x slower.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def components(tmp_path_factory):
+    folders = write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-generation"))
+    return load_components(**folders, ids={"base": "tiny-base", "motion_adapter": "tiny-ma", "controlnet": "tiny-cn"})
+
+
+@pytest.fixture(scope="module")
+def sampler(components):
+    return StructureGuidedSampler.from_components(components, device="cpu")
+
+
+def generate(sampler, depth, seed=0, **kwargs):
+    kwargs = {"num_inference_steps": STEPS, "output_type": "float", **kwargs}
+    return sampler("a red ball rolling on grass", depth, generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+class ForwardCounter:
+    """Wraps a module's forward and counts calls."""
+
+    def __init__(self, module):
+        self.calls, self.module, self.original = 0, module, module.forward
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return self.original(*args, **kwargs)
+
+        module.forward = counted
+
+    def restore(self):
+        self.module.forward = self.original
+
+
+def test_tiny_checkpoint_is_seeded_and_tokenizer_is_clip(components):
+    a, b = create_components("tiny"), components  # two separate writes and loads
+    for name in ("unet", "controlnet", "vae", "text_encoder"):
+        sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
+    assert a.ids == {"base": PRESETS["tiny"].base, "motion_adapter": PRESETS["tiny"].motion_adapter,
+                     "controlnet": PRESETS["tiny"].controlnet}
+    from open_clip.tokenizer import SimpleTokenizer
+
+    text = "A teddy bear, walking in the park at 5pm!"
+    assert offline_clip_tokenizer()(text).input_ids == [49406, *SimpleTokenizer().encode(text), 49407]
+    assert a.tokenizer(text).input_ids == offline_clip_tokenizer()(text).input_ids
+
+
+def test_structure_step_rule():
+    assert structure_steps(4, 1.0) == [True] * 4
+    assert structure_steps(4, 0.5) == [True, True, False, False]
+    assert structure_steps(10, 0.2) == [True, True] + [False] * 8
+    assert structure_steps(4, 0.0) == [False] * 4
+
+
+@pytest.mark.parametrize("tau, kept", [(1.0, 4), (0.5, 2)])
+def test_matches_diffusers_pipeline_and_skips_controlnet(components, sampler, tau, kept):
+    from diffusers import AnimateDiffControlNetPipeline
+
+    depth = moving_ramp_depth(8)
+    counter = ForwardCounter(components.controlnet)
+    try:
+        ours = generate(sampler, depth, seed=3, num_frames=8, tau=tau)
+        ours_calls, counter.calls = counter.calls, 0
+        pipe = AnimateDiffControlNetPipeline(
+            vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
+            unet=components.unet, motion_adapter=None, controlnet=components.controlnet,
+            scheduler=type(components.scheduler).from_config(components.scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+        reference = pipe(prompt="a red ball rolling on grass", conditioning_frames=list(depth), num_frames=8,
+                         height=SIZE, width=SIZE, num_inference_steps=STEPS, guidance_scale=7.5,
+                         control_guidance_end=tau, generator=torch.Generator().manual_seed(3),
+                         output_type="np").frames[0]
+    finally:
+        counter.restore()
+    assert ours.frames.shape == reference.shape == (8, SIZE, SIZE, 3)
+    assert np.abs(ours.frames - reference).max() <= 1e-4
+    assert ours_calls == ours.structure_forward_passes == kept  # the clamp skips the ControlNet...
+    assert counter.calls == STEPS  # ...where diffusers runs it on every step and multiplies by zero
+
+
+def test_tau_zero_ignores_depth_and_tau_one_follows_it(sampler):
+    ramp, flipped = moving_ramp_depth(8), moving_ramp_depth(8).flip(-1)
+    free_a, free_b = (generate(sampler, d, num_frames=8, tau=0.0).frames for d in (ramp, flipped))
+    assert np.array_equal(free_a, free_b)
+    guided_a, guided_b = (generate(sampler, d, num_frames=8, tau=1.0).frames for d in (ramp, flipped))
+    assert np.abs(guided_a - guided_b).max() > 0.03
+
+
+def test_seed_decides_the_frames(sampler):
+    depth = moving_ramp_depth(8)
+    first, again, other = (generate(sampler, depth, seed=s, num_frames=8, tau=0.5).frames for s in (7, 7, 8))
+    assert np.array_equal(first, again)
+    assert np.abs(first - other).mean() > 1e-2
+
+
+def adjacent_change(frames: np.ndarray) -> np.ndarray:
+    """Mean absolute change between consecutive frames, one value per frame pair."""
+    return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+
+
+def test_48_frames_in_windows_continue_across_seams(sampler):
+    depth = moving_ramp_depth(48)
+    long = generate(sampler, depth, num_frames=48, tau=1.0)
+    baseline = generate(sampler, depth[:16], num_frames=16, tau=1.0)
+    assert long.frames.shape == (48, SIZE, SIZE, 3)
+    assert long.windows == [{"start": 0, "frames": 16, "overlap": 0}, {"start": 12, "frames": 16, "overlap": 4},
+                            {"start": 24, "frames": 16, "overlap": 4}, {"start": 32, "frames": 16, "overlap": 8}]
+    assert long.structure_forward_passes == 4 * STEPS
+    # The first window is exactly the 16-frame clip (same noise, same steps).
+    assert np.abs(long.frames[:16] - baseline.frames).max() <= 1e-5
+    # Seam metric: where a window's new frames begin (after its overlap), the frame-to-frame change is
+    # no larger than the largest ordinary frame-to-frame change inside the 16-frame baseline.
+    seams = [w["start"] + w["overlap"] for w in long.windows[1:]]
+    change = adjacent_change(long.frames)
+    assert max(change[s - 1] for s in seams) <= adjacent_change(baseline.frames).max()
+    assert np.isfinite(long.frames).all() and long.frames.std() > 0.05
+
+
+def test_window_plan_covers_every_frame_once():
+    for frames in (17, 30, 48, 100):
+        windows = plan_windows(frames, 16, 4)
+        covered = [f for w in windows for f in range(w.start + w.overlap, w.end)]
+        assert covered == list(range(frames))
+        assert all(w.end - w.start == 16 and w.overlap >= (4 if k else 0) for k, w in enumerate(windows))
+
+
+def test_bad_depth_and_short_depth(sampler):
+    with pytest.raises(UserError, match=r"depth conditioning has shape \(8, 64, 64\); expected \(frames, 3"):
+        generate(sampler, torch.rand(8, SIZE, SIZE), num_frames=8)
+    result = generate(sampler, moving_ramp_depth(4), num_frames=8, tau=1.0)
+    assert result.notes == ["depth has 4 frames, resampled to 8 to match --frames"]
+    assert result.frames.shape[0] == 8
+
+
+def test_missing_default_weights_is_one_line(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(MissingWeightsError) as err:
+        create_components("default")
+    message = str(err.value)
+    assert "\n" not in message and "stable-diffusion-v1-5/stable-diffusion-v1-5" in message
+    assert "--models tiny" in message
+
+
+def test_writers_are_atomic(tmp_path, monkeypatch):
+    frames = (np.random.default_rng(0).random((6, 32, 48, 3)) * 255).astype(np.uint8)
+    write_video(frames, tmp_path / "clip.gif", metadata={"seed": 1})
+    assert json.loads((tmp_path / "clip.gif.json").read_text())["seed"] == 1
+    write_video(frames, tmp_path / "frames", metadata={"seed": 1})
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir())[:2] == ["frame_00000.png", "frame_00001.png"]
+
+    import imageio.v3 as iio
+
+    write_video(frames, tmp_path / "clip.mp4")
+    assert iio.imread(tmp_path / "clip.mp4").shape == (6, 32, 48, 3)
+
+    import generation.writers as writers
+
+    def broken(frames, tmp, kind, fps):
+        tmp.write_bytes(b"half a video")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writers, "_write_animation", broken)
+    with pytest.raises(UserError, match="could not write"):
+        write_video(frames, tmp_path / "new.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.gif.json", "clip.mp4", "frames", "frames.json"]
+    with pytest.raises(UserError, match="does not exist"):
+        write_video(frames, tmp_path / "no" / "such" / "clip.mp4")
+
+
+def write_depth_video(path, frames: int) -> None:
+    depth = (moving_ramp_depth(frames)[:, 0].numpy() * 255).round().astype(np.uint8)
+    write_video(np.repeat(depth[..., None], 3, axis=-1), path, metadata={"kind": "depth"})
+
+
+def test_generate_command(run_cli, tmp_path, components):
+    source = tmp_path / "walk_depth.mp4"
+    write_depth_video(source, frames=6)
+    out = tmp_path / "clip_frames"
+    proc = run_cli("generate", "--prompt", "a cat on a sofa", "--structure", source, "--out", out,
+                   "--models", "tiny", "--frames", "8", "--tau", "0.5", "--seed", "5", "--json", env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["seed"] == 5 and summary["tau"] == 0.5 and summary["structure_forward_passes"] == 2
+    assert summary["components"] == {"base": PRESETS["tiny"].base, "motion_adapter": PRESETS["tiny"].motion_adapter,
+                                     "controlnet": PRESETS["tiny"].controlnet}
+    assert summary["structure"]["kind"] == "depth-video"
+    assert "storyreel: note: structure" in proc.stderr and "has 6 frames, resampled to 8" in proc.stderr
+    assert json.loads((tmp_path / "clip_frames.json").read_text()) == summary
+    # The sidecar holds enough to regenerate the same frames.
+    from PIL import Image
+
+    from generation.generate import load_structure
+
+    written = np.stack([np.asarray(Image.open(p)) for p in sorted(out.iterdir())])
+    depth, _, _ = load_structure(source, preset="tiny", frames=8, size=(summary["height"], summary["width"]))
+    again = StructureGuidedSampler.from_components(components, device="cpu")(  # the same tiny weights
+        summary["prompt"], depth, negative_prompt=summary["negative_prompt"], num_frames=summary["num_frames"],
+        height=summary["height"], width=summary["width"], num_inference_steps=summary["num_inference_steps"],
+        guidance_scale=summary["guidance_scale"], structure_scale=summary["structure_scale"], tau=summary["tau"],
+        generator=torch.Generator().manual_seed(summary["seed"]))
+    assert np.array_equal(again.frames, written)
+
+
+def test_generate_command_unwritable_output(run_cli, tmp_path):
+    source = tmp_path / "d.mp4"
+    write_depth_video(source, frames=4)
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file, not a folder")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = run_cli("generate", "--prompt", "x", "--structure", source, "--out", not_a_folder / "clip.mp4",
+                   "--models", "tiny", env=ONE_THREAD)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"storyreel: error: output {not_a_folder / 'clip.mp4'}: folder {not_a_folder} does not exist; "
+        "create it or choose another --out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
