@@ -1,0 +1,332 @@
+"""Train a character pack (TimeInv table + spatial LoRA) from a handful of images.
+
+Recipe (Animate-A-Story, REFERENCE.md): every concept image becomes an L-frame *static* pseudo-video
+whose depth is computed once; training is ordinary noise-prediction with every base weight frozen,
+guided by that static depth through the ControlNet with the same timestep clamp as generation
+(structure for t = T…τ, none after). Each step samples one timestep, so only the TimeInv row of that
+timestep's bucket receives gradient. Optional regularization clips (real videos of the init word's
+class, prompted without the token) keep the LoRA from drifting the class prior.
+
+All randomness (augmentation, prompt template, timestep, noise) comes from one seeded
+torch.Generator whose state is checkpointed, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generation.characters import (
+    MODES,
+    CharacterPack,
+    CharacterTokens,
+    TimeInvTable,
+    adapter_name_for,
+    add_spatial_lora,
+    load_lora_state_dict,
+    lora_parameters,
+    lora_state_dict,
+    set_lora_scales,
+    single_token_id,
+)
+from index.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MAX_IMAGES = 50
+CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
+PROMPT_TEMPLATES = ("a photo of {}", "a video of {}", "a picture of {}", "a close-up photo of {}")
+
+# (frames uint8 (F, H, W, 3)) -> ControlNet conditioning float (F, 3, H, W) in [0, 1]
+DepthFn = Callable[[np.ndarray], torch.Tensor]
+
+
+@dataclass
+class TrainSettings:
+    token: str
+    init_word: str
+    mode: str = "timeinv"
+    steps: int = 1000
+    learning_rate: float = 1e-4
+    lora_rank: int = 4
+    num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" always uses 1
+    frames: int = 8  # L, frames of each static pseudo-video
+    size: int = 256  # square training resolution in pixels
+    tau: float = 1.0  # structure clamp, as in generation: depth guides t = T…τ·T
+    structure_scale: float = 1.0
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
+        if not 0.0 <= self.tau <= 1.0:
+            raise UserError(f"--tau must be between 0 and 1, got {self.tau}")
+
+
+@dataclass
+class ConceptImage:
+    path: str
+    pixels: np.ndarray  # uint8 (H, W, 3), EXIF-rotated
+    sha256: str
+
+
+@dataclass
+class TrainingClip:
+    """One training video: static (1 frame, repeated to L) or real (L frames), with its depth."""
+
+    pixels: torch.Tensor  # (n, 3, S, S) in [-1, 1]; n = 1 for a static pseudo-video
+    depth: torch.Tensor  # (n, 3, S, S) ControlNet conditioning in [0, 1]
+    subject: str  # what the prompt calls it: the token, or the init word for regularization clips
+
+
+@dataclass
+class StepResult:
+    step: int
+    loss: float
+    timesteps: list[int] = field(default_factory=list)
+
+
+def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
+    """1–50 jpg/png/webp images from `folder`, EXIF-rotated to upright RGB."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"images folder {folder} does not exist")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UserError(f"images folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add 3-10 photos of the character")
+    if len(paths) > MAX_IMAGES:
+        raise UserError(f"images folder {folder} has {len(paths)} images; use at most {MAX_IMAGES}")
+    images = []
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            with Image.open(path) as img:
+                pixels = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise UserError(f"cannot read image {path}: {err}; remove or replace it") from None
+        images.append(ConceptImage(str(path), pixels, hashlib.sha256(data).hexdigest()))
+    return images
+
+
+def center_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Largest centered square, resized to size×size (uint8)."""
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(pixels[top : top + side, left : left + side])
+    return np.asarray(square.resize((size, size), Image.BICUBIC))
+
+
+def static_clips(images: list[ConceptImage], size: int, depth_fn: DepthFn, token: str) -> list[TrainingClip]:
+    """One static clip per image; depth of a static video is one frame's depth, so it runs once per image."""
+    clips = []
+    for image in images:
+        square = center_square(image.pixels, size)
+        pixels = torch.from_numpy(square.copy()).permute(2, 0, 1).float()[None] / 127.5 - 1.0
+        depth = depth_fn(square[None]).float()
+        clips.append(TrainingClip(pixels, depth, token))
+    return clips
+
+
+def augment(clip: TrainingClip, generator: torch.Generator) -> TrainingClip:
+    """Light, identical augmentation of pixels and depth: horizontal flip, up to 10% zoom with shift."""
+    stacked = torch.cat([clip.pixels, clip.depth], dim=1)
+    if torch.rand((), generator=generator) < 0.5:
+        stacked = stacked.flip(-1)
+    size = stacked.shape[-1]
+    zoomed = int(round(size * (1.0 + 0.1 * torch.rand((), generator=generator).item())))
+    if zoomed > size:
+        stacked = F.interpolate(stacked, size=(zoomed, zoomed), mode="bilinear", align_corners=False)
+        top, left = (torch.randint(0, zoomed - size + 1, (2,), generator=generator)).tolist()
+        stacked = stacked[..., top : top + size, left : left + size]
+    return TrainingClip(stacked[:, :3], stacked[:, 3:], clip.subject)
+
+
+def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bool:
+    """The generation clamp in timestep terms: depth guides the noisiest τ fraction of the schedule."""
+    return timestep >= (1.0 - tau) * num_train_timesteps
+
+
+class CharacterTrainer:
+    """Learns one character's TimeInv table and spatial LoRA; everything else stays frozen.
+
+    `components` has `unet` (UNetMotionModel), `controlnet`, `vae`, `text_encoder`, `tokenizer` and
+    `scheduler`; `base_model` holds the component ids recorded in the pack.
+    """
+
+    def __init__(
+        self,
+        components,
+        base_model: dict[str, str],
+        settings: TrainSettings,
+        images: list[ConceptImage],
+        depth_fn: DepthFn,
+        regularization: list[TrainingClip] | None = None,
+    ):
+        self.c = components
+        self.base_model = dict(base_model)
+        self.settings = settings
+        self.images = images
+        self.regularization = list(regularization or [])
+        self.num_train_timesteps = int(components.scheduler.config.num_train_timesteps)
+        for model in (components.unet, components.controlnet, components.vae, components.text_encoder):
+            model.requires_grad_(False)
+
+        init_id = single_token_id(components.tokenizer, settings.init_word)
+        init_embedding = components.text_encoder.get_input_embeddings().weight[init_id]
+        buckets = 1 if settings.mode == "ti" else (settings.num_buckets or self.num_train_timesteps)
+        self.table = TimeInvTable(init_embedding, buckets, self.num_train_timesteps)
+        self.tokens = CharacterTokens(components.tokenizer, components.text_encoder)
+        self.tokens.add(settings.token, self.table)
+
+        torch.manual_seed(settings.seed)  # LoRA init
+        self.adapter = adapter_name_for(settings.token)
+        add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
+        set_lora_scales(components.unet, {self.adapter: 1.0})
+        self.lora_params = lora_parameters(components.unet, self.adapter)
+        for p in self.lora_params:
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": [self.table.rows]}, {"params": self.lora_params}], lr=settings.learning_rate, weight_decay=0.0
+        )
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.clips = static_clips(images, settings.size, depth_fn, settings.token)
+        self.step_count = 0
+        self.losses: list[float] = []
+
+    # -- one optimization step -------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        """One step: a random concept clip (plus one regularization clip, if any), each at its own timestep."""
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = [self.clips[int(torch.randint(0, len(self.clips), (1,), generator=self.generator))]]
+        if self.regularization:
+            batch.append(self.regularization[self.step_count % len(self.regularization)])
+        total, timesteps = 0.0, []
+        for clip in batch:
+            timestep = int(torch.randint(0, self.num_train_timesteps, (1,), generator=self.generator))
+            loss = self.clip_loss(augment(clip, self.generator), timestep) / len(batch)
+            loss.backward()  # per clip, so only one clip's graph is alive at a time
+            total += loss.item()
+            timesteps.append(timestep)
+        self.optimizer.step()
+        self.step_count += 1
+        self.losses.append(total)
+        return StepResult(self.step_count, total, timesteps)
+
+    def clip_loss(self, clip: TrainingClip, timestep: int, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp)."""
+        c, frames = self.c, self.settings.frames
+        with torch.no_grad():
+            latents = c.vae.encode(clip.pixels).latent_dist.sample(self.generator) * c.vae.config.scaling_factor
+        latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
+        depth = clip.depth.expand(frames, -1, -1, -1) if clip.depth.shape[0] == 1 else clip.depth
+        if noise is None:
+            noise = torch.randn(latents.shape, generator=self.generator)
+        t = torch.tensor([timestep])
+        noisy = c.scheduler.add_noise(latents, noise, t)
+        template = PROMPT_TEMPLATES[int(torch.randint(0, len(PROMPT_TEMPLATES), (1,), generator=self.generator))]
+        embeds = self.tokens.encode([template.format(clip.subject)], timestep).expand(frames, -1, -1)
+
+        residuals = {}
+        if structure_applies(timestep, self.settings.tau, self.num_train_timesteps):
+            down, mid = c.controlnet(
+                noisy, t, encoder_hidden_states=embeds, controlnet_cond=depth,
+                conditioning_scale=self.settings.structure_scale, return_dict=False,
+            )
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        video = noisy.permute(1, 0, 2, 3)[None]  # (1, C, F, h, w), the UNetMotionModel layout
+        prediction = c.unet(video, t, encoder_hidden_states=embeds, **residuals).sample[0].permute(1, 0, 2, 3)
+        if c.scheduler.config.prediction_type == "v_prediction":
+            target = c.scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+        return F.mse_loss(prediction, target)
+
+    # -- run, checkpoint, pack -------------------------------------------------------------------
+
+    def fit(self, checkpoint_path: str | os.PathLike | None = None, progress=None) -> None:
+        """Train to `settings.steps`, checkpointing every `checkpoint_every` steps."""
+        start, first = time.monotonic(), self.step_count
+        while self.step_count < self.settings.steps:
+            result = self.step()
+            if progress is not None:
+                rate = (self.step_count - first) / max(time.monotonic() - start, 1e-9)
+                progress.update(step=f"{result.step}/{self.settings.steps}", loss=result.loss, steps_per_s=rate)
+            if checkpoint_path and self.step_count % self.settings.checkpoint_every == 0:
+                self.save_checkpoint(checkpoint_path)
+        if progress is not None:
+            progress.done(step=f"{self.step_count}/{self.settings.steps}", loss=self.losses[-1] if self.losses else float("nan"))
+
+    def pack(self) -> CharacterPack:
+        thumbnails = torch.from_numpy(np.stack([center_square(i.pixels, CONCEPT_THUMBNAIL) for i in self.images]))
+        return CharacterPack(
+            token=self.settings.token,
+            init_word=self.settings.init_word,
+            mode=self.settings.mode,
+            table=self.table.rows.detach().clone(),
+            num_train_timesteps=self.num_train_timesteps,
+            lora=lora_state_dict(self.c.unet, self.adapter),
+            lora_rank=self.settings.lora_rank,
+            lora_alpha=float(self.settings.lora_rank),
+            base_model=self.base_model,
+            settings={**asdict(self.settings), "steps_done": self.step_count},
+            image_hashes=[i.sha256 for i in self.images],
+            concept_images=thumbnails,
+        )
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Everything needed to continue bit-exactly: weights, optimizer moments, RNG state, losses."""
+        state = {
+            "step": self.step_count,
+            "table": self.table.rows.detach().clone(),
+            "lora": lora_state_dict(self.c.unet, self.adapter),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "losses": list(self.losses),
+            "identity": self._identity(),
+        }
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start fresh")
+        state = torch.load(path, weights_only=True)
+        if state["identity"] != self._identity():
+            raise UserError(
+                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model or size differ); "
+                f"delete it or run without --resume"
+            )
+        with torch.no_grad():
+            self.table.rows.copy_(state["table"])
+        load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_count = state["step"]
+        self.losses = list(state["losses"])
+
+    def _identity(self) -> dict:
+        s = self.settings
+        return {
+            "token": s.token, "init_word": s.init_word, "mode": s.mode, "buckets": self.table.num_buckets,
+            "rank": s.lora_rank, "size": s.size, "frames": s.frames, "seed": s.seed,
+            "images": [i.sha256 for i in self.images], "base_model": self.base_model,
+        }
