@@ -37,9 +37,10 @@ MODES = ("timeinv", "ti")
 # Spatial attention of UNetMotionModel: `*.attentions.N.transformer_blocks.M.attn1|attn2.*`.
 # Motion modules live under `*.motion_modules.*` and are deliberately not matched.
 SPATIAL_LORA_TARGETS = r".*\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
-# Components whose weights a pack depends on: the table lives in the text encoder's embedding
-# space, the LoRA in the UNet's attention layers.
-PACK_BASE_COMPONENTS = ("unet", "text_encoder")
+# Component ids (generation.components `Components.ids`) a pack depends on: the table lives in the
+# base model's text-embedding space and the LoRA in its spatial attention layers; the motion adapter
+# and ControlNet can change without invalidating a pack.
+PACK_BASE_COMPONENTS = ("base",)
 
 
 class TimeInvTable(nn.Module):
