@@ -1,0 +1,130 @@
+"""`DepthModel`: a DPT network plus the MiDaS transforms, turning RGB frames into inverse depth.
+
+    create_depth_model("dpt_hybrid_384")              official weights from the Hugging Face cache
+    create_depth_model("dpt_large_384", weights=pt)   an official MiDaS .pt file on disk
+    create_depth_model("tiny")                        random init, fixed seed (tests, smoke runs)
+
+Transforms (MiDaS "minimal" resize for DPT): keep the aspect ratio, scale by whichever of the two
+factors to the network size is closer to 1, round both sides to multiples of 32; bicubic;
+RGB/255 normalized with mean = std = 0.5. The prediction is resized back (bicubic) to the frame
+size. A frame already at the network size is not resampled, in either direction.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from depth.checkpoint import load_official_weights
+from depth.dpt import DPT
+from depth.registry import DepthModelConfig, get_config
+from index.errors import UserError
+
+MULTIPLE = 32
+
+
+def network_size(height: int, width: int, target: int) -> tuple[int, int]:
+    """Input size the network sees for a `height` x `width` frame (MiDaS "minimal" resize)."""
+    scale_h, scale_w = target / height, target / width
+    scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+    return tuple(max(MULTIPLE, int(round(side * scale / MULTIPLE)) * MULTIPLE) for side in (height, width))
+
+
+class DepthModel:
+    """Relative inverse depth for RGB frames. `predict_calls`/`frames_predicted` count inference."""
+
+    def __init__(self, net: DPT, model_id: str, device: torch.device):
+        self.net = net.eval()
+        self.config: DepthModelConfig = net.config
+        self.model_id = model_id
+        self.device = device
+        # fp16 + channels_last is where GPU throughput is; CPUs lack fast fp16 convs, stay fp32.
+        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+        self.net.to(device=device, dtype=self.dtype)
+        if device.type == "cuda":
+            self.net.to(memory_format=torch.channels_last)
+        self.predict_calls = 0
+        self.frames_predicted = 0
+
+    def __repr__(self) -> str:
+        return f"DepthModel({self.model_id!r}, device={self.device})"
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray, batch_size: int = 8, progress=None) -> np.ndarray:
+        """uint8 RGB frames (F, H, W, 3) -> float32 relative inverse depth (F, H, W), unnormalized."""
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"expected uint8 frames (F, H, W, 3), got {frames.dtype} {frames.shape}")
+        if len(frames) == 0:
+            raise UserError("no frames to estimate depth for (the source has 0 frames)")
+        self.predict_calls += 1
+        height, width = frames.shape[1:3]
+        size = network_size(height, width, self.config.input_size)
+        out = np.empty(frames.shape[:3], dtype=np.float32)
+        for start in range(0, len(frames), batch_size):
+            batch = torch.from_numpy(frames[start:start + batch_size]).to(self.device)
+            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
+            if x.shape[-2:] != size:
+                x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+            x = ((x - 0.5) / 0.5).to(self.dtype)
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            depth = self.net(x).float().unsqueeze(1)
+            if depth.shape[-2:] != (height, width):
+                depth = F.interpolate(depth, size=(height, width), mode="bicubic", align_corners=False)
+            out[start:start + len(batch)] = depth[:, 0].cpu().numpy()
+            self.frames_predicted += len(batch)
+            if progress is not None:
+                progress.update(frames=min(start + batch_size, len(frames)), of=len(frames))
+        return out
+
+
+def _weights_tag(path: Path) -> str:
+    """Short identity of a weights file for cache keys (size + mtime; no multi-GB hashing)."""
+    stat = os.stat(path)
+    return f"{path.stem}-{stat.st_size:x}-{int(stat.st_mtime):x}"
+
+
+def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None = None, device=None) -> DepthModel:
+    """Build a registered depth model with its weights (see module docstring).
+
+    `weights`: an official MiDaS `.pt` file; without it the registry's Hugging Face file is used
+    (a MissingWeightsError names it if absent). Only `tiny` runs on random weights.
+    """
+    config = get_config(name)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if weights is None and config.random_init_seed is not None:
+        torch.manual_seed(config.random_init_seed)
+        return DepthModel(DPT(config), model_id=f"{name}-seed{config.random_init_seed}", device=device)
+    if weights is None:
+        if config.hf_weights is None:
+            raise UserError(
+                f"depth model {name} has no Hugging Face mirror of its official weights; download the "
+                f"MiDaS release file and pass it with --weights FILE"
+            )
+        from index.hub import hf_file
+
+        repo, filename = config.hf_weights
+        weights = hf_file(repo, filename, what=f"depth model {name}")
+        model_id = name
+    else:
+        weights = Path(weights)
+        if not weights.is_file():
+            raise UserError(f"depth checkpoint {weights} does not exist (--weights)")
+        model_id = f"{name}:{_weights_tag(weights)}"
+    with torch.device("meta"):  # the file provides every tensor: skip allocating random ones
+        net = DPT(config)
+    load_official_weights(net, Path(weights))
+    return DepthModel(net, model_id=model_id, device=device)
+
+
+def create_random_depth_model(name: str, seed: int = 0, device=None) -> DepthModel:
+    """Any registered architecture with random weights (fixed seed): benchmarks and layout tests."""
+    config = get_config(name)
+    torch.manual_seed(seed)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return DepthModel(DPT(config), model_id=f"{name}-random-seed{seed}", device=device)
