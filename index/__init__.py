@@ -2,5 +2,11 @@
 
 Front door: `index.build(video_dir, index_dir, ...)` writes an index; `index.open_index(index_dir)`
 reads the last committed one. Stages (clip-retrieval style): reader (scan) → mapper (decode, shots,
-embed, motion) → writer (DuckDB catalog + FAISS vectors).
+embed, motion) → writer (DuckDB catalog + FAISS vectors). Heavy libraries load on first use.
 """
+
+from index.build import BuildReport, build
+from index.catalog import ClipRow
+from index.reader import Index, open_index
+
+__all__ = ["build", "BuildReport", "open_index", "Index", "ClipRow"]

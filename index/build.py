@@ -1,0 +1,301 @@
+"""`index.build`: reader → mapper → writer, the way clip-retrieval is structured.
+
+1. reader  (index/scan.py): list the video files, diff them against the catalog.
+2. mapper  (`map_video`, a pure function of file, settings and embedder, so it can run on a Ray
+   worker unchanged): probe → decode small frames → shots → clips → decode the sampled frames →
+   camera motion → CLIP. It is split into `decode_video` (threads, `workers` of them) and
+   `embed_video` (the main thread), which overlap: while one video is embedded the next ones decode.
+3. writer  (index/catalog.py + index/layout.py): one DuckDB transaction per video in a staging
+   catalog (the resume point after a crash), then the FAISS index, then an atomic publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from index import catalog, layout
+from index.errors import UserError
+from index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+from index.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size
+
+# Test hook: seconds to sleep after each committed video (lets a test kill a build mid-run).
+SLOW_WRITE_ENV = "STORYREEL_TEST_SLOW_WRITE_S"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Everything that decides what the catalog contains; stored in meta, must match to reuse an index."""
+
+    max_clip_s: float = 8.0
+    min_clip_s: float = 1.0
+    frames_per_clip: int = 8
+    shot_short_side: int = 64       # frames for the cut detector (every frame is decoded at this size)
+    analysis_short_side: int = 224  # frames for CLIP and motion
+    motion_frames: int = 9          # frames handed to camera_motion per clip, ~0.1 s apart
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ClipRecord:
+    start_frame: int
+    end_frame: int
+    frame_indices: np.ndarray           # (K,) absolute indices of the embedded frames
+    motion: str
+    motion_magnitude: float
+    frames: np.ndarray | None = None    # (K,h,w,3) uint8, dropped after embedding
+    frame_vectors: np.ndarray | None = None  # (K, dim)
+    vector: np.ndarray | None = None          # (dim,) mean-pooled, L2-normalized
+
+
+@dataclass
+class VideoRecord:
+    """The mapper's output for one file: clips with vectors, or an error reason."""
+
+    file: FileStat
+    fingerprint: str
+    info: VideoInfo | None = None
+    clips: list[ClipRecord] = field(default_factory=list)
+    error: str | None = None
+    frames_decoded: int = 0
+
+
+@dataclass
+class BuildReport:
+    index: str
+    generation: str | None
+    videos: int
+    new: int
+    changed: int
+    unchanged: int
+    removed: int
+    errors: int             # files in the errors table after the build
+    clips_added: int
+    clips: int              # clips in the index after the build
+    frames_decoded: int
+    seconds: float
+    index_type: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- mapper ---------------------------------------------------------------------------------------
+
+def evenly_spaced(start: int, end: int, count: int) -> np.ndarray:
+    """`count` frame indices spread over [start, end): the centres of `count` equal segments."""
+    return (start + (np.arange(count) + 0.5) * (end - start) / count).astype(np.int64)
+
+
+def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.ndarray, int]:
+    """Up to `count` frames ~0.1 s apart around the clip centre, and their spacing in source frames."""
+    step = max(1, min(int(round(fps / 10)), (end - start - 1) // max(1, count - 1)))
+    span = step * (min(count, (end - start - 1) // step + 1) - 1)
+    first = start + (end - start - 1 - span) // 2
+    return np.arange(first, first + span + 1, step, dtype=np.int64), step
+
+
+def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
+    """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP)."""
+    from index.motion import camera_motion
+    from index.shots import detect_cuts, split_into_clips
+
+    record = VideoRecord(file, fingerprint(file.path))
+    try:
+        info = record.info = probe(file.path)
+        # Pass 1: every frame, small, for the cut detector.
+        small = [f for _, f in iter_frames(file.path, range(info.num_frames), scaled_size(info, settings.shot_short_side))]
+        small = np.concatenate(small)
+        record.frames_decoded += len(small)
+        if len(small) < 2:
+            raise BadVideo(f"only {len(small)} frame(s) could be decoded")
+        num_frames = len(small)  # trust what decodes over the container's claim
+        spans = split_into_clips(num_frames, detect_cuts(small), info.fps, settings.min_clip_s, settings.max_clip_s)
+        del small
+        if not spans:
+            raise BadVideo(f"no clip: {num_frames / info.fps:.2f} s of video is shorter than the "
+                           f"minimum clip length {settings.min_clip_s:g} s")
+        # Pass 2: only the frames CLIP and the motion analysis need, ascending, at analysis size.
+        plans = []
+        for start, end in spans:
+            embed_at = evenly_spaced(start, end, settings.frames_per_clip)
+            motion_at, step = motion_indices(start, end, info.fps, settings.motion_frames)
+            plans.append((start, end, embed_at, motion_at, step))
+        wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in plans]))
+        frames = {}
+        for idx, batch in iter_frames(file.path, wanted, scaled_size(info, settings.analysis_short_side)):
+            frames.update(zip(idx.tolist(), batch))
+        record.frames_decoded += len(wanted)
+        for start, end, embed_at, motion_at, step in plans:
+            motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
+            record.clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
+                                           frames=np.stack([frames[i] for i in embed_at.tolist()])))
+        record.info = VideoInfo(num_frames, info.fps, info.width, info.height)
+    except BadVideo as err:
+        record.error, record.clips = str(err), []
+    return record
+
+
+def embed_video(record: VideoRecord, embedder) -> VideoRecord:
+    """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip."""
+    if not record.clips:
+        return record
+    k = len(record.clips[0].frames)
+    vectors = embedder.embed_images(np.concatenate([c.frames for c in record.clips]))
+    for i, clip in enumerate(record.clips):
+        clip.frame_vectors = vectors[i * k:(i + 1) * k]
+        mean = clip.frame_vectors.mean(axis=0)
+        clip.vector = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        clip.frames = None
+    return record
+
+
+def map_video(file: FileStat, settings: BuildSettings, embedder) -> VideoRecord:
+    """The whole mapper for one file (what a Ray worker would run)."""
+    return embed_video(decode_video(file, settings), embedder)
+
+
+def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1):
+    """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads."""
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
+        pending = []
+        ahead = max(1, workers) + 1  # bounded: at most this many decoded videos wait in memory
+        it = iter(files)
+        for f in it:
+            pending.append(pool.submit(decode_video, f, settings))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            decoded = pending.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(decode_video, nxt, settings))
+            yield embed_video(decoded, embedder)
+
+
+# --- writer / runner ------------------------------------------------------------------------------
+
+def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings):
+    """(connection, resumed): a writable staging catalog based on the current generation, resumed if a
+    killed build left one (then it may already hold commits the published generation lacks)."""
+    import duckdb
+
+    base = layout.current_generation(index_dir) or ""
+    staging = index_dir / layout.STAGING
+    wanted = {"model_id": model_id, "settings": json.dumps(settings.to_dict(), sort_keys=True)}
+    if (staging / layout.CATALOG).exists():
+        con = duckdb.connect(str(staging / layout.CATALOG))
+        meta = catalog.read_meta(con)
+        if meta.get("base_generation") == base and all(meta.get(k) == v for k, v in wanted.items()):
+            return con, True  # every video committed before the kill is already there
+        con.close()
+    shutil.rmtree(staging, ignore_errors=True)
+    fresh = index_dir / (layout.STAGING + ".tmp")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir(parents=True)
+    if base:
+        shutil.copy2(index_dir / base / layout.CATALOG, fresh / layout.CATALOG)
+    con = duckdb.connect(str(fresh / layout.CATALOG))
+    if not base:
+        catalog.create_catalog(con, model_id, dim, settings.to_dict())
+    meta = catalog.read_meta(con)
+    for key, value in wanted.items():
+        if meta[key] != value:
+            con.close()
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise UserError(f"index {index_dir} was built with {key} {meta[key]}, this build uses {value}; "
+                            f"build into a new --index folder (or delete {index_dir})")
+    catalog.set_meta(con, base_generation=base)
+    con.close()
+    os.rename(fresh, staging)
+    return duckdb.connect(str(staging / layout.CATALOG)), False
+
+
+def _write_vectors(con, staging: Path, dim: int) -> str:
+    import faiss
+
+    from index.vectors import build_vector_index, choose_index_spec
+
+    ids, vectors = catalog.all_clip_vectors(con, dim)
+    index_type = choose_index_spec(len(ids), dim)
+    vector_index = build_vector_index(ids, vectors)
+    tmp = staging / (layout.VECTORS + ".tmp")
+    faiss.write_index(vector_index, str(tmp))
+    os.replace(tmp, staging / layout.VECTORS)
+    return index_type
+
+
+def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
+          frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None) -> BuildReport:
+    """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc."""
+    from index.embed import load_clip
+    from index.presets import resolve_preset
+    from index.progress import Progress
+
+    video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
+    if not video_dir.is_dir():
+        raise UserError(f"video folder {video_dir} does not exist or is not a folder")
+    if min_clip_s <= 0 or max_clip_s < min_clip_s or frames_per_clip < 1:
+        raise UserError("need 0 < min_clip_s <= max_clip_s and frames_per_clip >= 1")
+    settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
+                             frames_per_clip=int(frames_per_clip))
+    embedder = embedder or load_clip(resolve_preset(preset))
+    progress = progress or Progress("index build")
+    slow_write_s = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
+    t0 = time.monotonic()
+
+    with layout.build_lock(index_dir):
+        layout.remove_unpublished(index_dir, keep_staging=True)
+        con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings)
+        try:
+            diff = diff_against_catalog(find_videos(video_dir), catalog.known_files(con))
+            todo = diff.todo
+            published_before = layout.current_generation(index_dir)
+            if diff.removed:
+                catalog.drop_videos(con, diff.removed)
+            if diff.touched:
+                catalog.touch_videos(con, diff.touched)
+            clips_added = frames_decoded = 0
+            for done, record in enumerate(run_pipeline(todo, settings, embedder, workers), start=1):
+                clips_added += len(catalog.commit_video(con, record))
+                frames_decoded += record.frames_decoded
+                elapsed = max(time.monotonic() - t0, 1e-9)
+                progress.update(force=bool(slow_write_s), files=f"{done}/{len(todo)}", clips=clips_added,
+                                frames_per_s=frames_decoded / elapsed, last=os.path.basename(record.file.path))
+                if slow_write_s:
+                    time.sleep(slow_write_s)
+            nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
+            if nothing_changed:
+                index_type = catalog.read_meta(con)["index_type"]
+            else:
+                index_type = _write_vectors(con, index_dir / layout.STAGING, embedder.dim)
+                catalog.set_meta(con, index_type=index_type)
+                con.execute("DELETE FROM meta WHERE key = 'base_generation'")
+                con.execute("CHECKPOINT")
+            counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
+                                 "(SELECT count(*) FROM errors)").fetchone()
+        finally:
+            con.close()
+        if nothing_changed:
+            shutil.rmtree(index_dir / layout.STAGING, ignore_errors=True)
+            generation = published_before
+        else:
+            generation = layout.publish(index_dir, index_dir / layout.STAGING)
+
+    report = BuildReport(str(index_dir), generation, videos=int(counts[0]), new=len(diff.new),
+                         changed=len(diff.changed), unchanged=len(diff.unchanged) + len(diff.touched),
+                         removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
+                         clips=int(counts[1]), frames_decoded=frames_decoded,
+                         seconds=round(time.monotonic() - t0, 3), index_type=index_type)
+    progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
+                  seconds=report.seconds)
+    return report

@@ -1,0 +1,182 @@
+"""Read API: `open_index(index_dir)` → `Index`, a read-only view of the last committed generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from index import layout
+from index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
+from index.errors import UserError
+
+
+class Index:
+    """One published index generation: DuckDB catalog (read-only) + FAISS vectors (in memory)."""
+
+    def __init__(self, index_dir: Path, generation: str):
+        import duckdb
+        import faiss
+
+        folder = index_dir / generation
+        self.path = index_dir
+        self.generation = generation
+        # Both files are opened now: a later build may delete this generation, and open files survive that.
+        self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
+        self.vector_index = faiss.read_index(str(folder / layout.VECTORS))
+        meta = read_meta(self._con)
+        self.meta = meta
+        self.model_id: str = meta["model_id"]
+        self.dim: int = int(meta["dim"])
+        self.index_type: str = meta["index_type"]
+        self.settings: dict = json.loads(meta["settings"])
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- clips ------------------------------------------------------------------------------------
+
+    def clips(self) -> list[ClipRow]:
+        return [clip_row(r) for r in self._con.execute(CLIP_ROW_SQL + " ORDER BY c.clip_id").fetchall()]
+
+    def clip(self, clip_id: int) -> ClipRow:
+        rows = self._con.execute(CLIP_ROW_SQL + " WHERE c.clip_id = ?", [int(clip_id)]).fetchall()
+        if not rows:
+            raise UserError(f"clip id {clip_id} is not in the index {self.path}")
+        return clip_row(rows[0])
+
+    def read_frames(self, clip_id: int, indices=None) -> np.ndarray:
+        """uint8 (F,H,W,3) frames of a clip at source resolution; `indices` relative to the clip start."""
+        from index.video import read_frames
+
+        row = self.clip(clip_id)
+        length = row.end_frame - row.start_frame
+        rel = np.arange(length) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(rel) and (rel.min() < 0 or rel.max() >= length):
+            raise UserError(f"frame indices of clip {clip_id} must be in 0..{length - 1}")
+        order = np.argsort(rel, kind="stable")  # decode ascending, return in the order asked
+        frames = read_frames(row.video, rel[order] + row.start_frame)
+        out = np.empty_like(frames)
+        out[order] = frames
+        return out
+
+    def frame_vectors(self, clip_ids) -> dict[int, np.ndarray]:
+        """{clip_id: float32 (K, dim)} per-frame CLIP vectors, for re-ranking."""
+        ids = [int(c) for c in clip_ids]
+        if not ids:
+            return {}
+        rows = self._con.execute("SELECT clip_id, vector FROM frames WHERE clip_id IN (SELECT unnest(?)) "
+                                 "ORDER BY clip_id, k", [ids]).fetchall()
+        grouped: dict[int, list[bytes]] = {}
+        for cid, blob in rows:
+            grouped.setdefault(int(cid), []).append(blob)
+        return {cid: from_blobs(grouped[cid], self.dim) for cid in ids if cid in grouped}
+
+    def clip_vectors(self, clip_ids) -> dict[int, np.ndarray]:
+        """{clip_id: float32 (dim,)} mean-pooled clip vectors as stored in the catalog."""
+        ids = [int(c) for c in clip_ids]
+        rows = self._con.execute("SELECT clip_id, vector FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                                 [ids]).fetchall() if ids else []
+        return {int(cid): from_blobs([blob], self.dim)[0] for cid, blob in rows}
+
+    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest clips by inner product: (clip ids int64, scores float32), best first."""
+        q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        if q.shape[1] != self.dim:
+            raise UserError(f"query vector has dimension {q.shape[1]}, the index {self.path} has {self.dim}")
+        n = min(int(n), self.vector_index.ntotal)
+        if n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scores, ids = self.vector_index.search(q, n)
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    # --- summaries --------------------------------------------------------------------------------
+
+    def errors(self) -> list[dict]:
+        rows = self._con.execute("SELECT path, reason FROM errors ORDER BY path").fetchall()
+        return [{"video": path, "reason": reason} for path, reason in rows]
+
+    def stats(self) -> dict:
+        count = lambda sql: int(self._con.execute(sql).fetchone()[0])  # noqa: E731
+        return {
+            "index": str(self.path),
+            "generation": self.generation,
+            "videos": count("SELECT count(*) FROM videos"),
+            "clips": count("SELECT count(*) FROM clips"),
+            "errors": count("SELECT count(*) FROM errors"),
+            "frames": count("SELECT coalesce(sum(end_frame - start_frame), 0) FROM clips"),
+            "model_id": self.model_id,
+            "index_type": self.index_type,
+            "dim": self.dim,
+            "vectors": int(self.vector_index.ntotal),
+            "schema_version": int(self.meta["schema_version"]),
+            "settings": self.settings,
+        }
+
+    def verify(self) -> list[str]:
+        """Problems found (empty list = healthy): catalog clip ids vs vector ids, frame vectors, videos."""
+        problems = []
+        catalog_ids = {int(r[0]) for r in self._con.execute("SELECT clip_id FROM clips").fetchall()}
+        stored = vector_ids(self.vector_index)
+        faiss_ids = set(stored.tolist())
+        if len(stored) != len(faiss_ids):
+            problems.append(f"vector index holds {len(stored) - len(faiss_ids)} duplicate id(s)")
+        if catalog_ids - faiss_ids:
+            problems.append(f"{len(catalog_ids - faiss_ids)} catalog clip(s) have no vector, e.g. id "
+                            f"{min(catalog_ids - faiss_ids)}")
+        if faiss_ids - catalog_ids:
+            problems.append(f"{len(faiss_ids - catalog_ids)} vector id(s) have no catalog clip, e.g. id "
+                            f"{min(faiss_ids - catalog_ids)}")
+        if self.vector_index.d != self.dim:
+            problems.append(f"vector index dimension {self.vector_index.d} != catalog dim {self.dim}")
+        k = int(self.settings["frames_per_clip"])
+        bad_frames = self._con.execute(
+            "SELECT count(*) FROM clips c LEFT JOIN (SELECT clip_id, count(*) n FROM frames GROUP BY clip_id) f "
+            "USING (clip_id) WHERE coalesce(f.n, 0) != ?", [k]).fetchone()[0]
+        if bad_frames:
+            problems.append(f"{bad_frames} clip(s) do not have {k} frame vectors")
+        orphans = self._con.execute(
+            "SELECT count(*) FROM clips WHERE video NOT IN (SELECT path FROM videos)").fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} clip(s) belong to no video in the catalog")
+        return problems
+
+
+def vector_ids(vector_index) -> np.ndarray:
+    """Every id stored in a FAISS index: an IDMap's id table, or the inverted lists of an IVF index."""
+    import faiss
+
+    if hasattr(vector_index, "id_map"):
+        return faiss.vector_to_array(vector_index.id_map).astype(np.int64)
+    ivf = faiss.extract_index_ivf(vector_index)
+    invlists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+             for i in range(ivf.nlist) if invlists.list_size(i)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def open_index(index_dir) -> Index:
+    """The last committed generation of an index folder (UserError if the folder is not an index)."""
+    index_dir = Path(index_dir).resolve()
+    for _ in range(5):  # a build may publish (and delete the old generation) between read and open
+        generation = layout.current_generation(index_dir)
+        if generation is None:
+            raise UserError(f"{index_dir} is not a storyreel index (no {layout.CURRENT} file); "
+                            f"build one with `storyreel index build VIDEO_DIR --index {index_dir}`")
+        if (index_dir / generation / layout.CATALOG).exists() and (index_dir / generation / layout.VECTORS).exists():
+            try:
+                return Index(index_dir, generation)
+            except Exception:
+                if layout.current_generation(index_dir) == generation:
+                    raise
+                continue  # replaced while we opened it: retry with the new one
+    raise UserError(f"{index_dir}: {layout.CURRENT} names generation {generation}, which is missing; "
+                    f"rerun `storyreel index build` into this folder")
