@@ -298,21 +298,58 @@ def check_base_model(pack: CharacterPack, base_model: dict[str, str], path) -> N
             )
 
 
-def load_characters(tokenizer, text_encoder, unet, base_model: dict[str, str], paths, lora_scale: float = 1.0) -> CharacterTokens:
-    """Load several packs (distinct tokens) into the text side and the UNet; returns the token resolver."""
-    tokens = CharacterTokens(tokenizer, text_encoder)
+def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
+    """Load several packs (distinct tokens) into `models`' tokenizer and UNet; returns the token resolver.
+
+    `models` is a `generation.components.Components` or a `StructureGuidedSampler` (anything with
+    tokenizer, text_encoder, unet and ids). Its UNet gains one LoRA adapter per pack at `lora_scale`.
+    """
+    tokens = CharacterTokens(models.tokenizer, models.text_encoder)
     scales = {}
     for path in paths:
         pack = load_pack(path)
-        check_base_model(pack, base_model, path)
+        check_base_model(pack, models.ids, path)
         if pack.token in tokens.tokens:
             raise UserError(f"character pack {path} uses token {pack.token!r}, already taken by another --character pack")
         tokens.add(pack.token, pack.make_table())
         name = adapter_name_for(pack.token)
-        add_spatial_lora(unet, name, pack.lora_rank, pack.lora_alpha)
-        load_lora_state_dict(unet, name, pack.lora)
+        add_spatial_lora(models.unet, name, pack.lora_rank, pack.lora_alpha)
+        load_lora_state_dict(models.unet, name, pack.lora)
         scales[name] = lora_scale
     if scales:
-        set_lora_scales(unet, scales)
-        unet.requires_grad_(False)
+        set_lora_scales(models.unet, scales)
+        models.unet.requires_grad_(False)
     return tokens
+
+
+class CharacterConditioning:
+    """The sampler's per-step text hook (`text_conditioning`) for a prompt with character tokens.
+
+    Returns rows [negative, positive] at each step, with every token's embedding taken from its
+    table row for that step's timestep; cached per bucket, so the text encoder runs only when a
+    bucket changes.
+    """
+
+    def __init__(self, tokens: CharacterTokens, prompt: str, negative_prompt: str, unet):
+        self.tokens, self.prompts, self.unet = tokens, [negative_prompt, prompt], unet
+
+    def __call__(self, step_index: int, timestep: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.tokens.encode(self.prompts, timestep).to(self.unet.device, self.unet.dtype)
+
+
+def add_character_generate_arguments(parser) -> None:
+    """`generate`'s character flags (the coordinator adds them in generation/cli.py)."""
+    parser.add_argument("--character", action="append", default=[], metavar="PACK",
+                        help="character pack (.safetensors) from `character train`; repeat for several characters")
+    parser.add_argument("--lora-scale", type=float, default=1.0,
+                        help="strength of the characters' LoRA (0 = table only, 1 = as trained)")
+
+
+def character_conditioning(sampler, pack_paths, prompt: str, negative_prompt: str = "",
+                           lora_scale: float = 1.0) -> CharacterConditioning | None:
+    """Load the packs into `sampler` and return its `text_conditioning` for `prompt` (None without packs)."""
+    if not pack_paths:
+        return None
+    tokens = load_characters(sampler, pack_paths, lora_scale)
+    return CharacterConditioning(tokens, prompt, negative_prompt, sampler.unet)

@@ -219,7 +219,7 @@ class CharacterTrainer:
         total, timesteps = 0.0, []
         for clip in batch:
             timestep = int(torch.randint(0, self.num_train_timesteps, (1,), generator=self.generator))
-            loss = self.clip_loss(augment(clip, self.generator), timestep) / len(batch)
+            loss = self.clip_loss(augment(clip, self.generator), timestep, self.generator) / len(batch)
             loss.backward()  # per clip, so only one clip's graph is alive at a time
             total += loss.item()
             timesteps.append(timestep)
@@ -228,18 +228,20 @@ class CharacterTrainer:
         self.losses.append(total)
         return StepResult(self.step_count, total, timesteps)
 
-    def clip_loss(self, clip: TrainingClip, timestep: int, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp)."""
+    def clip_loss(self, clip: TrainingClip, timestep: int, generator: torch.Generator) -> torch.Tensor:
+        """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp).
+
+        `generator` draws the latent sample, the noise and the prompt template.
+        """
         c, frames = self.c, self.settings.frames
         with torch.no_grad():
-            latents = c.vae.encode(clip.pixels).latent_dist.sample(self.generator) * c.vae.config.scaling_factor
+            latents = c.vae.encode(clip.pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
         latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
         depth = clip.depth.expand(frames, -1, -1, -1) if clip.depth.shape[0] == 1 else clip.depth
-        if noise is None:
-            noise = torch.randn(latents.shape, generator=self.generator)
+        noise = torch.randn(latents.shape, generator=generator)
         t = torch.tensor([timestep])
         noisy = c.scheduler.add_noise(latents, noise, t)
-        template = PROMPT_TEMPLATES[int(torch.randint(0, len(PROMPT_TEMPLATES), (1,), generator=self.generator))]
+        template = PROMPT_TEMPLATES[int(torch.randint(0, len(PROMPT_TEMPLATES), (1,), generator=generator))]
         embeds = self.tokens.encode([template.format(clip.subject)], timestep).expand(frames, -1, -1)
 
         residuals = {}
@@ -330,3 +332,87 @@ class CharacterTrainer:
             "rank": s.lora_rank, "size": s.size, "frames": s.frames, "seed": s.seed,
             "images": [i.sha256 for i in self.images], "base_model": self.base_model,
         }
+
+
+# ---------------------------------------------------------------------------------------------------
+# `storyreel character train` (the coordinator registers it in generation/cli.py)
+# ---------------------------------------------------------------------------------------------------
+
+
+def depth_conditioning_fn(preset: str) -> DepthFn:
+    """Static-image depth with the preset's depth model, normalized as generation's conditioning."""
+    import depth
+
+    model = depth.create_depth_model(depth.model_for_preset(preset))
+
+    def conditioning(frames: np.ndarray) -> torch.Tensor:
+        return depth.to_conditioning(depth.stabilize(model.predict(frames)), frames.shape[1:3], len(frames))
+
+    return conditioning
+
+
+def add_character_arguments(parser) -> None:
+    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp)")
+    parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
+    parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
+    parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")
+    parser.add_argument("--mode", choices=MODES, default="timeinv",
+                        help="timeinv: one embedding per timestep bucket (default); ti: classic textual inversion")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (paper: 1000)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of table and LoRA (paper: 1e-4)")
+    parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    parser.add_argument("--buckets", type=int, default=None,
+                        help="TimeInv rows (timestep buckets); default one per training timestep")
+    parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
+    parser.add_argument("--size", type=int, default=None, help="training resolution (default: 256, tiny: 64)")
+    parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    parser.add_argument("--reg-index", default=None, metavar="INDEX_DIR",
+                        help="mix in real clips of the init word's class retrieved from this index")
+    parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--models", default=None, help="model preset (tiny, default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def checkpoint_path_for(out: str | os.PathLike) -> Path:
+    return Path(f"{out}.ckpt")
+
+
+def run_character_train(args) -> int:
+    import json
+
+    from generation.characters import save_pack
+    from generation.components import create_components
+    from index.presets import resolve_preset
+    from index.progress import Progress
+
+    preset = resolve_preset(args.models)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    images = load_concept_images(args.images_dir)  # fail on bad images before loading any model
+    if args.reg_index:
+        raise UserError("--reg-index is not available yet (needs retrieval of clips); train without it")
+    settings = TrainSettings(
+        token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
+        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
+        size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
+        checkpoint_every=args.checkpoint_every, seed=args.seed,
+    )
+    components = create_components(preset)
+    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset))
+    checkpoint = checkpoint_path_for(out)
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    trainer.fit(checkpoint, Progress("character"))
+    trainer.save_checkpoint(checkpoint)
+    save_pack(trainer.pack(), out)
+    summary = {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,
+               "final_loss": trainer.losses[-1] if trainer.losses else None, "images": len(images),
+               "buckets": trainer.table.num_buckets, "checkpoint": str(checkpoint)}
+    print(json.dumps(summary) if args.json else
+          f"wrote {out}: token {settings.token} ({settings.mode}, {trainer.table.num_buckets} rows), "
+          f"{trainer.step_count} steps, final loss {summary['final_loss']:.4f}, {len(images)} images")
+    return 0
