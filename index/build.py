@@ -164,8 +164,26 @@ def map_video(file: FileStat, settings: BuildSettings, embedder) -> VideoRecord:
     return embed_video(decode_video(file, settings), embedder)
 
 
+def embed_threads(workers: int) -> int:
+    """Torch threads while `workers` decode threads run: oversubscribed torch threads spin and stall both stages."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - max(1, workers)))
+
+
 def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1):
     """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads."""
+    import torch
+
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(embed_threads(workers))
+    try:
+        yield from _overlapped(files, settings, embedder, workers)
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _overlapped(files, settings, embedder, workers):
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
         pending = []
         ahead = max(1, workers) + 1  # bounded: at most this many decoded videos wait in memory

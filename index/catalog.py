@@ -144,7 +144,7 @@ def commit_video(con, record) -> list[int]:
             con.execute("INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [f.path, f.size, f.mtime_ns, record.fingerprint, info.num_frames, info.fps,
                          info.width, info.height])
-            next_id = int(read_meta(con)["next_clip_id"])
+            next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_clip_id'").fetchone()[0])
             clip_rows, frame_rows = [], []
             for clip in record.clips:
                 cid = next_id
@@ -158,7 +158,7 @@ def commit_video(con, record) -> list[int]:
             if clip_rows:
                 con.executemany("INSERT INTO clips VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", clip_rows)
                 con.executemany("INSERT INTO frames VALUES (?, ?, ?, ?)", frame_rows)
-            set_meta(con, next_clip_id=next_id)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'next_clip_id'", [str(next_id)])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

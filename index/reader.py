@@ -54,7 +54,7 @@ class Index:
 
     def read_frames(self, clip_id: int, indices=None) -> np.ndarray:
         """uint8 (F,H,W,3) frames of a clip at source resolution; `indices` relative to the clip start."""
-        from index.video import read_frames
+        from index.video import BadVideo, read_frames
 
         row = self.clip(clip_id)
         length = row.end_frame - row.start_frame
@@ -62,7 +62,11 @@ class Index:
         if len(rel) and (rel.min() < 0 or rel.max() >= length):
             raise UserError(f"frame indices of clip {clip_id} must be in 0..{length - 1}")
         order = np.argsort(rel, kind="stable")  # decode ascending, return in the order asked
-        frames = read_frames(row.video, rel[order] + row.start_frame)
+        try:
+            frames = read_frames(row.video, rel[order] + row.start_frame)
+        except (BadVideo, FileNotFoundError) as err:
+            raise UserError(f"cannot read clip {clip_id} from {row.video} ({err}); "
+                            f"rerun `storyreel index build` to refresh the index {self.path}") from None
         out = np.empty_like(frames)
         out[order] = frames
         return out

@@ -1,0 +1,442 @@
+"""Story files: the YAML (or JSON) a user writes to describe a story video, as typed dataclasses.
+
+A story is a list of *plots*, each a single event (no shot change inside), rendered one clip per
+plot and concatenated. Example (every field but `plots[].text` is optional):
+
+    title: Rex and Mia
+    characters:
+      "<rex>": {pack: packs/rex.safetensors, name: Rex, word: dog, tau: 0.3}
+      "<mia>": {pack: packs/mia.safetensors, name: Mia}
+    style: watercolor, soft light
+    negative_prompt: blurry
+    defaults: {frames: 16, fps: 8, height: 256, width: 256, steps: 50, cfg: 15.0, tau: 0.5, seed: 0}
+    plots:
+      - text: Rex runs across the meadow.
+        motion: pan-left
+      - text: Mia opens the door.
+        frames: 24
+        clip: 17
+
+Resolution rules (what `resolved_plot_settings` computes for plot i):
+- Characters present: `plot.characters` (a list of tokens) if given, else every character whose token
+  (exact) or name (case-insensitive, whole word) occurs in the plot's text or explicit prompt.
+- `prompt`: the plot's `prompt` (else its `text`) with every character name replaced by its token,
+  then ", " + `style` when the story has one (a final period is dropped before it).
+- `query` (retrieval text, no tokens): the plot's `query` (else its `text`) with every token replaced
+  by the character's `word` (else its name); names are replaced by `word` too when one is set.
+- `frames`, `tau`, `seed`: the plot's value, else the defaults; for `tau` a plot without its own
+  value takes the smallest `tau` override of the characters present (a small tau loosens structure
+  so the character's own shape wins; with two characters the looser one wins), else `defaults.tau`.
+  `seed` defaults to `defaults.seed + i`, so plots differ but reruns repeat.
+- fps, size, steps, cfg and negative prompt are story-wide (the plots are concatenated into one video).
+
+Pack paths are relative to the story file; `load_story` resolves them to absolute paths and
+`write_story` (generation/planner.py) writes them relative to the file it writes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from index.errors import UserError
+from index.motion import MOTION_LABELS
+
+
+@dataclass
+class Character:
+    pack: Path  # character pack file (absolute after load_story)
+    name: str  # how the story text refers to the character ("Rex")
+    word: str | None = None  # class word used in retrieval queries ("dog"); default: the name
+    tau: float | None = None  # structure-guidance clamp for plots with this character
+
+
+@dataclass
+class Defaults:
+    # Paper settings (Animate-A-Story): 16 frames, 256x256, DDIM 50 steps, CFG 15.
+    frames: int = 16
+    fps: float = 8.0
+    height: int = 256
+    width: int = 256
+    steps: int = 50
+    cfg: float = 15.0
+    tau: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class Plot:
+    text: str  # what happens: a single event, in plain words with character names
+    query: str | None = None  # retrieval text (default: text)
+    prompt: str | None = None  # generation text (default: text)
+    motion: str | None = None  # camera-motion label to prefer for the retrieved clip
+    frames: int | None = None
+    tau: float | None = None
+    seed: int | None = None
+    clip: int | None = None  # pin a clip id of the index
+    characters: list[str] | None = None  # tokens present (default: detected in text/prompt)
+    # Line numbers in the story file, per field ("" = the plot itself), for error messages.
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass
+class Story:
+    title: str
+    plots: list[Plot]
+    characters: dict[str, Character] = field(default_factory=dict)  # token -> character
+    style: str = ""
+    negative_prompt: str = ""
+    defaults: Defaults = field(default_factory=Defaults)
+    source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
+
+
+STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "plots")
+CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
+DEFAULTS_FIELDS = tuple(f.name for f in fields(Defaults))
+PLOT_FIELDS = tuple(f.name for f in fields(Plot) if f.name != "lines")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and validation
+
+
+def load_story(path: str | Path) -> Story:
+    """Read and validate a story file; raises a one-line UserError naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: story file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read story file ({err})") from None
+    return _StoryReader(str(path), path.resolve().parent).read(text)
+
+
+class _StoryReader:
+    """Parses with PyYAML's composer (which keeps node marks) so every error can name its line."""
+
+    def __init__(self, source: str, base_dir: Path):
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, node: yaml.Node, where: str, message: str):
+        where = f" {where}:" if where else ""
+        raise UserError(f"{self.source}:{node.start_mark.line + 1}:{where} {message}")
+
+    def read(self, text: str) -> Story:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise UserError(f"{self.source}{line}: not valid YAML/JSON: {problem}") from None
+        if root is None:
+            raise UserError(f"{self.source}: story file is empty")
+        top = self.mapping(root, "", STORY_FIELDS)
+        if "plots" not in top:
+            self.fail(root, "", "missing field 'plots' (a list of plots, each with a 'text')")
+
+        characters = {}
+        if "characters" in top:
+            for token_node, value in self.mapping(top["characters"][1], "characters").values():
+                token = self.string(token_node, "characters", "a character token such as '<rex>'")
+                if re.search(r"\s", token):
+                    self.fail(token_node, f"characters.{token}", "a token must not contain spaces")
+                characters[token] = self.character(token, value)
+
+        defaults = Defaults()
+        if "defaults" in top:
+            items = self.mapping(top["defaults"][1], "defaults", DEFAULTS_FIELDS)
+            values = {key: self.default_value(key, node) for key, (_, node) in items.items()}
+            defaults = Defaults(**values)
+
+        plots_node = top["plots"][1]
+        if not isinstance(plots_node, yaml.SequenceNode) or not plots_node.value:
+            self.fail(plots_node, "plots", "expected a non-empty list of plots")
+        plots = [self.plot(i, node, characters) for i, node in enumerate(plots_node.value)]
+
+        return Story(
+            title=self.string(top["title"][1], "title") if "title" in top else Path(self.source).stem,
+            plots=plots,
+            characters=characters,
+            style=self.string(top["style"][1], "style", empty_ok=True) if "style" in top else "",
+            negative_prompt=(
+                self.string(top["negative_prompt"][1], "negative_prompt", empty_ok=True)
+                if "negative_prompt" in top else ""
+            ),
+            defaults=defaults,
+            source=self.source,
+        )
+
+    # -- structure ------------------------------------------------------------------------------
+
+    def mapping(self, node, where: str, allowed: tuple[str, ...] | None = None) -> dict:
+        """{key: (key_node, value_node)}; rejects unknown (with a suggestion) and repeated keys."""
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, where, f"expected a mapping of fields, got {_kind(node)}")
+        items = {}
+        for key_node, value_node in node.value:
+            key = self.string(key_node, where, "a field name")
+            if allowed is not None and key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (fields: {', '.join(allowed)})"
+                self.fail(key_node, where, f"unknown field '{key}'{hint}")
+            if key in items:
+                self.fail(key_node, where, f"field '{key}' is given twice")
+            items[key] = (key_node, value_node)
+        return items
+
+    def character(self, token: str, node) -> Character:
+        where = f"characters.{token}"
+        items = self.mapping(node, where, CHARACTER_FIELDS)
+        if "pack" not in items:
+            self.fail(node, where, "missing field 'pack' (the character pack file)")
+        pack_node = items["pack"][1]
+        pack = self.base_dir / self.string(pack_node, f"{where}.pack")
+        if not pack.is_file():
+            self.fail(pack_node, f"{where}.pack", f"pack file not found: {pack} "
+                      "(paths are relative to the story file; train one with `storyreel character train`)")
+        name = self.string(items["name"][1], f"{where}.name") if "name" in items else token.strip("<>")
+        word = self.string(items["word"][1], f"{where}.word") if "word" in items else None
+        tau = self.fraction(items["tau"][1], f"{where}.tau") if "tau" in items else None
+        return Character(pack=pack.resolve(), name=name, word=word, tau=tau)
+
+    def default_value(self, key: str, node):
+        where = f"defaults.{key}"
+        if key == "tau":
+            return self.fraction(node, where)
+        if key == "fps":
+            value = self.number(node, where)
+            if value <= 0:
+                self.fail(node, where, f"must be > 0, got {value:g}")
+            return value
+        if key == "cfg":
+            value = self.number(node, where)
+            if value < 1:
+                self.fail(node, where, f"must be >= 1 (1 turns guidance off), got {value:g}")
+            return value
+        if key in ("height", "width"):
+            value = self.integer(node, where, minimum=-(2**63))
+            if value <= 0 or value % 8:
+                self.fail(node, where, f"must be a positive multiple of 8, got {value}")
+            return value
+        return self.integer(node, where, minimum=0 if key == "seed" else 1)
+
+    def plot(self, i: int, node, characters: dict[str, Character]) -> Plot:
+        where = f"plots[{i}]"
+        items = self.mapping(node, where, PLOT_FIELDS)
+        if "text" not in items:
+            self.fail(node, where, "missing field 'text' (what happens in this plot)")
+        values: dict[str, Any] = {}
+        for key, (_, value_node) in items.items():
+            here = f"{where}.{key}"
+            if key in ("text", "query", "prompt"):
+                values[key] = self.string(value_node, here)
+            elif key == "motion":
+                label = self.string(value_node, here)
+                if label not in MOTION_LABELS:
+                    close = difflib.get_close_matches(label, MOTION_LABELS, n=1)
+                    hint = f"did you mean '{close[0]}'? " if close else ""
+                    self.fail(value_node, here, f"unknown motion '{label}' ({hint}labels: {', '.join(MOTION_LABELS)})")
+                values[key] = label
+            elif key == "tau":
+                values[key] = self.fraction(value_node, here)
+            elif key == "characters":
+                if not isinstance(value_node, yaml.SequenceNode):
+                    self.fail(value_node, here, f"expected a list of character tokens, got {_kind(value_node)}")
+                tokens = []
+                for token_node in value_node.value:
+                    token = self.string(token_node, here)
+                    if token not in characters:
+                        known = ", ".join(characters) or "none defined"
+                        self.fail(token_node, here, f"unknown character '{token}' (characters: {known})")
+                    tokens.append(token)
+                values[key] = tokens
+            else:  # frames, seed, clip
+                values[key] = self.integer(value_node, here, minimum=1 if key == "frames" else 0)
+        lines = {"": node.start_mark.line + 1}
+        lines.update({key: value_node.start_mark.line + 1 for key, (_, value_node) in items.items()})
+        return Plot(**values, lines=lines)
+
+    # -- scalars --------------------------------------------------------------------------------
+
+    def scalar(self, node, where: str, expected: str):
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(node, where, f"expected {expected}, got {_kind(node)}")
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError as err:  # e.g. a tag such as !!python/object, which safe loading refuses
+            self.fail(node, where, f"cannot read this value ({getattr(err, 'problem', None) or err})")
+
+    def string(self, node, where: str, expected: str = "a text", empty_ok: bool = False) -> str:
+        value = self.scalar(node, where, expected)
+        if not isinstance(value, str):
+            self.fail(node, where, f"expected {expected}, got {value!r} ({type(value).__name__})")
+        if not empty_ok and not value.strip():
+            self.fail(node, where, "must not be empty")
+        return value
+
+    def integer(self, node, where: str, minimum: int) -> int:
+        value = self.scalar(node, where, "an integer")
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(node, where, f"expected an integer, got {value!r} ({type(value).__name__})")
+        if value < minimum:
+            self.fail(node, where, f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    def number(self, node, where: str) -> float:
+        value = self.scalar(node, where, "a number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(node, where, f"expected a number, got {value!r} ({type(value).__name__})")
+        return float(value)
+
+    def fraction(self, node, where: str) -> float:
+        value = self.number(node, where)
+        if not 0.0 <= value <= 1.0:
+            self.fail(node, where, f"must be between 0 and 1, got {value:g}")
+        return value
+
+
+def _kind(node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return f"{node.value!r}" if node.value else "nothing"
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolution
+
+
+def _word_pattern(word: str) -> str:
+    return rf"(?<!\w){re.escape(word)}(?!\w)"
+
+
+def _substitute(text: str, characters: dict[str, Character], for_token, for_name) -> str:
+    """One pass over `text` replacing tokens (exact) and names (any case, whole words), so a name
+    inside a token ("rex" in "<rex>") is never touched. `for_token/for_name(token, matched) -> str`."""
+    if not characters:
+        return text
+    alternatives = []
+    for n, (token, character) in enumerate(characters.items()):
+        alternatives.append((len(token), f"(?P<t{n}>{re.escape(token)})"))
+        alternatives.append((len(character.name), f"(?i:(?P<n{n}>{re.escape(character.name)}))"))
+    pattern = "|".join(alt for _, alt in sorted(alternatives, key=lambda a: -a[0]))  # longest first
+    tokens = list(characters)
+
+    def replace(match: re.Match) -> str:
+        kind, n = match.lastgroup[0], int(match.lastgroup[1:])
+        return (for_token if kind == "t" else for_name)(tokens[n], match.group(0))
+
+    return re.sub(rf"(?<!\w)(?:{pattern})(?!\w)", replace, text)
+
+
+def names_to_tokens(text: str, characters: dict[str, Character]) -> str:
+    """Replace each character's name (case-insensitive, whole word) with its token."""
+    return _substitute(text, characters, for_token=lambda t, _: t, for_name=lambda t, _: t)
+
+
+def tokens_to_words(text: str, characters: dict[str, Character]) -> str:
+    """Replace each token with the character's class word (else its name); names too when a word is set."""
+    return _substitute(
+        text, characters,
+        for_token=lambda t, _: characters[t].word or characters[t].name,
+        for_name=lambda t, matched: characters[t].word or matched,
+    )
+
+
+def characters_in_plot(story: Story, i: int) -> list[str]:
+    """Tokens of the characters present in plot i (story order), per the rule in the module docstring."""
+    plot = story.plots[i]
+    if plot.characters is not None:
+        return list(plot.characters)
+    found: set[str] = set()
+    _substitute(f"{plot.text}\n{plot.prompt or ''}", story.characters,
+                for_token=lambda t, m: found.add(t) or m, for_name=lambda t, m: found.add(t) or m)
+    return [token for token in story.characters if token in found]
+
+
+def resolved_plot_settings(story: Story, i: int) -> dict:
+    """Everything a render needs for plot i, JSON-serializable (the manifest stores it as is)."""
+    plot, defaults = story.plots[i], story.defaults
+    present = characters_in_plot(story, i)
+    prompt = names_to_tokens(plot.prompt or plot.text, story.characters)
+    if story.style:
+        prompt = f"{prompt.rstrip().rstrip('.')}, {story.style}"
+    if plot.tau is not None:
+        tau = plot.tau
+    else:
+        overrides = [story.characters[t].tau for t in present if story.characters[t].tau is not None]
+        tau = min(overrides) if overrides else defaults.tau
+    return {
+        "index": i,
+        "text": plot.text,
+        "query": tokens_to_words(plot.query or plot.text, story.characters),
+        "prompt": prompt,
+        "negative_prompt": story.negative_prompt,
+        "motion": plot.motion,
+        "clip": plot.clip,
+        "frames": plot.frames if plot.frames is not None else defaults.frames,
+        "fps": defaults.fps,
+        "height": defaults.height,
+        "width": defaults.width,
+        "steps": defaults.steps,
+        "cfg": defaults.cfg,
+        "tau": tau,
+        "seed": plot.seed if plot.seed is not None else defaults.seed + i,
+        "characters": [
+            {
+                "token": token,
+                "name": story.characters[token].name,
+                "pack": str(story.characters[token].pack),
+                "pack_sha256": _file_sha256(story.characters[token].pack),
+            }
+            for token in present
+        ],
+    }
+
+
+def plot_hash(story: Story, i: int) -> str:
+    """sha256 of plot i's resolved settings (pack contents included): equal hash = same render inputs.
+
+    Covers the story side only; the render combines it with its index and model ids.
+    """
+    settings = json.dumps(resolved_plot_settings(story, i), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(settings.encode("utf-8")).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        stat = path.stat()
+    except OSError:
+        raise UserError(f"{path}: character pack file not found") from None
+    return _cached_sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_sha256(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def validate_pins(story: Story, clip_exists: Callable[[int], bool]) -> None:
+    """Raise a one-line UserError for the first plot whose pinned `clip` is not in the index."""
+    for i, plot in enumerate(story.plots):
+        if plot.clip is not None and not clip_exists(plot.clip):
+            line = plot.lines.get("clip")
+            where = f"{story.source or 'story'}" + (f":{line}" if line else "")
+            raise UserError(f"{where}: plots[{i}].clip: clip {plot.clip} is not in the index "
+                            "(see `storyreel index ls`)")

@@ -1,0 +1,256 @@
+"""Plot planning: rule-based splitting, story-file round trip, and the LLM path against a real local
+HTTP server speaking the chat-completions protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from generation.planner import add_plan_arguments, plan_rule_based, plan_with_llm, run_plan, split_events, write_story
+from generation.story import Character, Plot, Story, load_story, resolved_plot_settings
+from index.errors import UserError
+
+CAST = {"Rex": "<rex>", "Mia": "<mia>"}
+
+
+def test_four_sentences_give_four_plots_with_tokens():
+    prose = ("Rex runs across the meadow. Mia opens the red door.\n"
+             "Rex and mia watch the sunset together! The stars come out")
+    story = plan_rule_based(prose, CAST, title="Evening")
+    assert [p.text for p in story.plots] == [
+        "Rex runs across the meadow.", "Mia opens the red door.",
+        "Rex and mia watch the sunset together!", "The stars come out."]
+    assert [p.prompt for p in story.plots] == [
+        "<rex> runs across the meadow.", "<mia> opens the red door.",
+        "<rex> and <mia> watch the sunset together!", "The stars come out."]
+    assert [p.query for p in story.plots] == [p.text for p in story.plots]
+    assert story.title == "Evening"
+    assert story.characters == {"<rex>": Character(pack=Path("rex.safetensors"), name="Rex"),
+                                "<mia>": Character(pack=Path("mia.safetensors"), name="Mia")}
+
+
+def test_then_clauses_split_and_borrow_the_subject():
+    prose = ("Rex sniffs the flowers, then chases a butterfly and then Mia laughs. Then, the rain starts. "
+             "Mia sits, then reads, then sleeps. "
+             "Rex and Mia run; then jump into the lake. Mr. Brown then waves. The dog barks and then he runs.")
+    assert split_events(prose, tuple(CAST)) == [
+        "Rex sniffs the flowers.", "Rex chases a butterfly.", "Mia laughs.", "The rain starts.",
+        "Mia sits.", "Mia reads.", "Mia sleeps.",
+        "Rex and Mia run.", "Rex and Mia jump into the lake.",
+        "Mr. Brown then waves.",  # an abbreviation is no sentence end; a bare "then" is no split
+        "The dog barks.", "He runs."]
+
+
+def test_empty_prose_is_a_user_error():
+    with pytest.raises(UserError, match=r"^the story text has no sentences to plan$"):
+        plan_rule_based(" \n\n ", CAST)
+
+
+def test_write_then_load_round_trip(tmp_path):
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "rex.safetensors").write_bytes(b"rex")
+    story = Story(
+        title="Round: trip", style="oil painting, 'quoted'", negative_prompt="",
+        characters={"<rex>": Character(pack=(tmp_path / "packs" / "rex.safetensors"), name="Rex", word="dog", tau=0.25)},
+        plots=[Plot(text="Rex runs: fast #1.", motion="zoom-in", frames=9, tau=0.0, seed=5, clip=3,
+                    characters=["<rex>"]),
+               Plot(text="Yes", query="null", prompt="true")],  # YAML look-alikes stay strings
+    )
+    first = tmp_path / "story.yaml"
+    write_story(story, first)
+    loaded = load_story(first)
+    assert loaded == story
+    assert "packs/rex.safetensors" in first.read_text()  # written relative to the story file
+
+    second = tmp_path / "elsewhere" / "copy.yaml"
+    write_story(loaded, second)
+    again = load_story(second)
+    assert again == story and again.characters["<rex>"].pack == (tmp_path / "packs" / "rex.safetensors")
+    assert [resolved_plot_settings(again, i) for i in range(2)] == [resolved_plot_settings(story, i) for i in range(2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "packs", "story.yaml"]  # no temp files
+
+
+# ---------------------------------------------------------------------------------------------
+# The LLM path: a real HTTP server on 127.0.0.1 answering /v1/chat/completions.
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """urllib honours *_proxy variables; the local test server must be reached directly."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class ChatServer:
+    """Answers each POST with the next scripted assistant message; records request paths and bodies."""
+
+    def __init__(self, replies: list[str], status: int = 200):
+        self.replies, self.status, self.requests = list(replies), status, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body})
+                content = server.replies.pop(0)
+                answer = {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                          "choices": [{"index": 0, "finish_reason": "stop",
+                                       "message": {"role": "assistant", "content": content}}]}
+                data = json.dumps(answer if server.status == 200 else {"error": content}).encode()
+                self.send_response(server.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+PROSE = "Rex chases a ball in the park. Mia calls him home."
+VALID_PLAN = {
+    "plots": [
+        {"text": "Rex chases a ball in the park.", "query": "a dog chasing a ball on grass",
+         "prompt": "<rex> chases a red ball across a sunny park", "motion": "pan-right"},
+        {"text": "Mia calls Rex home.", "query": "a girl calling from a porch",
+         "prompt": "Mia calls <rex> from the porch", "motion": None},
+    ],
+    "consistency_groups": {"Rex": [0, 1], "mia": [1]},
+}
+
+
+def test_llm_valid_plan(tmp_path):
+    with ChatServer(["Here is the plan:\n```json\n" + json.dumps(VALID_PLAN) + "\n```"]) as server:
+        story = plan_with_llm(PROSE, server.url, "tiny-director", CAST, timeout=5, title="Walk")
+    assert len(server.requests) == 1
+    request = server.requests[0]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["body"]["model"] == "tiny-director" and request["body"]["temperature"] == 0
+    assert [m["role"] for m in request["body"]["messages"]] == ["system", "user"]
+    assert request["body"]["messages"][1]["content"] == (
+        "Characters:\n- Rex: token <rex>\n- Mia: token <mia>\n\nStory:\n" + PROSE)
+    assert story.title == "Walk"
+    assert story.plots == [
+        Plot(text="Rex chases a ball in the park.", query="a dog chasing a ball on grass",
+             prompt="<rex> chases a red ball across a sunny park", motion="pan-right", characters=["<rex>"]),
+        Plot(text="Mia calls Rex home.", query="a girl calling from a porch",
+             prompt="<mia> calls <rex> from the porch", characters=["<rex>", "<mia>"]),
+    ]
+
+
+@pytest.mark.parametrize("bad_reply, problem", [
+    ("I think the story has two scenes.",
+     "the reply must be one JSON object with keys 'plots' and 'consistency_groups'"),
+    (json.dumps({**VALID_PLAN, "plots": [VALID_PLAN["plots"][0], {**VALID_PLAN["plots"][1], "motion": "spin"}]}),
+     "plots[1].motion 'spin' is not one of static, pan-left, pan-right, tilt-up, tilt-down, zoom-in, zoom-out, "
+     "dynamic or null"),
+    (json.dumps({**VALID_PLAN, "consistency_groups": {"Rex": [0, 2], "Mia": [1]}}),
+     "consistency_groups['Rex'] has plot index 2, but there are only plots 0..1"),
+    (json.dumps({**VALID_PLAN, "consistency_groups": {"Rex": [0], "Mia": [1]}}),
+     "plots[1].prompt contains <rex> but consistency_groups does not list plot 1 for Rex"),
+], ids=["not-json", "bad-motion", "index-out-of-range", "group-disagrees-with-prompt"])
+def test_llm_invalid_then_valid_retries_once(bad_reply, problem):
+    with ChatServer([bad_reply, json.dumps(VALID_PLAN)]) as server:
+        story = plan_with_llm(PROSE, server.url + "/v1", "m", CAST, timeout=5)
+    assert len(server.requests) == 2
+    retry = server.requests[1]["body"]["messages"]
+    assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
+    assert retry[2]["content"] == bad_reply
+    assert retry[3]["content"] == (f"That plan is invalid: {problem}. "
+                                   "Reply again with only the corrected JSON object.")
+    assert [p.motion for p in story.plots] == ["pan-right", None]
+
+
+def test_llm_invalid_twice_is_a_one_line_error():
+    with ChatServer(["{}", '{"plots": [{"text": "x"}]}']) as server:
+        with pytest.raises(UserError) as info:
+            plan_with_llm(PROSE, server.url + "/v1/chat/completions", "m", CAST, timeout=5)
+    assert len(server.requests) == 2
+    assert str(info.value) == (f"LLM m at {server.url}/v1/chat/completions returned an invalid plan twice: "
+                               "plots[0].query must be a non-empty string")
+
+
+def test_llm_server_down_is_a_one_line_error():
+    with socket.socket() as probe:  # a port nobody listens on: bind, read it, close
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(UserError) as info:
+        plan_with_llm(PROSE, f"http://127.0.0.1:{port}", "m", CAST, timeout=5)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"cannot reach LLM server http://127.0.0.1:{port}/v1/chat/completions (")
+    assert message.endswith("); start it or leave out --llm")
+    assert "refused" in message.lower()
+
+
+def test_llm_http_error_is_a_one_line_error():
+    with ChatServer(["model not loaded"], status=404) as server:
+        with pytest.raises(UserError) as info:
+            plan_with_llm(PROSE, server.url, "m", CAST, timeout=5)
+    assert str(info.value) == (f"LLM server {server.url}/v1/chat/completions answered HTTP 404: "
+                               '{"error": "model not loaded"}')
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI functions (wired into `storyreel plan` by generation/cli.py)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="storyreel plan")
+    add_plan_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path, monkeypatch, capsys):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the rule-based planner must not open connections")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    (tmp_path / "tale.txt").write_text("Rex barks, then runs. The sun sets.")
+    (tmp_path / "rex.safetensors").write_bytes(b"rex")
+    out = tmp_path / "out" / "tale.yaml"
+    code = run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(out),
+                          "--character", "Rex=<rex>=" + str(tmp_path / "rex.safetensors"),
+                          "--character", "Mia=<mia>", "--json"))
+    assert code == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["out"] == str(out) and printed["planner"] == "rules" and printed["title"] == "tale"
+    assert [p["prompt"] for p in printed["plots"]] == ["<rex> barks.", "<rex> runs.", "The sun sets."]
+    mia_pack = out.parent.resolve() / "mia.safetensors"
+    assert captured.err == (f"note: {out}: pack for <mia> not found yet ({mia_pack}); make it with "
+                            f"`storyreel character train IMAGES_DIR --token '<mia>' --init-word WORD --out {mia_pack}`\n")
+    text = out.read_text()
+    assert "pack: ../rex.safetensors" in text and "pack: mia.safetensors" in text
+
+    mia_pack.write_bytes(b"mia")  # once the pack exists the story loads
+    story = load_story(out)
+    assert [p.text for p in story.plots] == ["Rex barks.", "Rex runs.", "The sun sets."]
+
+
+def test_run_plan_user_errors(tmp_path):
+    (tmp_path / "tale.txt").write_text("Rex barks.")
+    with pytest.raises(UserError, match=r"^--llm needs --llm-model NAME"):
+        run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--llm", "http://127.0.0.1:9"))
+    with pytest.raises(UserError, match=r"^--character 'Rex': expected NAME=TOKEN or NAME=TOKEN=PACK"):
+        run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--character", "Rex"))
+    with pytest.raises(UserError, match=r"missing\.txt: cannot read the story text"):
+        run_plan(parse(str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.yaml")))
+    assert not (tmp_path / "t.yaml").exists()
