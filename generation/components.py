@@ -13,6 +13,7 @@ layout, so every preset (and every test) goes through the one loader the real we
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import tempfile
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def create_components(preset: str, *, dtype: torch.dtype = torch.float32) -> Com
     ids = {"base": spec.base, "motion_adapter": spec.motion_adapter, "controlnet": spec.controlnet}
     if spec.name == "tiny":
         # Through disk on purpose: the tiny models take the same loader as the pretrained ones.
-        with tempfile.TemporaryDirectory(prefix="storyreel-tiny-") as folder:
+        with tempfile.TemporaryDirectory(prefix="storyreel-tiny-") as folder, _quiet_libraries():
             return load_components(**write_tiny_checkpoint(folder), ids=ids, dtype=dtype)
     from index.hub import hf_folder
 
@@ -106,28 +107,48 @@ def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[s
                    base_dir / "scheduler", motion_adapter_dir, controlnet_dir):
         if not folder.is_dir():
             raise UserError(f"model folder {folder} is missing; expected a diffusers-format checkpoint there")
-    unet2d = UNet2DConditionModel.from_pretrained(base_dir / "unet", torch_dtype=dtype)
-    motion_adapter = MotionAdapter.from_pretrained(motion_adapter_dir, torch_dtype=dtype)
-    unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter).to(dtype)
-    del unet2d
-    # AnimateDiff samples with DDIM on the linear beta schedule (the SD1.5 folder ships PNDM settings).
-    scheduler = DDIMScheduler.from_pretrained(
-        base_dir / "scheduler", beta_schedule="linear", clip_sample=False, timestep_spacing="linspace",
-        steps_offset=1,
-    )
-    components = Components(
-        unet=unet,
-        controlnet=ControlNetModel.from_pretrained(controlnet_dir, torch_dtype=dtype),
-        vae=AutoencoderKL.from_pretrained(base_dir / "vae", torch_dtype=dtype),
-        text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder", torch_dtype=dtype),
-        tokenizer=CLIPTokenizer.from_pretrained(base_dir / "tokenizer"),
-        scheduler=scheduler,
-        ids=dict(ids or {"base": str(base_dir), "motion_adapter": str(motion_adapter_dir),
-                         "controlnet": str(controlnet_dir)}),
-    )
+    with _quiet_libraries():
+        unet2d = UNet2DConditionModel.from_pretrained(base_dir / "unet", torch_dtype=dtype)
+        motion_adapter = MotionAdapter.from_pretrained(motion_adapter_dir, torch_dtype=dtype)
+        unet = UNetMotionModel.from_unet2d(unet2d, motion_adapter).to(dtype)
+        del unet2d, motion_adapter
+        # AnimateDiff samples with DDIM on the linear beta schedule (the SD1.5 folder ships PNDM settings).
+        scheduler = DDIMScheduler.from_pretrained(
+            base_dir / "scheduler", beta_schedule="linear", clip_sample=False, timestep_spacing="linspace",
+            steps_offset=1,
+        )
+        components = Components(
+            unet=unet,
+            controlnet=ControlNetModel.from_pretrained(controlnet_dir, torch_dtype=dtype),
+            vae=AutoencoderKL.from_pretrained(base_dir / "vae", torch_dtype=dtype),
+            text_encoder=CLIPTextModel.from_pretrained(base_dir / "text_encoder", torch_dtype=dtype),
+            tokenizer=CLIPTokenizer.from_pretrained(base_dir / "tokenizer"),
+            scheduler=scheduler,
+            ids=dict(ids or {"base": str(base_dir), "motion_adapter": str(motion_adapter_dir),
+                             "controlnet": str(controlnet_dir)}),
+        )
     for module in (components.unet, components.controlnet, components.vae, components.text_encoder):
         module.eval().requires_grad_(False)
     return components
+
+
+@contextlib.contextmanager
+def _quiet_libraries():
+    """Silence diffusers/transformers info lines and progress bars while loading (stderr is ours)."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(levels[0])
+        transformers_logging.set_verbosity(levels[1])
+        for library in (diffusers_logging, transformers_logging):
+            library.enable_progress_bar()
 
 
 # ---------------------------------------------------------------------------------------------- tiny

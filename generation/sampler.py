@@ -222,7 +222,7 @@ class StructureGuidedSampler:
             raise UserError("prompt is empty; give --prompt a description of the clip")
         if not num_frames or num_frames < 1:
             raise UserError(f"frames must be a positive number (got {num_frames})")
-        multiple = self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        multiple = self.vae_scale_factor
         if height % multiple or width % multiple or height <= 0 or width <= 0:
             raise UserError(f"height and width must be positive multiples of {multiple} (got {height}x{width})")
         if steps < 1:

@@ -1,0 +1,117 @@
+"""Write generated frames: mp4 (H.264), gif or a folder of PNGs, plus a JSON sidecar.
+
+Every write is atomic — the file is written under a temporary name in the destination folder, then
+moved into place with `os.replace` — so a failure never leaves a partial clip behind. The sidecar
+(`<out>.json`) holds every setting, the seed and the component ids: enough to regenerate the frames.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from index.errors import UserError
+
+FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
+
+
+def output_format(path) -> str:
+    """'mp4', 'gif' or 'png' (a folder) from the output path, or a one-line UserError."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserError(f"output {path}: unknown format {suffix!r}; use .mp4, .gif or a folder name for PNG frames")
+    return FORMATS[suffix]
+
+
+def check_writable(path) -> None:
+    """Fail early, before minutes of sampling, if `path` cannot be written."""
+    path = Path(path)
+    output_format(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"output {path}: folder {parent} does not exist; create it or choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output {path}: folder {parent} is not writable; choose another --out")
+    if path.is_dir() and output_format(path) != "png":
+        raise UserError(f"output {path} is a folder; give a file name ending in .mp4 or .gif")
+
+
+def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | None = None) -> Path:
+    """Write (F, H, W, 3) uint8 `frames` to `path` (.mp4, .gif or a PNG folder) and `<path>.json`."""
+    path = Path(path)
+    check_writable(path)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    kind = output_format(path)
+    try:
+        if kind == "png":
+            _write_png_folder(frames, path)
+        else:
+            _atomic(path, lambda tmp: _write_animation(frames, tmp, kind, fps))
+        if metadata is not None:
+            sidecar = {**metadata, "output": str(path), "format": kind, "fps": fps, "frames": int(frames.shape[0]),
+                       "height": int(frames.shape[1]), "width": int(frames.shape[2])}
+            _atomic(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
+    except OSError as err:
+        raise UserError(f"output {path}: could not write ({err.strerror or err}); choose another --out") from err
+    return path
+
+
+def sidecar_path(path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def _atomic(path: Path, write) -> None:
+    """Call write(temp_path) for a temp file beside `path`, then move it into place; no debris on failure."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; outputs get the usual mode
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_animation(frames: np.ndarray, tmp: Path, kind: str, fps: float) -> None:
+    import imageio.v2 as imageio
+
+    if kind == "gif":
+        imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+        return
+    # H.264 needs even sides; yuv420p is what every player decodes.
+    h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
+    with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
+                            macro_block_size=1, quality=8, ffmpeg_log_level="error") as writer:
+        for frame in frames:
+            writer.append_data(frame[:h, :w])
+
+
+def _write_png_folder(frames: np.ndarray, folder: Path) -> None:
+    """PNG frames into a temp folder, then swapped in as a whole (an existing folder is replaced)."""
+    from PIL import Image
+
+    if folder.is_dir() and any(not p.name.startswith("frame_") or p.suffix != ".png" for p in folder.iterdir()):
+        raise UserError(f"output {folder} is a folder with other files in it; choose a new folder for PNG frames")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
+        if folder.exists():  # only earlier frames live there (checked above)
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
