@@ -78,7 +78,10 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"depth checkpoint {path} does not exist (--weights)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped: tensors are read when assigned, no second copy of a 1.4 GB file
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (pre-zip) serialization cannot be mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt zip, truncated file, pickle with code in it, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot read depth checkpoint {path}: {reason[:200]}") from None

@@ -1,5 +1,70 @@
-"""`storyreel` commands of the `depth` package (see storyreel/cli.py and ../shared/CLI.md)."""
+"""`storyreel` commands of the `depth` package (see storyreel/cli.py and ../shared/CLI.md).
+
+    storyreel depth SOURCE --out depth.mp4 [--model NAME] [--weights FILE] [--raw FILE.npy]
+                     [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]
+"""
+
+from __future__ import annotations
 
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
+    parser = commands.add_parser(
+        "depth", help="stable MiDaS depth video of a video, an image or an indexed clip",
+        description="Estimate MiDaS depth for every frame of SOURCE, stabilize it over the clip and "
+                    "write a gray depth video (near = bright) with a <out>.json sidecar.",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="video file, image file, or clip id (with --index)")
+    parser.add_argument("--out", required=True, help="depth video to write (.mp4)")
+    parser.add_argument("--model", help="depth model of the registry (tiny, dpt_hybrid_384, dpt_large_384, "
+                                        "dpt_beit_large_512); default: the preset's")
+    parser.add_argument("--weights", help="checkpoint file in the official MiDaS layout (.pt)")
+    parser.add_argument("--raw", help="also save the raw network output (float32 F x H x W, .npy)")
+    parser.add_argument("--sheet", help="also save a PNG of source keyframes above their depth maps")
+    parser.add_argument("--index", help="index directory (SOURCE is then a clip id)")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per network batch (default 8)")
+    parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.set_defaults(run=_run_depth)
+
+
+def _run_depth(args) -> int:
+    import json
+    from pathlib import Path
+
+    from depth.media import open_source, write_depth_video, write_npy, write_sheet
+    from depth.model import create_depth_model
+    from depth.registry import model_for_preset
+    from depth.temporal import flicker, stabilize
+    from index.errors import UserError
+    from index.presets import resolve_preset
+    from index.progress import Progress
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"--out {out} must end in .mp4")
+    name = args.model or model_for_preset(resolve_preset(args.models))
+    # 1. source first: a bad path should not wait for model loading
+    source = open_source(args.source, args.index)
+    # 2. model
+    model = create_depth_model(name, weights=args.weights)
+    # 3. frames -> raw inverse depth -> stabilized [0, 1]
+    progress = Progress("depth")
+    frames = source.read(list(range(source.num_frames)))
+    raw = model.predict(frames, batch_size=args.batch_size, progress=progress)
+    depth01 = stabilize(raw)
+    # 4. outputs
+    meta = {"model": model.model_id, "source": source.label, "frames": int(len(depth01)),
+            "size": [int(depth01.shape[1]), int(depth01.shape[2])], "fps": source.fps}
+    write_depth_video(out, depth01, source.fps, meta)
+    if args.raw:
+        write_npy(Path(args.raw), raw)
+    if args.sheet:
+        write_sheet(Path(args.sheet), frames, depth01)
+    progress.done(frames=len(depth01), out=str(out))
+    report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"wrote {out} ({report['frames']} frames, {meta['size'][1]}x{meta['size'][0]}, model {model.model_id})")
+    return 0

@@ -98,8 +98,8 @@ def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None 
     config = get_config(name)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if weights is None and config.random_init_seed is not None:
-        torch.manual_seed(config.random_init_seed)
-        return DepthModel(DPT(config), model_id=f"{name}-seed{config.random_init_seed}", device=device)
+        seed = config.random_init_seed
+        return DepthModel(_random_dpt(config, seed), model_id=f"{name}-seed{seed}", device=device)
     if weights is None:
         if config.hf_weights is None:
             raise UserError(
@@ -122,9 +122,16 @@ def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None 
     return DepthModel(net, model_id=model_id, device=device)
 
 
+def _random_dpt(config: DepthModelConfig, seed: int) -> DPT:
+    torch.manual_seed(seed)
+    net = DPT(config)
+    # The head ends in ReLU; with random weights its output is often 0 everywhere. A positive
+    # last bias keeps random depth input-dependent, so plumbing downstream sees real variation.
+    torch.nn.init.constant_(net.head[4].bias, 1.0)
+    return net
+
+
 def create_random_depth_model(name: str, seed: int = 0, device=None) -> DepthModel:
     """Any registered architecture with random weights (fixed seed): benchmarks and layout tests."""
-    config = get_config(name)
-    torch.manual_seed(seed)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return DepthModel(DPT(config), model_id=f"{name}-random-seed{seed}", device=device)
+    return DepthModel(_random_dpt(get_config(name), seed), model_id=f"{name}-random-seed{seed}", device=device)

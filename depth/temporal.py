@@ -90,4 +90,4 @@ def stabilize(raw) -> np.ndarray:
     low, high = np.percentile(aligned[:, rows, cols], RANGE_PERCENTILES)
     if high - low < 1e-12:
         return np.zeros_like(aligned)
-    return np.clip((aligned - low) / (high - low), 0.0, 1.0)
+    return np.clip((aligned - low) / (high - low), 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,146 @@
+"""Depth as the generator's structure conditioning, with a per-index depth cache.
+
+    conditioning_for_source(source, model=..., size=(256, 256), num_frames=16, index_dir=...)
+
+      1. open the source (video, image, clip id of an index, or a depth video this package wrote)
+      2. pick `num_frames` frame indices spread evenly over it (a longer clip is subsampled, a
+         shorter one repeats frames; `info["frame_sampling"]` says which)
+      3. cache lookup (clip ids only)
+      4. decode those frames, predict inverse depth, stabilize over them (depth/temporal.py)
+      5. resize to `size` (cover + center crop, aspect kept) -> (F, 3, H, W) float tensor in [0, 1]
+
+Cache: INDEX_DIR/depth_cache/clip{id}_{model}_{H}x{W}_f{F}_{fingerprint}.npy holds the
+stabilized (F, H, W) depth. The clip's `video_fingerprint` is part of the name, so a re-indexed
+(changed) clip misses and gets fresh depth; its stale files are removed when the new one is written.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from depth.media import Source, open_index_arg, open_source, write_npy
+from depth.model import DepthModel, create_depth_model
+from depth.temporal import flicker, stabilize
+from index.errors import UserError
+
+CACHE_DIR = "depth_cache"
+
+
+def sample_frame_indices(total: int, num_frames: int) -> list[int]:
+    """`num_frames` indices spread evenly over `total` frames (nearest frame; repeats if total < num_frames)."""
+    if total <= 0 or num_frames <= 0:
+        raise UserError(f"cannot take {num_frames} frames from a source with {total} frames")
+    return np.linspace(0, total - 1, num_frames).round().astype(int).tolist()
+
+
+def _frame_sampling(total: int, num_frames: int) -> str:
+    return "none" if total == num_frames else ("subsampled" if total > num_frames else "repeated")
+
+
+def _resize_cover(frames, size: tuple[int, int]):
+    """(F, 1, h, w) tensor -> (F, 1, H, W): scale to cover H x W keeping aspect, center crop."""
+    import torch.nn.functional as F
+
+    out_h, out_w = size
+    h, w = frames.shape[-2:]
+    if (h, w) == (out_h, out_w):
+        return frames
+    scale = max(out_h / h, out_w / w)
+    new_h, new_w = max(out_h, round(h * scale)), max(out_w, round(w * scale))
+    frames = F.interpolate(frames, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    return frames[..., top:top + out_h, left:left + out_w]
+
+
+def to_conditioning(depth01, size: tuple[int, int], num_frames: int):
+    """Normalized depth (F, H, W) in [0, 1] -> torch.FloatTensor (num_frames, 3, H', W') in [0, 1].
+
+    Frames are resampled in time when F != num_frames (evenly spaced, nearest) and in space to
+    `size` = (H', W') by cover-resize + center crop, so shapes keep their aspect ratio.
+    """
+    import torch
+
+    depth01 = torch.as_tensor(np.asarray(depth01, dtype=np.float32))
+    if depth01.ndim != 3 or len(depth01) == 0:
+        raise ValueError(f"expected depth frames (F, H, W), got shape {tuple(depth01.shape)}")
+    picks = sample_frame_indices(len(depth01), num_frames)
+    frames = _resize_cover(depth01[picks].unsqueeze(1), tuple(size))
+    return frames.clamp_(0.0, 1.0).expand(-1, 3, -1, -1).contiguous()
+
+
+# -- cache ---------------------------------------------------------------------------------------
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+
+
+def _cache_prefix(clip_id: int, model_id: str, size, num_frames: int) -> str:
+    return f"clip{clip_id}_{_safe(model_id)}_{size[0]}x{size[1]}_f{num_frames}_"
+
+
+def _cache_path(index, clip, model_id: str, size, num_frames: int) -> tuple[Path, str]:
+    """(file for this clip version, name prefix shared by every version of the same request)."""
+    prefix = _cache_prefix(clip.clip_id, model_id, size, num_frames)
+    return Path(index.path) / CACHE_DIR / f"{prefix}{_safe(str(clip.video_fingerprint))}.npy", prefix
+
+
+def _store(path: Path, prefix: str, depth01: np.ndarray) -> None:
+    if path.parent.is_dir():
+        for stale in path.parent.glob(f"{prefix}*.npy"):
+            if stale != path:  # an older fingerprint of the same clip: the clip was re-indexed
+                stale.unlink(missing_ok=True)
+    write_npy(path, depth01.astype(np.float32))
+
+
+# -- front door ----------------------------------------------------------------------------------
+def depth_of_frames(source: Source, indices: list[int], model: DepthModel) -> np.ndarray:
+    """Stabilized depth (len(indices), H, W) in [0, 1] for these frames of `source`.
+
+    Each distinct frame is decoded and predicted once, even if `indices` repeats it.
+    """
+    unique, inverse = np.unique(indices, return_inverse=True)
+    frames = source.read(unique.tolist())
+    if source.kind == "depth-video":  # already depth (gray): no inference
+        depth01 = frames[..., 0].astype(np.float32) / 255.0
+    else:
+        depth01 = stabilize(model.predict(frames))
+    return depth01[inverse]
+
+
+def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=None, cache: bool = True):
+    """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
+
+    source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
+    video written by `storyreel depth` (used as is). model: a DepthModel or a registry name. index_dir: an index
+    directory or an already open Index.
+    """
+    size = (int(size[0]), int(size[1]))
+    index = open_index_arg(index_dir)
+    src = open_source(source, index)
+    if src.kind == "depth-video":  # `storyreel depth` output: its frames are the depth already
+        model, model_id = None, src.depth_model
+    else:
+        model = create_depth_model(model) if isinstance(model, str) else model
+        model_id = model.model_id
+    indices = sample_frame_indices(src.num_frames, num_frames)
+    info = {
+        "source": src.label, "kind": src.kind, "model": model_id, "source_frames": src.num_frames,
+        "frames": num_frames, "size": list(size), "frame_indices": indices,
+        "frame_sampling": _frame_sampling(src.num_frames, num_frames), "cache": "off",
+    }
+    if src.kind == "clip":
+        info["clip_id"] = int(src.clip.clip_id)
+    cache_path, prefix = _cache_path(index, src.clip, model_id, size, num_frames) if (cache and src.kind == "clip") else (None, "")
+    if cache_path is not None and cache_path.is_file():
+        depth01 = np.load(cache_path)
+        info["cache"] = "hit"
+    else:
+        full = depth_of_frames(src, indices, model)
+        depth01 = to_conditioning(full, size, num_frames)[:, 0].numpy()
+        if cache_path is not None:
+            _store(cache_path, prefix, depth01)
+            info["cache"] = "miss"
+    info["flicker"] = flicker(depth01)
+    return to_conditioning(depth01, size, num_frames), info
