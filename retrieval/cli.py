@@ -1,5 +1,52 @@
 """`storyreel` commands of the `retrieval` package (see storyreel/cli.py and ../shared/CLI.md)."""
 
+from __future__ import annotations
+
+from index.motion import MOTION_LABELS
+
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
+    p = commands.add_parser("search", help="find clips by text or image (and camera motion)")
+    p.add_argument("text", nargs="?", metavar="TEXT", help="what the clip shows; camera words like "
+                   "'pans left' or 'static shot' favour clips with that motion")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (storyreel index build)")
+    p.add_argument("-k", type=int, default=5, help="number of results (default 5)")
+    p.add_argument("--image", metavar="PATH", help="search by an image instead of TEXT")
+    p.add_argument("--motion", choices=MOTION_LABELS, metavar="LABEL",
+                   help=f"only clips with this camera motion: {', '.join(MOTION_LABELS)}")
+    p.add_argument("--min-seconds", type=float, metavar="S", help="only clips at least S seconds long")
+    p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the results")
+    p.add_argument("--json", action="store_true", help="one JSON document (a list of clip rows) on stdout")
+    p.add_argument("--models", metavar="PRESET", help="model preset (tiny, default); must match the index")
+    p.set_defaults(run=_run_search)
+
+
+def _run_search(args) -> int:
+    import json
+    import sys
+
+    from index import open_index
+    from index.errors import UserError
+    from retrieval.query import search
+    from retrieval.sheet import contact_sheet
+
+    if (args.text is None) == (args.image is None):
+        raise UserError("give exactly one query: a TEXT or --image PATH")
+    with open_index(args.index) as index:
+        hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
+                      min_seconds=args.min_seconds, preset=args.models)
+        if args.sheet:
+            path = contact_sheet(index, hits, args.sheet)
+            print(f"contact sheet: {path}", file=sys.stderr)
+    if args.json:
+        json.dump([hit.to_dict() for hit in hits], sys.stdout, indent=2)
+        print()
+        return 0
+    if not hits:
+        print("no clips match")
+    for hit in hits:
+        c = hit.clip
+        print(f"{hit.rank:>3}  {hit.score:6.3f}  clip {c.clip_id:<6} {c.start_s:7.2f}-{c.end_s:<7.2f}s  "
+              f"{c.motion:<9}  {c.video}")
+    return 0

@@ -1,0 +1,150 @@
+"""Text or image → ranked clips of an index.
+
+Pipeline (each step a function below):
+1. embed the query with the index's CLIP model (text, or an image);
+2. fetch FAISS candidates by mean-pooled clip vector, over-fetching so filters and re-ranking
+   have room; fetch more while filters leave fewer than k;
+3. apply catalog filters (`motion`, `min_seconds`);
+4. re-rank: score = (1 - FRAME_WEIGHT)·clip similarity + FRAME_WEIGHT·best frame similarity
+   (a clip whose single frame matches well beats one that is vaguely similar throughout),
+   plus MOTION_BONUS when the query names the clip's camera motion ("pans left", "static shot");
+5. keep the top k.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from index.errors import UserError
+
+if TYPE_CHECKING:
+    from index import ClipRow
+
+CANDIDATES_PER_RESULT = 10  # FAISS over-fetch: k·this candidates (at least MIN_CANDIDATES)
+MIN_CANDIDATES = 100
+FRAME_WEIGHT = 0.5
+MOTION_BONUS = 0.05  # in cosine units: ViT-B/32 text-frame similarities span ~0.15–0.35
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: the clip's catalog row, its final score and 1-based rank."""
+
+    clip: ClipRow
+    score: float
+    rank: int
+    clip_score: float  # cosine of query and mean-pooled clip vector
+    frame_score: float  # best cosine of query and one sampled frame
+    motion_match: bool  # the query named this clip's camera motion
+
+    def to_dict(self) -> dict:
+        return {**self.clip.to_dict(), "score": round(self.score, 6), "rank": self.rank}
+
+
+def search(
+    index_dir_or_index, text: str | None = None, image=None, k: int = 5, motion: str | None = None,
+    min_seconds: float | None = None, preset: str | None = None, embedder=None,
+) -> list[SearchHit]:
+    """Best `k` clips for a text query or an image (path, PIL image or uint8 HxWx3 array).
+
+    `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
+    otherwise `index.embed.load_clip(preset)` loads it. Its model must be the index's model.
+    """
+    from index.motion import MOTION_LABELS
+
+    if (text is None) == (image is None):
+        raise UserError("give exactly one query: a TEXT or an --image PATH")
+    if text is not None and not text.strip():
+        raise UserError("the search TEXT is empty; describe the clip you want")
+    if k < 1:
+        raise UserError(f"-k must be at least 1 (got {k})")
+    if motion is not None and motion not in MOTION_LABELS:
+        raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
+    index = index_dir_or_index
+    if isinstance(index, (str, os.PathLike)):
+        from index import open_index
+
+        index = open_index(index)
+    if embedder is None:
+        from index.embed import load_clip
+        from index.presets import resolve_preset
+
+        embedder = load_clip(resolve_preset(preset))
+    if embedder.model_id != index.model_id:
+        raise UserError(
+            f"the index {index.path} was built with model {index.model_id}, but the query model is "
+            f"{embedder.model_id}; search with the --models preset the index was built with"
+        )
+    query = embed_query(embedder, text=text, image=image)
+    from retrieval.motion_words import motion_in_query
+
+    wanted_motion = motion_in_query(text) if text is not None else set()
+    rows = candidates(index, query, k, motion=motion, min_seconds=min_seconds)
+    return rerank(index, query, rows, wanted_motion)[:k]
+
+
+def embed_query(embedder, text: str | None = None, image=None) -> np.ndarray:
+    """(dim,) L2-normalized query vector."""
+    if text is not None:
+        return np.asarray(embedder.embed_text([text])[0], np.float32)
+    return np.asarray(embedder.embed_images(load_image(image)[None])[0], np.float32)
+
+
+def load_image(image) -> np.ndarray:
+    """uint8 (H, W, 3) RGB from a path, a PIL image or an array."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            with Image.open(image) as opened:
+                image = opened.convert("RGB")
+        except (FileNotFoundError, IsADirectoryError):
+            raise UserError(f"--image {image}: no such file") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise UserError(f"--image {image}: not a readable image ({err.__class__.__name__}); give a PNG or JPEG") from None
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise UserError(f"query image must be uint8 RGB (H, W, 3), got {array.dtype} {array.shape}")
+    return array
+
+
+def candidates(index, query: np.ndarray, k: int, motion: str | None = None, min_seconds: float | None = None) -> list:
+    """Catalog rows of FAISS candidates that pass the filters, fetching more until k pass (or all were seen)."""
+    total = index.vector_index.ntotal
+    wanted = max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
+    while True:
+        ids, _ = index.search_vectors(query, wanted)
+        rows = [index.clip(int(i)) for i in ids]
+        kept = [
+            r for r in rows
+            if (motion is None or r.motion == motion)
+            and (min_seconds is None or r.end_s - r.start_s >= min_seconds - 1e-9)
+        ]
+        if len(kept) >= k or wanted >= total:
+            return kept
+        wanted *= 4
+
+
+def rerank(index, query: np.ndarray, rows: list, wanted_motion: set[str]) -> list[SearchHit]:
+    """Score every candidate row (module docstring, step 4) and rank them, best first."""
+    vectors = index.frame_vectors([r.clip_id for r in rows])
+    scored = []
+    for row in rows:
+        frames = vectors[row.clip_id]  # (K, dim), L2-normalized per frame
+        pooled = frames.mean(axis=0)
+        clip_score = float(pooled @ query / max(np.linalg.norm(pooled), 1e-12))
+        frame_score = float((frames @ query).max())
+        motion_match = row.motion in wanted_motion
+        score = (1 - FRAME_WEIGHT) * clip_score + FRAME_WEIGHT * frame_score + (MOTION_BONUS if motion_match else 0.0)
+        scored.append((score, clip_score, frame_score, motion_match, row))
+    scored.sort(key=lambda s: (-s[0], s[4].clip_id))
+    return [
+        SearchHit(clip=row, score=score, rank=rank, clip_score=cs, frame_score=fs, motion_match=mm)
+        for rank, (score, cs, fs, mm, row) in enumerate(scored, start=1)
+    ]

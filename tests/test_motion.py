@@ -1,0 +1,48 @@
+"""Camera-motion labels of synthesized shots, decoded back through decord (codec effects included)."""
+
+import cv2
+import decord
+import numpy as np
+import pytest
+
+from index.motion import ANALYSIS_WIDTH, MOTION_LABELS, camera_motion
+from index.synthetic import SHOT_KINDS, Shot, scene_image, write_video
+
+WIDTH = 160
+
+
+@pytest.fixture(scope="module")
+def decoded_shots(tmp_path_factory):
+    """{kind: decoded frames} for one shot of every kind, cut out of a single video at the known cuts."""
+    shots = [Shot(kind, 24, scene_seed=40 + n) for n, kind in enumerate(SHOT_KINDS)]
+    path = tmp_path_factory.mktemp("motion") / "kinds.mp4"
+    cuts = write_video(path, shots, fps=24, size=(WIDTH, 90))
+    reader = decord.VideoReader(str(path))
+    frames = reader.get_batch(list(range(len(reader)))).asnumpy()
+    bounds = [0, *cuts, len(frames)]
+    return {shot.kind: frames[a:b] for shot, a, b in zip(shots, bounds[:-1], bounds[1:])}
+
+
+@pytest.mark.parametrize("kind", SHOT_KINDS)
+def test_label_of_every_camera_motion(decoded_shots, kind):
+    assert camera_motion(decoded_shots[kind]).label == kind
+    # Sparser sampling, as the index builder does it, gives the same label.
+    assert camera_motion(decoded_shots[kind][::3], frame_step=3).label == kind
+
+
+def test_magnitude_is_pixels_per_frame_at_analysis_width(decoded_shots):
+    expected = 3.0 * ANALYSIS_WIDTH / WIDTH  # Shot speed 3 output px/frame, measured at ANALYSIS_WIDTH
+    for kind in ("pan-left", "pan-right", "tilt-up", "tilt-down"):
+        assert camera_motion(decoded_shots[kind]).magnitude == pytest.approx(expected, rel=0.15), kind
+        assert camera_motion(decoded_shots[kind][::2], frame_step=2).magnitude == pytest.approx(expected, rel=0.15), kind
+    assert camera_motion(decoded_shots["static"]).magnitude < 0.05
+
+
+def test_rotation_is_dynamic_and_single_frame_is_static():
+    scene = scene_image(7, 120, 160)
+    turn = [cv2.getRotationMatrix2D((80, 60), 2.0 * i, 1.0) for i in range(12)]
+    frames = np.stack([cv2.warpAffine(scene, m, (160, 120), borderMode=cv2.BORDER_REFLECT) for m in turn])
+    motion = camera_motion(frames)
+    assert motion.label == "dynamic" and motion.magnitude > 0.5
+    assert camera_motion(frames[:1]) == ("static", 0.0)
+    assert set(SHOT_KINDS) | {"dynamic"} == set(MOTION_LABELS)

@@ -1,0 +1,195 @@
+"""Search: query motion words, re-ranking, filters, model check, contact sheet.
+
+The ranking logic runs against a small in-memory index (same read API as `index.open_index`);
+the end-to-end tests at the bottom build a real index from synthetic videos with the tiny preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from index.errors import UserError
+from index.vectors import build_vector_index
+from retrieval import contact_sheet, search
+from retrieval.motion_words import motion_in_query
+
+DIM = 16
+
+
+@dataclass(frozen=True)
+class Row:
+    clip_id: int
+    video: str
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    fps: float
+    width: int
+    height: int
+    motion: str
+    motion_magnitude: float
+    video_fingerprint: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MemoryIndex:
+    """Index read API over arrays: clip rows, per-frame vectors (K per clip), a real FAISS index."""
+
+    def __init__(self, rows: list[Row], frames: dict[int, np.ndarray], model_id: str = "fake-clip"):
+        self.path, self.model_id, self.dim, self.index_type = Path("/memory"), model_id, DIM, "Flat"
+        self.rows = {r.clip_id: r for r in rows}
+        self.frames = frames
+        pooled = np.stack([frames[r.clip_id].mean(axis=0) for r in rows])
+        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+        self.vector_index = build_vector_index(np.array([r.clip_id for r in rows]), pooled)
+        self.fetched: list[int] = []  # candidate counts asked for, to check over-fetching
+
+    def clips(self):
+        return list(self.rows.values())
+
+    def clip(self, clip_id):
+        return self.rows[clip_id]
+
+    def frame_vectors(self, clip_ids):
+        return {c: self.frames[c] for c in clip_ids}
+
+    def search_vectors(self, query, n):
+        self.fetched.append(n)
+        scores, ids = self.vector_index.search(query.reshape(1, -1).astype(np.float32), min(n, self.vector_index.ntotal))
+        return ids[0], scores[0]
+
+    def read_frames(self, clip_id, indices=None):
+        row = self.rows[clip_id]
+        n = row.end_frame - row.start_frame if indices is None else len(indices)
+        return np.full((n, 24, 32, 3), (clip_id * 37) % 256, np.uint8)
+
+
+class FakeEmbedder:
+    """Text → a fixed vector per known text; images → the vector stored for their fill value."""
+
+    def __init__(self, texts: dict[str, np.ndarray], model_id: str = "fake-clip"):
+        self.model_id, self.dim, self.texts = model_id, DIM, texts
+
+    def embed_text(self, texts):
+        return np.stack([self.texts[t] for t in texts])
+
+    def embed_images(self, images):
+        return np.stack([self.texts[f"image:{int(im[0, 0, 0])}"] for im in images])
+
+
+def unit(v):
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def row(clip_id, motion="static", seconds=2.0):
+    return Row(clip_id, f"/videos/v{clip_id}.mp4", 0, int(24 * seconds), 0.0, seconds, 24.0, 160, 90, motion, 1.0, "fp")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_motion_words_in_queries():
+    assert motion_in_query("a dog on a beach, camera pans left") == {"pan-left"}
+    assert motion_in_query("Panning right across the city") == {"pan-right"}
+    assert motion_in_query("the camera slowly tilts up to the sky") == {"tilt-up"}
+    assert motion_in_query("tilting downwards") == {"tilt-down"}
+    assert motion_in_query("zooms in on a face") == {"zoom-in"}
+    assert motion_in_query("pull back to reveal the valley") == {"zoom-out"}
+    assert motion_in_query("static shot of a lake") == {"static"}
+    assert motion_in_query("a tracking shot of a car") == {"pan-left", "pan-right"}
+    assert motion_in_query("a frying pan on a stove") == set()
+    assert motion_in_query("runners on a track") == set()
+    assert motion_in_query("a cat sleeping") == set()
+
+
+def test_best_frame_and_motion_words_rerank(rng):
+    base = unit(rng.standard_normal(DIM))
+    other = unit(rng.standard_normal(DIM))
+    # Clip 1: every frame fairly similar. Clip 2: one frame equal to the query, the rest unrelated.
+    # Clip 3: like clip 1 but a pan-left. Pooled similarity favours 1 and 3 over 2.
+    frames = {
+        1: np.stack([unit(base + 1.5 * other + 0.1 * rng.standard_normal(DIM)) for _ in range(4)]),
+        2: np.stack([base, *(unit(rng.standard_normal(DIM)) for _ in range(3))]),
+        3: np.stack([unit(base + 1.5 * other + 0.1 * rng.standard_normal(DIM)) for _ in range(4)]),
+    }
+    index = MemoryIndex([row(1), row(2), row(3, motion="pan-left")], frames)
+    plain = search(index, text="q", k=3, embedder=FakeEmbedder({"q": base}))
+    assert plain[0].clip.clip_id == 2 and plain[0].frame_score == pytest.approx(1.0, abs=1e-5)
+    assert plain[0].clip_score < min(h.clip_score for h in plain[1:])
+    panning = search(index, text="camera pans left", k=3, embedder=FakeEmbedder({"camera pans left": base}))
+    by_id = {h.clip.clip_id: h for h in panning}
+    assert by_id[3].motion_match and not by_id[1].motion_match
+    assert by_id[3].score == pytest.approx(by_id[3].clip_score / 2 + by_id[3].frame_score / 2 + 0.05, abs=1e-6)
+    assert by_id[3].rank < by_id[1].rank
+    assert [h.rank for h in panning] == [1, 2, 3]
+    d = panning[0].to_dict()
+    assert set(d) >= {"clip_id", "video", "start_frame", "end_frame", "start_s", "end_s", "fps", "width",
+                      "height", "motion", "motion_magnitude", "score", "rank"}
+
+
+def test_filters_fetch_more_candidates_until_k_pass(rng):
+    # 600 clips; only the 10 least similar to the query are static and 3 s long.
+    query = unit(rng.standard_normal(DIM))
+    rows, frames = [], {}
+    for i in range(600):
+        similar = i < 590
+        v = unit(query * (2.0 if similar else -1.0) + rng.standard_normal(DIM))
+        frames[i] = np.stack([v] * 2)
+        rows.append(row(i, motion="static" if not similar else "pan-right", seconds=3.0 if not similar else 1.0))
+    index = MemoryIndex(rows, frames)
+    embedder = FakeEmbedder({"q": query})
+    hits = search(index, text="q", k=5, motion="static", min_seconds=2.5, embedder=embedder)
+    assert len(hits) == 5 and all(h.clip.clip_id >= 590 for h in hits)
+    assert index.fetched == [100, 400, 1600]  # over-fetch 100, then 4x until enough pass
+    assert search(index, text="q", k=5, motion="zoom-in", embedder=embedder) == []
+    assert len(search(index, text="q", k=7, min_seconds=1.0, embedder=embedder)) == 7
+
+
+def test_query_errors(rng, tmp_path):
+    index = MemoryIndex([row(1)], {1: unit(rng.standard_normal((2, DIM)))})
+    embedder = FakeEmbedder({"q": unit(rng.standard_normal(DIM))})
+    with pytest.raises(UserError, match="exactly one query"):
+        search(index, text="q", image="x.png", embedder=embedder)
+    with pytest.raises(UserError, match="exactly one query"):
+        search(index, embedder=embedder)
+    with pytest.raises(UserError, match="unknown --motion 'sideways'"):
+        search(index, text="q", motion="sideways", embedder=embedder)
+    with pytest.raises(UserError, match="-k must be at least 1"):
+        search(index, text="q", k=0, embedder=embedder)
+    with pytest.raises(UserError, match="no such file"):
+        search(index, image=tmp_path / "missing.png", embedder=embedder)
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(UserError, match="not a readable image"):
+        search(index, image=tmp_path / "text.png", embedder=embedder)
+    with pytest.raises(UserError) as err:
+        search(index, text="q", embedder=FakeEmbedder({"q": np.ones(DIM)}, model_id="other-clip"))
+    assert str(err.value) == ("the index /memory was built with model fake-clip, but the query model is "
+                              "other-clip; search with the --models preset the index was built with")
+
+
+def test_image_query_and_contact_sheet(rng, tmp_path):
+    vectors = {i: unit(rng.standard_normal((3, DIM))) for i in range(1, 5)}
+    index = MemoryIndex([row(i, seconds=1.0 + i) for i in vectors], vectors)
+    # The query image's "embedding" is frame 2 of clip 3.
+    embedder = FakeEmbedder({"image:7": vectors[3][2]})
+    image = tmp_path / "query.png"
+    Image.new("RGB", (32, 24), (7, 7, 7)).save(image)
+    hits = search(index, image=image, k=3, embedder=embedder)
+    assert hits[0].clip.clip_id == 3 and len(hits) == 3
+    out = contact_sheet(index, hits, tmp_path / "sheets" / "results.png")
+    sheet = Image.open(out)
+    assert sheet.format == "PNG" and list((tmp_path / "sheets").iterdir()) == [out]
+    assert sheet.height == 3 * (96 + 6) + 6  # one 96-px row per hit
+    # The first row's first keyframe comes from clip 3 (the fake fills frames with clip_id * 37).
+    assert sheet.getpixel((6 + 260 + 10, 6 + 10)) == (111, 111, 111)

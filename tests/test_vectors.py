@@ -1,0 +1,74 @@
+"""FAISS index choice by size, ids kept, tuned search parameters reach good recall."""
+
+import faiss
+import numpy as np
+import pytest
+
+from index.synthetic import clustered_vectors
+from index.vectors import build_vector_index, choose_index_spec, search_params, set_search_params
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """The test machine's cores are shared: OpenMP threads spinning against each other are slower than one."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def test_index_spec_by_corpus_size():
+    assert choose_index_spec(0, 512) == "Flat"
+    assert choose_index_spec(999, 512) == "Flat"
+    assert choose_index_spec(1_000, 512) == "HNSW32"
+    assert choose_index_spec(9_999, 512) == "HNSW32"
+    assert choose_index_spec(10_000, 512) == "IVF256,Flat"  # 4·√N = 400, capped by 39 points per cluster
+    assert choose_index_spec(100_000, 512) == "IVF1024,Flat"  # 4·√N = 1265 → 1024
+    assert choose_index_spec(1_000_000, 512) == "IVF4096,Flat"  # 4·√N = 4000 → 4096
+    assert choose_index_spec(1_000_001, 512) == "OPQ64_256,IVF16384_HNSW32,PQ64"
+    assert choose_index_spec(100_000_000, 512) == "OPQ64_256,IVF32768_HNSW32,PQ64"  # 4·√N = 40000
+    assert choose_index_spec(10**9, 512) == "OPQ64_256,IVF65536_HNSW32,PQ64"  # capped at 65536
+    # 1M vectors of 4096 floats (16 GiB) do not fit the flat budget: compressed codes instead.
+    assert choose_index_spec(1_000_000, 4096) == "OPQ64_256,IVF16384_HNSW32,PQ64"
+
+
+@pytest.mark.parametrize("n", [500, 3_000, 20_000])
+def test_ids_preserved_and_recall(n):
+    dim = 32
+    vectors = clustered_vectors(n + 200, dim, centres=200, seed=n)
+    base, queries = vectors[:n], vectors[n:]
+    ids = np.random.default_rng(0).permutation(10 * n)[:n].astype(np.int64) + 1_000_000
+    index = build_vector_index(ids, base)
+    assert index.ntotal == n
+    assert ("IVF" in choose_index_spec(n, dim)) == ("nprobe" in search_params(index))
+    # Every stored vector finds itself under its own id.
+    _, found = index.search(base[:50], 1)
+    assert found[:, 0].tolist() == ids[:50].tolist()
+    # Held-out queries: recall@10 against exact search.
+    _, exact = faiss.knn(queries, base, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    _, approx = index.search(queries, 10)
+    recall = np.mean([len(set(ids[e]) & set(a)) / 10 for e, a in zip(exact, approx)])
+    assert recall >= 0.95, (n, search_params(index), recall)
+
+
+def test_tuned_params_survive_save_and_load():
+    vectors = clustered_vectors(20_000, 32, centres=200, seed=3)
+    index = build_vector_index(np.arange(20_000), vectors)
+    params = search_params(index)
+    assert params.startswith("nprobe=") and params != "nprobe=1"
+    loaded = faiss.deserialize_index(faiss.serialize_index(index))
+    assert search_params(loaded) == params
+    set_search_params(loaded, "nprobe=3")
+    assert search_params(loaded) == "nprobe=3"
+
+
+def test_compressed_spec_keeps_ids():
+    vectors = clustered_vectors(2_000, 16, centres=50, seed=4)
+    ids = np.arange(2_000, dtype=np.int64) * 3 + 7
+    index = build_vector_index(ids, vectors, spec="IVF16_HNSW32,PQ8x4")
+    assert "quantizer_efSearch=" in search_params(index)
+    _, found = index.search(vectors[:20], 5)
+    assert set(found.ravel()) <= set(ids.tolist())
+    assert np.mean([i in row for i, row in zip(ids[:20], found)]) >= 0.8
+    with pytest.raises(ValueError, match="3 ids for 4 vectors"):
+        build_vector_index(np.arange(3), vectors[:4])
