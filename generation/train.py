@@ -84,8 +84,8 @@ class ConceptImage:
 class TrainingClip:
     """One training video: static (1 frame, repeated to L) or real (L frames), with its depth."""
 
-    pixels: torch.Tensor  # (n, 3, S, S) in [-1, 1]; n = 1 for a static pseudo-video
-    depth: torch.Tensor  # (n, 3, S, S) ControlNet conditioning in [0, 1]
+    pixels: torch.Tensor  # (n, 3, S, S) uint8 (compact: ~200 regularization clips stay in memory)
+    depth: torch.Tensor  # (n, 1, S, S) float in [0, 1] (the ControlNet sees it as 3 equal channels)
     subject: str  # what the prompt calls it: the token, or the init word for regularization clips
 
 
@@ -128,7 +128,7 @@ def center_square(pixels: np.ndarray, size: int) -> np.ndarray:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     square = Image.fromarray(pixels[top : top + side, left : left + side])
-    return np.asarray(square.resize((size, size), Image.BICUBIC))
+    return np.array(square.resize((size, size), Image.BICUBIC))  # writable: torch.from_numpy-safe
 
 
 def static_clips(images: list[ConceptImage], size: int, depth_fn: DepthFn, token: str) -> list[TrainingClip]:
@@ -136,15 +136,17 @@ def static_clips(images: list[ConceptImage], size: int, depth_fn: DepthFn, token
     clips = []
     for image in images:
         square = center_square(image.pixels, size)
-        pixels = torch.from_numpy(square.copy()).permute(2, 0, 1).float()[None] / 127.5 - 1.0
-        depth = depth_fn(square[None]).float()
-        clips.append(TrainingClip(pixels, depth, token))
+        pixels = torch.from_numpy(square).permute(2, 0, 1)[None]
+        clips.append(TrainingClip(pixels, depth_fn(square[None])[:, :1].float(), token))
     return clips
 
 
 def augment(clip: TrainingClip, generator: torch.Generator) -> TrainingClip:
-    """Light, identical augmentation of pixels and depth: horizontal flip, up to 10% zoom with shift."""
-    stacked = torch.cat([clip.pixels, clip.depth], dim=1)
+    """Light, identical augmentation of pixels and depth: horizontal flip, up to 10% zoom with shift.
+
+    Returns pixels as float in [-1, 1].
+    """
+    stacked = torch.cat([clip.pixels.float() / 127.5 - 1.0, clip.depth], dim=1)
     if torch.rand((), generator=generator) < 0.5:
         stacked = stacked.flip(-1)
     size = stacked.shape[-1]
@@ -154,6 +156,32 @@ def augment(clip: TrainingClip, generator: torch.Generator) -> TrainingClip:
         top, left = (torch.randint(0, zoomed - size + 1, (2,), generator=generator)).tolist()
         stacked = stacked[..., top : top + size, left : left + size]
     return TrainingClip(stacked[:, :3], stacked[:, 3:], clip.subject)
+
+
+def regularization_clips(index_dir, init_word: str, count: int, size: int, frames: int, preset: str) -> list[TrainingClip]:
+    """Real clips of the init word's class from an index (the paper used ~200), with their depth.
+
+    Depth goes through `depth.conditioning_for_source`, so it lands in the index's depth cache and a
+    second training run on the same index does not recompute it.
+    """
+    import depth
+    from index import open_index
+    from retrieval import search
+
+    index = open_index(index_dir)
+    hits = search(index, text=f"a video of a {init_word}", k=count, preset=preset)
+    if not hits:
+        raise UserError(f"--reg-index {index_dir} returned no clips for {init_word!r}; index videos of that class")
+    model = depth.create_depth_model(depth.model_for_preset(preset))
+    clips = []
+    for hit in hits:
+        conditioning, info = depth.conditioning_for_source(
+            hit.clip.clip_id, model=model, size=(size, size), num_frames=frames, index_dir=index)
+        unique, inverse = np.unique(info["frame_indices"], return_inverse=True)
+        video = index.read_frames(hit.clip.clip_id, unique.tolist())[inverse]
+        pixels = torch.from_numpy(np.stack([center_square(f, size) for f in video])).permute(0, 3, 1, 2)
+        clips.append(TrainingClip(pixels, conditioning[:, :1].float(), init_word))
+    return clips
 
 
 def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bool:
@@ -237,7 +265,7 @@ class CharacterTrainer:
         with torch.no_grad():
             latents = c.vae.encode(clip.pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
         latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
-        depth = clip.depth.expand(frames, -1, -1, -1) if clip.depth.shape[0] == 1 else clip.depth
+        depth = clip.depth.expand(frames, 3, -1, -1)
         noise = torch.randn(latents.shape, generator=generator)
         t = torch.tensor([timestep])
         noisy = c.scheduler.add_noise(latents, noise, t)
@@ -393,16 +421,16 @@ def run_character_train(args) -> int:
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
     images = load_concept_images(args.images_dir)  # fail on bad images before loading any model
-    if args.reg_index:
-        raise UserError("--reg-index is not available yet (needs retrieval of clips); train without it")
     settings = TrainSettings(
         token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
         lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
         size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
         checkpoint_every=args.checkpoint_every, seed=args.seed,
     )
+    regularization = (regularization_clips(args.reg_index, settings.init_word, args.reg_clips, settings.size,
+                                           settings.frames, preset) if args.reg_index else None)
     components = create_components(preset)
-    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset))
+    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset), regularization)
     checkpoint = checkpoint_path_for(out)
     if args.resume:
         trainer.load_checkpoint(checkpoint)
@@ -411,7 +439,8 @@ def run_character_train(args) -> int:
     save_pack(trainer.pack(), out)
     summary = {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,
                "final_loss": trainer.losses[-1] if trainer.losses else None, "images": len(images),
-               "buckets": trainer.table.num_buckets, "checkpoint": str(checkpoint)}
+               "buckets": trainer.table.num_buckets, "regularization_clips": len(trainer.regularization),
+               "checkpoint": str(checkpoint)}
     print(json.dumps(summary) if args.json else
           f"wrote {out}: token {settings.token} ({settings.mode}, {trainer.table.num_buckets} rows), "
           f"{trainer.step_count} steps, final loss {summary['final_loss']:.4f}, {len(images)} images")
