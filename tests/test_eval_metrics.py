@@ -53,3 +53,26 @@ def test_read_clip_frames_from_gif_and_png_folder(tmp_path):
     assert np.array_equal(read_clip_frames(tmp_path / "frames"), frames)
     with pytest.raises(UserError, match="does not exist"):
         read_clip_frames(tmp_path / "missing.mp4")
+
+
+def test_score_clip_with_tiny_clip_on_a_still_clip_of_the_concept_image():
+    import torch
+
+    from generation.evaluate import score_clip
+    from index.embed import load_clip
+
+    embedder = load_clip("tiny")
+    rng = np.random.RandomState(0)
+    concept = (rng.rand(224, 224, 3) * 255).astype(np.uint8)
+    pack = CharacterPack("<teddy>", "bear", "timeinv", torch.zeros(1, 4), 1000, {}, 4, 4.0, {},
+                         concept_images=torch.from_numpy(concept[None].copy()))
+    still = np.repeat(concept[None], 4, axis=0)
+    scores = score_clip(still, "<teddy> on a beach", embedder, [pack])
+    assert scores.prompt == "bear on a beach" and scores.frames == 4 and scores.model_id == embedder.model_id
+    assert scores.clip_i == pytest.approx(1.0, abs=1e-5)  # every frame is the concept image
+    assert scores.temporal_consistency == pytest.approx(1.0, abs=1e-5)
+    assert scores.motion_magnitude == pytest.approx(0.0, abs=1e-3)  # ... and a still clip has no motion
+    text = embedder.embed_text(["bear on a beach"])[0]
+    assert scores.clip_t == pytest.approx(clip_text_score(embedder.embed_images(still), text), abs=1e-6)
+    no_pack = score_clip(still, "bear on a beach", embedder)
+    assert no_pack.clip_i is None and no_pack.clip_t == pytest.approx(scores.clip_t)
