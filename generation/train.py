@@ -262,11 +262,13 @@ class CharacterTrainer:
     def clip_loss(self, clip: TrainingClip, timestep: int, generator: torch.Generator) -> torch.Tensor:
         """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp).
 
-        `generator` draws the latent sample, the noise and the prompt template.
+        `generator` draws the latent sample, the noise and the prompt template. Pixels may be the
+        stored uint8 or augment()'s float in [-1, 1].
         """
         c, frames = self.c, self.settings.frames
+        pixels = clip.pixels.float() / 127.5 - 1.0 if clip.pixels.dtype == torch.uint8 else clip.pixels
         with torch.no_grad():
-            latents = c.vae.encode(clip.pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
+            latents = c.vae.encode(pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
         latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
         depth = clip.depth.expand(frames, 3, -1, -1)
         noise = torch.randn(latents.shape, generator=generator)
