@@ -1,0 +1,454 @@
+"""Train a character pack (TimeInv table + spatial LoRA) from a handful of images.
+
+Recipe (Animate-A-Story, REFERENCE.md): every concept image becomes an L-frame *static* pseudo-video
+whose depth is computed once; training is ordinary noise-prediction with every base weight frozen,
+guided by that static depth through the ControlNet with the same timestep clamp as generation
+(structure for t = T…τ, none after). Each step samples one timestep, so only the TimeInv row of that
+timestep's bucket receives gradient. Optional regularization clips (real videos of the init word's
+class, prompted without the token) keep the LoRA from drifting the class prior.
+
+All randomness (augmentation, prompt template, timestep, noise) comes from one seeded
+torch.Generator whose state is checkpointed, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generation.characters import (
+    MODES,
+    CharacterPack,
+    CharacterTokens,
+    TimeInvTable,
+    adapter_name_for,
+    add_spatial_lora,
+    load_lora_state_dict,
+    lora_parameters,
+    lora_state_dict,
+    set_lora_scales,
+    single_token_id,
+)
+from index.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MAX_IMAGES = 50
+CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
+PROMPT_TEMPLATES = ("a photo of {}", "a video of {}", "a picture of {}", "a close-up photo of {}")
+
+# (frames uint8 (F, H, W, 3)) -> ControlNet conditioning float (F, 3, H, W) in [0, 1]
+DepthFn = Callable[[np.ndarray], torch.Tensor]
+
+
+@dataclass
+class TrainSettings:
+    token: str
+    init_word: str
+    mode: str = "timeinv"
+    steps: int = 1000
+    learning_rate: float = 1e-4
+    lora_rank: int = 4
+    num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" always uses 1
+    frames: int = 8  # L, frames of each static pseudo-video
+    size: int = 256  # square training resolution in pixels
+    tau: float = 1.0  # structure clamp, as in generation: depth guides t = T…τ·T
+    structure_scale: float = 1.0
+    checkpoint_every: int = 100
+    seed: int = 0
+    gradient_checkpointing: bool = False  # recompute UNet activations in backward: far less memory, ~30% slower
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.steps < 1:
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
+        if not 0.0 <= self.tau <= 1.0:
+            raise UserError(f"--tau must be between 0 and 1, got {self.tau}")
+
+
+@dataclass
+class ConceptImage:
+    path: str
+    pixels: np.ndarray  # uint8 (H, W, 3), EXIF-rotated
+    sha256: str
+
+
+@dataclass
+class TrainingClip:
+    """One training video: static (1 frame, repeated to L) or real (L frames), with its depth."""
+
+    pixels: torch.Tensor  # (n, 3, S, S) uint8 (compact: ~200 regularization clips stay in memory)
+    depth: torch.Tensor  # (n, 1, S, S) float in [0, 1] (the ControlNet sees it as 3 equal channels)
+    subject: str  # what the prompt calls it: the token, or the init word for regularization clips
+
+
+@dataclass
+class StepResult:
+    step: int
+    loss: float
+    timesteps: list[int] = field(default_factory=list)
+
+
+def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
+    """1–50 jpg/png/webp images from `folder`, EXIF-rotated to upright RGB."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"images folder {folder} does not exist")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise UserError(f"images folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add 3-10 photos of the character")
+    if len(paths) > MAX_IMAGES:
+        raise UserError(f"images folder {folder} has {len(paths)} images; use at most {MAX_IMAGES}")
+    images = []
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            with Image.open(path) as img:
+                pixels = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise UserError(f"cannot read image {path}: {err}; remove or replace it") from None
+        images.append(ConceptImage(str(path), pixels, hashlib.sha256(data).hexdigest()))
+    return images
+
+
+def center_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """Largest centered square, resized to size×size (uint8)."""
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = Image.fromarray(pixels[top : top + side, left : left + side])
+    return np.array(square.resize((size, size), Image.BICUBIC))  # writable: torch.from_numpy-safe
+
+
+def static_clips(images: list[ConceptImage], size: int, depth_fn: DepthFn, token: str) -> list[TrainingClip]:
+    """One static clip per image; depth of a static video is one frame's depth, so it runs once per image."""
+    clips = []
+    for image in images:
+        square = center_square(image.pixels, size)
+        pixels = torch.from_numpy(square).permute(2, 0, 1)[None]
+        clips.append(TrainingClip(pixels, depth_fn(square[None])[:, :1].float(), token))
+    return clips
+
+
+def augment(clip: TrainingClip, generator: torch.Generator) -> TrainingClip:
+    """Light, identical augmentation of pixels and depth: horizontal flip, up to 10% zoom with shift.
+
+    Returns pixels as float in [-1, 1].
+    """
+    stacked = torch.cat([clip.pixels.float() / 127.5 - 1.0, clip.depth], dim=1)
+    if torch.rand((), generator=generator) < 0.5:
+        stacked = stacked.flip(-1)
+    size = stacked.shape[-1]
+    zoomed = int(round(size * (1.0 + 0.1 * torch.rand((), generator=generator).item())))
+    if zoomed > size:
+        stacked = F.interpolate(stacked, size=(zoomed, zoomed), mode="bilinear", align_corners=False)
+        top, left = (torch.randint(0, zoomed - size + 1, (2,), generator=generator)).tolist()
+        stacked = stacked[..., top : top + size, left : left + size]
+    return TrainingClip(stacked[:, :3], stacked[:, 3:], clip.subject)
+
+
+def regularization_clips(index_dir, init_word: str, count: int, size: int, frames: int, preset: str) -> list[TrainingClip]:
+    """Real clips of the init word's class from an index (the paper used ~200), with their depth.
+
+    Depth goes through `depth.conditioning_for_source`, so it lands in the index's depth cache and a
+    second training run on the same index does not recompute it.
+    """
+    import depth
+    from index import open_index
+    from retrieval import search
+
+    index = open_index(index_dir)
+    hits = search(index, text=f"a video of a {init_word}", k=count, preset=preset)
+    if not hits:
+        raise UserError(f"--reg-index {index_dir} returned no clips for {init_word!r}; index videos of that class")
+    model = depth.create_depth_model(depth.model_for_preset(preset))
+    clips = []
+    for hit in hits:
+        conditioning, info = depth.conditioning_for_source(
+            hit.clip.clip_id, model=model, size=(size, size), num_frames=frames, index_dir=index)
+        unique, inverse = np.unique(info["frame_indices"], return_inverse=True)
+        video = index.read_frames(hit.clip.clip_id, unique.tolist())[inverse]
+        pixels = torch.from_numpy(np.stack([center_square(f, size) for f in video])).permute(0, 3, 1, 2)
+        clips.append(TrainingClip(pixels, conditioning[:, :1].float(), init_word))
+    return clips
+
+
+def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bool:
+    """The generation clamp in timestep terms: depth guides the noisiest τ fraction of the schedule."""
+    return timestep >= (1.0 - tau) * num_train_timesteps
+
+
+class CharacterTrainer:
+    """Learns one character's TimeInv table and spatial LoRA; everything else stays frozen.
+
+    `components` has `unet` (UNetMotionModel), `controlnet`, `vae`, `text_encoder`, `tokenizer` and
+    `scheduler`; `base_model` holds the component ids recorded in the pack.
+    """
+
+    def __init__(
+        self,
+        components,
+        base_model: dict[str, str],
+        settings: TrainSettings,
+        images: list[ConceptImage],
+        depth_fn: DepthFn,
+        regularization: list[TrainingClip] | None = None,
+    ):
+        self.c = components
+        self.base_model = dict(base_model)
+        self.settings = settings
+        self.images = images
+        self.regularization = list(regularization or [])
+        self.num_train_timesteps = int(components.scheduler.config.num_train_timesteps)
+        for model in (components.unet, components.controlnet, components.vae, components.text_encoder):
+            model.requires_grad_(False)
+
+        init_id = single_token_id(components.tokenizer, settings.init_word)
+        init_embedding = components.text_encoder.get_input_embeddings().weight[init_id]
+        buckets = 1 if settings.mode == "ti" else (settings.num_buckets or self.num_train_timesteps)
+        self.table = TimeInvTable(init_embedding, buckets, self.num_train_timesteps)
+        self.tokens = CharacterTokens(components.tokenizer, components.text_encoder)
+        self.tokens.add(settings.token, self.table)
+
+        torch.manual_seed(settings.seed)  # LoRA init
+        self.adapter = adapter_name_for(settings.token)
+        add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
+        set_lora_scales(components.unet, {self.adapter: 1.0})
+        self.lora_params = lora_parameters(components.unet, self.adapter)
+        for p in self.lora_params:
+            p.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": [self.table.rows]}, {"params": self.lora_params}], lr=settings.learning_rate, weight_decay=0.0
+        )
+        if settings.gradient_checkpointing:
+            components.unet.enable_gradient_checkpointing()
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.clips = static_clips(images, settings.size, depth_fn, settings.token)
+        self.step_count = 0
+        self.losses: list[float] = []
+
+    # -- one optimization step -------------------------------------------------------------------
+
+    def step(self) -> StepResult:
+        """One step: a random concept clip (plus one regularization clip, if any), each at its own timestep."""
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = [self.clips[int(torch.randint(0, len(self.clips), (1,), generator=self.generator))]]
+        if self.regularization:
+            batch.append(self.regularization[self.step_count % len(self.regularization)])
+        total, timesteps = 0.0, []
+        for clip in batch:
+            timestep = int(torch.randint(0, self.num_train_timesteps, (1,), generator=self.generator))
+            loss = self.clip_loss(augment(clip, self.generator), timestep, self.generator) / len(batch)
+            loss.backward()  # per clip, so only one clip's graph is alive at a time
+            total += loss.item()
+            timesteps.append(timestep)
+        self.optimizer.step()
+        self.step_count += 1
+        self.losses.append(total)
+        return StepResult(self.step_count, total, timesteps)
+
+    def clip_loss(self, clip: TrainingClip, timestep: int, generator: torch.Generator) -> torch.Tensor:
+        """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp).
+
+        `generator` draws the latent sample, the noise and the prompt template. Pixels may be the
+        stored uint8 or augment()'s float in [-1, 1].
+        """
+        c, frames = self.c, self.settings.frames
+        pixels = clip.pixels.float() / 127.5 - 1.0 if clip.pixels.dtype == torch.uint8 else clip.pixels
+        with torch.no_grad():
+            latents = c.vae.encode(pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
+        latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
+        depth = clip.depth.expand(frames, 3, -1, -1)
+        noise = torch.randn(latents.shape, generator=generator)
+        t = torch.tensor([timestep])
+        noisy = c.scheduler.add_noise(latents, noise, t)
+        template = PROMPT_TEMPLATES[int(torch.randint(0, len(PROMPT_TEMPLATES), (1,), generator=generator))]
+        embeds = self.tokens.encode([template.format(clip.subject)], timestep).expand(frames, -1, -1)
+
+        residuals = {}
+        if structure_applies(timestep, self.settings.tau, self.num_train_timesteps):
+            down, mid = c.controlnet(
+                noisy, t, encoder_hidden_states=embeds, controlnet_cond=depth,
+                conditioning_scale=self.settings.structure_scale, return_dict=False,
+            )
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        video = noisy.permute(1, 0, 2, 3)[None]  # (1, C, F, h, w), the UNetMotionModel layout
+        prediction = c.unet(video, t, encoder_hidden_states=embeds, **residuals).sample[0].permute(1, 0, 2, 3)
+        if c.scheduler.config.prediction_type == "v_prediction":
+            target = c.scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+        return F.mse_loss(prediction, target)
+
+    # -- run, checkpoint, pack -------------------------------------------------------------------
+
+    def fit(self, checkpoint_path: str | os.PathLike | None = None, progress=None) -> None:
+        """Train to `settings.steps`, checkpointing every `checkpoint_every` steps."""
+        start, first = time.monotonic(), self.step_count
+        while self.step_count < self.settings.steps:
+            result = self.step()
+            if progress is not None:
+                rate = (self.step_count - first) / max(time.monotonic() - start, 1e-9)
+                progress.update(step=f"{result.step}/{self.settings.steps}", loss=result.loss, steps_per_s=rate)
+            if checkpoint_path and self.step_count % self.settings.checkpoint_every == 0:
+                self.save_checkpoint(checkpoint_path)
+        if progress is not None:
+            progress.done(step=f"{self.step_count}/{self.settings.steps}", loss=self.losses[-1] if self.losses else float("nan"))
+
+    def pack(self) -> CharacterPack:
+        thumbnails = torch.from_numpy(np.stack([center_square(i.pixels, CONCEPT_THUMBNAIL) for i in self.images]))
+        return CharacterPack(
+            token=self.settings.token,
+            init_word=self.settings.init_word,
+            mode=self.settings.mode,
+            table=self.table.rows.detach().clone(),
+            num_train_timesteps=self.num_train_timesteps,
+            lora=lora_state_dict(self.c.unet, self.adapter),
+            lora_rank=self.settings.lora_rank,
+            lora_alpha=float(self.settings.lora_rank),
+            base_model=self.base_model,
+            settings={**asdict(self.settings), "steps_done": self.step_count},
+            image_hashes=[i.sha256 for i in self.images],
+            concept_images=thumbnails,
+        )
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Everything needed to continue bit-exactly: weights, optimizer moments, RNG state, losses."""
+        state = {
+            "step": self.step_count,
+            "table": self.table.rows.detach().clone(),
+            "lora": lora_state_dict(self.c.unet, self.adapter),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "losses": list(self.losses),
+            "identity": self._identity(),
+        }
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start fresh")
+        state = torch.load(path, weights_only=True)
+        if state["identity"] != self._identity():
+            raise UserError(
+                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model or size differ); "
+                f"delete it or run without --resume"
+            )
+        with torch.no_grad():
+            self.table.rows.copy_(state["table"])
+        load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_count = state["step"]
+        self.losses = list(state["losses"])
+
+    def _identity(self) -> dict:
+        s = self.settings
+        return {
+            "token": s.token, "init_word": s.init_word, "mode": s.mode, "buckets": self.table.num_buckets,
+            "rank": s.lora_rank, "size": s.size, "frames": s.frames, "seed": s.seed,
+            "images": [i.sha256 for i in self.images], "base_model": self.base_model,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------
+# `storyreel character train` (the coordinator registers it in generation/cli.py)
+# ---------------------------------------------------------------------------------------------------
+
+
+def depth_conditioning_fn(preset: str) -> DepthFn:
+    """Static-image depth with the preset's depth model, normalized as generation's conditioning."""
+    import depth
+
+    model = depth.create_depth_model(depth.model_for_preset(preset))
+
+    def conditioning(frames: np.ndarray) -> torch.Tensor:
+        return depth.to_conditioning(depth.stabilize(model.predict(frames)), frames.shape[1:3], len(frames))
+
+    return conditioning
+
+
+def add_character_arguments(parser) -> None:
+    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp)")
+    parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
+    parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
+    parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")
+    parser.add_argument("--mode", choices=MODES, default="timeinv",
+                        help="timeinv: one embedding per timestep bucket (default); ti: classic textual inversion")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (paper: 1000)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of table and LoRA (paper: 1e-4)")
+    parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    parser.add_argument("--buckets", type=int, default=None,
+                        help="TimeInv rows (timestep buckets); default one per training timestep")
+    parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
+    parser.add_argument("--size", type=int, default=None, help="training resolution (default: 256, tiny: 64)")
+    parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    parser.add_argument("--reg-index", default=None, metavar="INDEX_DIR",
+                        help="mix in real clips of the init word's class retrieved from this index")
+    parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute UNet activations in backward (much less memory, slower)")
+    parser.add_argument("--models", default=None, help="model preset (tiny, default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def checkpoint_path_for(out: str | os.PathLike) -> Path:
+    return Path(f"{out}.ckpt")
+
+
+def run_character_train(args) -> int:
+    import json
+
+    from generation.characters import save_pack
+    from generation.components import create_components
+    from index.presets import resolve_preset
+    from index.progress import Progress
+
+    preset = resolve_preset(args.models)
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    images = load_concept_images(args.images_dir)  # fail on bad images before loading any model
+    settings = TrainSettings(
+        token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
+        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
+        size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
+    )
+    regularization = (regularization_clips(args.reg_index, settings.init_word, args.reg_clips, settings.size,
+                                           settings.frames, preset) if args.reg_index else None)
+    components = create_components(preset)
+    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset), regularization)
+    checkpoint = checkpoint_path_for(out)
+    if args.resume:
+        trainer.load_checkpoint(checkpoint)
+    trainer.fit(checkpoint, Progress("character"))
+    trainer.save_checkpoint(checkpoint)
+    save_pack(trainer.pack(), out)
+    summary = {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,
+               "final_loss": trainer.losses[-1] if trainer.losses else None, "images": len(images),
+               "buckets": trainer.table.num_buckets, "regularization_clips": len(trainer.regularization),
+               "checkpoint": str(checkpoint)}
+    print(json.dumps(summary) if args.json else
+          f"wrote {out}: token {settings.token} ({settings.mode}, {trainer.table.num_buckets} rows), "
+          f"{trainer.step_count} steps, final loss {summary['final_loss']:.4f}, {len(images)} images")
+    return 0

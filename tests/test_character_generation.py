@@ -1,0 +1,124 @@
+"""Character packs inside the structure-guided sampler (tiny preset)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from generation.characters import (
+    CharacterConditioning, CharacterPack, adapter_name_for, character_conditioning, load_characters, save_pack,
+)
+from generation.components import create_components
+from generation.sampler import StructureGuidedSampler
+from index.errors import UserError
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_components("tiny")
+
+
+def make_pack(components, token: str, init_word: str, seed: int, buckets: int = 1000) -> CharacterPack:
+    """A pack with a distinct row per bucket and non-zero LoRA, in the exact layout training writes."""
+    generator = torch.Generator().manual_seed(seed)
+    scratch = copy.deepcopy(components.unet)
+    from generation.characters import add_spatial_lora, lora_state_dict
+
+    add_spatial_lora(scratch, "scratch", rank=4)
+    lora = {k: torch.randn(v.shape, generator=generator) * 0.5 for k, v in lora_state_dict(scratch, "scratch").items()}
+    dim = components.text_encoder.config.hidden_size
+    return CharacterPack(token, init_word, "timeinv", torch.randn(buckets, dim, generator=generator), 1000, lora,
+                         4, 4.0, dict(components.ids), {"steps": 1}, ["0" * 64],
+                         torch.zeros(1, 224, 224, 3, dtype=torch.uint8))
+
+
+@pytest.fixture
+def packs(tiny, tmp_path):
+    paths = []
+    for token, word, seed in (("<teddy>", "bear", 1), ("<kitty>", "cat", 2)):
+        path = tmp_path / f"{word}.safetensors"
+        save_pack(make_pack(tiny, token, word, seed), path)
+        paths.append(path)
+    return paths
+
+
+def generate(components, prompt, conditioning=None):
+    sampler = StructureGuidedSampler.from_components(components, device="cpu")
+    depth = torch.linspace(0, 1, 32).repeat(2, 3, 32, 1)  # (F, 3, H, W), a left-to-right ramp
+    return sampler(prompt, depth, num_frames=2, height=32, width=32, num_inference_steps=STEPS,
+                   generator=torch.Generator().manual_seed(0), text_conditioning=conditioning).frames
+
+
+def test_pack_changes_generation_and_scale_zero_without_token_is_exactly_plain(tiny, packs):
+    plain_token = generate(copy.deepcopy(tiny), "<teddy> on a beach")
+    plain_bear = generate(copy.deepcopy(tiny), "a bear on a beach")
+
+    with_pack = copy.deepcopy(tiny)
+    conditioning = character_conditioning(with_pack, packs[:1], "<teddy> on a beach")
+    assert not np.array_equal(generate(with_pack, "<teddy> on a beach", conditioning), plain_token)
+
+    scale_zero = copy.deepcopy(tiny)
+    conditioning = character_conditioning(scale_zero, packs[:1], "a bear on a beach", lora_scale=0.0)
+    assert np.array_equal(generate(scale_zero, "a bear on a beach", conditioning), plain_bear)
+
+    lora_only = copy.deepcopy(tiny)  # token unused but LoRA at full scale: the UNet itself differs
+    conditioning = character_conditioning(lora_only, packs[:1], "a bear on a beach", lora_scale=1.0)
+    assert not np.array_equal(generate(lora_only, "a bear on a beach", conditioning), plain_bear)
+
+
+def test_text_encoder_sees_the_table_row_of_each_steps_bucket(tiny, packs):
+    components = copy.deepcopy(tiny)
+    tokens = load_characters(components, packs)
+    teddy_id, kitty_id = tokens.tokens["<teddy>"], tokens.tokens["<kitty>"]
+    prompt = "<teddy> meets <kitty>"
+    positions = components.tokenizer(prompt).input_ids
+    seen = []  # (token embedding at <teddy>, at <kitty>) of every text-encoder call, positive prompt row
+    hook = components.text_encoder.get_input_embeddings().register_forward_hook(
+        lambda module, inputs, output: seen.append(
+            (output[1, positions.index(teddy_id)].clone(), output[1, positions.index(kitty_id)].clone())))
+    try:
+        generate(components, prompt, CharacterConditioning(tokens, prompt, "", components.unet))
+    finally:
+        hook.remove()
+    components.scheduler.set_timesteps(STEPS)
+    timesteps = components.scheduler.timesteps.tolist()
+    assert len(set(timesteps)) == STEPS and len(seen) == STEPS  # one encode per distinct bucket
+    teddy_table, kitty_table = tokens.tables[teddy_id], tokens.tables[kitty_id]
+    for (teddy_row, kitty_row), t in zip(seen, timesteps):
+        assert torch.equal(teddy_row, teddy_table.rows[t]) and torch.equal(kitty_row, kitty_table.rows[t])
+    assert not torch.equal(teddy_table.rows, kitty_table.rows)
+
+
+def test_buckets_share_rows_and_cache_the_encoding(tiny, tmp_path):
+    components = copy.deepcopy(tiny)
+    save_pack(make_pack(tiny, "<teddy>", "bear", 1, buckets=2), tmp_path / "two.safetensors")
+    conditioning = character_conditioning(components, [tmp_path / "two.safetensors"], "a <teddy>")
+    assert conditioning(0, 999) is conditioning(1, 600)  # both in bucket 1: encoded once
+    assert not torch.equal(conditioning(0, 999), conditioning(2, 100))
+
+
+def test_two_packs_load_as_two_adapters_with_their_own_tables(tiny, packs):
+    components = copy.deepcopy(tiny)
+    tokens = load_characters(components, packs, lora_scale=0.7)
+    assert set(tokens.tokens) == {"<teddy>", "<kitty>"}
+    names = {adapter_name_for("<teddy>"), adapter_name_for("<kitty>")}
+    layer = components.unet.down_blocks[0].attentions[0].transformer_blocks[0].attn2.to_k
+    assert set(layer.active_adapters) == names
+    assert all(layer.scaling[name] == pytest.approx(0.7) for name in names)
+
+
+def test_refusals_name_the_problem(tiny, packs, tmp_path):
+    foreign = make_pack(tiny, "<teddy>", "bear", 1)
+    foreign.base_model = {**foreign.base_model, "base": "runwayml/some-other-sd"}
+    save_pack(foreign, tmp_path / "foreign.safetensors")
+    with pytest.raises(UserError, match=r"foreign.safetensors was trained for base 'runwayml/some-other-sd' but this "
+                                        r"generator uses 'storyreel/tiny-sd15\(seed=0\)'"):
+        load_characters(copy.deepcopy(tiny), [tmp_path / "foreign.safetensors"])
+    with pytest.raises(UserError, match="already taken by another --character pack"):
+        load_characters(copy.deepcopy(tiny), [packs[0], packs[0]])
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="is not a character pack"):
+        load_characters(copy.deepcopy(tiny), [tmp_path / "junk.safetensors"])

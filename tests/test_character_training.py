@@ -1,0 +1,193 @@
+"""Character training on the tiny preset: what changes, what gets gradient, packs, resume, bad input."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from generation.characters import load_pack, save_pack
+from generation.components import create_components
+from generation.train import CharacterTrainer, TrainSettings, load_concept_images
+from index.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_components("tiny")
+
+
+@pytest.fixture
+def components(tiny):
+    return copy.deepcopy(tiny)  # training adds LoRA and a token: every test gets its own copy
+
+
+def gray_depth(frames: np.ndarray) -> torch.Tensor:
+    """Stand-in depth model for unit tests: brightness as depth, (F, 3, H, W) in [0, 1]."""
+    return torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float().mean(1, keepdim=True).repeat(1, 3, 1, 1) / 255
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    rng = np.random.RandomState(0)
+    folder = tmp_path / "teddy"
+    folder.mkdir()
+    Image.fromarray((rng.rand(40, 48, 3) * 255).astype(np.uint8)).save(folder / "a.png")
+    Image.fromarray((rng.rand(36, 30, 3) * 255).astype(np.uint8)).save(folder / "b.webp")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def make_trainer(components, image_dir, **overrides):
+    settings = dict(token="<teddy>", init_word="bear", steps=4, size=32, frames=2, learning_rate=5e-2, num_buckets=4)
+    settings.update(overrides)
+    return CharacterTrainer(components, components.ids, TrainSettings(**settings), load_concept_images(image_dir), gray_depth)
+
+
+def fixed_loss(trainer) -> float:
+    generator = torch.Generator().manual_seed(123)  # same latents, noise and templates every time
+    with torch.no_grad():
+        return float(np.mean([trainer.clip_loss(clip, t, generator).item() for clip in trainer.clips for t in (100, 400, 700, 950)]))
+
+
+def test_loading_images_rotates_by_exif_and_skips_other_files(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    img = Image.new("RGB", (40, 20), (200, 10, 10))
+    exif = img.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    img.save(folder / "rot.jpg", exif=exif)
+    (folder / "skip.txt").write_text("x")
+    images = load_concept_images(folder)
+    assert [i.pixels.shape for i in images] == [(40, 20, 3)]
+    assert len(images[0].sha256) == 64
+
+
+def test_training_lowers_the_loss_and_changes_only_table_and_lora(components, image_dir):
+    def frozen_state():
+        # peft moves a wrapped layer's weights to `*.base_layer.*`; compare them under the original name
+        state = {f"unet.{k.replace('.base_layer', '')}": v.clone()
+                 for k, v in components.unet.state_dict().items() if "lora_" not in k}
+        for name in ("controlnet", "vae", "text_encoder"):
+            state.update({f"{name}.{k}": v.clone() for k, v in getattr(components, name).state_dict().items()})
+        return state
+
+    before_state = frozen_state()
+    trainer = make_trainer(components, image_dir, steps=8)
+    assert frozen_state().keys() == before_state.keys()  # adding LoRA renames no base weight
+    table_before = trainer.table.rows.detach().clone()
+    lora_before = [p.detach().clone() for p in trainer.lora_params]
+    loss_before = fixed_loss(trainer)
+    trainer.fit()
+    assert trainer.step_count == 8 and len(trainer.losses) == 8
+    assert fixed_loss(trainer) < loss_before - 0.05
+
+    after_state = frozen_state()
+    changed = [k for k in before_state if not torch.equal(before_state[k], after_state[k])]
+    assert changed == []  # every base weight bit-identical
+    assert not torch.equal(trainer.table.rows, table_before)
+    assert all(not torch.equal(p, q) for p, q in zip(trainer.lora_params, lora_before))
+    lora_names = [n for n, p in components.unet.named_parameters() if "lora_" in n]
+    assert lora_names and all(".attentions." in n and "motion_modules" not in n for n in lora_names)
+    assert {n.split(".transformer_blocks.0.")[1].split(".lora_")[0] for n in lora_names} == {
+        f"{attn}.{proj}" for attn in ("attn1", "attn2") for proj in ("to_q", "to_k", "to_v", "to_out.0")}
+
+
+@pytest.mark.parametrize("buckets", [None, 10])
+def test_table_gets_gradient_only_in_the_sampled_timestep_row(components, image_dir, buckets):
+    trainer = make_trainer(components, image_dir, num_buckets=buckets)
+    result = trainer.step()
+    (timestep,) = result.timesteps
+    rows_with_gradient = trainer.table.rows.grad.abs().sum(1).nonzero().flatten().tolist()
+    expected = timestep if buckets is None else timestep * 10 // 1000
+    assert trainer.table.num_buckets == (1000 if buckets is None else 10)
+    assert rows_with_gradient == [expected]
+
+
+def test_classic_ti_mode_is_one_row(components, image_dir):
+    trainer = make_trainer(components, image_dir, mode="ti", num_buckets=None)
+    trainer.step()
+    assert trainer.table.rows.shape == (1, 32) and trainer.table.rows.grad.abs().sum() > 0
+
+
+def test_pack_round_trip_and_exact_resume(tiny, image_dir, tmp_path):
+    straight = make_trainer(copy.deepcopy(tiny), image_dir, steps=3)
+    straight.fit()
+
+    first = make_trainer(copy.deepcopy(tiny), image_dir, steps=2, checkpoint_every=2)
+    first.fit(tmp_path / "pack.ckpt")
+    resumed = make_trainer(copy.deepcopy(tiny), image_dir, steps=3)
+    resumed.load_checkpoint(tmp_path / "pack.ckpt")
+    assert resumed.step_count == 2
+    resumed.fit()
+    assert torch.equal(resumed.table.rows, straight.table.rows)
+    assert resumed.losses == straight.losses
+    for p, q in zip(resumed.lora_params, straight.lora_params):
+        assert torch.equal(p, q)
+
+    pack = resumed.pack()
+    save_pack(pack, tmp_path / "teddy.safetensors")
+    loaded = load_pack(tmp_path / "teddy.safetensors")
+    assert torch.equal(loaded.table, pack.table) and loaded.lora.keys() == pack.lora.keys()
+    assert all(torch.equal(loaded.lora[k], pack.lora[k]) for k in pack.lora)
+    assert torch.equal(loaded.concept_images, pack.concept_images) and loaded.concept_images.shape == (2, 224, 224, 3)
+    assert (loaded.token, loaded.init_word, loaded.mode, loaded.base_model) == ("<teddy>", "bear", "timeinv", tiny.ids)
+    assert loaded.image_hashes == [i.sha256 for i in resumed.images]
+    assert loaded.settings["steps_done"] == 3 and loaded.settings["num_buckets"] == 4
+
+    other = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, token="<bear2>")
+    with pytest.raises(UserError, match="checkpoint .* is for other training inputs"):
+        other.load_checkpoint(tmp_path / "pack.ckpt")
+
+
+def one_line(err) -> str:
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_input_gives_one_clear_line(components, tmp_path, image_dir):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError) as err:
+        load_concept_images(tmp_path / "empty")
+    assert "has no images" in one_line(err)
+
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "cat.png").write_bytes(b"definitely not a png")
+    with pytest.raises(UserError) as err:
+        load_concept_images(tmp_path / "broken")
+    assert one_line(err).startswith(f"cannot read image {tmp_path / 'broken' / 'cat.png'}")
+
+    with pytest.raises(UserError) as err:
+        make_trainer(components, image_dir, token="bear")
+    assert "--token 'bear' is already in the tokenizer's vocabulary" in one_line(err)
+
+    with pytest.raises(UserError) as err:
+        make_trainer(components, image_dir, init_word="teddybearish")
+    assert "--init-word 'teddybearish' is 2 tokens" in one_line(err)
+
+
+def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, capsys):
+    import argparse
+    import json
+
+    from generation.train import add_character_arguments, run_character_train
+    from index.build import build
+    from index.synthetic import make_corpus
+
+    make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
+    build(tmp_path / "videos", tmp_path / "index", preset="tiny")
+    parser = argparse.ArgumentParser()
+    add_character_arguments(parser)
+    out = tmp_path / "teddy.safetensors"
+    args = parser.parse_args([str(image_dir), "--token", "<teddy>", "--init-word", "bear", "--out", str(out),
+                              "--steps", "2", "--size", "32", "--frames", "2", "--models", "tiny", "--json",
+                              "--reg-index", str(tmp_path / "index"), "--reg-clips", "5"])
+    assert run_character_train(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and summary["regularization_clips"] == 2 and summary["images"] == 2
+    pack = load_pack(out)
+    assert pack.settings["steps_done"] == 2 and pack.table.shape == (1000, 32)
+    assert (tmp_path / "teddy.safetensors.ckpt").is_file()
+    assert sorted(p.name for p in (tmp_path / "index").glob("**/depth_cache/*.npy"))  # reg depth was cached
