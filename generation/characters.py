@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,7 +167,10 @@ def add_spatial_lora(unet, adapter_name: str, rank: int, alpha: float | None = N
     config = LoraConfig(
         r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=SPATIAL_LORA_TARGETS
     )
-    unet.add_adapter(config, adapter_name=adapter_name)
+    with warnings.catch_warnings():
+        # One adapter per character is the design; peft warns about every adapter after the first.
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        unet.add_adapter(config, adapter_name=adapter_name)
 
 
 def lora_parameters(unet, adapter_name: str) -> list[nn.Parameter]:
@@ -336,14 +340,6 @@ class CharacterConditioning:
     def __call__(self, step_index: int, timestep: int) -> torch.Tensor:
         with torch.no_grad():
             return self.tokens.encode(self.prompts, timestep).to(self.unet.device, self.unet.dtype)
-
-
-def add_character_generate_arguments(parser) -> None:
-    """`generate`'s character flags (the coordinator adds them in generation/cli.py)."""
-    parser.add_argument("--character", action="append", default=[], metavar="PACK",
-                        help="character pack (.safetensors) from `character train`; repeat for several characters")
-    parser.add_argument("--lora-scale", type=float, default=1.0,
-                        help="strength of the characters' LoRA (0 = table only, 1 = as trained)")
 
 
 def character_conditioning(sampler, pack_paths, prompt: str, negative_prompt: str = "",

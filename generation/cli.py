@@ -1,10 +1,29 @@
-"""`storyreel` commands of the `generation` package (see storyreel/cli.py and ../shared/CLI.md)."""
+"""`storyreel` commands of the `generation` package (see storyreel/cli.py and ../shared/CLI.md).
+
+generate, character train, eval, plan, render, demo. Argument parsing and printing only: the
+work is done by the package's Python API; heavy imports happen inside the `_run_*` functions.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
 
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
+    _add_generate(commands)
+    _add_character(commands)
+    _add_eval(commands)
+    _add_plan(commands)
+    _add_render(commands)
+    _add_demo(commands)
+
+
+# -- generate ----------------------------------------------------------------------------------------
+
+
+def _add_generate(commands) -> None:
     parser = commands.add_parser(
         "generate", help="generate a clip whose layout follows a structure source's depth",
         description="Structure-guided text-to-video: the prompt renders appearance, the depth of SOURCE "
@@ -30,15 +49,16 @@ def add_commands(commands) -> None:
     parser.add_argument("--structure-kind", choices=("auto", "depth", "video"), default="auto",
                         help="treat SOURCE as a depth video (depth) or estimate its depth (video); "
                              "auto: depth if SOURCE has a storyreel depth sidecar")
+    parser.add_argument("--character", action="append", default=[], metavar="PACK",
+                        help="character pack (.safetensors) from `character train`; repeat for several characters")
+    parser.add_argument("--lora-scale", type=float, default=1.0,
+                        help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     parser.add_argument("--json", action="store_true", help="print the output's metadata as JSON")
     parser.set_defaults(run=_run_generate)
 
 
 def _run_generate(args) -> int:
-    import json
-    import sys
-
     from generation.generate import generate_clip
     from index.presets import resolve_preset
 
@@ -46,7 +66,8 @@ def _run_generate(args) -> int:
         args.prompt, args.structure, args.out, preset=resolve_preset(args.models), tau=args.tau,
         frames=args.frames, seed=args.seed, steps=args.steps, height=args.height, width=args.width, cfg=args.cfg,
         negative_prompt=args.negative_prompt, structure_scale=args.structure_scale, index_dir=args.index,
-        structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
+        structure_kind=args.structure_kind, cpu_offload=args.cpu_offload, characters=args.character,
+        lora_scale=args.lora_scale,
     )
     for note in summary["notes"]:
         print(f"storyreel: note: {note}", file=sys.stderr)
@@ -55,4 +76,200 @@ def _run_generate(args) -> int:
     else:
         print(f"wrote {summary['output']} ({summary['frames']} frames, {summary['width']}x{summary['height']}, "
               f"tau {summary['tau']}, seed {summary['seed']})")
+    return 0
+
+
+# -- character train ---------------------------------------------------------------------------------
+
+
+def _add_character(commands) -> None:
+    character = commands.add_parser("character", help="personalized character packs (TimeInv + LoRA)")
+    sub = character.add_subparsers(dest="character_command", required=True, metavar="COMMAND")
+    parser = sub.add_parser("train", help="train a character pack from a folder of images")
+    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp)")
+    parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
+    parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
+    parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")
+    parser.add_argument("--mode", choices=("timeinv", "ti"), default="timeinv",
+                        help="timeinv: one embedding per timestep bucket (default); ti: classic textual inversion")
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (paper: 1000)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of table and LoRA (paper: 1e-4)")
+    parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    parser.add_argument("--buckets", type=int, default=None,
+                        help="TimeInv rows (timestep buckets); default one per training timestep")
+    parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
+    parser.add_argument("--size", type=int, default=None, help="training resolution (default: 256, tiny: 64)")
+    parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
+    parser.add_argument("--reg-index", default=None, metavar="INDEX_DIR",
+                        help="mix in real clips of the init word's class retrieved from this index")
+    parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute UNet activations in backward (much less memory, slower)")
+    parser.add_argument("--models", default=None, help="model preset (tiny, default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.set_defaults(run=_run_character_train)
+
+
+def _run_character_train(args) -> int:
+    from generation.train import TrainSettings, train_character
+    from index.presets import resolve_preset
+
+    preset = resolve_preset(args.models)
+    settings = TrainSettings(
+        token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
+        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
+        size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
+    )
+    summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,
+                              reg_clips=args.reg_clips, resume=args.resume)
+    print(json.dumps(summary) if args.json else
+          f"wrote {summary['pack']}: token {summary['token']} ({summary['mode']}, {summary['buckets']} rows), "
+          f"{summary['steps']} steps, final loss {summary['final_loss']:.4f}, {summary['images']} images")
+    return 0
+
+
+# -- eval --------------------------------------------------------------------------------------------
+
+
+def _add_eval(commands) -> None:
+    parser = commands.add_parser("eval", help="CLIP-T, CLIP-I and temporal consistency of a generated clip")
+    parser.add_argument("clip", help="generated clip: mp4/gif file or a folder of PNG frames")
+    parser.add_argument("--prompt", required=True, help="the prompt the clip was generated from")
+    parser.add_argument("--character", action="append", default=[], metavar="PACK",
+                        help="character pack used for the clip (CLIP-I against its concept images); repeatable")
+    parser.add_argument("--models", default=None, help="model preset for CLIP (tiny, default)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from dataclasses import asdict
+
+    from generation.characters import load_pack
+    from generation.evaluate import read_clip_frames, score_clip
+    from index.embed import load_clip
+    from index.presets import resolve_preset
+
+    packs = [load_pack(p) for p in args.character]
+    frames = read_clip_frames(args.clip)
+    scores = score_clip(frames, args.prompt, load_clip(resolve_preset(args.models)), packs)
+    if args.json:
+        print(json.dumps({"clip": str(args.clip), **asdict(scores)}))
+    else:
+        clip_i = "-" if scores.clip_i is None else f"{scores.clip_i:.4f}"
+        print(f"clip                  {args.clip}\nframes                {scores.frames}\n"
+              f"CLIP-T                {scores.clip_t:.4f}   ({scores.prompt!r})\nCLIP-I                {clip_i}\n"
+              f"temporal consistency  {scores.temporal_consistency:.4f}\n"
+              f"motion magnitude      {scores.motion_magnitude:.2f} px/frame\nCLIP model            {scores.model_id}")
+    return 0
+
+
+# -- plan --------------------------------------------------------------------------------------------
+
+
+def _add_plan(commands) -> None:
+    parser = commands.add_parser("plan", help="prose story -> story file of single-event plots")
+    parser.add_argument("story", metavar="STORY.txt", help="the story as prose (plain text)")
+    parser.add_argument("--out", required=True, metavar="STORY.yaml", help="story file to write")
+    parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
+                        help="a character: its name in the prose, its token, optionally its pack file "
+                             "(default TOKEN.safetensors beside --out); repeatable")
+    parser.add_argument("--llm", metavar="URL", help="plan with an OpenAI-compatible chat-completions "
+                        "server at URL (nothing is sent without this); $STORYREEL_LLM_API_KEY is sent as "
+                        "a bearer token if set")
+    parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
+    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
+    parser.add_argument("--json", action="store_true", help="print the plan as one JSON document")
+    parser.set_defaults(run=_run_plan)
+def _run_plan(args) -> int:
+    import dataclasses
+    import os
+    import re
+    from pathlib import Path
+
+    from generation.planner import plan_rule_based, plan_with_llm, write_story
+    from index.errors import UserError
+
+    story_path, out = Path(args.story), Path(args.out)
+    try:
+        prose = story_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{story_path}: cannot read the story text ({err.strerror or err})") from None
+    characters, packs = {}, {}
+    for spec in args.character:
+        parts = spec.split("=", 2)
+        if len(parts) < 2 or not parts[0].strip() or not parts[1].strip() or re.search(r"\s", parts[1].strip()):
+            raise UserError(f"--character {spec!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex='<rex>'")
+        characters[parts[0].strip()] = parts[1].strip()
+        if len(parts) == 3:
+            packs[parts[1].strip()] = Path(parts[2]).resolve()  # relative to where the command runs
+
+    if args.llm:
+        if not args.llm_model:
+            raise UserError("--llm needs --llm-model NAME (the model the server should use)")
+        story = plan_with_llm(prose, args.llm, args.llm_model, characters, args.llm_timeout, title=story_path.stem,
+                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
+    else:
+        story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
+    write_story(story, out)
+
+    for token, character in story.characters.items():
+        pack = out.resolve().parent / character.pack  # relative packs are relative to the story file
+        if not pack.is_file():
+            print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
+                  f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
+                  file=sys.stderr)
+    plots = [{f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "lines"} for p in story.plots]
+    if args.json:
+        print(json.dumps({"out": str(out), "title": story.title, "planner": "llm" if args.llm else "rules",
+                          "plots": plots}))
+    else:
+        for i, plot in enumerate(story.plots):
+            print(f"{i:>3}  {plot.prompt}" + (f"  [{plot.motion}]" if plot.motion else ""))
+        print(f"wrote {len(story.plots)} plots to {out}", file=sys.stderr)
+    return 0
+
+
+# -- render and demo ---------------------------------------------------------------------------------
+
+
+def _add_render(commands) -> None:
+    parser = commands.add_parser("render", help="render a story file into plot clips, story.mp4 and a storyboard")
+    parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see README)")
+    parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
+    parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
+    parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS, else default)")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    parser.set_defaults(run=_run_render)
+
+
+def _run_render(args) -> int:
+    from generation.render import render_story
+
+    manifest = render_story(args.story, args.index, args.out, preset=args.models)
+    if args.json:
+        print(json.dumps(manifest))
+    else:
+        print(f"wrote {args.out}/story.mp4 ({manifest['story']['frames']} frames), storyboard.png, manifest.json")
+    return 0
+
+
+def _add_demo(commands) -> None:
+    parser = commands.add_parser("demo", help="the whole chain on a synthetic corpus with tiny models (offline)")
+    parser.add_argument("--out", default="storyreel-demo", help="output folder (default ./storyreel-demo)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from generation.demo import run_demo
+
+    result = run_demo(args.out)
+    print(f"demo done: index {result['index']}, story {result['story']}, "
+          f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")
+    print("tiny models are random, so the frames are noise-like: the demo proves the plumbing. "
+          "With pretrained weights: storyreel render STORY.yaml --index INDEX --out OUT --models default")
     return 0

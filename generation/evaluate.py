@@ -13,9 +13,7 @@ can be checked with hand-made vectors.
 
 from __future__ import annotations
 
-import json
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,38 +101,3 @@ def read_clip_frames(path: str | Path) -> np.ndarray:
     if frames.ndim == 3:  # a single image or single-channel frames
         frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None].repeat(3, -1)
     return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
-
-
-# ---------------------------------------------------------------------------------------------------
-# `storyreel eval` (the coordinator registers it in generation/cli.py)
-# ---------------------------------------------------------------------------------------------------
-
-
-def add_eval_arguments(parser) -> None:
-    parser.add_argument("clip", help="generated clip: mp4/gif file or a folder of PNG frames")
-    parser.add_argument("--prompt", required=True, help="the prompt the clip was generated from")
-    parser.add_argument("--character", action="append", default=[], metavar="PACK",
-                        help="character pack used for the clip (CLIP-I against its concept images); repeatable")
-    parser.add_argument("--models", default=None, help="model preset for CLIP (tiny, default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-
-
-def run_eval(args) -> int:
-    from generation.characters import load_pack
-    from index.embed import load_clip
-    from index.presets import resolve_preset
-
-    preset = resolve_preset(args.models)
-    packs = [load_pack(p) for p in args.character]
-    frames = read_clip_frames(args.clip)
-    scores = score_clip(frames, args.prompt, load_clip(preset), packs)
-    if args.json:
-        print(json.dumps({"clip": str(args.clip), **asdict(scores)}))
-    else:
-        clip_i = "-" if scores.clip_i is None else f"{scores.clip_i:.4f}"
-        print(f"clip                  {args.clip}\nframes                {scores.frames}\n"
-              f"CLIP-T                {scores.clip_t:.4f}   ({scores.prompt!r})\nCLIP-I                {clip_i}\n"
-              f"temporal consistency  {scores.temporal_consistency:.4f}\n"
-              f"motion magnitude      {scores.motion_magnitude:.2f} px/frame\nCLIP model            {scores.model_id}",
-              file=sys.stdout)
-    return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from generation.characters import character_conditioning
 from generation.components import create_components, generation_preset
 from generation.sampler import StructureGuidedSampler
 from generation.writers import check_writable, sidecar_path, write_video
@@ -26,7 +27,7 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
                   width: int | None = None, cfg: float | None = None, negative_prompt: str = "",
                   structure_scale: float = 1.0, index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  fps: float = 8.0) -> dict:
+                  fps: float = 8.0, characters=(), lora_scale: float = 1.0) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
     check_writable(out)  # before minutes of sampling
     spec = generation_preset(preset)
@@ -40,17 +41,18 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
                                                   index_dir=index_dir, kind=structure_kind)
     sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device,
                                                      cpu_offload=cpu_offload)
+    text_conditioning = character_conditioning(sampler, list(characters), prompt, negative_prompt, lora_scale)
     progress = Progress("generate")
     result = sampler(
         prompt, depth, negative_prompt=negative_prompt, num_frames=frames, height=height, width=width,
         num_inference_steps=steps, guidance_scale=cfg, structure_scale=structure_scale, tau=tau,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed), text_conditioning=text_conditioning,
         on_step=lambda done, total: progress.update(step=f"{done}/{total}", force=done == total),
     )
     notes += result.notes
     metadata = {"kind": "generated", "preset": preset, "seed": seed, **result.settings,
-                "structure": structure_info, "structure_forward_passes": result.structure_forward_passes,
-                "windows": result.windows, "notes": notes}
+                "structure": structure_info, "characters": [str(p) for p in characters], "lora_scale": lora_scale,
+                "structure_forward_passes": result.structure_forward_passes, "windows": result.windows, "notes": notes}
     write_video(result.frames, out, fps=fps, metadata=metadata)
     return json.loads(sidecar_path(out).read_text())
 

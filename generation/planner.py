@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -296,63 +295,3 @@ def write_story(story: Story, path: str | Path) -> None:
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temp.write_text(text, encoding="utf-8")
     os.replace(temp, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line (`storyreel plan`), wired in by generation/cli.py
-
-
-def add_plan_arguments(parser) -> None:
-    """Arguments of `storyreel plan STORY.txt --out STORY.yaml [--llm URL --llm-model NAME]`."""
-    parser.add_argument("story", metavar="STORY.txt", help="the story as prose (plain text)")
-    parser.add_argument("--out", required=True, metavar="STORY.yaml", help="story file to write")
-    parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
-                        help="a character: its name in the prose, its token, optionally its pack file "
-                             "(default TOKEN.safetensors beside --out); repeatable")
-    parser.add_argument("--llm", metavar="URL", help="plan with an OpenAI-compatible chat-completions "
-                        "server at URL (nothing is sent without this); $STORYREEL_LLM_API_KEY is sent as "
-                        "a bearer token if set")
-    parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
-    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
-    parser.add_argument("--json", action="store_true", help="print the plan as one JSON document")
-
-
-def run_plan(args) -> int:
-    story_path, out = Path(args.story), Path(args.out)
-    try:
-        prose = story_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{story_path}: cannot read the story text ({err.strerror or err})") from None
-    characters, packs = {}, {}
-    for spec in args.character:
-        parts = spec.split("=", 2)
-        if len(parts) < 2 or not parts[0].strip() or not parts[1].strip() or re.search(r"\s", parts[1].strip()):
-            raise UserError(f"--character {spec!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex='<rex>'")
-        characters[parts[0].strip()] = parts[1].strip()
-        if len(parts) == 3:
-            packs[parts[1].strip()] = Path(parts[2]).resolve()  # relative to where the command runs
-
-    if args.llm:
-        if not args.llm_model:
-            raise UserError("--llm needs --llm-model NAME (the model the server should use)")
-        story = plan_with_llm(prose, args.llm, args.llm_model, characters, args.llm_timeout, title=story_path.stem,
-                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
-    else:
-        story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
-    write_story(story, out)
-
-    for token, character in story.characters.items():
-        pack = out.resolve().parent / character.pack  # relative packs are relative to the story file
-        if not pack.is_file():
-            print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
-                  f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
-                  file=sys.stderr)
-    plots = [{f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "lines"} for p in story.plots]
-    if args.json:
-        print(json.dumps({"out": str(out), "title": story.title, "planner": "llm" if args.llm else "rules",
-                          "plots": plots}))
-    else:
-        for i, plot in enumerate(story.plots):
-            print(f"{i:>3}  {plot.prompt}" + (f"  [{plot.motion}]" if plot.motion else ""))
-        print(f"wrote {len(story.plots)} plots to {out}", file=sys.stderr)
-    return 0

@@ -384,71 +384,38 @@ def depth_conditioning_fn(preset: str) -> DepthFn:
     return conditioning
 
 
-def add_character_arguments(parser) -> None:
-    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp)")
-    parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
-    parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
-    parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")
-    parser.add_argument("--mode", choices=MODES, default="timeinv",
-                        help="timeinv: one embedding per timestep bucket (default); ti: classic textual inversion")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps (paper: 1000)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of table and LoRA (paper: 1e-4)")
-    parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
-    parser.add_argument("--buckets", type=int, default=None,
-                        help="TimeInv rows (timestep buckets); default one per training timestep")
-    parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
-    parser.add_argument("--size", type=int, default=None, help="training resolution (default: 256, tiny: 64)")
-    parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
-    parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
-    parser.add_argument("--reg-index", default=None, metavar="INDEX_DIR",
-                        help="mix in real clips of the init word's class retrieved from this index")
-    parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute UNet activations in backward (much less memory, slower)")
-    parser.add_argument("--models", default=None, help="model preset (tiny, default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-
-
 def checkpoint_path_for(out: str | os.PathLike) -> Path:
     return Path(f"{out}.ckpt")
 
 
-def run_character_train(args) -> int:
-    import json
 
+
+def train_character(images_dir, out, settings: TrainSettings, *, preset: str, reg_index=None,
+                    reg_clips: int = 200, resume: bool = False, progress=None) -> dict:
+    """Train a character pack from `images_dir` into `out` (.safetensors); returns a summary dict.
+
+    A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
+    """
     from generation.characters import save_pack
     from generation.components import create_components
-    from index.presets import resolve_preset
     from index.progress import Progress
 
-    preset = resolve_preset(args.models)
-    out = Path(args.out)
+    out = Path(out)
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
-    images = load_concept_images(args.images_dir)  # fail on bad images before loading any model
-    settings = TrainSettings(
-        token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
-        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
-        size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
-    )
-    regularization = (regularization_clips(args.reg_index, settings.init_word, args.reg_clips, settings.size,
-                                           settings.frames, preset) if args.reg_index else None)
+    images = load_concept_images(images_dir)  # fail on bad images before loading any model
+    regularization = (regularization_clips(reg_index, settings.init_word, reg_clips, settings.size,
+                                           settings.frames, preset) if reg_index else None)
     components = create_components(preset)
-    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset), regularization)
+    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset),
+                               regularization)
     checkpoint = checkpoint_path_for(out)
-    if args.resume:
+    if resume:
         trainer.load_checkpoint(checkpoint)
-    trainer.fit(checkpoint, Progress("character"))
+    trainer.fit(checkpoint, progress or Progress("character"))
     trainer.save_checkpoint(checkpoint)
     save_pack(trainer.pack(), out)
-    summary = {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,
-               "final_loss": trainer.losses[-1] if trainer.losses else None, "images": len(images),
-               "buckets": trainer.table.num_buckets, "regularization_clips": len(trainer.regularization),
-               "checkpoint": str(checkpoint)}
-    print(json.dumps(summary) if args.json else
-          f"wrote {out}: token {settings.token} ({settings.mode}, {trainer.table.num_buckets} rows), "
-          f"{trainer.step_count} steps, final loss {summary['final_loss']:.4f}, {len(images)} images")
-    return 0
+    return {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,
+            "final_loss": trainer.losses[-1] if trainer.losses else None, "images": len(images),
+            "buckets": trainer.table.num_buckets, "regularization_clips": len(trainer.regularization),
+            "checkpoint": str(checkpoint)}

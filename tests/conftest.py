@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# One torch/OpenMP thread per process: tiny models gain nothing from more, and on a shared 2-core
+# machine oversubscribed threads made single tests 10x slower. Set before torch is imported;
+# subprocesses (run_cli) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -169,22 +169,18 @@ def test_bad_input_gives_one_clear_line(components, tmp_path, image_dir):
 
 
 def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, capsys):
-    import argparse
     import json
 
-    from generation.train import add_character_arguments, run_character_train
+    from storyreel.cli import main
     from index.build import build
     from index.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")
-    parser = argparse.ArgumentParser()
-    add_character_arguments(parser)
     out = tmp_path / "teddy.safetensors"
-    args = parser.parse_args([str(image_dir), "--token", "<teddy>", "--init-word", "bear", "--out", str(out),
+    assert main(["character", "train", str(image_dir), "--token", "<teddy>", "--init-word", "bear", "--out", str(out),
                               "--steps", "2", "--size", "32", "--frames", "2", "--models", "tiny", "--json",
-                              "--reg-index", str(tmp_path / "index"), "--reg-clips", "5"])
-    assert run_character_train(args) == 0
+                              "--reg-index", str(tmp_path / "index"), "--reg-clips", "5"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 2 and summary["regularization_clips"] == 2 and summary["images"] == 2
     pack = load_pack(out)

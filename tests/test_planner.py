@@ -3,7 +3,6 @@ HTTP server speaking the chat-completions protocol."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import socket
 import threading
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from generation.planner import add_plan_arguments, plan_rule_based, plan_with_llm, run_plan, split_events, write_story
+from generation.planner import plan_rule_based, plan_with_llm, split_events, write_story
+from storyreel.cli import build_parser
 from generation.story import Character, Plot, Story, load_story, resolved_plot_settings
 from index.errors import UserError
 
@@ -209,13 +209,13 @@ def test_llm_http_error_is_a_one_line_error():
 
 
 # ---------------------------------------------------------------------------------------------
-# CLI functions (wired into `storyreel plan` by generation/cli.py)
+# `storyreel plan`
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="storyreel plan")
-    add_plan_arguments(parser)
-    return parser.parse_args(argv)
+def run_plan(*argv: str) -> int:
+    """`storyreel plan ARGV` in this process (so exceptions and network use can be observed)."""
+    args = build_parser().parse_args(["plan", *argv])
+    return args.run(args)
 
 
 def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path, monkeypatch, capsys):
@@ -226,9 +226,9 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
     (tmp_path / "tale.txt").write_text("Rex barks, then runs. The sun sets.")
     (tmp_path / "rex.safetensors").write_bytes(b"rex")
     out = tmp_path / "out" / "tale.yaml"
-    code = run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(out),
-                          "--character", "Rex=<rex>=" + str(tmp_path / "rex.safetensors"),
-                          "--character", "Mia=<mia>", "--json"))
+    code = run_plan(str(tmp_path / "tale.txt"), "--out", str(out),
+                    "--character", "Rex=<rex>=" + str(tmp_path / "rex.safetensors"),
+                    "--character", "Mia=<mia>", "--json")
     assert code == 0
     captured = capsys.readouterr()
     printed = json.loads(captured.out)
@@ -248,9 +248,9 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
 def test_run_plan_user_errors(tmp_path):
     (tmp_path / "tale.txt").write_text("Rex barks.")
     with pytest.raises(UserError, match=r"^--llm needs --llm-model NAME"):
-        run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--llm", "http://127.0.0.1:9"))
+        run_plan(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--llm", "http://127.0.0.1:9")
     with pytest.raises(UserError, match=r"^--character 'Rex': expected NAME=TOKEN or NAME=TOKEN=PACK"):
-        run_plan(parse(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--character", "Rex"))
+        run_plan(str(tmp_path / "tale.txt"), "--out", str(tmp_path / "t.yaml"), "--character", "Rex")
     with pytest.raises(UserError, match=r"missing\.txt: cannot read the story text"):
-        run_plan(parse(str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.yaml")))
+        run_plan(str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.yaml"))
     assert not (tmp_path / "t.yaml").exists()

@@ -1,0 +1,349 @@
+"""Render a story file into a story video: for each plot retrieve → depth → generate, then assemble.
+
+    manifest = render_story("story.yaml", "my_index", "out", preset="tiny")
+
+Outputs in OUT_DIR:
+    plots/NN.mp4      one generated clip per plot (+ NN.mp4.json sidecar, NN.png storyboard row)
+    story.mp4         the plots concatenated (same fps and size throughout)
+    storyboard.png    one row per plot: source keyframes | depth | generated keyframes, with the text
+    manifest.json     story hash, resolved settings, clip ids and scores, component ids, seeds,
+                      timings and eval metrics per plot
+
+Resumable and reproducible: a plot's *key* hashes everything its frames depend on (resolved plot
+settings incl. pack contents, the retrieved clip and its video fingerprint, the model ids). A rerun
+regenerates only plots whose key changed; every file is written atomically and the manifest after
+each plot, so an interrupted render keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from generation.story import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
+from index.errors import UserError
+from index.progress import Progress
+
+MANIFEST_VERSION = 1
+KEYFRAMES = 3          # keyframes per storyboard panel
+PANEL_HEIGHT = 96      # storyboard row height in pixels
+RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can be skipped
+
+
+def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, progress: Progress | None = None,
+                 log=sys.stderr) -> dict:
+    """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
+    import index as index_package
+    from index.embed import load_clip
+    from index.presets import resolve_preset
+
+    preset = resolve_preset(preset)
+    progress = progress or Progress("render")
+    story = load_story(story_path)
+    out_dir = Path(out_dir)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    previous = _read_manifest(out_dir / "manifest.json")
+
+    with index_package.open_index(index_dir) as index:
+        # 1. Check the story against the index before any model loads.
+        validate_pins(story, lambda clip_id: _clip_exists(index, clip_id))
+        embedder = load_clip(preset)
+        models = _model_ids(preset, embedder.model_id)
+
+        # 2. Retrieve a source clip for every plot (cheap; decides which plots changed).
+        picks = choose_clips(story, index, embedder)
+
+        # 3. Per plot: reuse the previous result, or depth → generate → write.
+        generator = None
+        plots = []
+        for i, pick in enumerate(picks):
+            settings = resolved_plot_settings(story, i)
+            key = _plot_key(story, i, pick["clip"], models)
+            video = out_dir / "plots" / f"{i:02d}.mp4"
+            done = previous.get("plots", {}).get(str(i))
+            if done and done.get("key") == key and video.is_file() and _row_png(video).is_file():
+                progress.update(force=True, plot=f"{i + 1}/{len(picks)}", stage="unchanged, kept")
+                plots.append({**done, "reused": True})
+            else:
+                if generator is None:
+                    progress.update(force=True, stage="loading models")
+                    generator = PlotGenerator(story, preset, embedder, log=log)
+                entry = generator.render_plot(i, settings, pick, index, video,
+                                              lambda stage: progress.update(force=True, plot=f"{i + 1}/{len(picks)}",
+                                                                            stage=stage))
+                plots.append({**entry, "key": key, "reused": False})
+            manifest = _manifest(story, preset, models, plots)
+            _write_json_atomic(out_dir / "manifest.json", manifest)
+
+        # 4. Assemble the story video and the storyboard from the plot files.
+        progress.update(force=True, stage="assembling story.mp4 and storyboard.png")
+        assemble_story([out_dir / p["output"] for p in plots], out_dir / "story.mp4", fps=story.defaults.fps)
+        assemble_storyboard([_row_png(out_dir / p["output"]) for p in plots], out_dir / "storyboard.png")
+    print(summary_table(plots), file=log)
+    return manifest
+
+
+# -- retrieval ---------------------------------------------------------------------------------------
+
+
+def choose_clips(story: Story, index, embedder) -> list[dict]:
+    """One source clip per plot: pinned, or the best unused clip that is long enough (motion preferred).
+
+    Falls back step by step (any motion, any length, a reused clip) and says so in the pick's notes.
+    """
+    from retrieval import search
+
+    used: set[int] = set()
+    picks = []
+    for i, plot in enumerate(story.plots):
+        settings = resolved_plot_settings(story, i)
+        if plot.clip is not None:
+            clip = index.clip(plot.clip)
+            picks.append({"clip": clip, "score": None, "notes": [f"clip {plot.clip} pinned by the story"]})
+            used.add(clip.clip_id)
+            continue
+        seconds = settings["frames"] / settings["fps"]
+        attempts = [(settings["motion"], seconds, None), (None, seconds, "no unused clip with motion "
+                                                                          f"{settings['motion']!r}; any motion"),
+                    (None, None, f"no unused clip of at least {seconds:g} s; any length")]
+        if settings["motion"] is None:
+            attempts = attempts[1:]
+        notes, chosen = [], None
+        for motion, min_seconds, fallback_note in attempts:
+            hits = search(index, text=settings["query"], k=RETRIEVAL_POOL, motion=motion, min_seconds=min_seconds,
+                          embedder=embedder)
+            unused = [h for h in hits if h.clip.clip_id not in used]
+            if fallback_note and chosen is None:
+                notes.append(fallback_note)
+            if unused:
+                chosen = unused[0]
+                break
+        if chosen is None:  # every fitting clip is taken: reuse the best one, and say so
+            hits = search(index, text=settings["query"], k=1, embedder=embedder)
+            chosen = hits[0]
+            notes.append(f"clip {chosen.clip.clip_id} reused: no unused clip fits plot {i}")
+        used.add(chosen.clip.clip_id)
+        picks.append({"clip": chosen.clip, "score": round(float(chosen.score), 6), "notes": notes})
+    return picks
+
+
+def _clip_exists(index, clip_id: int) -> bool:
+    try:
+        index.clip(clip_id)
+        return True
+    except UserError:
+        return False
+
+
+# -- generation --------------------------------------------------------------------------------------
+
+
+class PlotGenerator:
+    """The models a render needs, loaded once: sampler (+ character packs), depth model, CLIP for eval."""
+
+    def __init__(self, story: Story, preset: str, embedder, log=sys.stderr):
+        import torch
+
+        import depth
+        from generation.characters import load_characters, load_pack
+        from generation.components import create_components
+        from generation.sampler import StructureGuidedSampler
+
+        self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        self.sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device)
+        self.depth_model = depth.create_depth_model(depth.model_for_preset(preset), device=device)
+        packs = [c.pack for c in story.characters.values()]
+        self.tokens = load_characters(self.sampler, packs) if packs else None
+        self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
+
+    def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
+        import torch
+
+        import depth
+        from generation.characters import CharacterConditioning, adapter_name_for, set_lora_scales
+        from generation.evaluate import score_clip
+        from generation.writers import write_video
+
+        clip, timings = pick["clip"], {}
+        size = (settings["height"], settings["width"])
+
+        stage("depth")
+        start = time.perf_counter()
+        conditioning, depth_info = depth.conditioning_for_source(
+            clip.clip_id, model=self.depth_model, size=size, num_frames=settings["frames"], index_dir=index)
+        timings["depth_s"] = round(time.perf_counter() - start, 3)
+
+        stage("generate")
+        start = time.perf_counter()
+        present = [c["token"] for c in settings["characters"]]
+        text_conditioning = None
+        if self.tokens is not None:
+            # Only the characters in this plot keep their LoRA; the others' adapters are silenced.
+            set_lora_scales(self.sampler.unet, {adapter_name_for(t): float(t in present) for t in self.story.characters})
+            text_conditioning = CharacterConditioning(self.tokens, settings["prompt"], settings["negative_prompt"],
+                                                      self.sampler.unet)
+        result = self.sampler(
+            settings["prompt"], conditioning, negative_prompt=settings["negative_prompt"],
+            num_frames=settings["frames"], height=size[0], width=size[1], num_inference_steps=settings["steps"],
+            guidance_scale=settings["cfg"], tau=settings["tau"],
+            generator=torch.Generator().manual_seed(settings["seed"]), text_conditioning=text_conditioning,
+        )
+        timings["generate_s"] = round(time.perf_counter() - start, 3)
+
+        stage("write")
+        start = time.perf_counter()
+        write_video(result.frames, video, fps=settings["fps"], metadata={
+            "kind": "generated", "preset": self.preset, **result.settings, "seed": settings["seed"],
+            "structure": {"clip_id": clip.clip_id, **_jsonable(depth_info)}, "characters": present})
+        source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
+        depth_frames = conditioning[_keyframe_indices(len(conditioning))].permute(0, 2, 3, 1).cpu().numpy()
+        generated = result.frames[_keyframe_indices(len(result.frames))]
+        write_storyboard_row(_row_png(video), f"{i:02d}  {settings['text']}", source_frames,
+                             (depth_frames * 255).round().astype(np.uint8), generated)
+        metrics = score_clip(result.frames, settings["prompt"], self.embedder, [self.packs[t] for t in present])
+        timings["write_eval_s"] = round(time.perf_counter() - start, 3)
+        for note in pick["notes"] + result.notes:
+            print(f"storyreel: note: plot {i}: {note}", file=self.log)
+        return {
+            "index": i, "output": str(video.relative_to(video.parent.parent)), "settings": settings,
+            "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": pick["notes"] + result.notes,
+            "structure_forward_passes": result.structure_forward_passes, "timings": timings,
+            "metrics": {"clip_t": metrics.clip_t, "clip_i": metrics.clip_i,
+                        "temporal_consistency": metrics.temporal_consistency,
+                        "motion_magnitude": metrics.motion_magnitude, "clip_model": metrics.model_id},
+        }
+
+
+# -- assembly ----------------------------------------------------------------------------------------
+
+
+def assemble_story(plot_videos: list[Path], out: Path, *, fps: float) -> None:
+    """Concatenate the plot videos into one mp4 (they share fps and size by construction)."""
+    from generation.evaluate import read_clip_frames
+    from generation.writers import write_video
+
+    frames = np.concatenate([read_clip_frames(p) for p in plot_videos])
+    write_video(frames, out, fps=fps, metadata={"kind": "story", "plots": [p.name for p in plot_videos]})
+
+
+def write_storyboard_row(path: Path, text: str, source: np.ndarray, depth_frames: np.ndarray,
+                         generated: np.ndarray) -> None:
+    """One storyboard row: the plot text above source keyframes | depth | generated keyframes."""
+    from PIL import Image, ImageDraw
+
+    panels = [source, depth_frames, generated]
+    tiles = [[_fit_height(f, PANEL_HEIGHT) for f in frames] for frames in panels]
+    gap, caption = 8, 18
+    width = sum(sum(t.width for t in row) for row in tiles) + gap * (len(tiles) + 1)
+    row = Image.new("RGB", (width, PANEL_HEIGHT + caption + gap), "white")
+    ImageDraw.Draw(row).text((gap, 3), text[:160], fill="black")
+    x = gap
+    for panel in tiles:
+        for tile in panel:
+            row.paste(tile, (x, caption))
+            x += tile.width
+        x += gap
+    _save_png_atomic(row, path)
+
+
+def assemble_storyboard(rows: list[Path], out: Path) -> None:
+    """Stack the plots' rows into storyboard.png (one row per plot)."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in rows]
+    board = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    y = 0
+    for image in images:
+        board.paste(image, (0, y))
+        y += image.height
+    _save_png_atomic(board, out)
+
+
+def summary_table(plots: list[dict]) -> str:
+    lines = [f"{'plot':>4}  {'clip':>5}  {'score':>7}  {'frames':>6}  {'tau':>4}  {'status':<9}  {'CLIP-T':>6}  text"]
+    for p in plots:
+        s = p["settings"]
+        score = "pinned" if p["clip"]["score"] is None else f"{p['clip']['score']:.3f}"
+        lines.append(f"{p['index']:>4}  {p['clip']['clip_id']:>5}  {score:>7}  {s['frames']:>6}  {s['tau']:>4}  "
+                     f"{'kept' if p['reused'] else 'rendered':<9}  {p['metrics']['clip_t']:>6.3f}  {s['text'][:50]}")
+    return "\n".join(lines)
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+
+
+def _model_ids(preset: str, clip_model_id: str) -> dict:
+    """Ids of every model a plot's frames depend on, known without loading the models."""
+    import depth
+    from generation.components import generation_preset
+
+    spec = generation_preset(preset)
+    return {"preset": preset, "base": spec.base, "motion_adapter": spec.motion_adapter,
+            "controlnet": spec.controlnet, "depth": depth.model_for_preset(preset), "clip": clip_model_id}
+
+
+def _plot_key(story: Story, i: int, clip, models: dict) -> str:
+    parts = {"plot": plot_hash(story, i), "clip": clip.clip_id, "video": clip.video_fingerprint, "models": models,
+             "version": MANIFEST_VERSION}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _manifest(story: Story, preset: str, models: dict, plots: list[dict]) -> dict:
+    return {
+        "version": MANIFEST_VERSION,
+        "title": story.title,
+        "story_file": str(story.source),
+        "story_sha256": hashlib.sha256(Path(story.source).read_bytes()).hexdigest(),
+        "preset": preset,
+        "models": models,
+        "plots": {str(p["index"]): p for p in plots},
+        "story": {"output": "story.mp4", "storyboard": "storyboard.png",
+                  "frames": sum(p["settings"]["frames"] for p in plots)},
+    }
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) and manifest.get("version") == MANIFEST_VERSION else {}
+
+
+def _row_png(video: Path) -> Path:
+    return video.with_suffix(".png")
+
+
+def _keyframe_indices(length: int) -> list[int]:
+    return sorted({int(round(x)) for x in np.linspace(0, length - 1, min(KEYFRAMES, length))})
+
+
+def _fit_height(frame: np.ndarray, height: int):
+    from PIL import Image
+
+    image = Image.fromarray(frame)
+    return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
+
+
+def _jsonable(info: dict) -> dict:
+    return json.loads(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _save_png_atomic(image, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,0 +1,146 @@
+"""Story rendering end to end with the tiny preset: outputs, resume, reproducibility, validation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generation.demo import CHARACTERS, STORY, write_character_images
+from generation.evaluate import read_clip_frames
+from generation.render import PANEL_HEIGHT, render_story
+from generation.sampler import StructureGuidedSampler
+from index.errors import UserError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """A tiny index of 3 synthetic videos (9 clips) and two character packs, shared by the tests."""
+    import index
+    from generation.train import TrainSettings, train_character
+    from index.synthetic import make_corpus
+
+    root = tmp_path_factory.mktemp("render")
+    make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
+    index.build(root / "videos", root / "index", preset="tiny")
+    (root / "packs").mkdir()
+    for name, token, word, colour, shape in CHARACTERS:
+        write_character_images(root / "images" / name.lower(), colour, shape, count=2)
+        train_character(root / "images" / name.lower(), root / "packs" / f"{name.lower()}.safetensors",
+                        TrainSettings(token=token, init_word=word, steps=2, size=32, frames=2), preset="tiny")
+    return root
+
+
+@pytest.fixture
+def sampler_calls(monkeypatch):
+    calls = []
+    original = StructureGuidedSampler.__call__
+
+    def counting(self, prompt, *args, **kwargs):
+        calls.append(prompt)
+        return original(self, prompt, *args, **kwargs)
+
+    monkeypatch.setattr(StructureGuidedSampler, "__call__", counting)
+    return calls
+
+
+def write_story(folder, text=STORY):
+    path = folder / "story.yaml"
+    path.write_text(text)
+    return path
+
+
+def plot_frames(out):
+    return [read_clip_frames(out / "plots" / f"{i:02d}.mp4") for i in range(3)]
+
+
+def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
+    story = write_story(corpus)
+    out = tmp_path / "out"
+
+    # 1. First render: every output, three different source clips, two characters.
+    manifest = render_story(story, corpus / "index", out, preset="tiny")
+    assert len(sampler_calls) == 3
+    for name in ("story.mp4", "storyboard.png", "manifest.json", "plots/00.mp4", "plots/01.mp4", "plots/02.mp4"):
+        assert (out / name).is_file(), name
+    plots = [manifest["plots"][str(i)] for i in range(3)]
+    clip_ids = [p["clip"]["clip_id"] for p in plots]
+    assert len(set(clip_ids)) == 3
+    assert [p["clip"]["motion"] for p in plots] == ["pan-left", "tilt-up", "zoom-in"]  # motion preference honoured
+    assert [p["settings"]["prompt"] for p in plots] == [
+        "<teddy> walks through the forest, storybook illustration",
+        "<robo> looks up at the sky, storybook illustration",
+        "<teddy> and <robo> meet in a clearing, storybook illustration",
+    ]
+    assert [[c["token"] for c in p["settings"]["characters"]] for p in plots] == [["<teddy>"], ["<robo>"],
+                                                                                  ["<teddy>", "<robo>"]]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    first = plot_frames(out)
+    story_frames = read_clip_frames(out / "story.mp4")
+    assert len(story_frames) == sum(p["settings"]["frames"] for p in plots) == 24
+    board = Image.open(out / "storyboard.png")
+    row = Image.open(out / "plots" / "00.png")
+    assert board.height == 3 * row.height and row.height > PANEL_HEIGHT
+
+    # 2. Rerun: nothing is generated, frames stay the same.
+    again = render_story(story, corpus / "index", out, preset="tiny")
+    assert len(sampler_calls) == 3
+    assert all(again["plots"][str(i)]["reused"] for i in range(3))
+
+    # 3. Editing one plot's text regenerates that plot only.
+    write_story(corpus, STORY.replace("Robo looks up at the sky.", "Robo looks up at the stars."))
+    edited = render_story(story, corpus / "index", out, preset="tiny")
+    assert sampler_calls[3:] == ["<robo> looks up at the stars, storybook illustration"]
+    assert [edited["plots"][str(i)]["reused"] for i in range(3)] == [True, False, True]
+    write_story(corpus)
+
+    # 4. The same inputs in a fresh folder reproduce identical frames.
+    fresh = tmp_path / "fresh"
+    render_story(story, corpus / "index", fresh, preset="tiny")
+    for a, b in zip(first, plot_frames(fresh)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_interrupted_render_keeps_finished_plots(corpus, tmp_path, monkeypatch):
+    story = write_story(corpus)
+    out = tmp_path / "out"
+    original, done = StructureGuidedSampler.__call__, []
+
+    def fail_on_third(self, *args, **kwargs):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StructureGuidedSampler, "__call__", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        render_story(story, corpus / "index", out, preset="tiny")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(manifest["plots"]) == ["0", "1"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["00.mp4", "00.mp4.json", "00.png",
+                                                                  "01.mp4", "01.mp4.json", "01.png"]
+    assert not (out / "story.mp4").exists()
+
+
+def test_pinned_clip_not_in_index_is_a_one_line_error(corpus, tmp_path):
+    story = tmp_path / "story.yaml"
+    shutil.copytree(corpus / "packs", tmp_path / "packs")
+    story.write_text(STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    clip: 999\n"))
+    with pytest.raises(UserError) as err:
+        render_story(story, corpus / "index", tmp_path / "out", preset="tiny")
+    assert str(err.value) == f"{story}:12: plots[1].clip: clip 999 is not in the index (see `storyreel index ls`)"
+    assert not (tmp_path / "out" / "plots").exists() or not any((tmp_path / "out" / "plots").iterdir())
+
+
+def test_render_command_prints_summary(corpus, tmp_path, run_cli):
+    story = write_story(corpus)
+    proc = run_cli("render", story, "--index", corpus / "index", "--out", tmp_path / "cli", "--models", "tiny",
+                   "--json")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads(proc.stdout)
+    assert manifest["story"]["frames"] == 24
+    assert "plot   clip    score  frames" in proc.stderr  # the summary table
+    assert "[render] plot=3/3 stage=write" in proc.stderr  # progress
