@@ -1,16 +1,16 @@
 """Shot detection and clip splitting on synthetic videos with cuts at known frames."""
 
-import decord
 import numpy as np
 import pytest
 
 from index.shots import detect_cuts, split_into_clips
 from index.synthetic import Shot, write_video
+from index.video import probe, read_frames
 
 
 def decode(path) -> np.ndarray:
-    reader = decord.VideoReader(str(path))
-    return reader.get_batch(list(range(len(reader)))).asnumpy()
+    """Every frame, through the index's own decoder (decord)."""
+    return read_frames(str(path), range(probe(str(path)).num_frames))
 
 
 @pytest.fixture(scope="module")
