@@ -1,12 +1,12 @@
-"""Camera-motion labels of synthesized shots, decoded back through the index decoder (codec effects included)."""
+"""Camera-motion labels of synthesized shots, decoded back through decord (codec effects included)."""
 
 import cv2
 import numpy as np
 import pytest
 
 from index.motion import ANALYSIS_WIDTH, MOTION_LABELS, camera_motion
-from index.video import probe, read_frames
 from index.synthetic import SHOT_KINDS, Shot, scene_image, write_video
+from index.video import probe, read_frames
 
 WIDTH = 160
 
@@ -17,7 +17,7 @@ def decoded_shots(tmp_path_factory):
     shots = [Shot(kind, 24, scene_seed=40 + n) for n, kind in enumerate(SHOT_KINDS)]
     path = tmp_path_factory.mktemp("motion") / "kinds.mp4"
     cuts = write_video(path, shots, fps=24, size=(WIDTH, 90))
-    frames = read_frames(str(path), range(probe(str(path)).num_frames))
+    frames = read_frames(str(path), range(probe(str(path)).num_frames))  # decord, as the index builder reads
     bounds = [0, *cuts, len(frames)]
     return {shot.kind: frames[a:b] for shot, a, b in zip(shots, bounds[:-1], bounds[1:])}
 

@@ -232,33 +232,41 @@ def test_a_frame_of_each_clip_finds_that_clip_first(built_index, tmp_path):
             assert hits[0].clip.clip_id == clip.clip_id, (clip, hits)
 
 
-def test_cli_image_search_motion_and_length_filters(built_index, run_cli, tmp_path):
+def test_cli_image_search_with_sheet(built_index, run_cli, tmp_path):
     import json
 
     from index import open_index
 
     index_dir, _ = built_index
     with open_index(index_dir) as idx:
-        clips = idx.clips()
-        target = next(c for c in clips if c.motion == "zoom-in")
+        target = next(c for c in idx.clips() if c.motion == "zoom-in")
         image = middle_frame_png(idx, target, tmp_path / "query.png")
-    proc = run_cli("search", "--image", image, "--index", index_dir, "--json", "--models", "tiny", check=True)
+    proc = run_cli("search", "--image", image, "--index", index_dir, "-k", "4", "--json", "--models", "tiny",
+                   "--sheet", tmp_path / "sheet.png", check=True)
     rows = json.loads(proc.stdout)
-    assert rows[0]["clip_id"] == target.clip_id and [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
-    # Motion filter: only the clips labelled pan-left (the synthetic corpus has exactly one).
-    pan_left = [c.clip_id for c in clips if c.motion == "pan-left"]
-    assert len(pan_left) == 1
-    proc = run_cli("search", "a scene", "--index", index_dir, "--motion", "pan-left", "--json", "--models", "tiny", check=True)
-    assert [r["clip_id"] for r in json.loads(proc.stdout)] == pan_left
-    # Length filter: clips of at least the median length.
-    lengths = sorted(c.end_s - c.start_s for c in clips)
-    cutoff = lengths[len(lengths) // 2]
-    proc = run_cli("search", "a scene", "--index", index_dir, "-k", "50", "--min-seconds", cutoff, "--json",
-                   "--models", "tiny", "--sheet", tmp_path / "sheet.png", check=True)
-    rows = json.loads(proc.stdout)
-    assert {r["clip_id"] for r in rows} == {c.clip_id for c in clips if c.end_s - c.start_s >= cutoff - 1e-9}
+    assert rows[0]["clip_id"] == target.clip_id and [r["rank"] for r in rows] == [1, 2, 3, 4]
     sheet = Image.open(tmp_path / "sheet.png")
-    assert sheet.format == "PNG" and sheet.height == len(rows) * (96 + 6) + 6
+    assert sheet.format == "PNG" and sheet.height == 4 * (96 + 6) + 6  # a row of keyframes per result
+
+
+def test_motion_and_length_filters(built_index):
+    from index import open_index
+    from index.embed import load_clip
+
+    index_dir, _ = built_index
+    embedder = load_clip("tiny")
+    with open_index(index_dir) as idx:
+        clips = idx.clips()
+        # The synthetic corpus has exactly one pan-left shot, and its clip is labelled so.
+        pan_left = [c.clip_id for c in clips if c.motion == "pan-left"]
+        assert len(pan_left) == 1
+        hits = search(idx, text="a scene", motion="pan-left", embedder=embedder)
+        assert [h.clip.clip_id for h in hits] == pan_left
+        lengths = sorted(c.end_s - c.start_s for c in clips)
+        cutoff = lengths[len(lengths) // 2]
+        hits = search(idx, text="a scene", k=50, min_seconds=cutoff, embedder=embedder)
+        assert {h.clip.clip_id for h in hits} == {c.clip_id for c in clips if c.end_s - c.start_s >= cutoff - 1e-9}
+        assert 0 < len(hits) < len(clips)
 
 
 def test_cli_query_errors(built_index, run_cli):

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from index.shots import detect_cuts, split_into_clips
-from index.video import probe, read_frames
 from index.synthetic import Shot, write_video
+from index.video import probe, read_frames
 
 
 def decode(path) -> np.ndarray:
+    """Every frame, through the index's own decoder (decord)."""
     return read_frames(str(path), range(probe(str(path)).num_frames))
 
 
