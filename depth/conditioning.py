@@ -109,16 +109,22 @@ def depth_of_frames(source: Source, indices: list[int], model: DepthModel) -> np
     return depth01[inverse]
 
 
-def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=None, cache: bool = True):
+def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=None, cache: bool = True,
+                            source_kind: str = "auto"):
     """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
 
     source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
     video written by `storyreel depth` (used as is). model: a DepthModel or a registry name. index_dir: an index
-    directory or an already open Index.
+    directory or an already open Index. source_kind: "auto" (a video is depth if its sidecar says so),
+    "depth" (a video's gray frames are the depth, near = bright) or "video" (always estimate depth).
     """
+    if source_kind not in ("auto", "depth", "video"):
+        raise UserError(f"structure kind must be auto, depth or video (got {source_kind!r})")
     size = (int(size[0]), int(size[1]))
     index = open_index_arg(index_dir)
     src = open_source(source, index)
+    if src.kind in ("video", "depth-video") and source_kind != "auto":
+        src.kind = "depth-video" if source_kind == "depth" else "video"
     if src.kind == "depth-video":  # `storyreel depth` output: its frames are the depth already
         model, model_id = None, src.depth_model
     else:

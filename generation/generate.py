@@ -4,13 +4,12 @@
 
 The structure source is a video or a clip id (depth estimated by `depth/`), or a depth video written
 by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "depth", or forced with
-`structure_kind="depth"`), which is used as it is.
+`structure_kind="depth"`), which is used as it is. `depth.conditioning_for_source` does all of that.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -18,7 +17,6 @@ from generation.characters import character_conditioning
 from generation.components import create_components, generation_preset
 from generation.sampler import StructureGuidedSampler
 from generation.writers import check_writable, sidecar_path, write_video
-from index.errors import UserError
 from index.progress import Progress
 
 
@@ -59,60 +57,13 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
 
 def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,
                    kind: str = "auto") -> tuple[torch.Tensor, dict, list[str]]:
-    """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source."""
-    if kind not in ("auto", "depth", "video"):
-        raise UserError(f"--structure-kind must be auto, depth or video (got {kind!r})")
-    path = Path(str(source))
-    if kind == "depth" or (kind == "auto" and _is_depth_video(path)):
-        depth = read_depth_video(path, size)
-        info = {"source": str(path), "kind": "depth-video", "source_frames": int(depth.shape[0])}
-        notes = []
-        if depth.shape[0] != frames:
-            # Same nearest-frame rule the sampler and depth/ use; said here so the note names the file.
-            index = torch.linspace(0, depth.shape[0] - 1, frames).round().long()
-            depth = depth[index]
-            notes.append(f"structure {path} has {info['source_frames']} frames, resampled to {frames}")
-        return depth, info, notes
+    """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source)."""
+    import depth
 
-    import depth as depth_package
-
-    conditioning, info = depth_package.conditioning_for_source(
-        source, model=depth_package.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir)
+    conditioning, info = depth.conditioning_for_source(
+        source, model=depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
+        source_kind=kind)
     notes = []
-    if info.get("frame_sampling") == "repeated":
-        notes.append(f"structure {info.get('source', source)} has {info.get('source_frames')} frames, "
-                     f"resampled to {frames}")
+    if info["frame_sampling"] == "repeated":
+        notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes
-
-
-def _is_depth_video(path: Path) -> bool:
-    sidecar = sidecar_path(path)
-    if not sidecar.is_file():
-        return False
-    try:
-        return json.loads(sidecar.read_text()).get("kind") == "depth"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def read_depth_video(path: Path, size: tuple[int, int]) -> torch.Tensor:
-    """A depth video (gray in any channel layout, near = bright) → (F, 3, H, W) in [0, 1], cover-cropped."""
-    import imageio.v3 as iio
-    import torch.nn.functional as F
-
-    if not path.is_file():
-        raise UserError(f"structure {path}: no such file")
-    try:
-        video = iio.imread(path)
-    except Exception as err:  # imageio raises many types for undecodable files
-        raise UserError(f"structure {path}: cannot read it as a video ({type(err).__name__})") from err
-    if video.ndim == 3:  # single gray frame or gray frames without a channel axis
-        video = video[None] if video.shape[-1] in (3, 4) else video[..., None]
-    gray = torch.from_numpy(video[..., :3].mean(axis=-1)).float()[:, None] / 255.0  # (F, 1, h, w)
-    out_h, out_w = size
-    scale = max(out_h / gray.shape[-2], out_w / gray.shape[-1])
-    resized = F.interpolate(gray, size=(max(out_h, round(gray.shape[-2] * scale)),
-                                        max(out_w, round(gray.shape[-1] * scale))), mode="bilinear",
-                            align_corners=False)
-    top, left = (resized.shape[-2] - out_h) // 2, (resized.shape[-1] - out_w) // 2
-    return resized[..., top:top + out_h, left:left + out_w].clamp(0, 1).expand(-1, 3, -1, -1).contiguous()
