@@ -8,7 +8,6 @@ a temporary name in the same folder, then os.replace.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -16,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from index.errors import UserError
+from index.files import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SIDECAR_KIND = "depth"
@@ -120,20 +120,11 @@ def open_source(source, index_dir=None) -> Source:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-
-
 def write_atomic_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """An output file of `storyreel depth`: its folder is created if needed, the write is atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, write)
 
 
 def to_uint8_gray(depth01: np.ndarray) -> np.ndarray:
@@ -144,26 +135,10 @@ def to_uint8_gray(depth01: np.ndarray) -> np.ndarray:
 
 def write_depth_video(path: Path, depth01: np.ndarray, fps: float, meta: dict) -> None:
     """H.264 mp4 of the depth frames (gray) plus the `<out>.json` sidecar {"kind": "depth", ...}."""
-    import imageio_ffmpeg
+    from index.video import write_mp4
 
     frames = to_uint8_gray(depth01)
-    # yuv420p needs even sides: repeat the last row/column rather than resample the depth.
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-
-    def write(tmp: Path) -> None:
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp), (frames.shape[2], frames.shape[1]), fps=fps, codec="libx264",
-            pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1,
-            output_params=["-crf", "12"], ffmpeg_log_level="error",
-        )
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-
-    write_atomic_bytes(path, write)
+    write_atomic_bytes(path, lambda tmp: write_mp4(tmp, frames, fps=fps, crf=12))  # crf 12: depth stays exact
     sidecar = {"kind": SIDECAR_KIND, **meta}
     write_atomic_bytes(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
 

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from index.errors import UserError
+from index.files import atomic_write
 
 PACK_FORMAT = "storyreel-character/1"
 MODES = ("timeinv", "ti")
@@ -251,13 +252,9 @@ def save_pack(pack: CharacterPack, path: str | os.PathLike) -> None:
         "settings": json.dumps(pack.settings, sort_keys=True),
         "image_hashes": json.dumps(pack.image_hashes),
     }
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write character pack {path}: {err.strerror or err}") from None
 
 

@@ -27,6 +27,7 @@ import yaml
 
 from generation.story import Character, Plot, Story, names_to_tokens
 from index.errors import UserError
+from index.files import write_text_atomic
 from index.motion import MOTION_LABELS
 
 # ---------------------------------------------------------------------------------------------
@@ -292,6 +293,4 @@ def write_story(story: Story, path: str | Path) -> None:
     }
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
+    write_text_atomic(path, text)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from generation.story import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
 from index.errors import UserError
+from index.files import atomic_write, write_text_atomic
 from index.progress import Progress
 
 MANIFEST_VERSION = 1
@@ -79,7 +79,7 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
                                                                             stage=stage))
                 plots.append({**entry, "key": key, "reused": False})
             manifest = _manifest(story, preset, models, plots)
-            _write_json_atomic(out_dir / "manifest.json", manifest)
+            write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
         # 4. Assemble the story video and the storyboard from the plot files.
         progress.update(force=True, stage="assembling story.mp4 and storyboard.png")
@@ -337,13 +337,5 @@ def _jsonable(info: dict) -> dict:
     return json.loads(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _save_png_atomic(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

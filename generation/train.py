@@ -38,6 +38,7 @@ from generation.characters import (
     single_token_id,
 )
 from index.errors import UserError
+from index.files import atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_IMAGES = 50
@@ -335,10 +336,7 @@ class CharacterTrainer:
             "losses": list(self.losses),
             "identity": self._identity(),
         }
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         path = Path(path)

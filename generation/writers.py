@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import UserError
+from index.files import atomic_write, write_text_atomic
+from index.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
 
@@ -52,11 +54,11 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
         if kind == "png":
             _write_png_folder(frames, path)
         else:
-            _atomic(path, lambda tmp: _write_animation(frames, tmp, kind, fps))
+            atomic_write(path, lambda tmp: _write_animation(frames, tmp, kind, fps))
         if metadata is not None:
             sidecar = {**metadata, "output": str(path), "format": kind, "fps": fps, "frames": int(frames.shape[0]),
                        "height": int(frames.shape[1]), "width": int(frames.shape[2])}
-            _atomic(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
+            write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
     except OSError as err:
         raise UserError(f"output {path}: could not write ({err.strerror or err}); choose another --out") from err
     return path
@@ -67,37 +69,13 @@ def sidecar_path(path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def _atomic(path: Path, write) -> None:
-    """Call write(temp_path) for a temp file beside `path`, then move it into place; no debris on failure."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; outputs get the usual mode
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_animation(frames: np.ndarray, tmp: Path, kind: str, fps: float) -> None:
     import imageio.v2 as imageio
 
     if kind == "gif":
         imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
         return
-    # H.264 needs even sides; yuv420p is what every player decodes.
-    h, w = frames.shape[1] - frames.shape[1] % 2, frames.shape[2] - frames.shape[2] % 2
-    with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-                            macro_block_size=1, quality=8, ffmpeg_log_level="error") as writer:
-        for frame in frames:
-            writer.append_data(frame[:h, :w])
+    write_mp4(tmp, frames, fps=fps)
 
 
 def _write_png_folder(frames: np.ndarray, folder: Path) -> None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from index import catalog, layout
 from index.errors import UserError
+from index.files import atomic_write
 from index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
 from index.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size
 
@@ -246,9 +247,7 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
     ids, vectors = catalog.all_clip_vectors(con, dim)
     index_type = choose_index_spec(len(ids), dim)
     vector_index = build_vector_index(ids, vectors)
-    tmp = staging / (layout.VECTORS + ".tmp")
-    faiss.write_index(vector_index, str(tmp))
-    os.replace(tmp, staging / layout.VECTORS)
+    atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
     return index_type
 
 

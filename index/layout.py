@@ -18,6 +18,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from index.files import write_text_atomic
+
 from index.errors import UserError
 
 CURRENT = "CURRENT"
@@ -45,20 +47,11 @@ def next_generation(index_dir: Path) -> str:
     return f"gen-{max([current, *taken]) + 1:06d}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def publish(index_dir: Path, staging: Path) -> str:
     """Turn the finished staging folder into the current generation; remove older generations."""
     name = next_generation(index_dir)
     os.rename(staging, index_dir / name)
-    write_atomic(index_dir / CURRENT, f"{name}\n".encode())
+    write_text_atomic(index_dir / CURRENT, f"{name}\n", durable=True)
     remove_unpublished(index_dir, keep_staging=True)
     return name
 

@@ -116,25 +116,13 @@ def render_shot(shot: Shot, size: tuple[int, int]) -> np.ndarray:
 
 def write_video(path: str | os.PathLike, shots: list[Shot], fps: float = 24, size: tuple[int, int] = (160, 120)) -> list[int]:
     """Write `shots` back to back as an H.264 mp4; returns the cut frames (first frame of shots 2..n)."""
-    import imageio.v2 as imageio
+    from index.video import write_mp4
 
     width, height = size
     if width % 2 or height % 2:
         raise ValueError(f"size {size} must be even for yuv420p")
-    cuts, frame = [], 0
-    writer = imageio.get_writer(
-        str(path), fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=2,
-        ffmpeg_log_level="error", output_params=["-crf", "18"],
-    )
-    try:
-        for n, shot in enumerate(shots):
-            if n:
-                cuts.append(frame)
-            for image in render_shot(shot, size):
-                writer.append_data(image)
-            frame += shot.frames
-    finally:
-        writer.close()
+    cuts = list(np.cumsum([shot.frames for shot in shots])[:-1].tolist())
+    write_mp4(path, (image for shot in shots for image in render_shot(shot, size)), fps=fps, crf=18)
     return cuts
 
 

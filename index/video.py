@@ -1,4 +1,5 @@
-"""Decoding with decord (package `decord2`): probe a file, read frames in ascending batches.
+"""Video files: probe and decode with decord (package `decord2`, ascending batches), and encode
+H.264 mp4 with `write_mp4`, the one video writer every package uses.
 
 decord seeks to the nearest keyframe and decodes forward, so frames are always requested in
 ascending order and in batches (REFERENCE.md). Problems with a file raise `BadVideo` with a short
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -119,3 +120,29 @@ def read_frames(path: str, indices, size: tuple[int, int] | None = None) -> np.n
     """All requested frames at once (ascending indices), uint8 (N,H,W,3)."""
     parts = [frames for _, frames in iter_frames(path, indices, size)]
     return np.concatenate(parts) if parts else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def write_mp4(path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:
+    """Encode uint8 (H, W, 3) frames as H.264 (yuv420p, plays everywhere) into `path`, streaming.
+
+    yuv420p needs even sides: an odd last row/column is repeated rather than the frame resampled.
+    Callers make the write atomic (index/files.py).
+    """
+    import imageio_ffmpeg
+
+    writer = None
+    try:
+        for frame in frames:
+            pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+            if pad_h or pad_w:
+                frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+            if writer is None:
+                writer = imageio_ffmpeg.write_frames(
+                    str(path), (frame.shape[1], frame.shape[0]), fps=fps, codec="libx264", pix_fmt_in="rgb24",
+                    pix_fmt_out="yuv420p", macro_block_size=1, output_params=["-crf", str(crf)],
+                    ffmpeg_log_level="error")
+                writer.send(None)
+            writer.send(np.ascontiguousarray(frame))
+    finally:
+        if writer is not None:
+            writer.close()

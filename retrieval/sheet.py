@@ -3,8 +3,9 @@ of keyframes, so a person can judge the results at a glance."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from index.files import atomic_write
 
 FRAMES_PER_ROW = 4
 THUMB_HEIGHT = 96
@@ -59,10 +60,7 @@ def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW, t
         y += row.height + PAD
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    sheet.save(tmp, format="PNG")
-    os.replace(tmp, out_path)
-    return out_path
+    return atomic_write(out_path, lambda tmp: sheet.save(tmp, format="PNG"))
 
 
 def _fit(text: str, width: int, draw, font) -> str:
