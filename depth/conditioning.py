@@ -86,11 +86,16 @@ def _cache_path(index, clip, model_id: str, size, num_frames: int) -> tuple[Path
     return Path(index.path) / CACHE_DIR / f"{prefix}{_safe(str(clip.video_fingerprint))}.npy", prefix
 
 
-def _store(path: Path, prefix: str, depth01: np.ndarray) -> None:
+def _store(path: Path, prefix: str, depth01: np.ndarray, index) -> None:
+    """Write a cache file and drop stale ones: older fingerprints of this clip, and clips that left
+    the index (a re-indexed video's clips get new ids, so their old files would otherwise pile up)."""
     if path.parent.is_dir():
-        for stale in path.parent.glob(f"{prefix}*.npy"):
-            if stale != path:  # an older fingerprint of the same clip: the clip was re-indexed
-                stale.unlink(missing_ok=True)
+        live = index.clip_ids()
+        for cached in path.parent.glob("clip*.npy"):
+            clip_id = re.match(r"clip(\d+)_", cached.name)
+            gone = clip_id is None or int(clip_id.group(1)) not in live
+            if cached != path and (gone or cached.name.startswith(prefix)):
+                cached.unlink(missing_ok=True)
     write_npy(path, depth01.astype(np.float32))
 
 
@@ -146,7 +151,7 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
         full = depth_of_frames(src, indices, model)
         depth01 = to_conditioning(full, size, num_frames)[:, 0].numpy()
         if cache_path is not None:
-            _store(cache_path, prefix, depth01)
+            _store(cache_path, prefix, depth01, index)
             info["cache"] = "miss"
     info["flicker"] = flicker(depth01)
     return to_conditioning(depth01, size, num_frames), info

@@ -46,6 +46,17 @@ class Index:
     def clips(self) -> list[ClipRow]:
         return [clip_row(r) for r in self._con.execute(CLIP_ROW_SQL + " ORDER BY c.clip_id").fetchall()]
 
+    def clip_ids(self) -> set[int]:
+        return {int(r[0]) for r in self._con.execute("SELECT clip_id FROM clips").fetchall()}
+
+    def clips_by_id(self, clip_ids) -> dict[int, ClipRow]:
+        """{clip_id: ClipRow} for the ids that are in the index (one query, for many candidates)."""
+        ids = [int(c) for c in clip_ids]
+        if not ids:
+            return {}
+        rows = self._con.execute(CLIP_ROW_SQL + " WHERE c.clip_id IN (SELECT unnest(?))", [ids]).fetchall()
+        return {row.clip_id: row for row in map(clip_row, rows)}
+
     def clip(self, clip_id: int) -> ClipRow:
         rows = self._con.execute(CLIP_ROW_SQL + " WHERE c.clip_id = ?", [int(clip_id)]).fetchall()
         if not rows:

@@ -124,7 +124,8 @@ def candidates(index, query: np.ndarray, k: int, motion: str | None = None, min_
     wanted = max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
     while True:
         ids, _ = index.search_vectors(query, wanted)
-        rows = [index.clip(int(i)) for i in ids]
+        by_id = index.clips_by_id(ids)
+        rows = [by_id[int(i)] for i in ids if int(i) in by_id]
         kept = [
             r for r in rows
             if (motion is None or r.motion == motion)

@@ -142,16 +142,16 @@ def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, mod
     _, info, calls, _ = request(new.clip_id)
     assert info["cache"] == "hit" and calls == 0
 
-    # 7. The old clip's cache file can no longer be used: its clip id left the index, so a request
-    #    for it is a one-line UserError and nothing reads the stale file. (It is not deleted: the
-    #    stale-file cleanup in depth/conditioning.py:_store only matches the same clip id.)
+    # 7. The old clip left the index: a request for it is a one-line UserError, and writing the new
+    #    clip's depth removed the old clip's file (no cache files pile up across re-indexing).
     with pytest.raises(UserError) as err:
         request(changed.clip_id)
     assert str(err.value) == f"clip id {changed.clip_id} is not in the index {index_dir.resolve()}"
     with index.open_index(index_dir) as idx:
         live = {(c.clip_id, c.video_fingerprint) for c in idx.clips()}
     assert (changed.clip_id, changed.video_fingerprint) not in live
-    # Every cache file that a live clip could hit names a live (clip id, fingerprint) pair.
-    for name in cache_files(index_dir) - {old_file}:
+    assert old_file not in cache_files(index_dir)
+    # Every cache file names a live (clip id, fingerprint) pair.
+    for name in cache_files(index_dir):
         clip_part, fingerprint = name[:-len(".npy")].split("_")[0], name[:-len(".npy")].rsplit("_", 1)[1]
         assert (int(clip_part[len("clip"):]), fingerprint) in live

@@ -53,6 +53,9 @@ class FakeIndex:
         self.clips = {7: FakeClip(7, "a.mp4", 2, 12, 8.0, "sha-v1"), 8: FakeClip(8, "a.mp4", 5, 5, 8.0, "sha-v1")}
         self.reads = 0
 
+    def clip_ids(self):
+        return set(self.clips)
+
     def clip(self, clip_id):
         if clip_id not in self.clips:
             raise UserError(f"clip id {clip_id} is not in the index {self.path}")

@@ -59,6 +59,9 @@ class MemoryIndex:
     def clip(self, clip_id):
         return self.rows[clip_id]
 
+    def clips_by_id(self, clip_ids):
+        return {int(c): self.rows[int(c)] for c in clip_ids if int(c) in self.rows}
+
     def frame_vectors(self, clip_ids):
         return {c: self.frames[c] for c in clip_ids}
 
