@@ -144,3 +144,16 @@ def test_render_command_prints_summary(corpus, tmp_path, run_cli):
     assert manifest["story"]["frames"] == 24
     assert "plot   clip    score  frames" in proc.stderr  # the summary table
     assert "[render] plot=3/3 stage=write" in proc.stderr  # progress
+
+
+def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):
+    proc = run_cli("demo", "--out", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stderr
+    assert "noise-like" in proc.stdout
+    render = tmp_path / "demo" / "render"
+    manifest = json.loads((render / "manifest.json").read_text())
+    assert len({p["clip"]["clip_id"] for p in manifest["plots"].values()}) == 3
+    assert len(read_clip_frames(render / "story.mp4")) == manifest["story"]["frames"] == 24
+    assert (render / "storyboard.png").is_file()
+    for step in ("1/5 synthetic corpus", "2/5 index", "3/5 character packs", "4/5 story file", "5/5 render"):
+        assert f"[demo] step={step}" in proc.stderr
