@@ -331,9 +331,11 @@ def initial_noise(shape, windows: list[Window], generator, dtype) -> torch.Tenso
 
     The first window's noise is exactly what diffusers draws for the same shape and generator. Each
     later window (VidRD): its overlap frames are the frames already drawn (they are the same output
-    frames); its new frames are the previous window's noises in reverse order (frame-level noise
-    reversion), blended with fresh noise as (r·previous + ε) / √(1 + r²), r = 4 (past-dependent
-    sampling; the division keeps unit variance).
+    frames, which is what frame-level noise reversion hands over); its new frames take the noise of
+    the previous window's frame at the same position, blended with fresh noise as
+    (r·previous + ε) / √(1 + r²), r = 4 (past-dependent sampling; the division keeps unit variance).
+    Same position, not reversed order: reversed, the first new frame would share 97% of its noise with
+    the last overlap frame right before it and repeat it (a visible stutter at every seam).
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -343,9 +345,9 @@ def initial_noise(shape, windows: list[Window], generator, dtype) -> torch.Tenso
     r = NOISE_DEPENDENCE
     for previous, window in zip(windows, windows[1:]):
         new = window.end - (window.start + window.overlap)
-        reversed_previous = noise[:, :, previous.start:previous.end].flip(2)[:, :, :new]
+        same_position = noise[:, :, previous.start + window.overlap:previous.start + window.overlap + new]
         fresh = randn_tensor((*shape[:2], new, *shape[3:]), generator=generator, dtype=dtype)
-        noise[:, :, window.start + window.overlap:window.end] = (r * reversed_previous + fresh) / math.sqrt(1 + r * r)
+        noise[:, :, window.start + window.overlap:window.end] = (r * same_position + fresh) / math.sqrt(1 + r * r)
     return noise
 
 

@@ -148,11 +148,13 @@ def test_48_frames_in_windows_continue_across_seams(sampler):
     assert long.structure_forward_passes == 4 * STEPS
     # The first window is exactly the 16-frame clip (same noise, same steps).
     assert np.abs(long.frames[:16] - baseline.frames).max() <= 1e-5
-    # Seam metric: where a window's new frames begin (after its overlap), the frame-to-frame change is
-    # no larger than the largest ordinary frame-to-frame change inside the 16-frame baseline.
+    # Seam metric: where a window's new frames begin (after its overlap), the frame-to-frame change
+    # lies within the range of ordinary frame-to-frame changes of the 16-frame baseline: no jump
+    # (above its largest change) and no frozen, repeated frame (below half its smallest).
     seams = [w["start"] + w["overlap"] for w in long.windows[1:]]
-    change = adjacent_change(long.frames)
-    assert max(change[s - 1] for s in seams) <= adjacent_change(baseline.frames).max()
+    change, ordinary = adjacent_change(long.frames), adjacent_change(baseline.frames)
+    seam_change = [change[s - 1] for s in seams]
+    assert 0.5 * ordinary.min() <= min(seam_change) and max(seam_change) <= ordinary.max(), (seam_change, ordinary)
     assert np.isfinite(long.frames).all() and long.frames.std() > 0.05
 
 
