@@ -89,6 +89,8 @@ def _run_errors(args) -> int:
         rows = idx.errors()
     if args.json:
         _print_json(rows)
+    elif not rows:
+        print(f"no errors: every video under the index {args.index} was indexed")
     else:
         for r in rows:
             print(f"{r['video']}: {r['reason']}")

@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-full", action="store_true", help="tiny preset only")
     parser.add_argument("--full-steps", type=int, default=5)
+    parser.add_argument("--full-repeats", type=int, default=2, help="best of N runs per setting, full-size models")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -169,7 +170,7 @@ def main() -> None:
     memory = long_clip_memory(tiny, device, size=128, steps=4)
     if not args.skip_full:
         rows += time_pair("sd15-random", full_size_random_components(), device, frames=8, size=64,
-                          steps=args.full_steps, repeats=1)
+                          steps=args.full_steps, repeats=args.full_repeats)
 
     print(f"{'models':<12} {'tau':>4} {'ours s/step':>12} {'diffusers s/step':>17} {'speed-up':>9} "
           f"{'ours MiB':>9} {'diffusers MiB':>14}")
