@@ -32,7 +32,7 @@ def _run_depth(args) -> int:
     import json
     from pathlib import Path
 
-    from depth.media import open_source, write_depth_video, write_npy, write_sheet
+    from depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
     from depth.model import create_depth_model
     from depth.registry import model_for_preset
     from depth.temporal import flicker, stabilize
@@ -44,13 +44,16 @@ def _run_depth(args) -> int:
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out {out} must end in .mp4")
     name = args.model or model_for_preset(resolve_preset(args.models))
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
     # 1. source first: a bad path should not wait for model loading
-    source = open_source(args.source, args.index)
+    with index_context(args.index) as index:
+        source = open_source(args.source, index)
+        frames = source.read(list(range(source.num_frames)))
     # 2. model
     model = create_depth_model(name, weights=args.weights)
     # 3. frames -> raw inverse depth -> stabilized [0, 1]
     progress = Progress("depth")
-    frames = source.read(list(range(source.num_frames)))
     raw = model.predict(frames, batch_size=args.batch_size, progress=progress)
     depth01 = stabilize(raw)
     # 4. outputs

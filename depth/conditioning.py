@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from depth.media import Source, open_index_arg, open_source, write_npy
+from depth.media import Source, index_context, open_source, write_npy
 from depth.model import DepthModel, create_depth_model
 from depth.temporal import flicker, stabilize
 from index.errors import UserError
+from index.video import spread_indices
 
 CACHE_DIR = "depth_cache"
 
@@ -33,7 +34,7 @@ def sample_frame_indices(total: int, num_frames: int) -> list[int]:
     """`num_frames` indices spread evenly over `total` frames (nearest frame; repeats if total < num_frames)."""
     if total <= 0 or num_frames <= 0:
         raise UserError(f"cannot take {num_frames} frames from a source with {total} frames")
-    return np.linspace(0, total - 1, num_frames).round().astype(int).tolist()
+    return spread_indices(total, num_frames).tolist()
 
 
 def _frame_sampling(total: int, num_frames: int) -> str:
@@ -126,7 +127,14 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
     if source_kind not in ("auto", "depth", "video"):
         raise UserError(f"structure kind must be auto, depth or video (got {source_kind!r})")
     size = (int(size[0]), int(size[1]))
-    index = open_index_arg(index_dir)
+    with index_context(index_dir) as index:
+        depth01, info = _depth_for_source(source, index, model, size, num_frames, cache, source_kind)
+    info["flicker"] = flicker(depth01)
+    return to_conditioning(depth01, size, num_frames), info
+
+
+def _depth_for_source(source, index, model, size, num_frames, cache, source_kind):
+    """(depth (F, H, W) in [0, 1] at the generation size, info) from the cache or the model."""
     src = open_source(source, index)
     if src.kind in ("video", "depth-video") and source_kind != "auto":
         src.kind = "depth-video" if source_kind == "depth" else "video"
@@ -153,5 +161,5 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
         if cache_path is not None:
             _store(cache_path, prefix, depth01, index)
             info["cache"] = "miss"
-    info["flicker"] = flicker(depth01)
-    return to_conditioning(depth01, size, num_frames), info
+    return depth01, info
+

@@ -7,6 +7,7 @@ a temporary name in the same folder, then os.replace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Callable
 import numpy as np
 
 from index.errors import UserError
-from index.files import atomic_write
+from index.files import atomic_write, sidecar_path, write_text_atomic
+from index.images import IMAGE_SUFFIXES, read_rgb
+from index.video import spread_indices
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SIDECAR_KIND = "depth"
 
 
@@ -33,11 +35,6 @@ class Source:
     clip: object | None = None     # the index ClipRow for kind == "clip"
     depth_model: str | None = None  # for kind == "depth-video": the model that made it
     extra: dict = field(default_factory=dict)
-
-
-def sidecar_path(video: Path) -> Path:
-    """`depth.mp4` -> `depth.mp4.json`: marks a depth video so generation can use it directly."""
-    return Path(f"{video}.json")
 
 
 def read_sidecar(video: Path) -> dict | None:
@@ -72,13 +69,7 @@ def open_video(path: Path) -> Source:
 
 
 def open_image(path: Path) -> Source:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as img:
-            frame = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    except Exception:
-        raise UserError(f"cannot read image {path}: not a readable image file") from None
+    frame = read_rgb(path, what="source image")
     return Source("image", str(path), 1, 1.0, lambda indices: np.stack([frame for _ in indices]))
 
 
@@ -95,19 +86,21 @@ def is_clip_id(source) -> bool:
     return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
 
 
-def open_index_arg(index_dir):
-    """An index directory (opened with index.open_index) or an already open Index object."""
+@contextlib.contextmanager
+def index_context(index_dir):
+    """Yield an open Index for an index directory (closed afterwards), or pass an open Index or None through."""
     if index_dir is None or hasattr(index_dir, "read_frames"):
-        return index_dir
+        yield index_dir
+        return
     import index
 
-    return index.open_index(index_dir)
+    with index.open_index(index_dir) as opened:
+        yield opened
 
 
-def open_source(source, index_dir=None) -> Source:
+def open_source(source, index=None) -> Source:
     """SOURCE as the CLI takes it: a video path, an image path, or a clip id (needs an index)."""
     if is_clip_id(source) and not Path(str(source)).exists():
-        index = open_index_arg(index_dir)
         if index is None:
             raise UserError(f"{source} looks like a clip id: pass the index with --index INDEX_DIR")
         return open_clip(int(source), index)
@@ -140,7 +133,7 @@ def write_depth_video(path: Path, depth01: np.ndarray, fps: float, meta: dict) -
     frames = to_uint8_gray(depth01)
     write_atomic_bytes(path, lambda tmp: write_mp4(tmp, frames, fps=fps, crf=12))  # crf 12: depth stays exact
     sidecar = {"kind": SIDECAR_KIND, **meta}
-    write_atomic_bytes(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2) + "\n"))
+    write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -155,7 +148,7 @@ def write_sheet(path: Path, frames: np.ndarray, depth01: np.ndarray, columns: in
     """PNG: up to `columns` evenly spaced source keyframes, each above its depth map."""
     from PIL import Image
 
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(columns, len(frames))).round().astype(int))
+    picks = np.unique(spread_indices(len(frames), min(columns, len(frames))))
     height = max(1, round(width * frames.shape[1] / frames.shape[2]))
     sheet = Image.new("RGB", (width * len(picks), height * 2), "black")
     depth_rgb = to_uint8_gray(depth01)

@@ -25,7 +25,7 @@ from index import catalog, layout
 from index.errors import UserError
 from index.files import atomic_write
 from index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
-from index.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size
+from index.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
 
 # Test hook: seconds to sleep after each committed video (lets a test kill a build mid-run).
 SLOW_WRITE_ENV = "STORYREEL_TEST_SLOW_WRITE_S"
@@ -92,11 +92,6 @@ class BuildReport:
 
 # --- mapper ---------------------------------------------------------------------------------------
 
-def evenly_spaced(start: int, end: int, count: int) -> np.ndarray:
-    """`count` frame indices spread over [start, end): the centres of `count` equal segments."""
-    return (start + (np.arange(count) + 0.5) * (end - start) / count).astype(np.int64)
-
-
 def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.ndarray, int]:
     """Up to `count` frames ~0.1 s apart around the clip centre, and their spacing in source frames."""
     step = max(1, min(int(round(fps / 10)), (end - start - 1) // max(1, count - 1)))
@@ -128,7 +123,7 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
         # Pass 2: only the frames CLIP and the motion analysis need, ascending, at analysis size.
         plans = []
         for start, end in spans:
-            embed_at = evenly_spaced(start, end, settings.frames_per_clip)
+            embed_at = segment_centres(start, end, settings.frames_per_clip)
             motion_at, step = motion_indices(start, end, info.fps, settings.motion_frames)
             plans.append((start, end, embed_at, motion_at, step))
         wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in plans]))

@@ -36,6 +36,12 @@ def atomic_write(path, write: Callable[[Path], None], *, durable: bool = False) 
     return path
 
 
+def sidecar_path(path) -> Path:
+    """`clip.mp4` -> `clip.mp4.json`: the JSON sidecar written beside a video output."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
 def write_text_atomic(path, text: str, *, durable: bool = False) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), durable=durable)
 

@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from index.video import spread_indices
+
 MOTION_LABELS = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out", "dynamic")
 
 ANALYSIS_WIDTH = 128  # px; magnitudes are reported at this width
@@ -40,7 +42,7 @@ def camera_motion(frames: np.ndarray, frame_step: int = 1) -> CameraMotion:
     if len(frames) < 2:
         return CameraMotion("static", 0.0)
     grey = _analysis_frames(frames)
-    starts = np.unique(np.linspace(0, len(grey) - 2, min(MAX_PAIRS, len(grey) - 1)).round().astype(int))
+    starts = np.unique(spread_indices(len(grey) - 1, min(MAX_PAIRS, len(grey) - 1)))
     labels, magnitudes = [], []
     for i in starts:
         flow = _flow(grey[i], grey[i + 1]) / frame_step

@@ -86,6 +86,17 @@ def scaled_size(info: VideoInfo, short_side: int) -> tuple[int, int]:
     return even(info.width), even(info.height)
 
 
+def spread_indices(total: int, count: int) -> np.ndarray:
+    """`count` frame indices spread evenly over `total` frames, nearest frame, first and last included
+    (indices repeat when count > total). The one rule for resampling a clip to a frame count."""
+    return np.linspace(0, total - 1, count).round().astype(np.int64)
+
+
+def segment_centres(start: int, end: int, count: int) -> np.ndarray:
+    """`count` frame indices over [start, end): the centres of `count` equal segments (keyframes)."""
+    return (start + (np.arange(count) + 0.5) * (end - start) / count).astype(np.int64)
+
+
 def _decodable_width(width: int) -> int:
     while width in DECORD_BAD_WIDTHS:
         width += 2

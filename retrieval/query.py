@@ -99,17 +99,13 @@ def embed_query(embedder, text: str | None = None, image=None) -> np.ndarray:
 
 
 def load_image(image) -> np.ndarray:
-    """uint8 (H, W, 3) RGB from a path, a PIL image or an array."""
-    from PIL import Image, UnidentifiedImageError
+    """uint8 (H, W, 3) RGB from a path (EXIF-rotated), a PIL image or an array."""
+    from PIL import Image
+
+    from index.images import read_rgb
 
     if isinstance(image, (str, os.PathLike)):
-        try:
-            with Image.open(image) as opened:
-                image = opened.convert("RGB")
-        except (FileNotFoundError, IsADirectoryError):
-            raise UserError(f"--image {image}: no such file") from None
-        except (UnidentifiedImageError, OSError) as err:
-            raise UserError(f"--image {image}: not a readable image ({err.__class__.__name__}); give a PNG or JPEG") from None
+        return read_rgb(image, what="--image")
     if isinstance(image, Image.Image):
         image = image.convert("RGB")
     array = np.array(image)  # a writable copy (torch warns about read-only arrays)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from index.files import atomic_write
+from index.video import segment_centres
 
 FRAMES_PER_ROW = 4
 THUMB_HEIGHT = 96
@@ -13,12 +14,6 @@ LABEL_WIDTH = 260
 PAD = 6
 BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
-
-
-def keyframe_indices(num_frames: int, count: int = FRAMES_PER_ROW) -> list[int]:
-    """`count` frame indices spread evenly over a clip (centres of equal segments)."""
-    count = max(1, min(count, num_frames))
-    return [int((i + 0.5) * num_frames / count) for i in range(count)]
 
 
 def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW, thumb_height: int = THUMB_HEIGHT) -> Path:
@@ -32,7 +27,7 @@ def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW, t
     rows = []
     for hit in hits:
         clip = hit.clip
-        frames = index.read_frames(clip.clip_id, keyframe_indices(clip.end_frame - clip.start_frame, frames_per_row))
+        frames = index.read_frames(clip.clip_id, segment_centres(0, clip.end_frame - clip.start_frame, max(1, min(frames_per_row, clip.end_frame - clip.start_frame))))
         thumbs = [Image.fromarray(f).resize((max(1, round(f.shape[1] * thumb_height / f.shape[0])), thumb_height)) for f in frames]
         strip_width = sum(t.width for t in thumbs) + PAD * (len(thumbs) - 1)
         row = Image.new("RGB", (LABEL_WIDTH + strip_width, thumb_height), BACKGROUND)
