@@ -115,17 +115,20 @@ def choose_clips(story: Story, index, embedder) -> list[dict]:
         if settings["motion"] is None:
             attempts = attempts[1:]
         notes, chosen = [], None
-        for motion, min_seconds, fallback_note in attempts:
+        for attempt, (motion, min_seconds, fallback_note) in enumerate(attempts):
+            if attempt > 0:  # the attempt before found nothing: say which fallback follows
+                notes.append(fallback_note)
             hits = search(index, text=settings["query"], k=RETRIEVAL_POOL, motion=motion, min_seconds=min_seconds,
                           embedder=embedder)
             unused = [h for h in hits if h.clip.clip_id not in used]
-            if fallback_note and chosen is None:
-                notes.append(fallback_note)
             if unused:
                 chosen = unused[0]
                 break
         if chosen is None:  # every fitting clip is taken: reuse the best one, and say so
             hits = search(index, text=settings["query"], k=1, embedder=embedder)
+            if not hits:
+                raise UserError(f"index {index.path} has no clips to render plot {i} from; "
+                                f"add videos with `storyreel index build VIDEO_DIR --index {index.path}`")
             chosen = hits[0]
             notes.append(f"clip {chosen.clip.clip_id} reused: no unused clip fits plot {i}")
         used.add(chosen.clip.clip_id)

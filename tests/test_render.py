@@ -11,7 +11,7 @@ from PIL import Image
 
 from generation.demo import CHARACTERS, STORY, write_character_images
 from generation.evaluate import read_clip_frames
-from generation.render import PANEL_HEIGHT, render_story
+from generation.render import PANEL_HEIGHT, choose_clips, render_story
 from generation.sampler import StructureGuidedSampler
 from index.errors import UserError
 
@@ -157,3 +157,55 @@ def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):
     assert (render / "storyboard.png").is_file()
     for step in ("1/5 synthetic corpus", "2/5 index", "3/5 character packs", "4/5 story file", "5/5 render"):
         assert f"[demo] step={step}" in proc.stderr
+
+
+class FakeIndex:
+    """Just what choose_clips reads from an index: its path (for messages)."""
+
+    path = "some_index"
+
+
+def fake_search(clips_by_motion):
+    """retrieval.search stand-in: clips (ids) per motion filter (None = any motion)."""
+    from types import SimpleNamespace
+
+    def search(index, text, k, motion=None, min_seconds=None, embedder=None):
+        ids = clips_by_motion.get(motion, [])[:k]
+        return [SimpleNamespace(clip=SimpleNamespace(clip_id=c), score=1.0 - 0.1 * n) for n, c in enumerate(ids)]
+
+    return search
+
+
+def motion_story(tmp_path, motions):
+    from generation.story import load_story
+
+    plots = "".join(f"  - text: Plot {n}.\n" + (f"    motion: {m}\n" if m else "") for n, m in enumerate(motions))
+    path = tmp_path / "story.yaml"
+    path.write_text(f"title: t\ndefaults: {{frames: 8, fps: 8}}\nplots:\n{plots}")
+    return load_story(path)
+
+
+def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path, monkeypatch):
+    import retrieval
+
+    monkeypatch.setattr(retrieval, "search", fake_search({"pan-left": [1], None: [1, 2]}))
+    story = motion_story(tmp_path, [None, "pan-left", "pan-left", None])
+    picks = choose_clips(story, FakeIndex(), embedder=None)
+    assert [p["clip"].clip_id for p in picks] == [1, 2, 1, 1]
+    assert [p["notes"] for p in picks] == [
+        [],  # no motion asked: any motion is the first attempt, not a fallback
+        ["no unused clip with motion 'pan-left'; any motion"],
+        ["no unused clip with motion 'pan-left'; any motion", "no unused clip of at least 1 s; any length",
+         "clip 1 reused: no unused clip fits plot 2"],
+        ["no unused clip of at least 1 s; any length", "clip 1 reused: no unused clip fits plot 3"],
+    ]
+
+
+def test_choose_clips_from_an_empty_index_is_a_one_line_error(tmp_path, monkeypatch):
+    import retrieval
+
+    monkeypatch.setattr(retrieval, "search", fake_search({}))
+    with pytest.raises(UserError) as err:
+        choose_clips(motion_story(tmp_path, [None]), FakeIndex(), embedder=None)
+    assert str(err.value) == ("index some_index has no clips to render plot 0 from; "
+                              "add videos with `storyreel index build VIDEO_DIR --index some_index`")
