@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,7 +34,6 @@ class Source:
     read: Callable[[list[int]], np.ndarray]
     clip: object | None = None     # the index ClipRow for kind == "clip"
     depth_model: str | None = None  # for kind == "depth-video": the model that made it
-    extra: dict = field(default_factory=dict)
 
 
 def read_sidecar(video: Path) -> dict | None:

@@ -112,9 +112,7 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
         small = [f for _, f in iter_frames(file.path, range(info.num_frames), scaled_size(info, settings.shot_short_side))]
         small = np.concatenate(small)
         record.frames_decoded += len(small)
-        if len(small) < 2:
-            raise BadVideo(f"only {len(small)} frame(s) could be decoded")
-        num_frames = len(small)  # trust what decodes over the container's claim
+        num_frames = len(small)
         spans = split_into_clips(num_frames, detect_cuts(small), info.fps, settings.min_clip_s, settings.max_clip_s)
         del small
         if not spans:
@@ -135,7 +133,7 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
             motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
             record.clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
                                            frames=np.stack([frames[i] for i in embed_at.tolist()])))
-        record.info = VideoInfo(num_frames, info.fps, info.width, info.height)
+        record.info = info
     except BadVideo as err:
         record.error, record.clips = str(err), []
     return record

@@ -40,10 +40,10 @@ def _print_json(doc) -> None:
 
 def _run_build(args) -> int:
     from index.build import build
-    from index.errors import UserError
+    from index.errors import UsageError
 
     if args.workers < 1:
-        raise UserError("--workers must be at least 1")
+        raise UsageError("--workers must be at least 1")
     report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
                    min_clip_s=args.min_seconds, workers=args.workers)
     if args.json:

@@ -10,5 +10,9 @@ class UserError(Exception):
     """Bad input the user can fix: name the file/field and say what to do."""
 
 
+class UsageError(UserError):
+    """Arguments that do not fit together (the CLI exits 2, as argparse does for bad usage)."""
+
+
 class MissingWeightsError(UserError):
     """Pretrained weights are not on disk; the message says which files, where we looked, how to get them."""

@@ -94,13 +94,6 @@ class Index:
             grouped.setdefault(int(cid), []).append(blob)
         return {cid: from_blobs(grouped[cid], self.dim) for cid in ids if cid in grouped}
 
-    def clip_vectors(self, clip_ids) -> dict[int, np.ndarray]:
-        """{clip_id: float32 (dim,)} mean-pooled clip vectors as stored in the catalog."""
-        ids = [int(c) for c in clip_ids]
-        rows = self._con.execute("SELECT clip_id, vector FROM clips WHERE clip_id IN (SELECT unnest(?))",
-                                 [ids]).fetchall() if ids else []
-        return {int(cid): from_blobs([blob], self.dim)[0] for cid, blob in rows}
-
     def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Nearest clips by inner product: (clip ids int64, scores float32), best first."""
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))

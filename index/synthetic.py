@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.files import write_text_atomic
+
 SHOT_KINDS = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out")
 
 # Direction the crop window moves (dx, dy in output pixels) for a camera turning that way.
@@ -116,13 +118,15 @@ def render_shot(shot: Shot, size: tuple[int, int]) -> np.ndarray:
 
 def write_video(path: str | os.PathLike, shots: list[Shot], fps: float = 24, size: tuple[int, int] = (160, 120)) -> list[int]:
     """Write `shots` back to back as an H.264 mp4; returns the cut frames (first frame of shots 2..n)."""
+    from index.files import atomic_write
     from index.video import write_mp4
 
     width, height = size
     if width % 2 or height % 2:
         raise ValueError(f"size {size} must be even for yuv420p")
     cuts = list(np.cumsum([shot.frames for shot in shots])[:-1].tolist())
-    write_mp4(path, (image for shot in shots for image in render_shot(shot, size)), fps=fps, crf=18)
+    frames = (image for shot in shots for image in render_shot(shot, size))
+    atomic_write(path, lambda tmp: write_mp4(tmp, frames, fps=fps, crf=18))  # a killed run leaves no half video
     return cuts
 
 
@@ -137,11 +141,6 @@ class VideoTruth:
     num_frames: int
     cuts: list[int]
     shots: list[Shot]
-
-    def shot_ranges(self) -> list[tuple[int, int, str]]:
-        """[start, end) frame range and motion kind of each shot."""
-        bounds = [0, *self.cuts, self.num_frames]
-        return [(a, b, shot.kind) for a, b, shot in zip(bounds[:-1], bounds[1:], self.shots)]
 
 
 def make_corpus(
@@ -164,7 +163,7 @@ def make_corpus(
         path = out / f"video_{v:03d}.mp4"
         cuts = write_video(path, shots, fps=fps, size=size)
         truths.append(VideoTruth(str(path), fps, size[0], size[1], sum(s.frames for s in shots), cuts, shots))
-    (out / "ground_truth.json").write_text(json.dumps([asdict(t) for t in truths], indent=1))
+    write_text_atomic(out / "ground_truth.json", json.dumps([asdict(t) for t in truths], indent=1))
     return truths
 
 

@@ -27,12 +27,12 @@ def _run_search(args) -> int:
     import sys
 
     from index import open_index
-    from index.errors import UserError
+    from index.errors import UsageError
     from retrieval.query import search
     from retrieval.sheet import contact_sheet
 
     if (args.text is None) == (args.image is None):
-        raise UserError("give exactly one query: a TEXT or --image PATH")
+        raise UsageError("give exactly one query: a TEXT or --image PATH")
     with open_index(args.index) as index:
         hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
                       min_seconds=args.min_seconds, preset=args.models)

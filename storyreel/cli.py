@@ -2,7 +2,7 @@
 
 No logic lives here. Each package's `cli.py` has `add_commands(subparsers)`, which registers its
 commands with a `run(args) -> int` function; heavy imports (torch, faiss, ...) happen inside `run`,
-so `storyreel --help` stays fast. Contract: ../shared/CLI.md (exit 0 ok, 1 user error, 2 usage).
+so `storyreel --help` stays fast. Contract: ../shared/CLI.md (exit 0 ok, 1 user error, 2 bad usage: argparse or UsageError).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from index.errors import UserError
+    from index.errors import UsageError, UserError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
+    except UsageError as err:
+        print(f"storyreel: error: {err}", file=sys.stderr)
+        return 2
     except UserError as err:
         print(f"storyreel: error: {err}", file=sys.stderr)
         return 1

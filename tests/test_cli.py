@@ -24,3 +24,9 @@ def test_preset_resolution(monkeypatch):
         assert "unknown model preset 'huge'" in str(err)
     else:
         raise AssertionError("unknown preset accepted")
+
+
+def test_usage_errors_found_after_parsing_exit_2(run_cli, tmp_path):
+    proc = run_cli("index", "build", tmp_path, "--index", tmp_path / "idx", "--workers", "0")
+    assert proc.returncode == 2
+    assert proc.stderr == "storyreel: error: --workers must be at least 1\n"

@@ -113,6 +113,17 @@ def test_two_clean_builds_are_identical_and_readable(corpus, embedder, tmp_path)
         assert frames.shape == (8, embedder.dim)
         mean = frames.mean(0)
         np.testing.assert_allclose(one["faiss"][cid], mean / np.linalg.norm(mean), atol=1e-6)
+    # The mapper alone (what a Ray worker would run on one file) reproduces the build's clips.
+    from index.build import BuildSettings, map_video
+    from index.scan import find_videos
+
+    file = next(f for f in find_videos(corpus) if f.path.endswith("a.mp4"))
+    record = map_video(file, BuildSettings(), embedder)
+    a_rows = [r for r in rows if r.video == file.path]
+    assert [(c.start_frame, c.end_frame, c.motion) for c in record.clips] == \
+        [(r.start_frame, r.end_frame, r.motion) for r in a_rows]
+    for clip, row in zip(record.clips, a_rows):
+        np.testing.assert_allclose(clip.frame_vectors, one["frames"][row.clip_id], atol=1e-5)
 
     with index.open_index(tmp_path / "one") as idx:
         assert (idx.model_id, idx.dim, idx.index_type) == ("open_clip:tiny:seed0", 64, "Flat")

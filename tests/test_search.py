@@ -275,7 +275,7 @@ def test_motion_and_length_filters(built_index):
 def test_cli_query_errors(built_index, run_cli):
     index_dir, _ = built_index
     proc = run_cli("search", "--index", index_dir, "--models", "tiny")
-    assert proc.returncode == 1 and "give exactly one query" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2 and "give exactly one query" in proc.stderr and proc.stdout == ""  # bad usage
     assert run_cli("search", "x", "--index", index_dir, "--motion", "sideways").returncode == 2
 
 
