@@ -73,6 +73,12 @@ class TrainSettings:
             raise UserError(f"--steps must be at least 1, got {self.steps}")
         if not 0.0 <= self.tau <= 1.0:
             raise UserError(f"--tau must be between 0 and 1, got {self.tau}")
+        for flag, value in (("--rank", self.lora_rank), ("--frames", self.frames),
+                            ("--checkpoint-every", self.checkpoint_every)):
+            if value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+        if self.size < 8 or self.size % 8:  # the VAE halves the size three times
+            raise UserError(f"--size must be a positive multiple of 8, got {self.size}")
 
 
 @dataclass
@@ -399,6 +405,8 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
     from index.progress import Progress
 
     out = Path(out)
+    if reg_index and reg_clips < 1:
+        raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
     images = load_concept_images(images_dir)  # fail on bad images before loading any model

@@ -168,6 +168,28 @@ def test_bad_input_gives_one_clear_line(components, tmp_path, image_dir):
     assert "--init-word 'teddybearish' is 2 tokens" in one_line(err)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("checkpoint_every", 0, "--checkpoint-every must be at least 1, got 0"),
+    ("lora_rank", 0, "--rank must be at least 1, got 0"),
+    ("frames", 0, "--frames must be at least 1, got 0"),
+    ("size", 30, "--size must be a positive multiple of 8, got 30"),
+    ("size", 0, "--size must be a positive multiple of 8, got 0"),
+])
+def test_bad_settings_name_their_flag(field, value, message):
+    with pytest.raises(UserError) as err:
+        TrainSettings(token="<teddy>", init_word="bear", **{field: value})
+    assert one_line(err) == message
+
+
+def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_dir):
+    from generation.train import train_character
+
+    with pytest.raises(UserError) as err:
+        train_character(image_dir, tmp_path / "teddy.safetensors", TrainSettings(token="<teddy>", init_word="bear"),
+                        preset="tiny", reg_index=tmp_path / "index", reg_clips=0)
+    assert one_line(err) == "--reg-clips must be at least 1, got 0"
+
+
 def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, capsys):
     import json
 
