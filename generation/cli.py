@@ -98,7 +98,8 @@ def _add_character(commands) -> None:
     parser.add_argument("--buckets", type=int, default=None,
                         help="TimeInv rows (timestep buckets); default one per training timestep")
     parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
-    parser.add_argument("--size", type=int, default=None, help="training resolution (default: 256, tiny: 64)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="training resolution, a multiple of 8 (default: the preset's, 256; tiny: 64)")
     parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
@@ -120,8 +121,7 @@ def _run_character_train(args) -> int:
     preset = resolve_preset(args.models)
     settings = TrainSettings(
         token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
-        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames,
-        size=args.size or (64 if preset == "tiny" else 256), tau=args.tau,
+        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames, size=args.size, tau=args.tau,
         checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
     )
     summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,

@@ -37,6 +37,7 @@ class GenerationPreset:
     frames: int
     steps: int
     cfg: float
+    train_size: int  # square resolution of character training (`character train --size`)
 
 
 PRESETS: dict[str, GenerationPreset] = {
@@ -45,7 +46,7 @@ PRESETS: dict[str, GenerationPreset] = {
         base="stable-diffusion-v1-5/stable-diffusion-v1-5",
         motion_adapter="guoyww/animatediff-motion-adapter-v1-5-3",
         controlnet="lllyasviel/control_v11f1p_sd15_depth",
-        height=512, width=512, frames=16, steps=25, cfg=7.5,
+        height=512, width=512, frames=16, steps=25, cfg=7.5, train_size=256,
     ),
     # Ids of the tiny preset are labels, not repos: the models are built by `build_tiny_components`.
     "tiny": GenerationPreset(
@@ -53,7 +54,7 @@ PRESETS: dict[str, GenerationPreset] = {
         base="storyreel/tiny-sd15(seed=0)",
         motion_adapter="storyreel/tiny-motion-adapter(seed=0)",
         controlnet="storyreel/tiny-controlnet-depth(seed=0)",
-        height=64, width=64, frames=16, steps=4, cfg=7.5,
+        height=64, width=64, frames=16, steps=4, cfg=7.5, train_size=64,
     ),
 }
 

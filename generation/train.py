@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -59,7 +59,7 @@ class TrainSettings:
     lora_rank: int = 4
     num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" always uses 1
     frames: int = 8  # L, frames of each static pseudo-video
-    size: int = 256  # square training resolution in pixels
+    size: int | None = None  # square training resolution in pixels; None: the preset's train_size
     tau: float = 1.0  # structure clamp, as in generation: depth guides t = T…τ·T
     structure_scale: float = 1.0
     checkpoint_every: int = 100
@@ -77,7 +77,7 @@ class TrainSettings:
                             ("--checkpoint-every", self.checkpoint_every)):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
-        if self.size < 8 or self.size % 8:  # the VAE halves the size three times
+        if self.size is not None and (self.size < 8 or self.size % 8):  # the VAE halves the size three times
             raise UserError(f"--size must be a positive multiple of 8, got {self.size}")
 
 
@@ -213,6 +213,8 @@ class CharacterTrainer:
         depth_fn: DepthFn,
         regularization: list[TrainingClip] | None = None,
     ):
+        if settings.size is None:
+            raise ValueError("settings.size is None: resolve it from the preset first (train_character does)")
         self.c = components
         self.base_model = dict(base_model)
         self.settings = settings
@@ -401,9 +403,11 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     """
     from generation.characters import save_pack
-    from generation.components import create_components
+    from generation.components import create_components, generation_preset
     from index.progress import Progress
 
+    if settings.size is None:
+        settings = replace(settings, size=generation_preset(preset).train_size)
     out = Path(out)
     if reg_index and reg_clips < 1:
         raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")

@@ -201,11 +201,12 @@ def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_d
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")
     out = tmp_path / "teddy.safetensors"
     assert main(["character", "train", str(image_dir), "--token", "<teddy>", "--init-word", "bear", "--out", str(out),
-                              "--steps", "2", "--size", "32", "--frames", "2", "--models", "tiny", "--json",
+                              "--steps", "2", "--frames", "2", "--models", "tiny", "--json",
                               "--reg-index", str(tmp_path / "index"), "--reg-clips", "5"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 2 and summary["regularization_clips"] == 2 and summary["images"] == 2
     pack = load_pack(out)
     assert pack.settings["steps_done"] == 2 and pack.table.shape == (1000, 32)
+    assert pack.settings["size"] == 64  # no --size: the tiny preset's training size
     assert (tmp_path / "teddy.safetensors.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "index").glob("**/depth_cache/*.npy"))  # reg depth was cached
