@@ -86,7 +86,7 @@ def _add_character(commands) -> None:
     character = commands.add_parser("character", help="personalized character packs (TimeInv + LoRA)")
     sub = character.add_subparsers(dest="character_command", required=True, metavar="COMMAND")
     parser = sub.add_parser("train", help="train a character pack from a folder of images")
-    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp)")
+    parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp, bmp, tif)")
     parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
     parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
     parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")

@@ -39,8 +39,8 @@ from generation.characters import (
 )
 from index.errors import UserError
 from index.files import atomic_write
+from index.images import IMAGE_SUFFIXES, read_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
 PROMPT_TEMPLATES = ("a photo of {}", "a video of {}", "a picture of {}", "a close-up photo of {}")
@@ -105,9 +105,7 @@ class StepResult:
 
 
 def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
-    """1–50 jpg/png/webp images from `folder`, EXIF-rotated to upright RGB."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+    """1–50 images (index.images.IMAGE_SUFFIXES) from `folder`, EXIF-rotated to upright RGB."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"images folder {folder} does not exist")
@@ -118,13 +116,8 @@ def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
         raise UserError(f"images folder {folder} has {len(paths)} images; use at most {MAX_IMAGES}")
     images = []
     for path in paths:
-        data = path.read_bytes()
-        try:
-            with Image.open(path) as img:
-                pixels = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise UserError(f"cannot read image {path}: {err}; remove or replace it") from None
-        images.append(ConceptImage(str(path), pixels, hashlib.sha256(data).hexdigest()))
+        pixels = read_rgb(path, what="image")
+        images.append(ConceptImage(str(path), pixels, hashlib.sha256(path.read_bytes()).hexdigest()))
     return images
 
 

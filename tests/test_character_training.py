@@ -157,7 +157,8 @@ def test_bad_input_gives_one_clear_line(components, tmp_path, image_dir):
     (tmp_path / "broken" / "cat.png").write_bytes(b"definitely not a png")
     with pytest.raises(UserError) as err:
         load_concept_images(tmp_path / "broken")
-    assert one_line(err).startswith(f"cannot read image {tmp_path / 'broken' / 'cat.png'}")
+    assert one_line(err) == (f"image {tmp_path / 'broken' / 'cat.png'}: not a readable image (UnidentifiedImageError); "
+                             "give one of .jpg, .jpeg, .png, .webp, .bmp, .tif, .tiff")
 
     with pytest.raises(UserError) as err:
         make_trainer(components, image_dir, token="bear")
