@@ -54,6 +54,8 @@ def split_events(prose: str, names: tuple[str, ...] = ()) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", prose):
         for sentence in _sentences(" ".join(paragraph.split())):
             sentence = _LEADING_THEN.sub("", sentence)
+            if not sentence:  # a dangling "Then" or "And then" with nothing after it
+                continue
             ending = sentence[-1] if sentence[-1] in "!?" else "."
             clauses = [c.strip(" .,;!?") for c in _THEN_SPLIT.split(sentence)]
             clauses = [c for c in clauses if c]

@@ -47,6 +47,12 @@ def test_then_clauses_split_and_borrow_the_subject():
         "The dog barks.", "He runs."]
 
 
+def test_a_dangling_then_adds_no_plot():
+    assert split_events("Rex runs. Then", tuple(CAST)) == ["Rex runs."]
+    assert split_events("Mia sits. And then\n\nThen", tuple(CAST)) == ["Mia sits."]
+    assert split_events("Rex barks and then", tuple(CAST)) == ["Rex barks."]
+
+
 def test_empty_prose_is_a_user_error():
     with pytest.raises(UserError, match=r"^the story text has no sentences to plan$"):
         plan_rule_based(" \n\n ", CAST)
