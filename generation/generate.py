@@ -1,6 +1,9 @@
-"""One clip from a prompt and a structure source: the Python front door behind `storyreel generate`.
+"""Clips from a prompt and a structure source: the Python front door behind `storyreel generate` and `render`.
 
     summary = generate_clip("a teddy bear walks in a park", "walk.mp4", "clip.mp4", preset="tiny", tau=0.5)
+
+    generator = ClipGenerator("tiny", characters=["teddy.safetensors"])   # load the models once ...
+    clip = generator.generate("<teddy> walks in a park", "walk.mp4", "clip.mp4")  # ... generate many clips
 
 The structure source is a video or a clip id (depth estimated by `depth/`), or a depth video written
 by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "depth", or forced with
@@ -10,14 +13,103 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable
 
+import numpy as np
 import torch
 
-from generation.characters import character_conditioning
+from generation.characters import CharacterConditioning, adapter_name_for, load_characters, set_lora_scales
 from generation.components import create_components, generation_preset
 from generation.sampler import StructureGuidedSampler
-from generation.writers import check_writable, sidecar_path, write_video
+from generation.writers import check_writable, write_video
+from index.files import sidecar_path
 from index.progress import Progress
+
+
+@dataclass
+class GeneratedClip:
+    """What one generation wrote, plus what a storyboard needs from it."""
+
+    sidecar: dict  # the content of `<out>.json`: every setting, the seed, the component ids, notes
+    frames: np.ndarray  # uint8 (F, H, W, 3), as written
+    depth: torch.Tensor  # (F, 3, H, W) in [0, 1]: the structure conditioning the frames followed
+    timings: dict = field(default_factory=dict)  # seconds of the depth, generate and write stages
+
+
+class ClipGenerator:
+    """The models a clip needs, loaded once: the sampler (with the character packs) and the depth model.
+
+    `characters`: pack files; each adds its token and a LoRA adapter at `lora_scale`. A clip can name
+    the characters present in it: the others' LoRA is silenced for that clip.
+    """
+
+    def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
+                 cpu_offload: bool = False, characters=(), lora_scale: float = 1.0):
+        import depth
+
+        self.preset, self.spec, self.lora_scale = preset, generation_preset(preset), lora_scale
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
+        dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)
+        self.sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device,
+                                                             cpu_offload=cpu_offload)
+        self.depth_model = depth.create_depth_model(depth.model_for_preset(preset), device=device)
+        characters = [str(p) for p in characters]
+        self.tokens = load_characters(self.sampler, characters, lora_scale) if characters else None
+        self.packs = dict(zip(self.tokens.tokens, characters)) if self.tokens else {}  # token -> pack file
+
+    def generate(self, prompt: str, structure, out, *, tau: float = 0.5, frames: int | None = None, seed: int = 0,
+                 steps: int | None = None, height: int | None = None, width: int | None = None,
+                 cfg: float | None = None, negative_prompt: str = "", structure_scale: float = 1.0, index_dir=None,
+                 structure_kind: str = "auto", fps: float = 8.0, present=None,
+                 on_stage: Callable[[str], None] | None = None,
+                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
+        """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
+
+        Unset sizes, frames, steps and cfg are the preset's. `present`: tokens of the characters in
+        this clip (None: every loaded character). `on_stage(name)` reports "depth", "generate", "write".
+        """
+        check_writable(out)  # before minutes of sampling
+        spec, stage, timings = self.spec, on_stage or (lambda name: None), {}
+        frames = spec.frames if frames is None else frames
+        height, width = spec.height if height is None else height, spec.width if width is None else width
+        steps, cfg = spec.steps if steps is None else steps, spec.cfg if cfg is None else cfg
+        self.sampler.check_inputs(prompt, frames, height, width, steps, tau)  # before depth estimation
+
+        stage("depth")
+        start = time.perf_counter()
+        depth, structure_info, notes = load_structure(structure, preset=self.preset, frames=frames,
+                                                      size=(height, width), index_dir=index_dir, kind=structure_kind,
+                                                      model=self.depth_model)
+        timings["depth_s"] = round(time.perf_counter() - start, 3)
+
+        stage("generate")
+        start = time.perf_counter()
+        present = list(self.packs) if present is None else list(present)
+        text_conditioning = None
+        if self.tokens is not None:
+            set_lora_scales(self.sampler.unet, {adapter_name_for(token): self.lora_scale if token in present else 0.0
+                                                for token in self.packs})
+            text_conditioning = CharacterConditioning(self.tokens, prompt, negative_prompt, self.sampler.unet)
+        result = self.sampler(
+            prompt, depth, negative_prompt=negative_prompt, num_frames=frames, height=height, width=width,
+            num_inference_steps=steps, guidance_scale=cfg, structure_scale=structure_scale, tau=tau,
+            generator=torch.Generator().manual_seed(seed), text_conditioning=text_conditioning, on_step=on_step,
+        )
+        timings["generate_s"] = round(time.perf_counter() - start, 3)
+
+        stage("write")
+        start = time.perf_counter()
+        metadata = {"kind": "generated", "preset": self.preset, "seed": seed, **result.settings,
+                    "structure": _jsonable(structure_info),
+                    "characters": [{"token": token, "pack": self.packs[token]} for token in present],
+                    "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
+                    "windows": result.windows, "notes": notes + result.notes}
+        write_video(result.frames, out, fps=fps, metadata=metadata)
+        timings["write_s"] = round(time.perf_counter() - start, 3)
+        return GeneratedClip(json.loads(sidecar_path(out).read_text()), result.frames, depth, timings)
 
 
 def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: float = 0.5,
@@ -27,43 +119,34 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
                   fps: float = 8.0, characters=(), lora_scale: float = 1.0) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
-    check_writable(out)  # before minutes of sampling
-    spec = generation_preset(preset)
-    frames, height, width = frames or spec.frames, height or spec.height, width or spec.width
-    steps, cfg = steps or spec.steps, spec.cfg if cfg is None else cfg
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
-    dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)
-
-    depth, structure_info, notes = load_structure(structure, preset=preset, frames=frames, size=(height, width),
-                                                  index_dir=index_dir, kind=structure_kind)
-    sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device,
-                                                     cpu_offload=cpu_offload)
-    text_conditioning = character_conditioning(sampler, list(characters), prompt, negative_prompt, lora_scale)
+    check_writable(out)  # before loading any model
+    generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
+                              lora_scale=lora_scale)
     progress = Progress("generate")
-    result = sampler(
-        prompt, depth, negative_prompt=negative_prompt, num_frames=frames, height=height, width=width,
-        num_inference_steps=steps, guidance_scale=cfg, structure_scale=structure_scale, tau=tau,
-        generator=torch.Generator().manual_seed(seed), text_conditioning=text_conditioning,
+    return generator.generate(
+        prompt, structure, out, tau=tau, frames=frames, seed=seed, steps=steps, height=height, width=width, cfg=cfg,
+        negative_prompt=negative_prompt, structure_scale=structure_scale, index_dir=index_dir,
+        structure_kind=structure_kind, fps=fps,
         on_step=lambda done, total: progress.update(step=f"{done}/{total}", force=done == total),
-    )
-    notes += result.notes
-    metadata = {"kind": "generated", "preset": preset, "seed": seed, **result.settings,
-                "structure": structure_info, "characters": [str(p) for p in characters], "lora_scale": lora_scale,
-                "structure_forward_passes": result.structure_forward_passes, "windows": result.windows, "notes": notes}
-    write_video(result.frames, out, fps=fps, metadata=metadata)
-    return json.loads(sidecar_path(out).read_text())
+    ).sidecar
 
 
 def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,
-                   kind: str = "auto") -> tuple[torch.Tensor, dict, list[str]]:
-    """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source)."""
+                   kind: str = "auto", model=None) -> tuple[torch.Tensor, dict, list[str]]:
+    """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source).
+
+    `model`: a loaded DepthModel; None: the preset's, loaded only if the source needs depth estimation.
+    """
     import depth
 
     conditioning, info = depth.conditioning_for_source(
-        source, model=depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
+        source, model=model or depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
         source_kind=kind)
     notes = []
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes
+
+
+def _jsonable(info: dict) -> dict:
+    return json.loads(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))

@@ -148,77 +148,42 @@ def _clip_exists(index, clip_id: int) -> bool:
 
 
 class PlotGenerator:
-    """The models a render needs, loaded once: sampler (+ character packs), depth model, CLIP for eval."""
+    """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
     def __init__(self, story: Story, preset: str, embedder, log=sys.stderr):
-        import torch
+        from generation.characters import load_pack
+        from generation.generate import ClipGenerator
 
-        import depth
-        from generation.characters import load_characters, load_pack
-        from generation.components import create_components
-        from generation.sampler import StructureGuidedSampler
-
-        self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.float16 if device == "cuda" else torch.float32
-        self.sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device)
-        self.depth_model = depth.create_depth_model(depth.model_for_preset(preset), device=device)
-        packs = [c.pack for c in story.characters.values()]
-        self.tokens = load_characters(self.sampler, packs) if packs else None
+        self.embedder, self.log = embedder, log
+        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()])
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
-        import torch
-
-        import depth
-        from generation.characters import CharacterConditioning, adapter_name_for, set_lora_scales
         from generation.evaluate import score_clip
-        from generation.writers import write_video
 
-        clip, timings = pick["clip"], {}
-        size = (settings["height"], settings["width"])
-
-        stage("depth")
+        clip = pick["clip"]
+        present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
+        generated = self.clips.generate(
+            settings["prompt"], clip.clip_id, video, tau=settings["tau"], frames=settings["frames"],
+            seed=settings["seed"], steps=settings["steps"], height=settings["height"], width=settings["width"],
+            cfg=settings["cfg"], negative_prompt=settings["negative_prompt"], index_dir=index, fps=settings["fps"],
+            present=present, on_stage=stage)
         start = time.perf_counter()
-        conditioning, depth_info = depth.conditioning_for_source(
-            clip.clip_id, model=self.depth_model, size=size, num_frames=settings["frames"], index_dir=index)
-        timings["depth_s"] = round(time.perf_counter() - start, 3)
-
-        stage("generate")
-        start = time.perf_counter()
-        present = [c["token"] for c in settings["characters"]]
-        text_conditioning = None
-        if self.tokens is not None:
-            # Only the characters in this plot keep their LoRA; the others' adapters are silenced.
-            set_lora_scales(self.sampler.unet, {adapter_name_for(t): float(t in present) for t in self.story.characters})
-            text_conditioning = CharacterConditioning(self.tokens, settings["prompt"], settings["negative_prompt"],
-                                                      self.sampler.unet)
-        result = self.sampler(
-            settings["prompt"], conditioning, negative_prompt=settings["negative_prompt"],
-            num_frames=settings["frames"], height=size[0], width=size[1], num_inference_steps=settings["steps"],
-            guidance_scale=settings["cfg"], tau=settings["tau"],
-            generator=torch.Generator().manual_seed(settings["seed"]), text_conditioning=text_conditioning,
-        )
-        timings["generate_s"] = round(time.perf_counter() - start, 3)
-
-        stage("write")
-        start = time.perf_counter()
-        write_video(result.frames, video, fps=settings["fps"], metadata={
-            "kind": "generated", "preset": self.preset, **result.settings, "seed": settings["seed"],
-            "structure": {"clip_id": clip.clip_id, **_jsonable(depth_info)}, "characters": present})
         source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
-        depth_frames = conditioning[_keyframe_indices(len(conditioning))].permute(0, 2, 3, 1).cpu().numpy()
-        generated = result.frames[_keyframe_indices(len(result.frames))]
+        depth_frames = generated.depth[_keyframe_indices(len(generated.depth))].permute(0, 2, 3, 1).cpu().numpy()
         write_storyboard_row(_row_png(video), f"{i:02d}  {settings['text']}", source_frames,
-                             (depth_frames * 255).round().astype(np.uint8), generated)
-        metrics = score_clip(result.frames, settings["prompt"], self.embedder, [self.packs[t] for t in present])
-        timings["write_eval_s"] = round(time.perf_counter() - start, 3)
-        for note in pick["notes"] + result.notes:
+                             (depth_frames * 255).round().astype(np.uint8),
+                             generated.frames[_keyframe_indices(len(generated.frames))])
+        metrics = score_clip(generated.frames, settings["prompt"], self.embedder, [self.packs[t] for t in present])
+        timings = {"depth_s": generated.timings["depth_s"], "generate_s": generated.timings["generate_s"],
+                   "write_eval_s": round(generated.timings["write_s"] + time.perf_counter() - start, 3)}
+        notes = pick["notes"] + generated.sidecar["notes"]
+        for note in notes:
             print(f"storyreel: note: plot {i}: {note}", file=self.log)
         return {
             "index": i, "output": str(video.relative_to(video.parent.parent)), "settings": settings,
-            "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": pick["notes"] + result.notes,
-            "structure_forward_passes": result.structure_forward_passes, "timings": timings,
+            "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": notes,
+            "structure_forward_passes": generated.sidecar["structure_forward_passes"], "timings": timings,
             "metrics": {"clip_t": metrics.clip_t, "clip_i": metrics.clip_i,
                         "temporal_consistency": metrics.temporal_consistency,
                         "motion_magnitude": metrics.motion_magnitude, "clip_model": metrics.model_id},
@@ -334,10 +299,6 @@ def _fit_height(frame: np.ndarray, height: int):
 
     image = Image.fromarray(frame)
     return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
-
-
-def _jsonable(info: dict) -> dict:
-    return json.loads(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
 
 
 def _save_png_atomic(image, path: Path) -> None:

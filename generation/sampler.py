@@ -156,9 +156,10 @@ class StructureGuidedSampler:
         if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
             shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
             raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
-        num_frames, height, width = num_frames or depth.shape[0], height or depth.shape[-2], width or depth.shape[-1]
-        self._check_inputs(prompt, num_frames, height, width, num_inference_steps, tau, output_type,
-                           window_frames, overlap_frames)
+        num_frames = depth.shape[0] if num_frames is None else num_frames
+        height, width = depth.shape[-2] if height is None else height, depth.shape[-1] if width is None else width
+        self.check_inputs(prompt, num_frames, height, width, num_inference_steps, tau, output_type,
+                          window_frames, overlap_frames)
         notes: list[str] = []
 
         # 2. Prepare the depth conditioning: (F, 3, H, W) on the device, matching frames and size
@@ -218,8 +219,9 @@ class StructureGuidedSampler:
 
     # ---------------------------------------------------------------------------------------- steps
 
-    def _check_inputs(self, prompt, num_frames, height, width, steps, tau, output_type, window_frames,
-                      overlap_frames):
+    def check_inputs(self, prompt, num_frames, height, width, steps, tau, output_type="uint8",
+                     window_frames=WINDOW_FRAMES, overlap_frames=OVERLAP_FRAMES):
+        """One-line UserErrors for settings the sampler cannot run with (callers check before slow work)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError("prompt is empty; give --prompt a description of the clip")
         if not num_frames or num_frames < 1:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import UserError
-from index.files import atomic_write, write_text_atomic
+from index.files import atomic_write, sidecar_path, write_text_atomic
 from index.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
@@ -62,11 +62,6 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
     except OSError as err:
         raise UserError(f"output {path}: could not write ({err.strerror or err}); choose another --out") from err
     return path
-
-
-def sidecar_path(path) -> Path:
-    path = Path(path)
-    return path.with_name(path.name + ".json")
 
 
 def _write_animation(frames: np.ndarray, tmp: Path, kind: str, fps: float) -> None:

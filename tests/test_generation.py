@@ -258,3 +258,19 @@ def test_generate_command_unwritable_output(run_cli, tmp_path):
         f"storyreel: error: output {not_a_folder / 'clip.mp4'}: folder {not_a_folder} does not exist; "
         "create it or choose another --out"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("frames", "frames must be a positive number (got 0)"),
+    ("steps", "steps must be at least 1 (got 0)"),
+    ("height", "height and width must be positive multiples of 8 (got 0x64)"),
+])
+def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, message):
+    from generation.generate import generate_clip
+
+    source = tmp_path / "d.mp4"
+    write_depth_video(source, frames=4)
+    with pytest.raises(UserError) as err:
+        generate_clip("a cat", source, tmp_path / "clip.mp4", preset="tiny", device="cpu", **{setting: 0})
+    assert str(err.value) == message
+    assert not (tmp_path / "clip.mp4").exists()

@@ -103,6 +103,23 @@ def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
     for a, b in zip(first, plot_frames(fresh)):
         np.testing.assert_array_equal(a, b)
 
+    # generate_clip writes the same sidecar and frames as render for the same plot (one generation path).
+    from generation.generate import generate_clip
+
+    sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
+    teddy = str((corpus / "packs" / "teddy.safetensors").resolve())
+    assert sidecar["characters"] == [{"token": "<teddy>", "pack": teddy}] and sidecar["lora_scale"] == 1.0
+    assert sidecar["structure_forward_passes"] == plots[0]["structure_forward_passes"] > 0
+    assert [w["frames"] for w in sidecar["windows"]] == [8] and sidecar["notes"] == plots[0]["notes"]
+    s = plots[0]["settings"]
+    alone = generate_clip(s["prompt"], plots[0]["clip"]["clip_id"], tmp_path / "alone.mp4", preset="tiny",
+                          index_dir=corpus / "index", characters=[teddy], tau=s["tau"], frames=s["frames"],
+                          seed=s["seed"], steps=s["steps"], height=s["height"], width=s["width"], cfg=s["cfg"],
+                          negative_prompt=s["negative_prompt"], fps=s["fps"])
+    same = lambda meta: {**meta, "output": None, "structure": {**meta["structure"], "cache": None}}  # noqa: E731
+    assert alone["structure"]["cache"] == "hit" and same(alone) == same(sidecar)  # render cached the depth
+    np.testing.assert_array_equal(read_clip_frames(tmp_path / "alone.mp4"), first[0])
+
 
 def test_interrupted_render_keeps_finished_plots(corpus, tmp_path, monkeypatch):
     story = write_story(corpus)
