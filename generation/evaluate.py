@@ -82,8 +82,10 @@ def score_clip(frames: np.ndarray, prompt: str, embedder, packs=()) -> ClipScore
 
 
 def read_clip_frames(path: str | Path) -> np.ndarray:
-    """uint8 (F, H, W, 3) from a video/gif file or a folder of PNG frames."""
+    """uint8 (F, H, W, 3) from a video file (the index's decoder), a gif or a folder of PNG frames."""
     import imageio.v3 as iio
+
+    from index.video import BadVideo, probe, read_frames
 
     path = Path(path)
     if path.is_dir():
@@ -91,10 +93,15 @@ def read_clip_frames(path: str | Path) -> np.ndarray:
         if not files:
             raise UserError(f"clip folder {path} has no PNG frames")
         frames = np.stack([iio.imread(f) for f in files])
-    elif path.is_file():
+    elif path.suffix.lower() == ".gif" and path.is_file():
         try:
             frames = np.asarray(iio.imread(path, index=None))
         except (OSError, ValueError, RuntimeError) as err:
+            raise UserError(f"cannot read clip {path}: not a readable gif ({type(err).__name__})") from None
+    elif path.is_file():
+        try:
+            frames = read_frames(str(path), np.arange(probe(str(path)).num_frames))
+        except BadVideo as err:
             raise UserError(f"cannot read clip {path}: {err}") from None
     else:
         raise UserError(f"clip {path} does not exist")

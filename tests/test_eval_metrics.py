@@ -55,6 +55,23 @@ def test_read_clip_frames_from_gif_and_png_folder(tmp_path):
         read_clip_frames(tmp_path / "missing.mp4")
 
 
+def test_read_clip_frames_decodes_mp4_with_the_index_decoder_and_fails_in_one_line(tmp_path):
+    from index.video import read_frames, write_mp4
+
+    frames = np.zeros((5, 32, 48, 3), dtype=np.uint8)
+    for i in range(5):
+        frames[i, :, 8 * i:8 * i + 8] = 220  # a bar moving right
+    write_mp4(tmp_path / "clip.mp4", frames, fps=8)
+    clip = read_clip_frames(tmp_path / "clip.mp4")
+    assert np.array_equal(clip, read_frames(str(tmp_path / "clip.mp4"), np.arange(5)))
+    assert [int(np.argmax(f[16].mean(-1))) // 8 for f in clip] == [0, 1, 2, 3, 4]
+    (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(UserError) as err:
+        read_clip_frames(tmp_path / "broken.mp4")
+    assert str(err.value).startswith(f"cannot read clip {tmp_path / 'broken.mp4'}: not a readable video (")
+    assert "\n" not in str(err.value)
+
+
 def test_score_clip_with_tiny_clip_on_a_still_clip_of_the_concept_image():
     import torch
 
