@@ -29,6 +29,7 @@ from generation.story import Story, load_story, plot_hash, resolved_plot_setting
 from index.errors import UserError
 from index.files import atomic_write, write_text_atomic
 from index.progress import Progress
+from index.video import spread_indices
 
 MANIFEST_VERSION = 1
 KEYFRAMES = 3          # keyframes per storyboard panel
@@ -291,7 +292,7 @@ def _row_png(video: Path) -> Path:
 
 
 def _keyframe_indices(length: int) -> list[int]:
-    return sorted({int(round(x)) for x in np.linspace(0, length - 1, min(KEYFRAMES, length))})
+    return np.unique(spread_indices(length, min(KEYFRAMES, length))).tolist()
 
 
 def _fit_height(frame: np.ndarray, height: int):

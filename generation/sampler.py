@@ -29,9 +29,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from depth.conditioning import to_conditioning
 from index.errors import UserError
+from index.video import spread_indices
 
 # VidRD settings (REFERENCE.md): overlap M, past-dependence r, staged-guidance length β.
 WINDOW_FRAMES = 16  # AnimateDiff's motion modules are trained on 16-frame clips
@@ -244,11 +245,14 @@ class StructureGuidedSampler:
             depth = depth.expand(-1, 3, -1, -1)
         if depth.shape[0] != num_frames:
             # Nearest-frame resampling in time keeps every depth map a real one (no blends of two).
-            index = torch.linspace(0, depth.shape[0] - 1, num_frames).round().long()
+            index = torch.from_numpy(spread_indices(depth.shape[0], num_frames))
             notes.append(f"depth has {depth.shape[0]} frames, resampled to {num_frames} to match --frames")
-            depth = depth[index]
+            depth = depth[index.to(depth.device)]
         if tuple(depth.shape[-2:]) != (height, width):
-            depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
+            # depth/'s rule (cover + centre crop keeps the aspect ratio), applied to every channel as a frame.
+            frames, channels = depth.shape[:2]
+            depth = to_conditioning(depth.flatten(0, 1).cpu(), (height, width), frames * channels)[:, 0]
+            depth = depth.unflatten(0, (frames, channels))
         return depth.clamp(0, 1).to(self.device, self.controlnet.dtype)
 
     def _denoise_window(self, latents, depth, window, next_window, previous_trajectory, timesteps, use_structure,

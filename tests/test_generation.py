@@ -274,3 +274,16 @@ def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, mes
         generate_clip("a cat", source, tmp_path / "clip.mp4", preset="tiny", device="cpu", **{setting: 0})
     assert str(err.value) == message
     assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_depth_of_another_shape_is_resampled_by_depths_rule(sampler):
+    """Frames spread as index.video.spread_indices; size by cover + centre crop, as depth.to_conditioning does."""
+    import depth
+
+    wide = torch.rand(5, 32, 96)  # (F, H, W): a 3:1 depth clip, 5 frames
+    notes = []
+    prepared = sampler._prepare_depth(wide[:, None].expand(-1, 3, -1, -1), 8, SIZE, SIZE, notes)
+    expected = depth.to_conditioning(wide, (SIZE, SIZE), 8)
+    assert prepared.shape == (8, 3, SIZE, SIZE)
+    torch.testing.assert_close(prepared, expected)
+    assert notes == ["depth has 5 frames, resampled to 8 to match --frames"]
