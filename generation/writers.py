@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from index.errors import UserError
-from index.files import atomic_write, sidecar_path, write_text_atomic
+from index.files import _umask, atomic_write, sidecar_path, write_text_atomic
 from index.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
@@ -83,6 +83,7 @@ def _write_png_folder(frames: np.ndarray, folder: Path) -> None:
     try:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; publish it as mkdir would
         if folder.exists():  # only earlier frames live there (checked above)
             shutil.rmtree(folder)
         os.replace(tmp, folder)

@@ -287,3 +287,15 @@ def test_depth_of_another_shape_is_resampled_by_depths_rule(sampler):
     assert prepared.shape == (8, 3, SIZE, SIZE)
     torch.testing.assert_close(prepared, expected)
     assert notes == ["depth has 5 frames, resampled to 8 to match --frames"]
+
+
+def test_png_folder_is_published_with_the_umask_mode(tmp_path):
+    import os
+
+    frames = np.zeros((2, 16, 16, 3), dtype=np.uint8)
+    old = os.umask(0o022)
+    try:
+        write_video(frames, tmp_path / "frames")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o755  # as mkdir makes it, not mkdtemp's 0700
