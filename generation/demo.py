@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.files import write_text_atomic
 from index.progress import Progress
 
 # Two characters drawn in code: (name, token, class word, body colour, shape).
@@ -37,7 +38,7 @@ plots:
 """
 
 
-def run_demo(out_dir, *, log_progress: Progress | None = None) -> dict:
+def run_demo(out_dir) -> dict:
     """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}."""
     import index
     from generation.render import render_story
@@ -45,7 +46,7 @@ def run_demo(out_dir, *, log_progress: Progress | None = None) -> dict:
     from index.synthetic import make_corpus
 
     out = Path(out_dir)
-    progress = log_progress or Progress("demo")
+    progress = Progress("demo")
 
     progress.update(force=True, step="1/5 synthetic corpus")
     make_corpus(out / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
@@ -65,7 +66,7 @@ def run_demo(out_dir, *, log_progress: Progress | None = None) -> dict:
 
     progress.update(force=True, step="4/5 story file")
     story = out / "story.yaml"
-    story.write_text(STORY)
+    write_text_atomic(story, STORY)
 
     progress.update(force=True, step="5/5 render")
     manifest = render_story(story, out / "index", out / "render", preset="tiny")
