@@ -3,7 +3,8 @@
 In one run, with the same components for both samplers:
   * seconds per denoising step at τ = 1.0, 0.5, 0.2 (diffusers gets the matching control_guidance_end)
     and our speed-up, for the tiny preset and for full-size SD1.5-architecture models at random init
-    (UNet 320-640-1280-1280 + AnimateDiff motion adapter + ControlNet, built from config, no download);
+    (generation.components.random_sd15_components: UNet 320-640-1280-1280 + AnimateDiff motion adapter +
+    ControlNet + VAE + CLIP text encoder, built from config, no download);
   * peak memory of 16 vs 48 frames (windowed) on the tiny preset.
 Peak memory is torch.cuda.max_memory_allocated on a GPU; on the CPU it is the process's peak resident
 memory during sampling above the resident memory before it (Linux VmHWM, reset via clear_refs).
@@ -25,41 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation.components import Components, create_components, offline_clip_tokenizer  # noqa: E402
+from generation.components import Components, create_components, random_sd15_components  # noqa: E402
 from generation.sampler import StructureGuidedSampler  # noqa: E402
 
 TAUS = (1.0, 0.5, 0.2)
-
-
-def full_size_random_components(seed: int = 0) -> Components:
-    """SD1.5-architecture UNet + motion adapter + ControlNet at random init (a small VAE/text encoder:
-    they run once per clip, not per step, so they do not change seconds per step)."""
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel,
-                           UNetMotionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet2d = UNet2DConditionModel(  # the SD1.5 unet/config.json values
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, norm_num_groups=32,
-    )
-    controlnet = ControlNetModel.from_unet(unet2d, conditioning_embedding_out_channels=(16, 32, 96, 256))
-    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter())  # AnimateDiff v1.5 adapter shapes
-    del unet2d
-    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), latent_channels=4, norm_num_groups=2,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=64, num_attention_heads=12,
-                                                num_hidden_layers=1, vocab_size=49408, max_position_embeddings=77))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
-                              timestep_spacing="linspace", steps_offset=1)
-    for module in (unet, controlnet, vae, text_encoder):
-        module.eval().requires_grad_(False)
-    return Components(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder,
-                      tokenizer=offline_clip_tokenizer(), scheduler=scheduler,
-                      ids={"base": "sd15-architecture(random)", "motion_adapter": "motion-adapter-v1.5(random)",
-                           "controlnet": "controlnet-from-unet(random)"})
 
 
 def depth_clip(frames: int, size: int) -> torch.Tensor:
@@ -169,7 +139,7 @@ def main() -> None:
     rows = time_pair("tiny", tiny, device, frames=8, size=64, steps=10, repeats=3)
     memory = long_clip_memory(tiny, device, size=128, steps=4)
     if not args.skip_full:
-        rows += time_pair("sd15-random", full_size_random_components(), device, frames=8, size=64,
+        rows += time_pair("sd15-random", random_sd15_components(), device, frames=8, size=64,
                           steps=args.full_steps, repeats=args.full_repeats)
 
     print(f"{'models':<12} {'tau':>4} {'ours s/step':>12} {'diffusers s/step':>17} {'speed-up':>9} "

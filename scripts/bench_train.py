@@ -21,37 +21,14 @@ import resource
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation.components import create_components, offline_clip_tokenizer  # noqa: E402
+from generation.components import create_components, random_sd15_components  # noqa: E402
 from generation.train import CharacterTrainer, ConceptImage, TrainSettings  # noqa: E402
-
-
-def sd15_random_components() -> SimpleNamespace:
-    """SD1.5-shaped models at random init (diffusers' default configs are the SD1.5 layout)."""
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel,
-                           UNetMotionModel)
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet2d = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
-    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter())
-    del unet2d
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
-                                                num_hidden_layers=12, vocab_size=49408, max_position_embeddings=77,
-                                                bos_token_id=49406, eos_token_id=49407, pad_token_id=49407))
-    return SimpleNamespace(
-        unet=unet, controlnet=ControlNetModel(cross_attention_dim=768), vae=vae, text_encoder=text_encoder,
-        tokenizer=offline_clip_tokenizer(), scheduler=DDIMScheduler(beta_schedule="linear", clip_sample=False),
-        ids={"base": "sd15-architecture(random)"},
-    )
 
 
 def flat_depth(frames: np.ndarray) -> torch.Tensor:
@@ -66,7 +43,7 @@ def peak_rss_mb() -> float:
 def bench(name: str, steps: int, gradient_checkpointing: bool) -> dict:
     size = 64 if name == "tiny" else 256
     t0 = time.perf_counter()
-    components = create_components("tiny") if name == "tiny" else sd15_random_components()
+    components = create_components("tiny") if name == "tiny" else random_sd15_components()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     for model in (components.unet, components.controlnet, components.vae, components.text_encoder):
         model.to(device)
