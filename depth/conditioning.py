@@ -120,7 +120,8 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
     """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
 
     source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
-    video written by `storyreel depth` (used as is). model: a DepthModel or a registry name. index_dir: an index
+    video written by `storyreel depth` (used as is). model: a DepthModel, a registry name, or a function
+    returning a DepthModel (called only when inference is needed, e.g. not for depth videos). index_dir: an index
     directory or an already open Index. source_kind: "auto" (a video is depth if its sidecar says so),
     "depth" (a video's gray frames are the depth, near = bright) or "video" (always estimate depth).
     """
@@ -141,7 +142,10 @@ def _depth_for_source(source, index, model, size, num_frames, cache, source_kind
     if src.kind == "depth-video":  # `storyreel depth` output: its frames are the depth already
         model, model_id = None, src.depth_model
     else:
-        model = create_depth_model(model) if isinstance(model, str) else model
+        if isinstance(model, str):
+            model = create_depth_model(model)
+        elif not isinstance(model, DepthModel):
+            model = model()  # a factory: load the model only now that it is needed
         model_id = model.model_id
     indices = sample_frame_indices(src.num_frames, num_frames)
     info = {

@@ -47,18 +47,24 @@ class ClipGenerator:
 
     def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                  cpu_offload: bool = False, characters=(), lora_scale: float = 1.0):
-        import depth
-
         self.preset, self.spec, self.lora_scale = preset, generation_preset(preset), lora_scale
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
         dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)
         self.sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device,
                                                              cpu_offload=cpu_offload)
-        self.depth_model = depth.create_depth_model(depth.model_for_preset(preset), device=device)
+        self.device, self._depth_model = device, None
         characters = [str(p) for p in characters]
         self.tokens = load_characters(self.sampler, characters, lora_scale) if characters else None
         self.packs = dict(zip(self.tokens.tokens, characters)) if self.tokens else {}  # token -> pack file
+
+    def depth_model(self):
+        """The preset's depth model, loaded on first use (a depth-video source never needs it)."""
+        import depth
+
+        if self._depth_model is None:
+            self._depth_model = depth.create_depth_model(depth.model_for_preset(self.preset), device=self.device)
+        return self._depth_model
 
     def generate(self, prompt: str, structure, out, *, tau: float = 0.5, frames: int | None = None, seed: int = 0,
                  steps: int | None = None, height: int | None = None, width: int | None = None,
@@ -82,7 +88,7 @@ class ClipGenerator:
         start = time.perf_counter()
         depth, structure_info, notes = load_structure(structure, preset=self.preset, frames=frames,
                                                       size=(height, width), index_dir=index_dir, kind=structure_kind,
-                                                      model=self.depth_model)
+                                                      model=self.depth_model)  # loaded if needed
         timings["depth_s"] = round(time.perf_counter() - start, 3)
 
         stage("generate")
@@ -119,7 +125,11 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
                   fps: float = 8.0, characters=(), lora_scale: float = 1.0) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
+    from depth.media import index_context, open_source
+
     check_writable(out)  # before loading any model
+    with index_context(index_dir) as index:
+        open_source(structure, index)  # likewise: a missing or unreadable structure source fails now
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale)
     progress = Progress("generate")
@@ -135,7 +145,8 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
                    kind: str = "auto", model=None) -> tuple[torch.Tensor, dict, list[str]]:
     """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source).
 
-    `model`: a loaded DepthModel; None: the preset's, loaded only if the source needs depth estimation.
+    `model`: a DepthModel or a function returning one; None: the preset's. Either way it is loaded only
+    if the source needs depth estimation.
     """
     import depth
 

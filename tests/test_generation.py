@@ -299,3 +299,33 @@ def test_png_folder_is_published_with_the_umask_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "frames").stat().st_mode & 0o777 == 0o755  # as mkdir makes it, not mkdtemp's 0700
+
+
+def test_depth_model_loads_only_for_sources_that_need_depth_estimation(tmp_path):
+    from generation.generate import ClipGenerator
+
+    source = tmp_path / "d.mp4"
+    write_depth_video(source, frames=4)
+    generator = ClipGenerator("tiny", device="cpu")
+    clip = generator.generate("a cat", source, tmp_path / "from_depth.gif", frames=4, steps=1)
+    assert clip.sidecar["structure"]["kind"] == "depth-video"
+    assert generator._depth_model is None  # a depth video needs no depth model (no MiDaS weights either)
+
+    video = tmp_path / "plain.mp4"
+    from index.video import write_mp4
+    write_mp4(video, np.full((4, 64, 64, 3), 128, np.uint8), fps=8)
+    generator.generate("a cat", video, tmp_path / "from_video.gif", frames=4, steps=1)
+    assert generator._depth_model is not None and generator._depth_model.predict_calls == 1
+
+
+def test_missing_structure_source_fails_before_models_load(tmp_path, monkeypatch):
+    from generation import generate as generate_module
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("models must not load for a bad structure source")
+
+    monkeypatch.setattr(generate_module, "ClipGenerator", no_models)
+    with pytest.raises(UserError) as err:
+        generate_module.generate_clip("a cat", tmp_path / "nope.mp4", tmp_path / "out.mp4", preset="default")
+    assert str(err.value) == (f"source {tmp_path / 'nope.mp4'} does not exist "
+                              "(give a video, an image, or a clip id with --index)")
