@@ -7,38 +7,19 @@ the end-to-end tests at the bottom build a real index from synthetic videos with
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from index.catalog import ClipRow as Row
 from index.errors import UserError
 from index.vectors import build_vector_index
 from retrieval import contact_sheet, search
 from retrieval.motion_words import motion_in_query
 
 DIM = 16
-
-
-@dataclass(frozen=True)
-class Row:
-    clip_id: int
-    video: str
-    start_frame: int
-    end_frame: int
-    start_s: float
-    end_s: float
-    fps: float
-    width: int
-    height: int
-    motion: str
-    motion_magnitude: float
-    video_fingerprint: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class MemoryIndex:
