@@ -5,11 +5,14 @@ In one run, with the same components for both samplers:
     and our speed-up, for the tiny preset and for full-size SD1.5-architecture models at random init
     (generation.components.random_sd15_components: UNet 320-640-1280-1280 + AnimateDiff motion adapter +
     ControlNet + VAE + CLIP text encoder, built from config, no download);
-  * peak memory of 16 vs 48 frames (windowed) on the tiny preset.
+  * the ControlNet's share of a step (measured time, and FLOPs counted on the meta device) and the
+    speed-up ceiling it sets: skipping the ControlNet can save at most (1 + share) / (1 + share·kept/N);
+  * peak memory of 16 vs 48 frames (windowed) on the tiny preset;
+  * with --memory-512, peak memory of 16 frames at 512x512 with full-size models.
 Peak memory is torch.cuda.max_memory_allocated on a GPU; on the CPU it is the process's peak resident
 memory during sampling above the resident memory before it (Linux VmHWM, reset via clear_refs).
 
-    python scripts/bench_generate.py [--skip-full] [--full-steps 8] [--full-repeats 2] [--device cpu]
+    python scripts/bench_generate.py [--skip-full] [--full-steps 8] [--full-repeats 3] [--memory-512] [--device cpu]
 
 Prints a table and one JSON line.
 """
@@ -27,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generation.components import Components, create_components, random_sd15_components  # noqa: E402
-from generation.sampler import StructureGuidedSampler  # noqa: E402
+from generation.sampler import StructureGuidedSampler, structure_steps  # noqa: E402
 
 TAUS = (1.0, 0.5, 0.2)
 
@@ -72,29 +75,70 @@ def _status_kib(field: str) -> int:
 
 class DenoisingTimer:
     """Wall time of the denoising loop alone: from the first ControlNet/UNet call to the end of the last
-    UNet call (text encoding, latent setup and VAE decoding, the same for both samplers, are left out)."""
+    UNet call (text encoding, latent setup and VAE decoding, the same for both samplers, are left out).
+    Also the time spent inside each model (`controlnet_seconds`, `unet_seconds`)."""
 
     def __init__(self, components: Components):
-        self.modules = (components.controlnet, components.unet)
+        self.modules = {"controlnet": components.controlnet, "unet": components.unet}
 
     def __enter__(self):
         self.start = self.end = None
+        self.inside = {name: 0.0 for name in self.modules}
+        entered = {}
 
-        def before(module, args):
-            if self.start is None:
-                self.start = time.perf_counter()
+        def before(name):
+            def hook(module, args):
+                entered[name] = time.perf_counter()
+                if self.start is None:
+                    self.start = entered[name]
+            return hook
 
-        def after(module, args, output):
-            self.end = time.perf_counter()
+        def after(name):
+            def hook(module, args, output):
+                now = time.perf_counter()
+                self.inside[name] += now - entered[name]
+                if name == "unet":
+                    self.end = now
+            return hook
 
-        self.handles = [m.register_forward_pre_hook(before) for m in self.modules]
-        self.handles.append(self.modules[1].register_forward_hook(after))
+        self.handles = [hook for name, module in self.modules.items()
+                        for hook in (module.register_forward_pre_hook(before(name)),
+                                     module.register_forward_hook(after(name)))]
         return self
 
     def __exit__(self, *exc):
         for handle in self.handles:
             handle.remove()
         self.seconds = self.end - self.start
+        self.controlnet_seconds, self.unet_seconds = self.inside["controlnet"], self.inside["unet"]
+
+
+def flop_share(components: Components, *, frames: int, size: int) -> float:
+    """FLOPs of one ControlNet pass over one UNet+motion pass (CFG batch of 2), counted on the meta
+    device: the models are rebuilt from their configs without weights, nothing is computed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    latent = size // 2 ** (len(components.vae.config.block_out_channels) - 1)
+    with torch.device("meta"):
+        unet = type(components.unet).from_config(components.unet.config)
+        controlnet = type(components.controlnet).from_config(components.controlnet.config)
+        latents = torch.zeros(2, unet.config.in_channels, frames, latent, latent)
+        text = torch.zeros(2 * frames, components.tokenizer.model_max_length, unet.config.cross_attention_dim)
+        depth = torch.zeros(2 * frames, 3, size, size)
+        with FlopCounterMode(display=False) as controlnet_flops:
+            down, mid = controlnet(latents.transpose(1, 2).flatten(0, 1), 500, encoder_hidden_states=text,
+                                   controlnet_cond=depth, return_dict=False)
+        with FlopCounterMode(display=False) as unet_flops:
+            unet(latents, 500, encoder_hidden_states=text, down_block_additional_residuals=down,
+                 mid_block_additional_residual=mid)
+    return controlnet_flops.get_total_flops() / unet_flops.get_total_flops()
+
+
+def speedup_ceiling(share: float, steps: int, tau: float) -> float:
+    """The most any sampler can gain by skipping the ControlNet on the steps τ drops (Amdahl): diffusers
+    pays UNet + ControlNet every step, an ideal clamp pays the ControlNet only on the kept steps."""
+    kept = sum(structure_steps(steps, tau))
+    return (1 + share) / (1 + share * kept / steps)
 
 
 def time_pair(name: str, components: Components, device, *, frames: int, size: int, steps: int, repeats: int):
@@ -108,6 +152,10 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
         scheduler=type(components.scheduler).from_config(components.scheduler.config)).to(device)
     pipe.set_progress_bar_config(disable=True)
     depth = depth_clip(frames, size).to(device)
+    # Warm up both (first calls pay for allocator growth and kernel selection), then time.
+    sampler("warm up", depth, num_frames=frames, height=size, width=size, num_inference_steps=2)
+    pipe(prompt="warm up", conditioning_frames=list(depth), num_frames=frames, height=size, width=size,
+         num_inference_steps=2, output_type="np")
     rows = []
     for tau in TAUS:
         def ours():
@@ -119,16 +167,22 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
                  num_inference_steps=steps, control_guidance_end=tau, generator=torch.Generator().manual_seed(0),
                  output_type="np")
 
-        times, peaks = {label: float("inf") for label in ("ours", "diffusers")}, {}
-        for _ in range(repeats):  # alternate the two, so drift on a shared machine hits both alike
-            for label, run in (("ours", ours), ("diffusers", theirs)):
+        times, peaks, shares = {label: float("inf") for label in ("ours", "diffusers")}, {}, []
+        pair = (("ours", ours), ("diffusers", theirs))
+        for repeat in range(repeats):  # alternate who goes first, so drift on a shared machine hits both alike
+            for label, run in (pair if repeat % 2 == 0 else pair[::-1]):
                 with PeakMemory(device) as memory, DenoisingTimer(components) as timer:
                     run()
                 times[label] = min(times[label], timer.seconds / steps)
                 peaks[label] = memory.mib
+                if label == "diffusers":  # diffusers runs the ControlNet at every step, whatever τ
+                    shares.append(timer.controlnet_seconds / timer.unet_seconds)
+        share = sorted(shares)[len(shares) // 2]
+        speedup, ceiling = times["diffusers"] / times["ours"], speedup_ceiling(share, steps, tau)
         rows.append({"models": name, "tau": tau, "steps": steps, "frames": frames, "size": size,
                      "ours_s_per_step": round(times["ours"], 4), "diffusers_s_per_step": round(times["diffusers"], 4),
-                     "speedup": round(times["diffusers"] / times["ours"], 3),
+                     "speedup": round(speedup, 3), "controlnet_share": round(share, 3),
+                     "ceiling": round(ceiling, 3), "of_ceiling": round(speedup / ceiling, 3),
                      "ours_peak_mib": round(peaks["ours"], 1), "diffusers_peak_mib": round(peaks["diffusers"], 1)})
         print(f"  {name} tau={tau}: {rows[-1]}", file=sys.stderr, flush=True)
     return rows
@@ -148,33 +202,72 @@ def long_clip_memory(components: Components, device, *, size: int, steps: int) -
     return result
 
 
+def memory_at_512(device, dtype: torch.dtype) -> dict:
+    """Peak memory of 16 frames at 512×512 with the sampler's defaults (SDPA attention, CFG as one batch,
+    VAE decoded 4 frames at a time, no offload): the weights plus one denoising step and the decode.
+    One step is enough: every step allocates the same, more only take longer. Peak memory is
+    measured as PeakMemory does (GPU: allocated; CPU: resident, in a 2-byte dtype a GPU would use)."""
+    components = random_sd15_components()
+    models = (components.unet, components.controlnet, components.vae, components.text_encoder)
+    for model in models:
+        model.to(dtype)
+    weights = sum(p.numel() * p.element_size() for model in models for p in model.parameters())
+    sampler = StructureGuidedSampler.from_components(components, device=device)
+    depth = depth_clip(16, 512).to(device)
+    with PeakMemory(device) as memory:
+        sampler("a red ball", depth, num_frames=16, height=512, width=512, num_inference_steps=1,
+                generator=torch.Generator().manual_seed(0))
+    return {"dtype": str(dtype).replace("torch.", ""), "weights_gib": round(weights / 2**30, 2),
+            "activations_gib": round(memory.mib / 1024, 2), "total_gib": round(weights / 2**30 + memory.mib / 1024, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-full", action="store_true", help="tiny preset only")
     parser.add_argument("--full-steps", type=int, default=8, help="steps of the full-size runs (8: τ=0.5 keeps 4)")
-    parser.add_argument("--full-repeats", type=int, default=2, help="best of N runs per setting, full-size models")
+    parser.add_argument("--full-repeats", type=int, default=3, help="best of N runs per setting, full-size models")
+    parser.add_argument("--memory-512", action="store_true",
+                        help="also measure peak memory of 16 frames at 512x512 (fp16 on a GPU, bf16 on the CPU; "
+                             "minutes on a CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
     tiny = create_components("tiny")
-    rows = time_pair("tiny", tiny, device, frames=8, size=64, steps=10, repeats=3)
+    rows = time_pair("tiny", tiny, device, frames=8, size=64, steps=10, repeats=5)
     memory = long_clip_memory(tiny, device, size=128, steps=4)
+    flops = {"tiny 8x64px": flop_share(tiny, frames=8, size=64)}
     if not args.skip_full:
-        rows += time_pair("sd15-random", random_sd15_components(), device, frames=8, size=64,
+        sd15 = random_sd15_components()
+        rows += time_pair("sd15-random", sd15, device, frames=8, size=64,
                           steps=args.full_steps, repeats=args.full_repeats)
+        # The same count at the size people generate: does the ceiling move with resolution?
+        for frames, size in ((8, 64), (16, 256), (16, 512)):
+            flops[f"sd15 {frames}x{size}px"] = flop_share(sd15, frames=frames, size=size)
+    flops = {name: round(share, 3) for name, share in flops.items()}
+    memory_512 = None
+    if args.memory_512:
+        memory_512 = memory_at_512(device, torch.float16 if device.type == "cuda" else torch.bfloat16)
 
     print(f"{'models':<12} {'tau':>4} {'ours s/step':>12} {'diffusers s/step':>17} {'speed-up':>9} "
-          f"{'ours MiB':>9} {'diffusers MiB':>14}")
+          f"{'ControlNet share':>17} {'ceiling':>8} {'of ceiling':>11} {'ours MiB':>9} {'diffusers MiB':>14}")
     for r in rows:
         print(f"{r['models']:<12} {r['tau']:>4} {r['ours_s_per_step']:>12.4f} {r['diffusers_s_per_step']:>17.4f} "
-              f"{r['speedup']:>8.2f}x {r['ours_peak_mib']:>9.1f} {r['diffusers_peak_mib']:>14.1f}")
+              f"{r['speedup']:>8.2f}x {r['controlnet_share']:>17.3f} {r['ceiling']:>7.2f}x {r['of_ceiling']:>10.1%} "
+              f"{r['ours_peak_mib']:>9.1f} {r['diffusers_peak_mib']:>14.1f}")
+    print("ControlNet share = time in the ControlNet / time in the UNet, per step, in diffusers' runs; ceiling = "
+          "(1 + share) / (1 + share * kept steps / steps), the most skipping the ControlNet can save")
+    print("ControlNet share by FLOPs (CFG batch, counted without weights): "
+          + ", ".join(f"{name} {share}" for name, share in flops.items()))
     print(f"tiny 128x128, windowed: peak {memory['peak_mib_16']} MiB at 16 frames, {memory['peak_mib_48']} MiB "
           f"at 48 frames (growth {memory['growth']:.1%}, target < 20%)")
-    print(json.dumps({"bench": "generate", "device": str(device), "timing": rows, "long_clip_memory": memory}))
-
+    if memory_512:
+        print(f"16 frames 512x512, {memory_512['dtype']}: weights {memory_512['weights_gib']} GiB + one step and "
+              f"the VAE decode {memory_512['activations_gib']} GiB = {memory_512['total_gib']} GiB (target: a 12 GB card)")
+    print(json.dumps({"bench": "generate", "device": str(device), "timing": rows, "flop_share": flops,
+                      "long_clip_memory": memory, "memory_512": memory_512}))
 
 if __name__ == "__main__":
     main()
