@@ -15,12 +15,12 @@ Names are imported on first use, so `import depth.cli` (every `storyreel` start)
 import importlib
 
 _EXPORTS = {
-    "MODELS": "depth.registry", "model_for_preset": "depth.registry",
-    "DepthModel": "depth.model", "create_depth_model": "depth.model",
-    "create_random_depth_model": "depth.model", "network_size": "depth.model",
-    "flicker": "depth.temporal", "stabilize": "depth.temporal",
-    "conditioning_for_source": "depth.conditioning", "to_conditioning": "depth.conditioning",
-    "sample_frame_indices": "depth.conditioning",
+    "MODELS": "storyreel.depth.registry", "model_for_preset": "storyreel.depth.registry",
+    "DepthModel": "storyreel.depth.model", "create_depth_model": "storyreel.depth.model",
+    "create_random_depth_model": "storyreel.depth.model", "network_size": "storyreel.depth.model",
+    "flicker": "storyreel.depth.temporal", "stabilize": "storyreel.depth.temporal",
+    "conditioning_for_source": "storyreel.depth.conditioning", "to_conditioning": "storyreel.depth.conditioning",
+    "sample_frame_indices": "storyreel.depth.conditioning",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 
 def _prefix_pairs() -> list[tuple[str, str]]:

@@ -32,13 +32,13 @@ def _run_depth(args) -> int:
     import json
     from pathlib import Path
 
-    from depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
-    from depth.model import create_depth_model
-    from depth.registry import model_for_preset
-    from depth.temporal import flicker, stabilize
-    from index.errors import UserError
-    from index.presets import resolve_preset
-    from index.progress import Progress
+    from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
+    from storyreel.depth.model import create_depth_model
+    from storyreel.depth.registry import model_for_preset
+    from storyreel.depth.temporal import flicker, stabilize
+    from storyreel.core.errors import UserError
+    from storyreel.core.presets import resolve_preset
+    from storyreel.core.progress import Progress
 
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":

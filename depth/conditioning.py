@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from depth.media import Source, index_context, open_source, write_npy
-from depth.model import DepthModel, create_depth_model
-from depth.temporal import flicker, stabilize
-from index.errors import UserError
-from index.video import spread_indices
+from storyreel.depth.media import Source, index_context, open_source, write_npy
+from storyreel.depth.model import DepthModel, create_depth_model
+from storyreel.depth.temporal import flicker, stabilize
+from storyreel.core.errors import UserError
+from storyreel.core.video import spread_indices
 
 CACHE_DIR = "depth_cache"
 

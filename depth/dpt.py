@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from depth.registry import DepthModelConfig
+from storyreel.depth.registry import DepthModelConfig
 
 PATCH = 16
 

@@ -15,10 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from index.errors import UserError
-from index.files import atomic_write, sidecar_path, write_text_atomic
-from index.images import IMAGE_SUFFIXES, read_rgb
-from index.video import spread_indices
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write, sidecar_path, write_text_atomic
+from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
+from storyreel.core.video import spread_indices
 
 SIDECAR_KIND = "depth"
 
@@ -49,7 +49,7 @@ def read_sidecar(video: Path) -> dict | None:
 
 def open_video(path: Path) -> Source:
     """A video file, decoded through the index's decoder (index/video.py: ascending batches, decord quirks)."""
-    from index.video import BadVideo, probe, read_frames
+    from storyreel.core.video import BadVideo, probe, read_frames
 
     try:
         info = probe(str(path))
@@ -91,7 +91,7 @@ def index_context(index_dir):
     if index_dir is None or hasattr(index_dir, "read_frames"):
         yield index_dir
         return
-    import index
+    from storyreel import index
 
     with index.open_index(index_dir) as opened:
         yield opened
@@ -127,7 +127,7 @@ def to_uint8_gray(depth01: np.ndarray) -> np.ndarray:
 
 def write_depth_video(path: Path, depth01: np.ndarray, fps: float, meta: dict) -> None:
     """H.264 mp4 of the depth frames (gray) plus the `<out>.json` sidecar {"kind": "depth", ...}."""
-    from index.video import write_mp4
+    from storyreel.core.video import write_mp4
 
     frames = to_uint8_gray(depth01)
     write_atomic_bytes(path, lambda tmp: write_mp4(tmp, frames, fps=fps, crf=12))  # crf 12: depth stays exact

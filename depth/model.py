@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depth.checkpoint import load_official_weights
-from depth.dpt import DPT
-from depth.registry import DepthModelConfig, get_config
-from index.errors import UserError
+from storyreel.depth.checkpoint import load_official_weights
+from storyreel.depth.dpt import DPT
+from storyreel.depth.registry import DepthModelConfig, get_config
+from storyreel.core.errors import UserError
 
 MULTIPLE = 32
 
@@ -106,7 +106,7 @@ def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None 
                 f"depth model {name} has no Hugging Face mirror of its official weights; download the "
                 f"MiDaS release file and pass it with --weights FILE"
             )
-        from index.hub import hf_file
+        from storyreel.core.hub import hf_file
 
         repo, filename = config.hf_weights
         weights = hf_file(repo, filename, what=f"depth model {name}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 
 @dataclass(frozen=True)

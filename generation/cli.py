@@ -59,8 +59,8 @@ def _add_generate(commands) -> None:
 
 
 def _run_generate(args) -> int:
-    from generation.generate import generate_clip
-    from index.presets import resolve_preset
+    from storyreel.generation.generate import generate_clip
+    from storyreel.core.presets import resolve_preset
 
     summary = generate_clip(
         args.prompt, args.structure, args.out, preset=resolve_preset(args.models), tau=args.tau,
@@ -115,8 +115,8 @@ def _add_character(commands) -> None:
 
 
 def _run_character_train(args) -> int:
-    from generation.train import TrainSettings, train_character
-    from index.presets import resolve_preset
+    from storyreel.generation.training.train import TrainSettings, train_character
+    from storyreel.core.presets import resolve_preset
 
     preset = resolve_preset(args.models)
     settings = TrainSettings(
@@ -149,10 +149,10 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from dataclasses import asdict
 
-    from generation.characters import load_pack
-    from generation.evaluate import read_clip_frames, score_clip
-    from index.embed import load_clip
-    from index.presets import resolve_preset
+    from storyreel.generation.characters.tokens import load_pack
+    from storyreel.generation.evaluate import read_clip_frames, score_clip
+    from storyreel.index.embed import load_clip
+    from storyreel.core.presets import resolve_preset
 
     packs = [load_pack(p) for p in args.character]
     frames = read_clip_frames(args.clip)
@@ -191,8 +191,8 @@ def _run_plan(args) -> int:
     import re
     from pathlib import Path
 
-    from generation.planner import plan_rule_based, plan_with_llm, write_story
-    from index.errors import UserError
+    from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
+    from storyreel.core.errors import UserError
 
     story_path, out = Path(args.story), Path(args.out)
     try:
@@ -248,7 +248,7 @@ def _add_render(commands) -> None:
 
 
 def _run_render(args) -> int:
-    from generation.render import render_story
+    from storyreel.generation.story.render import render_story
 
     manifest = render_story(args.story, args.index, args.out, preset=args.models)
     if args.json:
@@ -265,7 +265,7 @@ def _add_demo(commands) -> None:
 
 
 def _run_demo(args) -> int:
-    from generation.demo import run_demo
+    from storyreel.generation.story.demo import run_demo
 
     result = run_demo(args.out)
     print(f"demo done: index {result['index']}, story {result['story']}, "

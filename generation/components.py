@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def create_components(preset: str, *, dtype: torch.dtype = torch.float32) -> Com
         # Through disk on purpose: the tiny models take the same loader as the pretrained ones.
         with tempfile.TemporaryDirectory(prefix="storyreel-tiny-") as folder, _quiet_libraries():
             return load_components(**write_tiny_checkpoint(folder), ids=ids, dtype=dtype)
-    from index.hub import hf_folder
+    from storyreel.core.hub import hf_folder
 
     return load_components(
         hf_folder(spec.base, "the Stable Diffusion 1.5 base model"),

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 
 @dataclass
@@ -64,7 +64,7 @@ def prompt_for_clip(prompt: str, packs) -> str:
 
 def score_clip(frames: np.ndarray, prompt: str, embedder, packs=()) -> ClipScores:
     """All scores of one clip: `frames` uint8 (F, H, W, 3), `packs` the CharacterPacks it used."""
-    from index.motion import camera_motion
+    from storyreel.index.motion import camera_motion
 
     frame_embeddings = embedder.embed_images(frames)
     text = prompt_for_clip(prompt, packs)
@@ -85,7 +85,7 @@ def read_clip_frames(path: str | Path) -> np.ndarray:
     """uint8 (F, H, W, 3) from a video file (the index's decoder), a gif or a folder of PNG frames."""
     import imageio.v3 as iio
 
-    from index.video import BadVideo, probe, read_frames
+    from storyreel.core.video import BadVideo, probe, read_frames
 
     path = Path(path)
     if path.is_dir():

@@ -20,12 +20,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from generation.characters import CharacterConditioning, adapter_name_for, load_characters, set_lora_scales
-from generation.components import create_components, generation_preset
-from generation.sampler import StructureGuidedSampler
-from generation.writers import check_writable, write_video
-from index.files import sidecar_path
-from index.progress import Progress
+from storyreel.generation.characters.tokens import CharacterConditioning, adapter_name_for, load_characters, set_lora_scales
+from storyreel.generation.components import create_components, generation_preset
+from storyreel.generation.pipeline import StructureGuidedSampler
+from storyreel.core.writers import check_writable, write_video
+from storyreel.core.files import sidecar_path
+from storyreel.core.progress import Progress
 
 
 @dataclass
@@ -60,7 +60,7 @@ class ClipGenerator:
 
     def depth_model(self):
         """The preset's depth model, loaded on first use (a depth-video source never needs it)."""
-        import depth
+        from storyreel import depth
 
         if self._depth_model is None:
             self._depth_model = depth.create_depth_model(depth.model_for_preset(self.preset), device=self.device)
@@ -125,7 +125,7 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
                   fps: float = 8.0, characters=(), lora_scale: float = 1.0) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
-    from depth.media import index_context, open_source
+    from storyreel.depth.media import index_context, open_source
 
     check_writable(out)  # before loading any model
     with index_context(index_dir) as index:
@@ -148,7 +148,7 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
     `model`: a DepthModel or a function returning one; None: the preset's. Either way it is loaded only
     if the source needs depth estimation.
     """
-    import depth
+    from storyreel import depth
 
     conditioning, info = depth.conditioning_for_source(
         source, model=model or depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,

@@ -5,8 +5,8 @@ reads the last committed one. Stages (clip-retrieval style): reader (scan) → m
 embed, motion) → writer (DuckDB catalog + FAISS vectors). Heavy libraries load on first use.
 """
 
-from index.build import BuildReport, build
-from index.catalog import ClipRow
-from index.reader import Index, open_index
+from storyreel.index.build import BuildReport, build
+from storyreel.index.catalog import ClipRow
+from storyreel.index.reader import Index, open_index
 
 __all__ = ["build", "BuildReport", "open_index", "Index", "ClipRow"]

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from index import catalog, layout
-from index.errors import UserError
-from index.files import atomic_write
-from index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
-from index.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
+from storyreel.index import catalog, layout
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write
+from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
 
 # Test hook: seconds to sleep after each committed video (lets a test kill a build mid-run).
 SLOW_WRITE_ENV = "STORYREEL_TEST_SLOW_WRITE_S"
@@ -102,8 +102,8 @@ def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.nda
 
 def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
     """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP)."""
-    from index.motion import camera_motion
-    from index.shots import detect_cuts, split_into_clips
+    from storyreel.index.motion import camera_motion
+    from storyreel.index.shots import detect_cuts, split_into_clips
 
     record = VideoRecord(file, fingerprint(file.path))
     try:
@@ -235,7 +235,7 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
 def _write_vectors(con, staging: Path, dim: int) -> str:
     import faiss
 
-    from index.vectors import build_vector_index, choose_index_spec
+    from storyreel.index.vectors import build_vector_index, choose_index_spec
 
     ids, vectors = catalog.all_clip_vectors(con, dim)
     index_type = choose_index_spec(len(ids), dim)
@@ -247,9 +247,9 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc."""
-    from index.embed import load_clip
-    from index.presets import resolve_preset
-    from index.progress import Progress
+    from storyreel.index.embed import load_clip
+    from storyreel.core.presets import resolve_preset
+    from storyreel.core.progress import Progress
 
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
     if not video_dir.is_dir():

@@ -39,8 +39,8 @@ def _print_json(doc) -> None:
 
 
 def _run_build(args) -> int:
-    from index.build import build
-    from index.errors import UsageError
+    from storyreel.index.build import build
+    from storyreel.core.errors import UsageError
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -56,7 +56,7 @@ def _run_build(args) -> int:
 
 
 def _run_stats(args) -> int:
-    from index.reader import open_index
+    from storyreel.index.reader import open_index
 
     with open_index(args.index) as idx:
         stats = idx.stats()
@@ -69,7 +69,7 @@ def _run_stats(args) -> int:
 
 
 def _run_ls(args) -> int:
-    from index.reader import open_index
+    from storyreel.index.reader import open_index
 
     with open_index(args.index) as idx:
         rows = [row.to_dict() for row in idx.clips()]
@@ -83,7 +83,7 @@ def _run_ls(args) -> int:
 
 
 def _run_errors(args) -> int:
-    from index.reader import open_index
+    from storyreel.index.reader import open_index
 
     with open_index(args.index) as idx:
         rows = idx.errors()
@@ -98,7 +98,7 @@ def _run_errors(args) -> int:
 
 
 def _run_verify(args) -> int:
-    from index.reader import open_index
+    from storyreel.index.reader import open_index
 
     with open_index(args.index) as idx:
         problems = idx.verify()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import UserError
-from index.hub import hf_file
+from storyreel.core.errors import UserError
+from storyreel.core.hub import hf_file
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def load_checkpoint_into(model, checkpoint: str | Path):
 
 def find_checkpoint(spec: ClipSpec) -> Path:
     """The first of the spec's checkpoint files found in the HF cache, else MissingWeightsError for the first."""
-    from index.errors import MissingWeightsError
+    from storyreel.core.errors import MissingWeightsError
 
     first_error = None
     for name in spec.hf_files:

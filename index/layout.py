@@ -18,9 +18,9 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from index.files import write_text_atomic
+from storyreel.core.files import write_text_atomic
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 CURRENT = "CURRENT"
 STAGING = "staging"

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from index.video import spread_indices
+from storyreel.core.video import spread_indices
 
 MOTION_LABELS = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out", "dynamic")
 

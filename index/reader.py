@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index import layout
-from index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
-from index.errors import UserError
+from storyreel.index import layout
+from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
+from storyreel.core.errors import UserError
 
 
 class Index:
@@ -65,7 +65,7 @@ class Index:
 
     def read_frames(self, clip_id: int, indices=None) -> np.ndarray:
         """uint8 (F,H,W,3) frames of a clip at source resolution; `indices` relative to the clip start."""
-        from index.video import BadVideo, read_frames
+        from storyreel.core.video import BadVideo, read_frames
 
         row = self.clip(clip_id)
         length = row.end_frame - row.start_frame

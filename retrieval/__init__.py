@@ -4,7 +4,7 @@
 `SearchHit`s (catalog row + score + rank); `contact_sheet(index, hits, png)` draws them.
 """
 
-from retrieval.query import SearchHit, search
-from retrieval.sheet import contact_sheet
+from storyreel.retrieval.query import SearchHit, search
+from storyreel.retrieval.sheet import contact_sheet
 
 __all__ = ["search", "SearchHit", "contact_sheet"]

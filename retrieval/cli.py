@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from index.motion import MOTION_LABELS
+from storyreel.index.motion import MOTION_LABELS
 
 
 def add_commands(commands) -> None:
@@ -26,10 +26,10 @@ def _run_search(args) -> int:
     import json
     import sys
 
-    from index import open_index
-    from index.errors import UsageError
-    from retrieval.query import search
-    from retrieval.sheet import contact_sheet
+    from storyreel.index import open_index
+    from storyreel.core.errors import UsageError
+    from storyreel.retrieval.query import search
+    from storyreel.retrieval.sheet import contact_sheet
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from index.errors import UserError
-from retrieval.motion_words import motion_in_query
+from storyreel.core.errors import UserError
+from storyreel.retrieval.motion_words import motion_in_query
 
 if TYPE_CHECKING:
-    from index import ClipRow
+    from storyreel.index import ClipRow
 
 CANDIDATES_PER_RESULT = 10  # FAISS over-fetch: k·this candidates (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 100
@@ -55,7 +55,7 @@ def search(
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
     otherwise `index.embed.load_clip(preset)` loads it. Its model must be the index's model.
     """
-    from index.motion import MOTION_LABELS
+    from storyreel.index.motion import MOTION_LABELS
 
     if (text is None) == (image is None):
         raise UserError("give exactly one query: a TEXT or an --image PATH")
@@ -67,7 +67,7 @@ def search(
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
     image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads
     if isinstance(index_dir_or_index, (str, os.PathLike)):
-        from index import open_index
+        from storyreel.index import open_index
 
         with open_index(index_dir_or_index) as index:
             return search(index, text, image, k, motion, min_seconds, preset, embedder)
@@ -75,8 +75,8 @@ def search(
 
     # 1. Embed the query with the index's model.
     if embedder is None:
-        from index.embed import load_clip
-        from index.presets import resolve_preset
+        from storyreel.index.embed import load_clip
+        from storyreel.core.presets import resolve_preset
 
         embedder = load_clip(resolve_preset(preset))
     if embedder.model_id != index.model_id:
@@ -102,7 +102,7 @@ def load_image(image) -> np.ndarray:
     """uint8 (H, W, 3) RGB from a path (EXIF-rotated), a PIL image or an array."""
     from PIL import Image
 
-    from index.images import read_rgb
+    from storyreel.core.images import read_rgb
 
     if isinstance(image, (str, os.PathLike)):
         return read_rgb(image, what="--image")

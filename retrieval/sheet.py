@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from index.files import atomic_write
-from index.video import segment_centres
+from storyreel.core.files import atomic_write
+from storyreel.core.video import segment_centres
 
 FRAMES_PER_ROW = 4
 THUMB_HEIGHT = 96

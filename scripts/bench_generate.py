@@ -29,8 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation.components import Components, create_components, random_sd15_components  # noqa: E402
-from generation.sampler import StructureGuidedSampler, structure_steps  # noqa: E402
+from storyreel.generation.components import Components, create_components, random_sd15_components  # noqa: E402
+from storyreel.generation.pipeline import StructureGuidedSampler, structure_steps  # noqa: E402
 
 TAUS = (1.0, 0.5, 0.2)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from index.build import BuildSettings, build, decode_video, embed_threads, embed_video  # noqa: E402
-from index.embed import load_clip  # noqa: E402
-from index.scan import find_videos  # noqa: E402
-from index.synthetic import make_corpus  # noqa: E402
+from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video  # noqa: E402
+from storyreel.index.embed import load_clip  # noqa: E402
+from storyreel.index.scan import find_videos  # noqa: E402
+from storyreel.testing.synthetic import make_corpus  # noqa: E402
 
 
 def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int) -> dict:

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from index.synthetic import clustered_vectors  # noqa: E402
-from index.vectors import build_vector_index, choose_index_spec, search_params  # noqa: E402
+from storyreel.testing.synthetic import clustered_vectors  # noqa: E402
+from storyreel.index.vectors import build_vector_index, choose_index_spec, search_params  # noqa: E402
 
 
 def index_mb(index) -> float:

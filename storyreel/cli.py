@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("index.cli", "retrieval.cli", "depth.cli", "generation.cli")
+COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from index.errors import UsageError, UserError
+    from storyreel.core.errors import UsageError, UserError
 
     args = build_parser().parse_args(argv)
     try:

@@ -22,7 +22,7 @@ def run_cli():
     """Run `storyreel ARGS...` in a real subprocess; returns CompletedProcess (text mode)."""
 
     def run(*args: str, check: bool = False, timeout: float = 600, env: dict | None = None):
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+        full_env = {**os.environ, **(env or {})}
         proc = subprocess.run(
             [sys.executable, "-m", "storyreel", *map(str, args)],
             capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from generation.characters import (
+from storyreel.generation.characters.tokens import (
     CharacterConditioning, CharacterPack, adapter_name_for, character_conditioning, load_characters, save_pack,
 )
-from generation.components import create_components
-from generation.sampler import StructureGuidedSampler
-from index.errors import UserError
+from storyreel.generation.components import create_components
+from storyreel.generation.pipeline import StructureGuidedSampler
+from storyreel.core.errors import UserError
 
 STEPS = 3
 
@@ -25,7 +25,7 @@ def make_pack(components, token: str, init_word: str, seed: int, buckets: int = 
     """A pack with a distinct row per bucket and non-zero LoRA, in the exact layout training writes."""
     generator = torch.Generator().manual_seed(seed)
     scratch = copy.deepcopy(components.unet)
-    from generation.characters import add_spatial_lora, lora_state_dict
+    from storyreel.generation.characters.tokens import add_spatial_lora, lora_state_dict
 
     add_spatial_lora(scratch, "scratch", rank=4)
     lora = {k: torch.randn(v.shape, generator=generator) * 0.5 for k, v in lora_state_dict(scratch, "scratch").items()}

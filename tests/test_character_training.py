@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from generation.characters import load_pack, save_pack
-from generation.components import create_components
-from generation.train import CharacterTrainer, TrainSettings, load_concept_images
-from index.errors import UserError
+from storyreel.generation.characters.tokens import load_pack, save_pack
+from storyreel.generation.components import create_components
+from storyreel.generation.training.train import CharacterTrainer, TrainSettings, load_concept_images
+from storyreel.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_bad_settings_name_their_flag(field, value, message):
 
 
 def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_dir):
-    from generation.train import train_character
+    from storyreel.generation.training.train import train_character
 
     with pytest.raises(UserError) as err:
         train_character(image_dir, tmp_path / "teddy.safetensors", TrainSettings(token="<teddy>", init_word="bear"),
@@ -195,8 +195,8 @@ def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_d
     import json
 
     from storyreel.cli import main
-    from index.build import build
-    from index.synthetic import make_corpus
+    from storyreel.index.build import build
+    from storyreel.testing.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")

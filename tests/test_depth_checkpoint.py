@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from depth.checkpoint import official_state_dict
-from depth.model import create_depth_model
-from index.errors import UserError
+from storyreel.depth.checkpoint import official_state_dict
+from storyreel.depth.model import create_depth_model
+from storyreel.core.errors import UserError
 
 
 def _decoder_layout(level_channels, features=256, vit_dim=None, cnn_levels=0):
@@ -212,8 +212,8 @@ def test_tiny_roundtrip_and_no_resampling_at_network_size(tmp_path):
 def test_beit_blocks_match_timm_and_run_on_non_square_input():
     """Our BEiT block (relative position bias resampled per input) equals timm's own block at the
     native window, and the network runs on a non-square input. Small BEiT, same code path."""
-    from depth.dpt import DPT
-    from depth.registry import DepthModelConfig
+    from storyreel.depth.dpt import DPT
+    from storyreel.depth.registry import DepthModelConfig
 
     config = DepthModelConfig(
         name="beit_small_test", backbone="beit_base_patch16_224", kind="beit", hooks=(0, 1, 2, 3),

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import index
-from index.errors import UserError
-from index.synthetic import Shot, make_corpus, write_video
+from storyreel import index
+from storyreel.core.errors import UserError
+from storyreel.testing.synthetic import Shot, make_corpus, write_video
 
 SIZE, FRAMES = (64, 64), 8
 
@@ -30,7 +30,7 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model():
-    from depth import create_depth_model
+    from storyreel.depth import create_depth_model
 
     return create_depth_model("tiny", device="cpu")
 
@@ -48,7 +48,7 @@ def cache_files(index_dir: Path) -> set[str]:
 
 
 def test_unknown_clip_id_is_a_one_line_user_error(corpus, model):
-    from depth import conditioning_for_source
+    from storyreel.depth import conditioning_for_source
 
     index_dir = corpus / "index"
     with index.open_index(index_dir) as idx:
@@ -64,7 +64,7 @@ def test_unknown_clip_id_is_a_one_line_user_error(corpus, model):
 
 
 def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, model):
-    from depth import conditioning_for_source
+    from storyreel.depth import conditioning_for_source
 
     videos, index_dir = corpus / "videos", corpus / "index"
     before = clips_by_video(index_dir)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from depth import conditioning_for_source, create_depth_model
-from depth.media import open_source
-from index.errors import UserError
+from storyreel.depth import conditioning_for_source, create_depth_model
+from storyreel.depth.media import open_source
+from storyreel.core.errors import UserError
 
 
 def moving_square_frames(n=12, height=64, width=128):
@@ -155,7 +155,7 @@ def test_depth_command_writes_video_sidecar_raw_sheet(tmp_path, run_cli):
     model = create_depth_model("tiny", device="cpu")
     cond, info = conditioning_for_source(out, model=model, size=(64, 128), num_frames=12)
     assert info["kind"] == "depth-video" and info["model"] == "tiny-seed0" and model.predict_calls == 0
-    from depth import stabilize
+    from storyreel.depth import stabilize
 
     expected = np.round(stabilize(raw) * 255) / 255
     assert np.abs(cond[:, 0].numpy() - expected).mean() < 0.02   # H.264 at crf 12 is near-lossless

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth import flicker, stabilize, to_conditioning
+from storyreel.depth import flicker, stabilize, to_conditioning
 
 
 def synthetic_clip(frames=24, height=72, width=96, seed=0):

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from generation.characters import CharacterPack
-from generation.evaluate import (
+from storyreel.generation.characters.tokens import CharacterPack
+from storyreel.generation.evaluate import (
     clip_image_score, clip_text_score, prompt_for_clip, read_clip_frames, temporal_consistency,
 )
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 
 def test_clip_text_score_is_mean_cosine_over_frames():
@@ -56,7 +56,7 @@ def test_read_clip_frames_from_gif_and_png_folder(tmp_path):
 
 
 def test_read_clip_frames_decodes_mp4_with_the_index_decoder_and_fails_in_one_line(tmp_path):
-    from index.video import read_frames, write_mp4
+    from storyreel.core.video import read_frames, write_mp4
 
     frames = np.zeros((5, 32, 48, 3), dtype=np.uint8)
     for i in range(5):
@@ -75,8 +75,8 @@ def test_read_clip_frames_decodes_mp4_with_the_index_decoder_and_fails_in_one_li
 def test_score_clip_with_tiny_clip_on_a_still_clip_of_the_concept_image():
     import torch
 
-    from generation.evaluate import score_clip
-    from index.embed import load_clip
+    from storyreel.generation.evaluate import score_clip
+    from storyreel.index.embed import load_clip
 
     embedder = load_clip("tiny")
     rng = np.random.RandomState(0)

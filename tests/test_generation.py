@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from generation.components import PRESETS, create_components, load_components, offline_clip_tokenizer, \
+from storyreel.generation.components import PRESETS, create_components, load_components, offline_clip_tokenizer, \
     write_tiny_checkpoint
-from generation.sampler import StructureGuidedSampler, plan_windows, structure_steps
-from generation.writers import write_video
-from index.errors import MissingWeightsError, UserError
+from storyreel.generation.pipeline import StructureGuidedSampler, plan_windows, structure_steps
+from storyreel.core.writers import write_video
+from storyreel.core.errors import MissingWeightsError, UserError
 
 SIZE = 64  # pixels; latents are 8x8
 STEPS = 4
@@ -197,7 +197,7 @@ def test_writers_are_atomic(tmp_path, monkeypatch):
     write_video(frames, tmp_path / "clip.mp4")
     assert iio.imread(tmp_path / "clip.mp4").shape == (6, 32, 48, 3)
 
-    import generation.writers as writers
+    import storyreel.core.writers as writers
 
     def broken(frames, tmp, kind, fps):
         tmp.write_bytes(b"half a video")
@@ -233,7 +233,7 @@ def test_generate_command(run_cli, tmp_path, components):
     # The sidecar holds enough to regenerate the same frames.
     from PIL import Image
 
-    from generation.generate import load_structure
+    from storyreel.generation.generate import load_structure
 
     written = np.stack([np.asarray(Image.open(p)) for p in sorted(out.iterdir())])
     depth, _, _ = load_structure(source, preset="tiny", frames=8, size=(summary["height"], summary["width"]))
@@ -266,7 +266,7 @@ def test_generate_command_unwritable_output(run_cli, tmp_path):
     ("height", "height and width must be positive multiples of 8 (got 0x64)"),
 ])
 def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, message):
-    from generation.generate import generate_clip
+    from storyreel.generation.generate import generate_clip
 
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
@@ -277,8 +277,8 @@ def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, mes
 
 
 def test_depth_of_another_shape_is_resampled_by_depths_rule(sampler):
-    """Frames spread as index.video.spread_indices; size by cover + centre crop, as depth.to_conditioning does."""
-    import depth
+    """Frames spread as storyreel.core.video.spread_indices; size by cover + centre crop, as depth.to_conditioning does."""
+    from storyreel import depth
 
     wide = torch.rand(5, 32, 96)  # (F, H, W): a 3:1 depth clip, 5 frames
     notes = []
@@ -302,7 +302,7 @@ def test_png_folder_is_published_with_the_umask_mode(tmp_path):
 
 
 def test_depth_model_loads_only_for_sources_that_need_depth_estimation(tmp_path):
-    from generation.generate import ClipGenerator
+    from storyreel.generation.generate import ClipGenerator
 
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
@@ -312,14 +312,14 @@ def test_depth_model_loads_only_for_sources_that_need_depth_estimation(tmp_path)
     assert generator._depth_model is None  # a depth video needs no depth model (no MiDaS weights either)
 
     video = tmp_path / "plain.mp4"
-    from index.video import write_mp4
+    from storyreel.core.video import write_mp4
     write_mp4(video, np.full((4, 64, 64, 3), 128, np.uint8), fps=8)
     generator.generate("a cat", video, tmp_path / "from_video.gif", frames=4, steps=1)
     assert generator._depth_model is not None and generator._depth_model.predict_calls == 1
 
 
 def test_missing_structure_source_fails_before_models_load(tmp_path, monkeypatch):
-    from generation import generate as generate_module
+    from storyreel.generation import generate as generate_module
 
     def no_models(*args, **kwargs):
         raise AssertionError("models must not load for a bad structure source")

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-import index
-from index import video as video_module
-from index.embed import load_clip
-from index.errors import UserError
+from storyreel import index
+from storyreel.core import video as video_module
+from storyreel.index.embed import load_clip
+from storyreel.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FPS = 24
@@ -114,8 +114,8 @@ def test_two_clean_builds_are_identical_and_readable(corpus, embedder, tmp_path)
         mean = frames.mean(0)
         np.testing.assert_allclose(one["faiss"][cid], mean / np.linalg.norm(mean), atol=1e-6)
     # The mapper alone (what a Ray worker would run on one file) reproduces the build's clips.
-    from index.build import BuildSettings, map_video
-    from index.scan import find_videos
+    from storyreel.index.build import BuildSettings, map_video
+    from storyreel.index.scan import find_videos
 
     file = next(f for f in find_videos(corpus) if f.path.endswith("a.mp4"))
     record = map_video(file, BuildSettings(), embedder)

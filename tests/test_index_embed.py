@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from index import embed
-from index.errors import MissingWeightsError
+from storyreel.index import embed
+from storyreel.core.errors import MissingWeightsError
 
 FAKE_REPO = "storyreel-test/tiny-clip"
 

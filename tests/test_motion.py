@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from index.motion import ANALYSIS_WIDTH, MOTION_LABELS, camera_motion
-from index.synthetic import SHOT_KINDS, Shot, scene_image, write_video
-from index.video import probe, read_frames
+from storyreel.index.motion import ANALYSIS_WIDTH, MOTION_LABELS, camera_motion
+from storyreel.testing.synthetic import SHOT_KINDS, Shot, scene_image, write_video
+from storyreel.core.video import probe, read_frames
 
 WIDTH = 160
 

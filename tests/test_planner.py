@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from generation.planner import plan_rule_based, plan_with_llm, split_events, write_story
+from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
 from storyreel.cli import build_parser
-from generation.story import Character, Plot, Story, load_story, resolved_plot_settings
-from index.errors import UserError
+from storyreel.generation.story.format import Character, Plot, Story, load_story, resolved_plot_settings
+from storyreel.core.errors import UserError
 
 CAST = {"Rex": "<rex>", "Mia": "<mia>"}
 

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generation.demo import CHARACTERS, STORY, write_character_images
-from generation.evaluate import read_clip_frames
-from generation.render import PANEL_HEIGHT, choose_clips, render_story
-from generation.sampler import StructureGuidedSampler
-from index.errors import UserError
+from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
+from storyreel.generation.evaluate import read_clip_frames
+from storyreel.generation.story.render import PANEL_HEIGHT, choose_clips, render_story
+from storyreel.generation.pipeline import StructureGuidedSampler
+from storyreel.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """A tiny index of 3 synthetic videos (9 clips) and two character packs, shared by the tests."""
-    import index
-    from generation.train import TrainSettings, train_character
-    from index.synthetic import make_corpus
+    from storyreel import index
+    from storyreel.generation.training.train import TrainSettings, train_character
+    from storyreel.testing.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("render")
     make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
@@ -104,7 +104,7 @@ def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
         np.testing.assert_array_equal(a, b)
 
     # generate_clip writes the same sidecar and frames as render for the same plot (one generation path).
-    from generation.generate import generate_clip
+    from storyreel.generation.generate import generate_clip
 
     sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
     teddy = str((corpus / "packs" / "teddy.safetensors").resolve())
@@ -194,7 +194,7 @@ def fake_search(clips_by_motion):
 
 
 def motion_story(tmp_path, motions):
-    from generation.story import load_story
+    from storyreel.generation.story.format import load_story
 
     plots = "".join(f"  - text: Plot {n}.\n" + (f"    motion: {m}\n" if m else "") for n, m in enumerate(motions))
     path = tmp_path / "story.yaml"
@@ -203,7 +203,7 @@ def motion_story(tmp_path, motions):
 
 
 def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path, monkeypatch):
-    import retrieval
+    from storyreel import retrieval
 
     monkeypatch.setattr(retrieval, "search", fake_search({"pan-left": [1], None: [1, 2]}))
     story = motion_story(tmp_path, [None, "pan-left", "pan-left", None])
@@ -219,7 +219,7 @@ def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path, monkeypatch):
 
 
 def test_choose_clips_from_an_empty_index_is_a_one_line_error(tmp_path, monkeypatch):
-    import retrieval
+    from storyreel import retrieval
 
     monkeypatch.setattr(retrieval, "search", fake_search({}))
     with pytest.raises(UserError) as err:

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from index.catalog import ClipRow as Row
-from index.errors import UserError
-from index.vectors import build_vector_index
-from retrieval import contact_sheet, search
-from retrieval.motion_words import motion_in_query
+from storyreel.index.catalog import ClipRow as Row
+from storyreel.core.errors import UserError
+from storyreel.index.vectors import build_vector_index
+from storyreel.retrieval import contact_sheet, search
+from storyreel.retrieval.motion_words import motion_in_query
 
 DIM = 16
 
@@ -186,8 +186,8 @@ def test_image_query_and_contact_sheet(rng, tmp_path):
 @pytest.fixture(scope="module")
 def built_index(tmp_path_factory):
     """Two videos of three 1.5 s shots (static, pan-left, pan-right / tilt-up, tilt-down, zoom-in)."""
-    import index
-    from index.synthetic import make_corpus
+    from storyreel import index
+    from storyreel.testing.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("search")
     truths = make_corpus(root / "videos", num_videos=2, shots_per_video=3, shot_seconds=1.5, size=(128, 72))
@@ -202,8 +202,8 @@ def middle_frame_png(idx, clip, path) -> Path:
 
 
 def test_a_frame_of_each_clip_finds_that_clip_first(built_index, tmp_path):
-    from index import open_index
-    from index.embed import load_clip
+    from storyreel.index import open_index
+    from storyreel.index.embed import load_clip
 
     index_dir, truths = built_index
     embedder = load_clip("tiny")
@@ -219,7 +219,7 @@ def test_a_frame_of_each_clip_finds_that_clip_first(built_index, tmp_path):
 def test_cli_image_search_with_sheet(built_index, run_cli, tmp_path):
     import json
 
-    from index import open_index
+    from storyreel.index import open_index
 
     index_dir, _ = built_index
     with open_index(index_dir) as idx:
@@ -234,8 +234,8 @@ def test_cli_image_search_with_sheet(built_index, run_cli, tmp_path):
 
 
 def test_motion_and_length_filters(built_index):
-    from index import open_index
-    from index.embed import load_clip
+    from storyreel.index import open_index
+    from storyreel.index.embed import load_clip
 
     index_dir, _ = built_index
     embedder = load_clip("tiny")
@@ -261,7 +261,7 @@ def test_cli_query_errors(built_index, run_cli):
 
 
 def test_model_mismatch_names_both_models(built_index):
-    from index.embed import load_clip
+    from storyreel.index.embed import load_clip
 
     index_dir, _ = built_index
     tiny = load_clip("tiny")

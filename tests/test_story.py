@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from generation.story import Character, Defaults, Plot, load_story, plot_hash, resolved_plot_settings, validate_pins
-from index.errors import UserError
+from storyreel.generation.story.format import Character, Defaults, Plot, load_story, plot_hash, resolved_plot_settings, validate_pins
+from storyreel.core.errors import UserError
 
 STORY = """\
 title: Rex and Mia

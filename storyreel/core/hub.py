@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from index.errors import MissingWeightsError
+from storyreel.core.errors import MissingWeightsError
 
 
 def hf_cache_dir() -> str:

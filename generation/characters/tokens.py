@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from index.errors import UserError
-from index.files import atomic_write
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write
 
 PACK_FORMAT = "storyreel-character/1"
 MODES = ("timeinv", "ti")

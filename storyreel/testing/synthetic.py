@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.files import write_text_atomic
+from storyreel.core.files import write_text_atomic
 
 SHOT_KINDS = ("static", "pan-left", "pan-right", "tilt-up", "tilt-down", "zoom-in", "zoom-out")
 
@@ -118,8 +118,8 @@ def render_shot(shot: Shot, size: tuple[int, int]) -> np.ndarray:
 
 def write_video(path: str | os.PathLike, shots: list[Shot], fps: float = 24, size: tuple[int, int] = (160, 120)) -> list[int]:
     """Write `shots` back to back as an H.264 mp4; returns the cut frames (first frame of shots 2..n)."""
-    from index.files import atomic_write
-    from index.video import write_mp4
+    from storyreel.core.files import atomic_write
+    from storyreel.core.video import write_mp4
 
     width, height = size
     if width % 2 or height % 2:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 PRESETS = ("tiny", "default")
 ENV_VAR = "STORYREEL_MODELS"

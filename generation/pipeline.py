@@ -30,9 +30,9 @@ from typing import Callable, Protocol
 import numpy as np
 import torch
 
-from depth.conditioning import to_conditioning
-from index.errors import UserError
-from index.video import spread_indices
+from storyreel.depth.conditioning import to_conditioning
+from storyreel.core.errors import UserError
+from storyreel.core.video import spread_indices
 
 # VidRD settings (REFERENCE.md): overlap M, past-dependence r, staged-guidance length β.
 WINDOW_FRAMES = 16  # AnimateDiff's motion modules are trained on 16-frame clips

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generation.characters import (
+from storyreel.generation.characters.tokens import (
     MODES,
     CharacterPack,
     CharacterTokens,
@@ -37,9 +37,9 @@ from generation.characters import (
     set_lora_scales,
     single_token_id,
 )
-from index.errors import UserError
-from index.files import atomic_write
-from index.images import IMAGE_SUFFIXES, read_rgb
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write
+from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
@@ -105,7 +105,7 @@ class StepResult:
 
 
 def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
-    """1–50 images (index.images.IMAGE_SUFFIXES) from `folder`, EXIF-rotated to upright RGB."""
+    """1–50 images (storyreel.core.images.IMAGE_SUFFIXES) from `folder`, EXIF-rotated to upright RGB."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"images folder {folder} does not exist")
@@ -165,9 +165,9 @@ def regularization_clips(index_dir, init_word: str, count: int, size: int, frame
     Depth goes through `depth.conditioning_for_source`, so it lands in the index's depth cache and a
     second training run on the same index does not recompute it.
     """
-    import depth
-    from index import open_index
-    from retrieval import search
+    from storyreel import depth
+    from storyreel.index import open_index
+    from storyreel.retrieval import search
 
     index = open_index(index_dir)
     hits = search(index, text=f"a video of a {init_word}", k=count, preset=preset)
@@ -373,7 +373,7 @@ class CharacterTrainer:
 
 def depth_conditioning_fn(preset: str) -> DepthFn:
     """Static-image depth with the preset's depth model, normalized as generation's conditioning."""
-    import depth
+    from storyreel import depth
 
     model = depth.create_depth_model(depth.model_for_preset(preset))
 
@@ -395,9 +395,9 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
 
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     """
-    from generation.characters import save_pack
-    from generation.components import create_components, generation_preset
-    from index.progress import Progress
+    from storyreel.generation.characters.tokens import save_pack
+    from storyreel.generation.components import create_components, generation_preset
+    from storyreel.core.progress import Progress
 
     if settings.size is None:
         settings = replace(settings, size=generation_preset(preset).train_size)

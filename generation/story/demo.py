@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index.files import write_text_atomic
-from index.progress import Progress
+from storyreel.core.files import write_text_atomic
+from storyreel.core.progress import Progress
 
 # Two characters drawn in code: (name, token, class word, body colour, shape).
 CHARACTERS = (("Teddy", "<teddy>", "bear", (150, 90, 40), "round"), ("Robo", "<robo>", "robot", (90, 110, 200), "boxy"))
@@ -40,10 +40,10 @@ plots:
 
 def run_demo(out_dir) -> dict:
     """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}."""
-    import index
-    from generation.render import render_story
-    from generation.train import TrainSettings, train_character
-    from index.synthetic import make_corpus
+    from storyreel import index
+    from storyreel.generation.story.render import render_story
+    from storyreel.generation.training.train import TrainSettings, train_character
+    from storyreel.testing.synthetic import make_corpus
 
     out = Path(out_dir)
     progress = Progress("demo")

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from generation.story import Character, Plot, Story, names_to_tokens
-from index.errors import UserError
-from index.files import write_text_atomic
-from index.motion import MOTION_LABELS
+from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens
+from storyreel.core.errors import UserError
+from storyreel.core.files import write_text_atomic
+from storyreel.index.motion import MOTION_LABELS
 
 # ---------------------------------------------------------------------------------------------
 # Rule-based planning

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import UserError
-from index.files import _umask, atomic_write, sidecar_path, write_text_atomic
-from index.video import write_mp4
+from storyreel.core.errors import UserError
+from storyreel.core.files import _umask, atomic_write, sidecar_path, write_text_atomic
+from storyreel.core.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from generation.story import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
-from index.errors import UserError
-from index.files import atomic_write, write_text_atomic
-from index.progress import Progress
-from index.video import spread_indices
+from storyreel.generation.story.format import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write, write_text_atomic
+from storyreel.core.progress import Progress
+from storyreel.core.video import spread_indices
 
 MANIFEST_VERSION = 1
 KEYFRAMES = 3          # keyframes per storyboard panel
@@ -40,9 +40,9 @@ RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can 
 def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, progress: Progress | None = None,
                  log=sys.stderr) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
-    import index as index_package
-    from index.embed import load_clip
-    from index.presets import resolve_preset
+    from storyreel import index as index_package
+    from storyreel.index.embed import load_clip
+    from storyreel.core.presets import resolve_preset
 
     preset = resolve_preset(preset)
     progress = progress or Progress("render")
@@ -98,7 +98,7 @@ def choose_clips(story: Story, index, embedder) -> list[dict]:
 
     Falls back step by step (any motion, any length, a reused clip) and says so in the pick's notes.
     """
-    from retrieval import search
+    from storyreel.retrieval import search
 
     used: set[int] = set()
     picks = []
@@ -152,15 +152,15 @@ class PlotGenerator:
     """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
     def __init__(self, story: Story, preset: str, embedder, log=sys.stderr):
-        from generation.characters import load_pack
-        from generation.generate import ClipGenerator
+        from storyreel.generation.characters.tokens import load_pack
+        from storyreel.generation.generate import ClipGenerator
 
         self.embedder, self.log = embedder, log
         self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()])
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
-        from generation.evaluate import score_clip
+        from storyreel.generation.evaluate import score_clip
 
         clip = pick["clip"]
         present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
@@ -196,8 +196,8 @@ class PlotGenerator:
 
 def assemble_story(plot_videos: list[Path], out: Path, *, fps: float) -> None:
     """Concatenate the plot videos into one mp4 (they share fps and size by construction)."""
-    from generation.evaluate import read_clip_frames
-    from generation.writers import write_video
+    from storyreel.generation.evaluate import read_clip_frames
+    from storyreel.core.writers import write_video
 
     frames = np.concatenate([read_clip_frames(p) for p in plot_videos])
     write_video(frames, out, fps=fps, metadata={"kind": "story", "plots": [p.name for p in plot_videos]})
@@ -251,8 +251,8 @@ def summary_table(plots: list[dict]) -> str:
 
 def _model_ids(preset: str, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    import depth
-    from generation.components import generation_preset
+    from storyreel import depth
+    from storyreel.generation.components import generation_preset
 
     spec = generation_preset(preset)
     return {"preset": preset, "base": spec.base, "motion_adapter": spec.motion_adapter,

@@ -47,8 +47,8 @@ from typing import Any, Callable
 
 import yaml
 
-from index.errors import UserError
-from index.motion import MOTION_LABELS
+from storyreel.core.errors import UserError
+from storyreel.index.motion import MOTION_LABELS
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.errors import UserError
+from storyreel.core.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
