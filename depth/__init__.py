@@ -17,7 +17,7 @@ import importlib
 _EXPORTS = {
     "MODELS": "storyreel.depth.registry", "model_for_preset": "storyreel.depth.registry",
     "DepthModel": "storyreel.depth.model", "create_depth_model": "storyreel.depth.model",
-    "create_random_depth_model": "storyreel.depth.model", "network_size": "storyreel.depth.model",
+    "network_size": "storyreel.depth.model",
     "flicker": "storyreel.depth.temporal", "stabilize": "storyreel.depth.temporal",
     "conditioning_for_source": "storyreel.depth.conditioning", "to_conditioning": "storyreel.depth.conditioning",
     "sample_frame_indices": "storyreel.depth.conditioning",

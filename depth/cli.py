@@ -34,16 +34,15 @@ def _run_depth(args) -> int:
 
     from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
     from storyreel.depth.model import create_depth_model
-    from storyreel.depth.registry import model_for_preset
     from storyreel.depth.temporal import flicker, stabilize
     from storyreel.core.errors import UserError
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
 
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out {out} must end in .mp4")
-    name = args.model or model_for_preset(resolve_preset(args.models))
+    name = args.model or get_preset(args.models).depth
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
     # 1. source first: a bad path should not wait for model loading

@@ -99,7 +99,7 @@ def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if weights is None and config.random_init_seed is not None:
         seed = config.random_init_seed
-        return DepthModel(_random_dpt(config, seed), model_id=f"{name}-seed{seed}", device=device)
+        return DepthModel(random_dpt(config, seed), model_id=f"{name}-seed{seed}", device=device)
     if weights is None:
         if config.hf_weights is None:
             raise UserError(
@@ -122,16 +122,11 @@ def create_depth_model(name: str = "dpt_hybrid_384", weights: str | Path | None 
     return DepthModel(net, model_id=model_id, device=device)
 
 
-def _random_dpt(config: DepthModelConfig, seed: int) -> DPT:
+def random_dpt(config: DepthModelConfig, seed: int) -> DPT:
+    """The network at random init with `seed`: the `tiny` model, and benchmarks of any architecture."""
     torch.manual_seed(seed)
     net = DPT(config)
     # The head ends in ReLU; with random weights its output is often 0 everywhere. A positive
     # last bias keeps random depth input-dependent, so plumbing downstream sees real variation.
     torch.nn.init.constant_(net.head[4].bias, 1.0)
     return net
-
-
-def create_random_depth_model(name: str, seed: int = 0, device=None) -> DepthModel:
-    """Any registered architecture with random weights (fixed seed): benchmarks and layout tests."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    return DepthModel(_random_dpt(get_config(name), seed), model_id=f"{name}-random-seed{seed}", device=device)

@@ -60,8 +60,6 @@ MODELS: dict[str, DepthModelConfig] = {
     ),
 }
 
-PRESET_MODELS = {"tiny": "tiny", "default": "dpt_hybrid_384"}
-
 
 def get_config(name: str) -> DepthModelConfig:
     if name not in MODELS:
@@ -69,8 +67,8 @@ def get_config(name: str) -> DepthModelConfig:
     return MODELS[name]
 
 
-def model_for_preset(preset: str) -> str:
-    """Depth model name a storyreel preset uses (`tiny` -> "tiny", `default` -> "dpt_hybrid_384")."""
-    if preset not in PRESET_MODELS:
-        raise UserError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESET_MODELS)}")
-    return PRESET_MODELS[preset]
+def model_for_preset(preset) -> str:
+    """Depth model name a preset uses (`tiny` -> "tiny", `default` -> "dpt_hybrid_384"); see storyreel.core.models."""
+    from storyreel.core.models import get_preset
+
+    return get_preset(preset).depth

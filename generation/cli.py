@@ -60,7 +60,7 @@ def _add_generate(commands) -> None:
 
 def _run_generate(args) -> int:
     from storyreel.generation.generate import generate_clip
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import resolve_preset
 
     summary = generate_clip(
         args.prompt, args.structure, args.out, preset=resolve_preset(args.models), tau=args.tau,
@@ -116,7 +116,7 @@ def _add_character(commands) -> None:
 
 def _run_character_train(args) -> int:
     from storyreel.generation.training.train import TrainSettings, train_character
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import resolve_preset
 
     preset = resolve_preset(args.models)
     settings = TrainSettings(
@@ -152,7 +152,7 @@ def _run_eval(args) -> int:
     from storyreel.generation.characters.tokens import load_pack
     from storyreel.generation.evaluate import read_clip_frames, score_clip
     from storyreel.index.embed import load_clip
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import resolve_preset
 
     packs = [load_pack(p) for p in args.character]
     frames = read_clip_frames(args.clip)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from storyreel.generation.characters.tokens import CharacterConditioning, adapter_name_for, load_characters, set_lora_scales
-from storyreel.generation.components import create_components, generation_preset
+from storyreel.core.models import get_preset
+from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedSampler
 from storyreel.core.writers import check_writable, write_video
 from storyreel.core.files import sidecar_path
@@ -47,7 +48,7 @@ class ClipGenerator:
 
     def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                  cpu_offload: bool = False, characters=(), lora_scale: float = 1.0):
-        self.preset, self.spec, self.lora_scale = preset, generation_preset(preset), lora_scale
+        self.preset, self.spec, self.lora_scale = preset, get_preset(preset).generator, lora_scale
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
         dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)

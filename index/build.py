@@ -248,7 +248,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc."""
     from storyreel.index.embed import load_clip
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import resolve_preset
     from storyreel.core.progress import Progress
 
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()

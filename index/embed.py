@@ -1,87 +1,72 @@
-"""CLIP image/text embedders, registered as data (open_clip style: `load_clip(preset)`).
+"""CLIP image/text embedders for a preset's CLIP (storyreel.core.models): `load_clip(preset)`.
 
-Every preset is built the same way: make the open_clip architecture, then (for pretrained presets)
-load an open_clip checkpoint file with `open_clip.load_checkpoint`. The tiny preset's test saves its
-state dict as such a file and loads it back through that same path.
+Every CLIP is built the same way: make the open_clip architecture (a named one, an `hf-hub:`
+repo's config, or an explicit config) at random init, then, for pretrained ones, load an open_clip
+checkpoint file from the Hugging Face cache with `open_clip.load_checkpoint`. The image
+preprocessing (size, mean/std, resize mode, interpolation) and the tokenizer are the ones open_clip
+gives that model; the tiny preset's test saves its state dict as such a file and loads it back
+through that same path.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from storyreel.core.errors import UserError
 from storyreel.core.hub import hf_file
+from storyreel.core.models import (
+    HF_HUB,
+    OPEN_CLIP_WEIGHTS,
+    ClipSpec,
+    ModelPreset,
+    get_preset,
+)
 
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """One CLIP preset: an open_clip architecture plus where its weights come from."""
-
-    model_id: str                 # stored in the index; queries must use the same model
-    architecture: str | dict      # open_clip model name, or an explicit CLIP config (tiny)
-    hf_repo: str | None = None    # pretrained weights in the HF cache (None: random init with `seed`)
-    hf_files: tuple[str, ...] = ()  # checkpoint file names, first found wins (open_clip's own order)
-    seed: int = 0
-
-
-TINY_CLIP_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-CLIP_MODELS: dict[str, ClipSpec] = {
-    "tiny": ClipSpec(model_id="open_clip:tiny:seed0", architecture=TINY_CLIP_CONFIG, seed=0),
-    "default": ClipSpec(
-        model_id="open_clip:ViT-B-32:laion2b_s34b_b79k",
-        architecture="ViT-B-32",
-        hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-        # open_clip prefers the safetensors file and falls back to the pickle.
-        hf_files=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
-    ),
-}
-
-# Only for speed benchmarks: full-size ViT-B-32 at random init (speed does not depend on weights).
-BENCH_ONLY_MODELS: dict[str, ClipSpec] = {
-    "vit-b-32-random": ClipSpec(model_id="open_clip:ViT-B-32:random-init", architecture="ViT-B-32", seed=0),
-}
-
-# CLIP's image normalization (the same for every open_clip OpenAI/LAION ViT).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+OPEN_CLIP_CONFIG = "open_clip_config.json"  # an hf-hub repo's architecture, preprocessing and tokenizer
 
 
 class ClipEmbedder:
     """A CLIP model and its tokenizer: uint8 frames / strings → L2-normalized float32 vectors."""
 
-    def __init__(self, model, tokenizer, model_id: str, image_size: int, batch_size: int = 64):
+    def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64):
+        import open_clip
         import torch
+        from open_clip.transform import PreprocessCfg
 
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.model_id = model_id
-        self.image_size = image_size
         self.batch_size = batch_size
         self.dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") else None
-        self._mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-        self._std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        # What open_clip's own eval transform would do for this model (its defaults fill the gaps).
+        cfg = {**asdict(PreprocessCfg()), **open_clip.get_model_preprocess_cfg(model)}
+        size = cfg["size"]
+        self.image_size = (size, size) if isinstance(size, int) else tuple(size)  # (height, width)
+        self.resize_mode = cfg["resize_mode"]  # shortest: crop to fill; longest: pad to fit; squash: stretch
+        # open_clip's "random" interpolation is a training augmentation; inference uses bicubic.
+        self.interpolation = "bilinear" if cfg["interpolation"] == "bilinear" else "bicubic"
+        self.fill = cfg["fill_color"] / 255.0
+        self._mean, self._std = (torch.tensor(_rgb(cfg[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
 
     def preprocess(self, frames: np.ndarray):
-        """uint8 (N,H,W,3) → normalized float tensor (N,3,S,S): resize the short side to S, center crop."""
+        """uint8 (N,H,W,3) → normalized float tensor (N,3,S,S), batched: open_clip's eval transform on tensors."""
         import torch
         import torch.nn.functional as F
 
         x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-        h, w = x.shape[-2:]
-        s = self.image_size
-        scale = s / min(h, w)
-        nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
-        top, left = (nh - s) // 2, (nw - s) // 2
-        x = x[:, :, top:top + s, left:left + s].clamp_(0, 1)
+        (h, w), (th, tw) = x.shape[-2:], self.image_size
+        if self.resize_mode == "squash":
+            nh, nw = th, tw
+        elif self.resize_mode == "longest":
+            scale = min(th / h, tw / w)
+            nh, nw = round(h * scale), round(w * scale)
+        else:  # shortest
+            scale = max(th / h, tw / w)
+            nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+        x = F.interpolate(x, size=(nh, nw), mode=self.interpolation, antialias=True, align_corners=False)
+        x = _crop_or_pad(x, th, tw, self.fill).clamp_(0, 1)
         return (x - self._mean) / self._std
 
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
@@ -105,15 +90,48 @@ class ClipEmbedder:
             return torch.nn.functional.normalize(feats.float(), dim=-1).numpy()
 
 
-def create_clip_model(spec: ClipSpec):
-    """The open_clip architecture of `spec`, randomly initialized with the spec's seed."""
+def _rgb(value) -> tuple[float, float, float]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * 3
+
+
+def _crop_or_pad(x, height: int, width: int, fill: float):
+    """Center crop (N,3,h,w) to height x width, first padding with `fill` where it is smaller."""
+    import torch.nn.functional as F
+
+    pad_h, pad_w = max(height - x.shape[-2], 0), max(width - x.shape[-1], 0)
+    if pad_h or pad_w:
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), value=fill)
+    top, left = (x.shape[-2] - height) // 2, (x.shape[-1] - width) // 2
+    return x[:, :, top:top + height, left:left + width]
+
+
+def create_clip_model(spec: ClipSpec, hub_folder: Path | None = None):
+    """The open_clip architecture of `spec`, randomly initialized with the spec's seed.
+
+    `hub_folder`: the cached snapshot of an `hf-hub:` spec (its open_clip_config.json).
+    """
     import open_clip
     import torch
 
     torch.manual_seed(spec.seed)
-    if isinstance(spec.architecture, dict):
-        return open_clip.CLIP(**spec.architecture)
-    return open_clip.create_model(spec.architecture, pretrained=None)
+    if spec.config is not None:
+        return open_clip.CLIP(**spec.config)
+    if hub_folder is not None:
+        return open_clip.create_model(f"local-dir:{hub_folder}", load_weights=False)
+    # A pretrained tag brings its own preprocessing (mean/std, resize mode), as open_clip applies it.
+    tag = open_clip.get_pretrained_cfg(spec.architecture, spec.pretrained) if spec.pretrained else {}
+    preprocess = {k: tag[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag}
+    return open_clip.create_model(spec.architecture, pretrained=None, force_preprocess_cfg=preprocess)
+
+
+def clip_tokenizer(spec: ClipSpec, hub_folder: Path | None = None):
+    """open_clip's tokenizer for the spec's architecture (CLIP's BPE ships inside open_clip, works offline)."""
+    import open_clip
+
+    if spec.config is not None:
+        context_length = spec.config.get("text_cfg", {}).get("context_length", 77)
+        return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
+    return open_clip.get_tokenizer(f"local-dir:{hub_folder}" if hub_folder is not None else spec.architecture)
 
 
 def load_checkpoint_into(model, checkpoint: str | Path):
@@ -125,35 +143,31 @@ def load_checkpoint_into(model, checkpoint: str | Path):
 
 
 def find_checkpoint(spec: ClipSpec) -> Path:
-    """The first of the spec's checkpoint files found in the HF cache, else MissingWeightsError for the first."""
+    """The spec's open_clip checkpoint file in the HF cache (first found), else MissingWeightsError for the first."""
     from storyreel.core.errors import MissingWeightsError
 
     first_error = None
-    for name in spec.hf_files:
+    for name in OPEN_CLIP_WEIGHTS:
         try:
-            return hf_file(spec.hf_repo, name, what=f"CLIP {spec.model_id}")
+            return hf_file(spec.weights_repo, name, what=f"CLIP {spec.model_id}")
         except MissingWeightsError as err:
             first_error = first_error or err
     raise first_error
 
 
-def embedder_from(model, spec: ClipSpec) -> ClipEmbedder:
-    import open_clip
-
-    image_size = model.visual.image_size
-    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else int(image_size)
-    # Every preset uses CLIP's BPE tokenizer (ships inside open_clip, works offline).
-    return ClipEmbedder(model, open_clip.get_tokenizer("ViT-B-32"), spec.model_id, image_size)
-
-
-def load_clip(preset: str, checkpoint: str | Path | None = None) -> ClipEmbedder:
-    """The CLIP embedder of a preset (`tiny`, `default`). `checkpoint` overrides where weights come from."""
-    spec = CLIP_MODELS.get(preset) or BENCH_ONLY_MODELS.get(preset)
-    if spec is None:
-        raise UserError(f"unknown CLIP preset {preset!r}; choose one of {', '.join(CLIP_MODELS)}")
-    if checkpoint is None and spec.hf_repo is not None:
+def clip_embedder(spec: ClipSpec, checkpoint: str | Path | None = None) -> ClipEmbedder:
+    """The embedder of one CLIP spec. `checkpoint` overrides where weights come from."""
+    hub_folder = None
+    if spec.architecture.startswith(HF_HUB):
+        hub_folder = hf_file(spec.weights_repo, OPEN_CLIP_CONFIG, what=f"CLIP {spec.model_id}").parent
+    if checkpoint is None and spec.weights_repo is not None:
         checkpoint = find_checkpoint(spec)  # before building the model: a missing file fails fast
-    model = create_clip_model(spec)
+    model = create_clip_model(spec, hub_folder)
     if checkpoint is not None:
         load_checkpoint_into(model, checkpoint)
-    return embedder_from(model, spec)
+    return ClipEmbedder(model, clip_tokenizer(spec, hub_folder), spec.model_id)
+
+
+def load_clip(preset: str | ModelPreset, checkpoint: str | Path | None = None) -> ClipEmbedder:
+    """The CLIP embedder of a preset (`tiny`, `default`). `checkpoint` overrides where weights come from."""
+    return clip_embedder(get_preset(preset).clip, checkpoint)

@@ -76,7 +76,7 @@ def search(
     # 1. Embed the query with the index's model.
     if embedder is None:
         from storyreel.index.embed import load_clip
-        from storyreel.core.presets import resolve_preset
+        from storyreel.core.models import resolve_preset
 
         embedder = load_clip(resolve_preset(preset))
     if embedder.model_id != index.model_id:

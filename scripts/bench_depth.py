@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def bench(name: str, size: int, batch: int, frames: int, device: str | None) -> float:
     import torch
 
-    from storyreel.depth.model import create_random_depth_model
+    from storyreel.testing.models import create_random_depth_model
 
     model = create_random_depth_model(name, device=device)
     x = torch.randn(batch, 3, size, size, device=model.device, dtype=model.dtype)

@@ -3,7 +3,7 @@
 In one run, with the same components for both samplers:
   * seconds per denoising step (the loop alone, see DenoisingTimer) at τ = 1.0, 0.5, 0.2 (diffusers gets the matching control_guidance_end)
     and our speed-up, for the tiny preset and for full-size SD1.5-architecture models at random init
-    (generation.components.random_sd15_components: UNet 320-640-1280-1280 + AnimateDiff motion adapter +
+    (storyreel.testing.models.random_sd15_components: UNet 320-640-1280-1280 + AnimateDiff motion adapter +
     ControlNet + VAE + CLIP text encoder, built from config, no download);
   * the ControlNet's share of a step (measured time, and FLOPs counted on the meta device) and the
     speed-up ceiling it sets: skipping the ControlNet can save at most (1 + share) / (1 + share·kept/N);
@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storyreel.generation.components import Components, create_components, random_sd15_components  # noqa: E402
+from storyreel.generation.components import Components, create_components  # noqa: E402
+from storyreel.testing.models import random_sd15_components  # noqa: E402
 from storyreel.generation.pipeline import StructureGuidedSampler, structure_steps  # noqa: E402
 
 TAUS = (1.0, 0.5, 0.2)

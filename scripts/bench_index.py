@@ -25,13 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video  # noqa: E402
-from storyreel.index.embed import load_clip  # noqa: E402
+from storyreel.index.embed import clip_embedder, load_clip  # noqa: E402
 from storyreel.index.scan import find_videos  # noqa: E402
+from storyreel.testing.models import BENCH_ONLY_MODELS  # noqa: E402
 from storyreel.testing.synthetic import make_corpus  # noqa: E402
 
 
 def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int) -> dict:
-    embedder = load_clip(preset)
+    embedder = clip_embedder(BENCH_ONLY_MODELS[preset]) if preset in BENCH_ONLY_MODELS else load_clip(preset)
     settings = BuildSettings()
     files = find_videos(corpus)
     embedder.embed_images(decode_video(files[0], settings).clips[0].frames)  # warm-up (allocations, threads)

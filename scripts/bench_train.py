@@ -27,7 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storyreel.generation.components import create_components, random_sd15_components  # noqa: E402
+from storyreel.generation.components import create_components  # noqa: E402
+from storyreel.testing.models import random_sd15_components  # noqa: E402
 from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings  # noqa: E402
 
 

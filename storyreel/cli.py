@@ -11,7 +11,8 @@ import argparse
 import importlib
 import sys
 
-COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli")
+COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli",
+                   "storyreel.core.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,5 @@
 from storyreel.core.errors import UserError
-from storyreel.core.presets import resolve_preset
+from storyreel.core.models import resolve_preset
 
 
 def test_help_lists_every_package_command(run_cli):

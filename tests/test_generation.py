@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.generation.components import PRESETS, create_components, load_components, offline_clip_tokenizer, \
-    write_tiny_checkpoint
+from storyreel.core.models import PRESETS
+from storyreel.generation.components import create_components, load_components
+from storyreel.testing.models import offline_clip_tokenizer, write_tiny_checkpoint
 from storyreel.generation.pipeline import StructureGuidedSampler, plan_windows, structure_steps
 from storyreel.core.writers import write_video
 from storyreel.core.errors import MissingWeightsError, UserError
@@ -76,8 +77,8 @@ def test_tiny_checkpoint_is_seeded_and_tokenizer_is_clip(components):
     for name in ("unet", "controlnet", "vae", "text_encoder"):
         sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
-    assert a.ids == {"base": PRESETS["tiny"].base, "motion_adapter": PRESETS["tiny"].motion_adapter,
-                     "controlnet": PRESETS["tiny"].controlnet}
+    tiny = PRESETS["tiny"].generator
+    assert a.ids == {"base": tiny.base, "motion_adapter": tiny.motion_adapter, "controlnet": tiny.controlnet}
     from open_clip.tokenizer import SimpleTokenizer
 
     text = "A teddy bear, walking in the park at 5pm!"

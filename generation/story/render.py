@@ -42,7 +42,7 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
     from storyreel import index as index_package
     from storyreel.index.embed import load_clip
-    from storyreel.core.presets import resolve_preset
+    from storyreel.core.models import resolve_preset
 
     preset = resolve_preset(preset)
     progress = progress or Progress("render")
@@ -251,12 +251,12 @@ def summary_table(plots: list[dict]) -> str:
 
 def _model_ids(preset: str, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    from storyreel import depth
-    from storyreel.generation.components import generation_preset
+    from storyreel.core.models import get_preset
 
-    spec = generation_preset(preset)
-    return {"preset": preset, "base": spec.base, "motion_adapter": spec.motion_adapter,
-            "controlnet": spec.controlnet, "depth": depth.model_for_preset(preset), "clip": clip_model_id}
+    models = get_preset(preset)
+    generator = models.generator
+    return {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
+            "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
 
 
 def _plot_key(story: Story, i: int, clip, models: dict) -> str:

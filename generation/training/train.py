@@ -396,11 +396,12 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     """
     from storyreel.generation.characters.tokens import save_pack
-    from storyreel.generation.components import create_components, generation_preset
+    from storyreel.core.models import get_preset
+    from storyreel.generation.components import create_components
     from storyreel.core.progress import Progress
 
     if settings.size is None:
-        settings = replace(settings, size=generation_preset(preset).train_size)
+        settings = replace(settings, size=get_preset(preset).generator.train_size)
     out = Path(out)
     if reg_index and reg_clips < 1:
         raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")

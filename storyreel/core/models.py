@@ -1,0 +1,148 @@
+"""The model registry: every component of every preset, as data, in one table.
+
+A preset (`tiny`, `default`) names a CLIP (index, search, eval), a depth model and a generator (base
+model, motion adapter, ControlNet, scheduler, sampling defaults). Each package builds its part from
+here: `storyreel.index.embed.load_clip`, `storyreel.depth.create_depth_model(preset.depth)`,
+`storyreel.generation.components.create_components`. `storyreel models` lists the table.
+
+    preset = get_preset("default")            # or get_preset() for --models / $STORYREEL_MODELS
+    preset.generator.steps                    # 25
+    # Swapping one component is one `dataclasses.replace`; loaders take the result wherever they
+    # take a preset name:
+    other = replace(preset, depth="dpt_large_384")
+    other = replace(preset, clip=ClipSpec("hf-hub:timm/ViT-B-16-SigLIP"))
+    other = replace(preset, generator=replace(preset.generator, base="some-org/some-sd15-fine-tune"))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from storyreel.core.errors import UserError
+
+ENV_VAR = "STORYREEL_MODELS"
+HF_HUB = "hf-hub:"
+# open_clip checkpoint file names in a Hugging Face repo, in open_clip's own order of preference.
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """An open_clip model: an architecture with a pretrained tag, an `hf-hub:` id, or a config built in code.
+
+    Weights are read from the Hugging Face cache (`weights_repo`); with none (no tag, no hf-hub id)
+    the model is built at random init with `seed`. Preprocessing and the tokenizer come from open_clip.
+    """
+
+    architecture: str                 # open_clip model name ("ViT-B-32"), "hf-hub:org/repo", or a label for `config`
+    pretrained: str | None = None     # open_clip pretrained tag, its weights read from `hf_repo`
+    hf_repo: str | None = None        # HF repo holding the tag's open_clip checkpoint
+    config: dict | None = None        # explicit open_clip CLIP(**config) instead of a named architecture
+    seed: int = 0                     # random init (before any weights load)
+
+    def __post_init__(self):
+        if self.pretrained and not self.hf_repo:
+            raise ValueError(f"CLIP {self.architecture}:{self.pretrained} needs the hf_repo its weights are in")
+
+    @property
+    def model_id(self) -> str:
+        """Stored in every index: queries must embed with the same model."""
+        if self.architecture.startswith(HF_HUB):
+            return f"open_clip:{self.architecture}"
+        return f"open_clip:{self.architecture}:{self.pretrained or f'seed{self.seed}'}"
+
+    @property
+    def weights_repo(self) -> str | None:
+        """Where the weights are looked for in the HF cache; None: random init (built in code)."""
+        if self.architecture.startswith(HF_HUB):
+            return self.architecture[len(HF_HUB):]
+        return self.hf_repo if self.pretrained else None
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """A diffusers scheduler class, loaded from the base model's `scheduler/` folder with `config` overrides."""
+
+    name: str
+    config: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """The video diffusion model and the sampling defaults that suit it."""
+
+    base: str             # SD1.5-layout repo: unet, vae, text_encoder, tokenizer, scheduler
+    motion_adapter: str   # AnimateDiff MotionAdapter repo
+    controlnet: str       # depth ControlNet repo
+    scheduler: SchedulerSpec
+    height: int
+    width: int
+    frames: int
+    steps: int
+    cfg: float
+    train_size: int       # square resolution of character training (`character train --size`)
+    seed: int | None = None  # set: random-init models built in code (the ids are labels); None: HF cache
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    name: str
+    clip: ClipSpec
+    depth: str            # a model of storyreel.depth.registry.MODELS
+    generator: GeneratorSpec
+
+
+# AnimateDiff samples with DDIM on the linear beta schedule (the SD1.5 folder ships PNDM settings).
+ANIMATEDIFF_DDIM = SchedulerSpec("DDIMScheduler", {"beta_schedule": "linear", "clip_sample": False,
+                                                   "timestep_spacing": "linspace", "steps_offset": 1})
+
+TINY_CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+PRESETS: dict[str, ModelPreset] = {
+    # Small random-init models with fixed seeds: tests, the demo and smoke runs need no weights.
+    "tiny": ModelPreset(
+        name="tiny",
+        clip=ClipSpec("tiny", config=TINY_CLIP_CONFIG, seed=0),
+        depth="tiny",
+        generator=GeneratorSpec(
+            base="storyreel/tiny-sd15(seed=0)",
+            motion_adapter="storyreel/tiny-motion-adapter(seed=0)",
+            controlnet="storyreel/tiny-controlnet-depth(seed=0)",
+            scheduler=ANIMATEDIFF_DDIM,
+            height=64, width=64, frames=16, steps=4, cfg=7.5, train_size=64, seed=0,
+        ),
+    ),
+    "default": ModelPreset(
+        name="default",
+        clip=ClipSpec("ViT-B-32", pretrained="laion2b_s34b_b79k", hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
+        depth="dpt_hybrid_384",
+        generator=GeneratorSpec(
+            base="stable-diffusion-v1-5/stable-diffusion-v1-5",
+            motion_adapter="guoyww/animatediff-motion-adapter-v1-5-3",
+            controlnet="lllyasviel/control_v11f1p_sd15_depth",
+            scheduler=ANIMATEDIFF_DDIM,
+            height=512, width=512, frames=16, steps=25, cfg=7.5, train_size=256,
+        ),
+    ),
+}
+
+
+def get_preset(preset: str | ModelPreset | None = None) -> ModelPreset:
+    """`--models` value, else $STORYREEL_MODELS, else "default". A ModelPreset passes through, so every
+    loader that takes a preset name also takes a preset with swapped components."""
+    if isinstance(preset, ModelPreset):
+        return preset
+    name = preset or os.environ.get(ENV_VAR) or "default"
+    if name not in PRESETS:
+        raise UserError(f"unknown model preset {name!r} (--models / ${ENV_VAR}); choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def resolve_preset(name: str | None = None) -> str:
+    """The preset name a command uses (what manifests and sidecars record)."""
+    return get_preset(name).name
