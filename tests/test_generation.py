@@ -226,8 +226,8 @@ def test_generate_command(run_cli, tmp_path, components):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["seed"] == 5 and summary["tau"] == 0.5 and summary["structure_forward_passes"] == 2
-    assert summary["components"] == {"base": PRESETS["tiny"].base, "motion_adapter": PRESETS["tiny"].motion_adapter,
-                                     "controlnet": PRESETS["tiny"].controlnet}
+    tiny = PRESETS["tiny"].generator
+    assert summary["components"] == {"base": tiny.base, "motion_adapter": tiny.motion_adapter, "controlnet": tiny.controlnet}
     assert summary["structure"]["kind"] == "depth-video"
     assert "storyreel: note: structure" in proc.stderr and "has 6 frames, resampled to 8" in proc.stderr
     assert json.loads((tmp_path / "clip_frames.json").read_text()) == summary
