@@ -24,6 +24,8 @@ def add_commands(commands) -> None:
 
 
 def _add_generate(commands) -> None:
+    from storyreel.generation.settings import GenerationSettings  # plain dataclass: cheap at startup
+
     parser = commands.add_parser(
         "generate", help="generate a clip whose layout follows a structure source's depth",
         description="Structure-guided text-to-video: the prompt renders appearance, the depth of SOURCE "
@@ -34,10 +36,11 @@ def _add_generate(commands) -> None:
     parser.add_argument("--structure", required=True, metavar="SOURCE",
                         help="video, depth video (from `storyreel depth`) or clip id (with --index)")
     parser.add_argument("--out", required=True, help="output .mp4, .gif, or a folder name for PNG frames")
-    parser.add_argument("--tau", type=float, default=0.5,
-                        help="fraction of the schedule that follows the structure (1 = all, 0 = none; default 0.5)")
+    parser.add_argument("--tau", type=float,
+                        help="fraction of the schedule that follows the structure (1 = all, 0 = none; "
+                             f"default {GenerationSettings.tau})")
     parser.add_argument("--frames", type=int, help="number of frames (default: the preset's, 16)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=int, help=f"random seed (default {GenerationSettings.seed})")
     parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS, else default)")
     parser.add_argument("--index", help="index folder, to use a clip id as SOURCE")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
@@ -45,7 +48,8 @@ def _add_generate(commands) -> None:
     parser.add_argument("--width", type=int, help="frame width, a multiple of 8 (default: the preset's)")
     parser.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the preset's)")
     parser.add_argument("--negative-prompt", default="", help="what the clip should not show")
-    parser.add_argument("--structure-scale", type=float, default=1.0, help="strength of the depth branch")
+    parser.add_argument("--structure-scale", type=float,
+                        help=f"strength of the depth branch (default {GenerationSettings.structure_scale})")
     parser.add_argument("--structure-kind", choices=("auto", "depth", "video"), default="auto",
                         help="treat SOURCE as a depth video (depth) or estimate its depth (video); "
                              "auto: depth if SOURCE has a storyreel depth sidecar")
@@ -59,15 +63,18 @@ def _add_generate(commands) -> None:
 
 
 def _run_generate(args) -> int:
-    from storyreel.generation.generate import generate_clip
     from storyreel.core.models import resolve_preset
+    from storyreel.generation.generate import generate_clip
+    from storyreel.generation.settings import GenerationSettings
 
+    preset = resolve_preset(args.models)
+    settings = GenerationSettings.for_preset(
+        preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
+        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed)
     summary = generate_clip(
-        args.prompt, args.structure, args.out, preset=resolve_preset(args.models), tau=args.tau,
-        frames=args.frames, seed=args.seed, steps=args.steps, height=args.height, width=args.width, cfg=args.cfg,
-        negative_prompt=args.negative_prompt, structure_scale=args.structure_scale, index_dir=args.index,
-        structure_kind=args.structure_kind, cpu_offload=args.cpu_offload, characters=args.character,
-        lora_scale=args.lora_scale,
+        args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
+        index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
+        characters=args.character, lora_scale=args.lora_scale,
     )
     for note in summary["notes"]:
         print(f"storyreel: note: {note}", file=sys.stderr)
@@ -149,7 +156,7 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from dataclasses import asdict
 
-    from storyreel.generation.characters.tokens import load_pack
+    from storyreel.generation.characters.pack import load_pack
     from storyreel.generation.evaluate import read_clip_frames, score_clip
     from storyreel.index.embed import load_clip
     from storyreel.core.models import resolve_preset
@@ -183,6 +190,8 @@ def _add_plan(commands) -> None:
                         "a bearer token if set")
     parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
     parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
+    parser.add_argument("--models", help="model preset whose size, frames, steps and cfg the story's defaults "
+                        "get (else $STORYREEL_MODELS, else default)")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON document")
     parser.set_defaults(run=_run_plan)
 def _run_plan(args) -> int:
@@ -191,8 +200,10 @@ def _run_plan(args) -> int:
     import re
     from pathlib import Path
 
-    from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
     from storyreel.core.errors import UserError
+    from storyreel.core.models import resolve_preset
+    from storyreel.generation.story.format import preset_defaults
+    from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
 
     story_path, out = Path(args.story), Path(args.out)
     try:
@@ -215,6 +226,7 @@ def _run_plan(args) -> int:
                               packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
     else:
         story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
+    story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(args.models)))
     write_story(story, out)
 
     for token, character in story.characters.items():

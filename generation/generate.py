@@ -1,11 +1,12 @@
 """Clips from a prompt and a structure source: the Python front door behind `storyreel generate` and `render`.
 
-    summary = generate_clip("a teddy bear walks in a park", "walk.mp4", "clip.mp4", preset="tiny", tau=0.5)
+    summary = generate_clip("a teddy bear walks in a park", "walk.mp4", "clip.mp4",
+                            GenerationSettings.for_preset("tiny", tau=0.5), preset="tiny")
 
     generator = ClipGenerator("tiny", characters=["teddy.safetensors"])   # load the models once ...
     clip = generator.generate("<teddy> walks in a park", "walk.mp4", "clip.mp4")  # ... generate many clips
 
-The structure source is a video or a clip id (depth estimated by `depth/`), or a depth video written
+The structure source is a video or a clip id (depth estimated by `storyreel.depth`), or a depth video written
 by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "depth", or forced with
 `structure_kind="depth"`), which is used as it is. `depth.conditioning_for_source` does all of that.
 """
@@ -20,13 +21,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from storyreel.generation.characters.tokens import CharacterConditioning, adapter_name_for, load_characters, set_lora_scales
-from storyreel.core.models import get_preset
-from storyreel.generation.components import create_components
-from storyreel.generation.pipeline import StructureGuidedSampler
-from storyreel.core.writers import check_writable, write_video
 from storyreel.core.files import sidecar_path
-from storyreel.core.progress import Progress
+from storyreel.core.writers import check_writable, write_video
+from storyreel.generation.characters import CharacterConditioning, adapter_name_for, load_characters
+from storyreel.generation.components import create_components
+from storyreel.generation.pipeline import StructureGuidedPipeline
+from storyreel.generation.settings import GenerationSettings
 
 
 @dataclass
@@ -40,7 +40,7 @@ class GeneratedClip:
 
 
 class ClipGenerator:
-    """The models a clip needs, loaded once: the sampler (with the character packs) and the depth model.
+    """The models a clip needs, loaded once: the pipeline (with the character packs) and the depth model.
 
     `characters`: pack files; each adds its token and a LoRA adapter at `lora_scale`. A clip can name
     the characters present in it: the others' LoRA is silenced for that clip.
@@ -48,15 +48,18 @@ class ClipGenerator:
 
     def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
                  cpu_offload: bool = False, characters=(), lora_scale: float = 1.0):
-        self.preset, self.spec, self.lora_scale = preset, get_preset(preset).generator, lora_scale
+        self.preset, self.lora_scale = preset, lora_scale
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
         dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)
-        self.sampler = StructureGuidedSampler.from_components(create_components(preset, dtype=dtype), device=device,
-                                                             cpu_offload=cpu_offload)
+        self.pipe = StructureGuidedPipeline.from_components(create_components(preset, dtype=dtype))
+        if cpu_offload and device != "cpu":
+            self.pipe.enable_model_cpu_offload(device=device)  # one model on the GPU at a time
+        else:
+            self.pipe.to(device)
         self.device, self._depth_model = device, None
         characters = [str(p) for p in characters]
-        self.tokens = load_characters(self.sampler, characters, lora_scale) if characters else None
+        self.tokens = load_characters(self.pipe, characters, lora_scale) if characters else None
         self.packs = dict(zip(self.tokens.tokens, characters)) if self.tokens else {}  # token -> pack file
 
     def depth_model(self):
@@ -67,29 +70,32 @@ class ClipGenerator:
             self._depth_model = depth.create_depth_model(depth.model_for_preset(self.preset), device=self.device)
         return self._depth_model
 
-    def generate(self, prompt: str, structure, out, *, tau: float = 0.5, frames: int | None = None, seed: int = 0,
-                 steps: int | None = None, height: int | None = None, width: int | None = None,
-                 cfg: float | None = None, negative_prompt: str = "", structure_scale: float = 1.0, index_dir=None,
-                 structure_kind: str = "auto", fps: float = 8.0, present=None,
-                 on_stage: Callable[[str], None] | None = None,
-                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
+    def settings(self, settings: GenerationSettings | None = None) -> GenerationSettings:
+        """`settings` with unset frames and size taken from the preset (None: the preset's settings)."""
+        preset_settings = GenerationSettings.for_preset(self.preset)
+        if settings is None:
+            return preset_settings
+        return settings.replace(**{k: getattr(preset_settings, k) for k in ("frames", "height", "width")
+                                   if getattr(settings, k) is None})
+
+    def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
+                 negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
+                 on_stage: Callable[[str], None] | None = None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
-        Unset sizes, frames, steps and cfg are the preset's. `present`: tokens of the characters in
-        this clip (None: every loaded character). `on_stage(name)` reports "depth", "generate", "write".
+        `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
+        the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
+        "generate", "write".
         """
         check_writable(out)  # before minutes of sampling
-        spec, stage, timings = self.spec, on_stage or (lambda name: None), {}
-        frames = spec.frames if frames is None else frames
-        height, width = spec.height if height is None else height, spec.width if width is None else width
-        steps, cfg = spec.steps if steps is None else steps, spec.cfg if cfg is None else cfg
-        self.sampler.check_inputs(prompt, frames, height, width, steps, tau)  # before depth estimation
+        settings = self.pipe.check_inputs(prompt, None, self.settings(settings))  # before depth estimation
+        stage, timings = on_stage or (lambda name: None), {}
 
         stage("depth")
         start = time.perf_counter()
-        depth, structure_info, notes = load_structure(structure, preset=self.preset, frames=frames,
-                                                      size=(height, width), index_dir=index_dir, kind=structure_kind,
-                                                      model=self.depth_model)  # loaded if needed
+        depth, structure_info, notes = load_structure(
+            structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
+            index_dir=index_dir, kind=structure_kind, model=self.depth_model)  # loaded if needed
         timings["depth_s"] = round(time.perf_counter() - start, 3)
 
         stage("generate")
@@ -97,34 +103,29 @@ class ClipGenerator:
         present = list(self.packs) if present is None else list(present)
         text_conditioning = None
         if self.tokens is not None:
-            set_lora_scales(self.sampler.unet, {adapter_name_for(token): self.lora_scale if token in present else 0.0
-                                                for token in self.packs})
-            text_conditioning = CharacterConditioning(self.tokens, prompt, negative_prompt, self.sampler.unet)
-        result = self.sampler(
-            prompt, depth, negative_prompt=negative_prompt, num_frames=frames, height=height, width=width,
-            num_inference_steps=steps, guidance_scale=cfg, structure_scale=structure_scale, tau=tau,
-            generator=torch.Generator().manual_seed(seed), text_conditioning=text_conditioning, on_step=on_step,
-        )
+            self.pipe.set_adapters([adapter_name_for(token) for token in self.packs],
+                                   [self.lora_scale if token in present else 0.0 for token in self.packs])
+            text_conditioning = CharacterConditioning(self.tokens, prompt, negative_prompt, self.pipe.unet)
+        result = self.pipe(prompt, depth, settings, negative_prompt=negative_prompt,
+                           text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
         start = time.perf_counter()
-        metadata = {"kind": "generated", "preset": self.preset, "seed": seed, **result.settings,
+        metadata = {"kind": "generated", "preset": self.preset, **result.settings,
                     "structure": _jsonable(structure_info),
                     "characters": [{"token": token, "pack": self.packs[token]} for token in present],
                     "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
                     "windows": result.windows, "notes": notes + result.notes}
-        write_video(result.frames, out, fps=fps, metadata=metadata)
+        write_video(result.frames, out, fps=settings.fps, metadata=metadata)
         timings["write_s"] = round(time.perf_counter() - start, 3)
         return GeneratedClip(json.loads(sidecar_path(out).read_text()), result.frames, depth, timings)
 
 
-def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: float = 0.5,
-                  frames: int | None = None, seed: int = 0, steps: int | None = None, height: int | None = None,
-                  width: int | None = None, cfg: float | None = None, negative_prompt: str = "",
-                  structure_scale: float = 1.0, index_dir=None, structure_kind: str = "auto",
+def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
+                  preset: str = "default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  fps: float = 8.0, characters=(), lora_scale: float = 1.0) -> dict:
+                  characters=(), lora_scale: float = 1.0) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
     from storyreel.depth.media import index_context, open_source
 
@@ -133,13 +134,8 @@ def generate_clip(prompt: str, structure, out, *, preset: str = "default", tau: 
         open_source(structure, index)  # likewise: a missing or unreadable structure source fails now
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale)
-    progress = Progress("generate")
-    return generator.generate(
-        prompt, structure, out, tau=tau, frames=frames, seed=seed, steps=steps, height=height, width=width, cfg=cfg,
-        negative_prompt=negative_prompt, structure_scale=structure_scale, index_dir=index_dir,
-        structure_kind=structure_kind, fps=fps,
-        on_step=lambda done, total: progress.update(step=f"{done}/{total}", force=done == total),
-    ).sidecar
+    return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
+                              index_dir=index_dir, structure_kind=structure_kind).sidecar
 
 
 def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,

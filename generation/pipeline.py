@@ -1,8 +1,8 @@
-"""Structure-guided text-to-video sampling with a clamped depth ControlNet (Animate-A-Story).
+"""`StructureGuidedPipeline`: depth-guided AnimateDiff with a clamped ControlNet (Animate-A-Story).
 
-`StructureGuidedSampler` is written the way diffusers writes a pipeline — components passed in,
-`__call__` in numbered steps — and reproduces diffusers' `AnimateDiffControlNetPipeline` exactly,
-with two differences that matter:
+A diffusers `DiffusionPipeline` (components registered, `save_pretrained` / `from_pretrained`,
+`enable_model_cpu_offload`, `callback_on_step_end`, LoRA adapters through `set_adapters`) whose
+frames equal diffusers' `AnimateDiffControlNetPipeline`, with two differences that matter:
 
 * Timestep clamping (τ) *skips* the ControlNet after the cut-off. Step i of N uses depth iff
   (i + 1) / N ≤ τ (diffusers' `control_guidance_end` rule), so τ = 1 keeps every step and τ = 0
@@ -12,31 +12,33 @@ with two differences that matter:
   guidance of the overlap frames (M = 4, β = 0.4), so memory stays flat in the clip length.
 
 Text conditioning is a per-step hook (`TextConditioning`): the default encodes the prompt once;
-a timestep-dependent token (TimeInv) can return different embeddings at every step.
+a timestep-dependent token (TimeInv, generation/characters/) returns different embeddings per step.
 
-    sampler = StructureGuidedSampler.from_components(create_components("tiny"))
-    result = sampler("a teddy bear walking", depth, num_frames=16, tau=0.5, generator=torch.Generator().manual_seed(0))
-    result.frames  # (F, H, W, 3) uint8
+    pipe = StructureGuidedPipeline.from_components(create_components("tiny"))
+    out = pipe("a teddy bear walking", depth, GenerationSettings(frames=16, tau=0.5, seed=0))
+    out.frames  # (F, H, W, 3) uint8
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 import torch
+from diffusers import DiffusionPipeline
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from diffusers.utils import BaseOutput
 
-from storyreel.depth.conditioning import to_conditioning
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
+from storyreel.depth.conditioning import to_conditioning
+from storyreel.generation.settings import GenerationSettings
 
-# VidRD settings (REFERENCE.md): overlap M, past-dependence r, staged-guidance length β.
-WINDOW_FRAMES = 16  # AnimateDiff's motion modules are trained on 16-frame clips
-OVERLAP_FRAMES = 4
+# VidRD's past-dependence r and staged-guidance length β (window size and overlap M are settings).
 NOISE_DEPENDENCE = 4.0
 STAGED_GUIDANCE_BETA = 0.4
 
@@ -56,7 +58,7 @@ class TextConditioning(Protocol):
 
 
 @dataclass
-class GenerationResult:
+class StructureGuidedPipelineOutput(BaseOutput):
     frames: np.ndarray  # (F, H, W, 3): uint8, or float32 in [0, 1] with output_type="float"
     settings: dict  # every setting needed to regenerate these frames
     notes: list[str] = field(default_factory=list)  # things the user should know (e.g. resampled depth)
@@ -74,43 +76,59 @@ class StaticTextConditioning:
         return self.embeddings
 
 
-class StructureGuidedSampler:
-    """Depth-guided AnimateDiff sampler with timestep clamping and windowed long clips."""
+@dataclass
+class _Run:
+    """What every window of one call shares (the denoising loop's inputs besides the window itself)."""
 
-    def __init__(self, unet, controlnet, vae, text_encoder, tokenizer, scheduler, *, ids: dict | None = None,
-                 device: str | torch.device | None = None, cpu_offload: bool = False):
-        self.unet, self.controlnet, self.vae = unet, controlnet, vae
-        self.text_encoder, self.tokenizer, self.scheduler = text_encoder, tokenizer, scheduler
-        self.ids = dict(ids or {})
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        # With offload the models live on the CPU and visit the device only while they run:
-        # peak device memory is one model plus activations instead of all four.
-        self.cpu_offload = cpu_offload and self.device.type != "cpu"
-        if not self.cpu_offload:
-            for module in self._models():
-                module.to(self.device)
+    timesteps: torch.Tensor
+    use_structure: list[bool]
+    text_conditioning: TextConditioning
+    settings: GenerationSettings
+    generator: torch.Generator
+    callback: Callable | None
+    callback_inputs: tuple[str, ...]
+    step_offset: int = 0  # global index of this window's first step (callbacks count across windows)
+
+    @property
+    def do_cfg(self) -> bool:
+        return self.settings.cfg > 1.0
+
+
+@dataclass
+class _WindowState:
+    """One window's latents and depth, and the overlap trajectory it hands to / takes from its neighbours."""
+
+    window: Window
+    latents: torch.Tensor  # (1, C, frames, h, w)
+    depth: torch.Tensor  # (frames, 3, H, W)
+    handoff: int | None  # offset of the next window's first frame inside this one (None: last window)
+    previous_trajectory: list[torch.Tensor] | None  # the previous window's overlap latents, one per step
+
+
+class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+    """Depth-guided AnimateDiff pipeline with timestep clamping and windowed long clips."""
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"  # the ControlNet runs inside the loop: its own hook
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, unet, controlnet, vae, text_encoder, tokenizer, scheduler, component_ids: str = "{}"):
+        super().__init__()
+        self.register_modules(unet=unet, controlnet=controlnet, vae=vae, text_encoder=text_encoder,
+                              tokenizer=tokenizer, scheduler=scheduler)
+        # Where each piece came from (a JSON string: pipeline configs hold plain values); character
+        # packs check it, outputs record it, and save_pretrained keeps it in model_index.json.
+        self.register_to_config(component_ids=component_ids)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     @classmethod
-    def from_components(cls, components, **kwargs) -> "StructureGuidedSampler":
+    def from_components(cls, components) -> StructureGuidedPipeline:
+        """A pipeline over `generation.components.Components` (models loaded by `create_components`)."""
         return cls(components.unet, components.controlnet, components.vae, components.text_encoder,
-                   components.tokenizer, components.scheduler, ids=components.ids, **kwargs)
+                   components.tokenizer, components.scheduler, component_ids=json.dumps(components.ids, sort_keys=True))
 
-    def _models(self):
-        return (self.unet, self.controlnet, self.vae, self.text_encoder)
-
-    @contextlib.contextmanager
-    def _on_device(self, *modules):
-        if self.cpu_offload:
-            for module in modules:
-                module.to(self.device)
-        try:
-            yield
-        finally:
-            if self.cpu_offload:
-                for module in modules:
-                    module.to("cpu")
-                torch.cuda.empty_cache()
+    @property
+    def ids(self) -> dict[str, str]:
+        return json.loads(self.config.component_ids)
 
     # ------------------------------------------------------------------------------------------ text
 
@@ -119,8 +137,7 @@ class StructureGuidedSampler:
         """(2, tokens, dim) CLIP hidden states, rows [negative, positive] (as diffusers encodes them)."""
         tokens = self.tokenizer([negative_prompt, prompt], padding="max_length", truncation=True,
                                 max_length=self.tokenizer.model_max_length, return_tensors="pt")
-        with self._on_device(self.text_encoder):
-            embeddings = self.text_encoder(tokens.input_ids.to(self.device))[0]
+        embeddings = self.text_encoder(tokens.input_ids.to(self._execution_device))[0]
         return embeddings.to(self.unet.dtype)
 
     # ----------------------------------------------------------------------------------------- call
@@ -130,174 +147,164 @@ class StructureGuidedSampler:
         self,
         prompt: str,
         depth: torch.Tensor,
+        settings: GenerationSettings | None = None,
         *,
         negative_prompt: str = "",
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
-        structure_scale: float = 1.0,
-        tau: float = 1.0,
         generator: torch.Generator | None = None,
         text_conditioning: TextConditioning | None = None,
-        window_frames: int = WINDOW_FRAMES,
-        overlap_frames: int = OVERLAP_FRAMES,
-        decode_chunk_size: int = 4,
         output_type: str = "uint8",
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> GenerationResult:
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+    ) -> StructureGuidedPipelineOutput:
         """Generate frames whose layout follows `depth` for the first τ of the schedule.
 
-        depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `depth/` produces it.
-        generator: a CPU `torch.Generator` (noise is drawn on the CPU so results match across devices).
-        on_step(step_done, steps_total) reports progress.
+        depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `storyreel.depth` produces it.
+        settings: unset frames/height/width follow the depth clip.
+        generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is drawn on
+        the CPU so results match across devices.
+        callback_on_step_end(pipe, step, timestep, {"latents": ...}) runs after every step (steps
+        count on across windows) and may return replacement latents, as in diffusers.
         """
         # 1. Check inputs (unset sizes follow the depth clip)
-        if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
-            shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
-            raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
-        num_frames = depth.shape[0] if num_frames is None else num_frames
-        height, width = depth.shape[-2] if height is None else height, depth.shape[-1] if width is None else width
-        self.check_inputs(prompt, num_frames, height, width, num_inference_steps, tau, output_type,
-                          window_frames, overlap_frames)
+        settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
+                                     callback_on_step_end_tensor_inputs)
+        generator = generator or torch.Generator().manual_seed(settings.seed)
         notes: list[str] = []
+        device = self._execution_device
 
         # 2. Prepare the depth conditioning: (F, 3, H, W) on the device, matching frames and size
-        depth = self._prepare_depth(depth, num_frames, height, width, notes)
+        depth = self.prepare_depth(depth, settings, notes).to(device, self.controlnet.dtype)
 
         # 3. Text conditioning (a per-step hook; the default encodes the prompt once)
-        do_cfg = guidance_scale > 1.0
         text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
 
         # 4. Timesteps and the clamp: which steps run the depth branch
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        self.scheduler.set_timesteps(settings.steps, device=device)
         timesteps = self.scheduler.timesteps
-        use_structure = structure_steps(len(timesteps), tau)
+        run = _Run(timesteps, structure_steps(len(timesteps), settings.tau), text_conditioning, settings, generator,
+                   callback_on_step_end, tuple(callback_on_step_end_tensor_inputs))
 
         # 5. Plan windows and draw the initial noise (VidRD reuse across windows)
-        windows = plan_windows(num_frames, window_frames, overlap_frames)
-        latent_shape = (1, self.unet.config.in_channels, num_frames,
-                        height // self.vae_scale_factor, width // self.vae_scale_factor)
+        windows = plan_windows(settings.frames, settings.window_frames, settings.overlap_frames)
+        latent_shape = (1, self.unet.config.in_channels, settings.frames,
+                        settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
         noise = initial_noise(latent_shape, windows, generator, dtype=self.unet.dtype)
-        latents = torch.empty_like(noise, device=self.device)
+        latents = torch.empty_like(noise, device=device)
 
         # 6. Denoise window by window; each window hands its overlap trajectory to the next
         structure_passes, previous_trajectory = 0, None
-        total_steps = len(windows) * len(timesteps)
-        with self._on_device(self.unet, self.controlnet):
+        with self.progress_bar(total=len(windows) * len(timesteps)) as progress_bar:
             for w, window in enumerate(windows):
-                window_latents, previous_trajectory, passes = self._denoise_window(
-                    noise[:, :, window.start:window.end].to(self.device) * self.scheduler.init_noise_sigma,
-                    depth[window.start:window.end], window, windows[w + 1] if w + 1 < len(windows) else None,
-                    previous_trajectory, timesteps, use_structure, text_conditioning, do_cfg, guidance_scale,
-                    structure_scale, generator,
-                    on_step=(lambda i: on_step(w * len(timesteps) + i + 1, total_steps)) if on_step else None,
-                )
+                state = _WindowState(
+                    window, noise[:, :, window.start:window.end].to(device) * self.scheduler.init_noise_sigma,
+                    depth[window.start:window.end],
+                    windows[w + 1].start - window.start if w + 1 < len(windows) else None, previous_trajectory)
+                run.step_offset = w * len(timesteps)
+                window_latents, previous_trajectory, passes = self._denoise_window(state, run, progress_bar)
                 structure_passes += passes
                 # Overlap frames keep the previous window's result; this window adds the frames after it.
                 latents[:, :, window.start + window.overlap:window.end] = window_latents[:, :, window.overlap:]
 
         # 7. Decode in frame chunks (bounded VAE memory) and post-process
-        with self._on_device(self.vae):
-            video = self.decode_latents(latents, decode_chunk_size)
+        video = self.decode_latents(latents, settings.decode_chunk_size)
         frames = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().float().numpy()
         if output_type == "uint8":
             frames = (frames * 255).round().astype(np.uint8)
+        self.maybe_free_model_hooks()
 
-        settings = {
-            "prompt": prompt, "negative_prompt": negative_prompt, "num_frames": num_frames, "height": height,
-            "width": width, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-            "structure_scale": structure_scale, "tau": tau, "structure_steps": sum(use_structure),
-            "window_frames": window_frames, "overlap_frames": overlap_frames, "decode_chunk_size": decode_chunk_size,
-            "scheduler": type(self.scheduler).__name__, "dtype": str(self.unet.dtype).replace("torch.", ""),
-            "components": self.ids,
-        }
-        return GenerationResult(frames=frames, settings=settings, notes=notes,
-                                structure_forward_passes=structure_passes,
-                                windows=[{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap}
-                                         for w in windows])
+        recorded = {**settings.to_dict(), "structure_steps": sum(run.use_structure), "prompt": prompt,
+                    "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
+                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids}
+        return StructureGuidedPipelineOutput(
+            frames=frames, settings=recorded, notes=notes, structure_forward_passes=structure_passes,
+            windows=[{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap} for w in windows])
 
     # ---------------------------------------------------------------------------------------- steps
 
-    def check_inputs(self, prompt, num_frames, height, width, steps, tau, output_type="uint8",
-                     window_frames=WINDOW_FRAMES, overlap_frames=OVERLAP_FRAMES):
-        """One-line UserErrors for settings the sampler cannot run with (callers check before slow work)."""
+    def check_inputs(self, prompt, depth, settings: GenerationSettings, output_type: str = "uint8",
+                     callback_on_step_end_tensor_inputs=("latents",)) -> GenerationSettings:
+        """One-line UserErrors for inputs the pipeline cannot run with; returns the settings with the
+        frames and size the depth clip implies filled in. `depth` may be None (checked later)."""
         if not isinstance(prompt, str) or not prompt.strip():
             raise UserError("prompt is empty; give --prompt a description of the clip")
-        if not num_frames or num_frames < 1:
-            raise UserError(f"frames must be a positive number (got {num_frames})")
-        multiple = self.vae_scale_factor
-        if height % multiple or width % multiple or height <= 0 or width <= 0:
-            raise UserError(f"height and width must be positive multiples of {multiple} (got {height}x{width})")
-        if steps < 1:
-            raise UserError(f"steps must be at least 1 (got {steps})")
-        if not 0.0 <= tau <= 1.0:
-            raise UserError(f"tau is a fraction of the schedule between 0 and 1 (got {tau})")
+        if depth is not None:
+            if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
+                shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
+                raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
+            frames, height, width = depth.shape[0], depth.shape[-2], depth.shape[-1]
+            settings = GenerationSettings(frames=frames, height=height, width=width).replace(
+                **{k: v for k, v in settings.to_dict().items()})
+        settings.check(self.vae_scale_factor)
         if output_type not in ("uint8", "float"):
             raise ValueError(f"output_type must be 'uint8' or 'float', not {output_type!r}")
-        if not 0 <= overlap_frames < window_frames:
-            raise ValueError(f"overlap_frames ({overlap_frames}) must be below window_frames ({window_frames})")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs must be in {self._callback_tensor_inputs}, "
+                             f"got {unknown}")
+        return settings
 
-    def _prepare_depth(self, depth, num_frames: int, height: int, width: int, notes: list[str]) -> torch.Tensor:
+    def prepare_depth(self, depth: torch.Tensor, settings: GenerationSettings, notes: list[str]) -> torch.Tensor:
+        """(F, 3, H, W) in [0, 1] with the settings' frame count and size (nearest frames, cover-and-crop)."""
         depth = depth.float()
         if depth.shape[1] == 1:
             depth = depth.expand(-1, 3, -1, -1)
-        if depth.shape[0] != num_frames:
+        if depth.shape[0] != settings.frames:
             # Nearest-frame resampling in time keeps every depth map a real one (no blends of two).
-            index = torch.from_numpy(spread_indices(depth.shape[0], num_frames))
-            notes.append(f"depth has {depth.shape[0]} frames, resampled to {num_frames} to match --frames")
+            index = torch.from_numpy(spread_indices(depth.shape[0], settings.frames))
+            notes.append(f"depth has {depth.shape[0]} frames, resampled to {settings.frames} to match --frames")
             depth = depth[index.to(depth.device)]
-        if tuple(depth.shape[-2:]) != (height, width):
-            # depth/'s rule (cover + centre crop keeps the aspect ratio), applied to every channel as a frame.
+        if tuple(depth.shape[-2:]) != (settings.height, settings.width):
+            # storyreel.depth's rule (cover + centre crop keeps the aspect ratio), every channel as a frame.
             frames, channels = depth.shape[:2]
-            depth = to_conditioning(depth.flatten(0, 1).cpu(), (height, width), frames * channels)[:, 0]
-            depth = depth.unflatten(0, (frames, channels))
-        return depth.clamp(0, 1).to(self.device, self.controlnet.dtype)
+            depth = to_conditioning(depth.flatten(0, 1).cpu(), (settings.height, settings.width), frames * channels)
+            depth = depth[:, 0].unflatten(0, (frames, channels))
+        return depth.clamp(0, 1)
 
-    def _denoise_window(self, latents, depth, window, next_window, previous_trajectory, timesteps, use_structure,
-                        text_conditioning, do_cfg, guidance_scale, structure_scale, generator, on_step):
+    def _denoise_window(self, state: _WindowState, run: _Run, progress_bar):
         """Run the whole schedule on one window; returns (latents, overlap trajectory for the next, passes)."""
         # Multistep schedulers keep a history of model outputs: each window gets a fresh one.
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(len(timesteps), device=self.device)
-        step_kwargs = _scheduler_step_kwargs(scheduler, generator)
+        scheduler.set_timesteps(len(run.timesteps), device=state.latents.device)
+        step_kwargs = _scheduler_step_kwargs(scheduler, run.generator)
+        latents, overlap, steps = state.latents, state.window.overlap, len(run.timesteps)
         frames = latents.shape[2]
-        control_image = torch.cat([depth] * 2) if do_cfg else depth
-        handoff = next_window.start - window.start if next_window else None
+        control_image = torch.cat([state.depth] * 2) if run.do_cfg else state.depth
         trajectory, passes = [], 0
         embeddings_source, embeddings = None, None
-        for i, t in enumerate(timesteps):
+        for i, t in enumerate(run.timesteps):
             # Staged guidance: overlap frame f follows the previous window while i < (M - f)·(N/M)·β.
-            if previous_trajectory is not None:
-                for f in range(window.overlap):
-                    if i < (window.overlap - f) * (len(timesteps) / window.overlap) * STAGED_GUIDANCE_BETA:
-                        latents[:, :, f] = previous_trajectory[i][:, :, f]
-            if handoff is not None:
-                trajectory.append(latents[:, :, handoff:].clone())
+            if state.previous_trajectory is not None:
+                for f in range(overlap):
+                    if i < (overlap - f) * (steps / overlap) * STAGED_GUIDANCE_BETA:
+                        latents[:, :, f] = state.previous_trajectory[i][:, :, f]
+            if state.handoff is not None:
+                trajectory.append(latents[:, :, state.handoff:].clone())
 
-            step_embeddings = text_conditioning(i, int(t))
+            step_embeddings = run.text_conditioning(i, int(t))
             if step_embeddings is not embeddings_source:  # expand per frame only when the hook changes them
                 embeddings_source = step_embeddings
-                embeddings = (step_embeddings if do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
+                embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
 
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = torch.cat([latents] * 2) if run.do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             residuals = {}
-            if use_structure[i]:  # the clamp: after τ the ControlNet does not run at all
+            if run.use_structure[i]:  # the clamp: after τ the ControlNet does not run at all
                 down, mid = self.controlnet(
                     model_input.transpose(1, 2).flatten(0, 1), t, encoder_hidden_states=embeddings,
-                    controlnet_cond=control_image, conditioning_scale=structure_scale, return_dict=False,
+                    controlnet_cond=control_image, conditioning_scale=run.settings.structure_scale, return_dict=False,
                 )
                 residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
                 passes += 1
             noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings, **residuals).sample
-            if do_cfg:
+            if run.do_cfg:
                 noise_uncond, noise_text = noise_pred.chunk(2)
-                noise_pred = noise_uncond + guidance_scale * (noise_text - noise_uncond)
+                noise_pred = noise_uncond + run.settings.cfg * (noise_text - noise_uncond)
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-            if on_step:
-                on_step(i)
+            if run.callback is not None:
+                tensors = {"latents": latents}  # what _callback_tensor_inputs offers
+                outputs = run.callback(self, run.step_offset + i, t, {k: tensors[k] for k in run.callback_inputs})
+                latents = (outputs or {}).get("latents", latents)
+            progress_bar.update()
         return latents, trajectory or None, passes
 
     @torch.no_grad()

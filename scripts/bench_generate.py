@@ -1,4 +1,4 @@
-"""Benchmark: our clamped sampler vs diffusers' AnimateDiffControlNetPipeline, and long-clip memory.
+"""Benchmark: our clamped StructureGuidedPipeline vs diffusers' AnimateDiffControlNetPipeline, and long-clip memory.
 
 In one run, with the same components for both samplers:
   * seconds per denoising step (the loop alone, see DenoisingTimer) at τ = 1.0, 0.5, 0.2 (diffusers gets the matching control_guidance_end)
@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storyreel.generation.components import Components, create_components  # noqa: E402
 from storyreel.testing.models import random_sd15_components  # noqa: E402
-from storyreel.generation.pipeline import StructureGuidedSampler, structure_steps  # noqa: E402
+from storyreel.generation.pipeline import StructureGuidedPipeline, structure_steps  # noqa: E402
+from storyreel.generation.settings import GenerationSettings  # noqa: E402
 
 TAUS = (1.0, 0.5, 0.2)
 
@@ -142,11 +143,17 @@ def speedup_ceiling(share: float, steps: int, tau: float) -> float:
     return (1 + share) / (1 + share * kept / steps)
 
 
+def ours_on(components: Components, device) -> StructureGuidedPipeline:
+    pipe = StructureGuidedPipeline.from_components(components).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def time_pair(name: str, components: Components, device, *, frames: int, size: int, steps: int, repeats: int):
     """Seconds per denoising step (best of `repeats`) of ours and diffusers at each τ."""
     from diffusers import AnimateDiffControlNetPipeline
 
-    sampler = StructureGuidedSampler.from_components(components, device=device)
+    sampler = ours_on(components, device)
     pipe = AnimateDiffControlNetPipeline(
         vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
         unet=components.unet, motion_adapter=None, controlnet=components.controlnet,
@@ -154,14 +161,13 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
     pipe.set_progress_bar_config(disable=True)
     depth = depth_clip(frames, size).to(device)
     # Warm up both (first calls pay for allocator growth and kernel selection), then time.
-    sampler("warm up", depth, num_frames=frames, height=size, width=size, num_inference_steps=2)
+    sampler("warm up", depth, GenerationSettings(frames=frames, height=size, width=size, steps=2))
     pipe(prompt="warm up", conditioning_frames=list(depth), num_frames=frames, height=size, width=size,
          num_inference_steps=2, output_type="np")
     rows = []
     for tau in TAUS:
         def ours():
-            sampler("a red ball", depth, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                    tau=tau, generator=torch.Generator().manual_seed(0))
+            sampler("a red ball", depth, GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=tau))
 
         def theirs():
             pipe(prompt="a red ball", conditioning_frames=list(depth), num_frames=frames, height=size, width=size,
@@ -190,14 +196,13 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
 
 
 def long_clip_memory(components: Components, device, *, size: int, steps: int) -> dict:
-    sampler = StructureGuidedSampler.from_components(components, device=device)
+    sampler = ours_on(components, device)
     result = {}
     for frames in (16, 48):
         depth = depth_clip(frames, size).to(device)
-        sampler("warm up", depth[:2], num_frames=2, height=size, width=size, num_inference_steps=1)
+        sampler("warm up", depth[:2], GenerationSettings(frames=2, height=size, width=size, steps=1))
         with PeakMemory(device) as memory:
-            sampler("a red ball", depth, num_frames=frames, height=size, width=size, num_inference_steps=steps,
-                    generator=torch.Generator().manual_seed(0))
+            sampler("a red ball", depth, GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=1.0))
         result[f"peak_mib_{frames}"] = round(memory.mib, 1)
     result["growth"] = round(result["peak_mib_48"] / result["peak_mib_16"] - 1, 3)
     return result
@@ -213,11 +218,10 @@ def memory_at_512(device, dtype: torch.dtype) -> dict:
     for model in models:
         model.to(dtype)
     weights = sum(p.numel() * p.element_size() for model in models for p in model.parameters())
-    sampler = StructureGuidedSampler.from_components(components, device=device)
+    sampler = ours_on(components, device)
     depth = depth_clip(16, 512).to(device)
     with PeakMemory(device) as memory:
-        sampler("a red ball", depth, num_frames=16, height=512, width=512, num_inference_steps=1,
-                generator=torch.Generator().manual_seed(0))
+        sampler("a red ball", depth, GenerationSettings(frames=16, height=512, width=512, steps=1, tau=1.0))
     return {"dtype": str(dtype).replace("torch.", ""), "weights_gib": round(weights / 2**30, 2),
             "activations_gib": round(memory.mib / 1024, 2), "total_gib": round(weights / 2**30 + memory.mib / 1024, 2)}
 

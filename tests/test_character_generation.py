@@ -1,4 +1,4 @@
-"""Character packs inside the structure-guided sampler (tiny preset)."""
+"""Character packs inside the structure-guided pipeline (tiny preset)."""
 
 import copy
 
@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.generation.characters.tokens import (
-    CharacterConditioning, CharacterPack, adapter_name_for, character_conditioning, load_characters, save_pack,
-)
-from storyreel.generation.components import create_components
-from storyreel.generation.pipeline import StructureGuidedSampler
 from storyreel.core.errors import UserError
+from storyreel.generation import GenerationSettings, StructureGuidedPipeline
+from storyreel.generation.characters import (
+    CharacterConditioning,
+    CharacterPack,
+    adapter_name_for,
+    add_spatial_lora,
+    load_characters,
+    save_pack,
+)
+from storyreel.generation.characters.lora import lora_state_dict
+from storyreel.generation.components import create_components
 
 STEPS = 3
 
@@ -25,8 +31,6 @@ def make_pack(components, token: str, init_word: str, seed: int, buckets: int = 
     """A pack with a distinct row per bucket and non-zero LoRA, in the exact layout training writes."""
     generator = torch.Generator().manual_seed(seed)
     scratch = copy.deepcopy(components.unet)
-    from storyreel.generation.characters.tokens import add_spatial_lora, lora_state_dict
-
     add_spatial_lora(scratch, "scratch", rank=4)
     lora = {k: torch.randn(v.shape, generator=generator) * 0.5 for k, v in lora_state_dict(scratch, "scratch").items()}
     dim = components.text_encoder.config.hidden_size
@@ -45,11 +49,18 @@ def packs(tiny, tmp_path):
     return paths
 
 
+def character_conditioning(components, pack_paths, prompt, lora_scale=1.0):
+    """Load the packs into `components` and return the pipeline's text hook for `prompt`."""
+    tokens = load_characters(components, pack_paths, lora_scale)
+    return CharacterConditioning(tokens, prompt, "", components.unet)
+
+
 def generate(components, prompt, conditioning=None):
-    sampler = StructureGuidedSampler.from_components(components, device="cpu")
+    pipe = StructureGuidedPipeline.from_components(components)
+    pipe.set_progress_bar_config(disable=True)
     depth = torch.linspace(0, 1, 32).repeat(2, 3, 32, 1)  # (F, 3, H, W), a left-to-right ramp
-    return sampler(prompt, depth, num_frames=2, height=32, width=32, num_inference_steps=STEPS,
-                   generator=torch.Generator().manual_seed(0), text_conditioning=conditioning).frames
+    settings = GenerationSettings(frames=2, height=32, width=32, steps=STEPS, seed=0)
+    return pipe(prompt, depth, settings, text_conditioning=conditioning).frames
 
 
 def test_pack_changes_generation_and_scale_zero_without_token_is_exactly_plain(tiny, packs):

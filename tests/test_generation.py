@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.core.models import PRESETS
-from storyreel.generation.components import create_components, load_components
-from storyreel.testing.models import offline_clip_tokenizer, write_tiny_checkpoint
-from storyreel.generation.pipeline import StructureGuidedSampler, plan_windows, structure_steps
-from storyreel.core.writers import write_video
 from storyreel.core.errors import MissingWeightsError, UserError
+from storyreel.core.models import get_preset
+from storyreel.core.writers import write_video
+from storyreel.generation import GenerationSettings, StructureGuidedPipeline
+from storyreel.generation.components import create_components, load_components
+from storyreel.generation.pipeline import plan_windows, structure_steps
+from storyreel.testing.models import offline_clip_tokenizer, write_tiny_checkpoint
+
+TINY = get_preset("tiny").generator
 
 SIZE = 64  # pixels; latents are 8x8
 STEPS = 4
@@ -47,13 +50,15 @@ def components(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sampler(components):
-    return StructureGuidedSampler.from_components(components, device="cpu")
+def pipe(components):
+    pipe = StructureGuidedPipeline.from_components(components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
-def generate(sampler, depth, seed=0, **kwargs):
-    kwargs = {"num_inference_steps": STEPS, "output_type": "float", **kwargs}
-    return sampler("a red ball rolling on grass", depth, generator=torch.Generator().manual_seed(seed), **kwargs)
+def generate(pipe, depth, seed=0, **settings):
+    settings = GenerationSettings(steps=STEPS, seed=seed, **settings)
+    return pipe("a red ball rolling on grass", depth, settings, output_type="float")
 
 
 class ForwardCounter:
@@ -77,8 +82,7 @@ def test_tiny_checkpoint_is_seeded_and_tokenizer_is_clip(components):
     for name in ("unet", "controlnet", "vae", "text_encoder"):
         sa, sb = getattr(a, name).state_dict(), getattr(b, name).state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa), name
-    tiny = PRESETS["tiny"].generator
-    assert a.ids == {"base": tiny.base, "motion_adapter": tiny.motion_adapter, "controlnet": tiny.controlnet}
+    assert a.ids == {"base": TINY.base, "motion_adapter": TINY.motion_adapter, "controlnet": TINY.controlnet}
     from open_clip.tokenizer import SimpleTokenizer
 
     text = "A teddy bear, walking in the park at 5pm!"
@@ -94,13 +98,13 @@ def test_structure_step_rule():
 
 
 @pytest.mark.parametrize("tau, kept", [(1.0, 4), (0.5, 2)])
-def test_matches_diffusers_pipeline_and_skips_controlnet(components, sampler, tau, kept):
+def test_matches_diffusers_pipeline_and_skips_controlnet(components, pipe, tau, kept):
     from diffusers import AnimateDiffControlNetPipeline
 
     depth = moving_ramp_depth(8)
     counter = ForwardCounter(components.controlnet)
     try:
-        ours = generate(sampler, depth, seed=3, num_frames=8, tau=tau)
+        ours = generate(pipe, depth, seed=3, frames=8, tau=tau)
         ours_calls, counter.calls = counter.calls, 0
         pipe = AnimateDiffControlNetPipeline(
             vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
@@ -119,17 +123,17 @@ def test_matches_diffusers_pipeline_and_skips_controlnet(components, sampler, ta
     assert counter.calls == STEPS  # ...where diffusers runs it on every step and multiplies by zero
 
 
-def test_tau_zero_ignores_depth_and_tau_one_follows_it(sampler):
+def test_tau_zero_ignores_depth_and_tau_one_follows_it(pipe):
     ramp, flipped = moving_ramp_depth(8), moving_ramp_depth(8).flip(-1)
-    free_a, free_b = (generate(sampler, d, num_frames=8, tau=0.0).frames for d in (ramp, flipped))
+    free_a, free_b = (generate(pipe, d, frames=8, tau=0.0).frames for d in (ramp, flipped))
     assert np.array_equal(free_a, free_b)
-    guided_a, guided_b = (generate(sampler, d, num_frames=8, tau=1.0).frames for d in (ramp, flipped))
+    guided_a, guided_b = (generate(pipe, d, frames=8, tau=1.0).frames for d in (ramp, flipped))
     assert np.abs(guided_a - guided_b).max() > 0.03
 
 
-def test_seed_decides_the_frames(sampler):
+def test_seed_decides_the_frames(pipe):
     depth = moving_ramp_depth(8)
-    first, again, other = (generate(sampler, depth, seed=s, num_frames=8, tau=0.5).frames for s in (7, 7, 8))
+    first, again, other = (generate(pipe, depth, seed=s, frames=8, tau=0.5).frames for s in (7, 7, 8))
     assert np.array_equal(first, again)
     assert np.abs(first - other).mean() > 1e-2
 
@@ -139,10 +143,10 @@ def adjacent_change(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
 
 
-def test_48_frames_in_windows_continue_across_seams(sampler):
+def test_48_frames_in_windows_continue_across_seams(pipe):
     depth = moving_ramp_depth(48)
-    long = generate(sampler, depth, num_frames=48, tau=1.0)
-    baseline = generate(sampler, depth[:16], num_frames=16, tau=1.0)
+    long = generate(pipe, depth, frames=48, tau=1.0)
+    baseline = generate(pipe, depth[:16], frames=16, tau=1.0)
     assert long.frames.shape == (48, SIZE, SIZE, 3)
     assert long.windows == [{"start": 0, "frames": 16, "overlap": 0}, {"start": 12, "frames": 16, "overlap": 4},
                             {"start": 24, "frames": 16, "overlap": 4}, {"start": 32, "frames": 16, "overlap": 8}]
@@ -167,10 +171,10 @@ def test_window_plan_covers_every_frame_once():
         assert all(w.end - w.start == 16 and w.overlap >= (4 if k else 0) for k, w in enumerate(windows))
 
 
-def test_bad_depth_and_short_depth(sampler):
+def test_bad_depth_and_short_depth(pipe):
     with pytest.raises(UserError, match=r"depth conditioning has shape \(8, 64, 64\); expected \(frames, 3"):
-        generate(sampler, torch.rand(8, SIZE, SIZE), num_frames=8)
-    result = generate(sampler, moving_ramp_depth(4), num_frames=8, tau=1.0)
+        generate(pipe, torch.rand(8, SIZE, SIZE), frames=8)
+    result = generate(pipe, moving_ramp_depth(4), frames=8, tau=1.0)
     assert result.notes == ["depth has 4 frames, resampled to 8 to match --frames"]
     assert result.frames.shape[0] == 8
 
@@ -200,7 +204,7 @@ def test_writers_are_atomic(tmp_path, monkeypatch):
 
     import storyreel.core.writers as writers
 
-    def broken(frames, tmp, kind, fps):
+    def broken(frames, tmp, *settings):
         tmp.write_bytes(b"half a video")
         raise OSError(28, "No space left on device")
 
@@ -226,8 +230,8 @@ def test_generate_command(run_cli, tmp_path, components):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["seed"] == 5 and summary["tau"] == 0.5 and summary["structure_forward_passes"] == 2
-    tiny = PRESETS["tiny"].generator
-    assert summary["components"] == {"base": tiny.base, "motion_adapter": tiny.motion_adapter, "controlnet": tiny.controlnet}
+    assert summary["components"] == {"base": TINY.base, "motion_adapter": TINY.motion_adapter,
+                                     "controlnet": TINY.controlnet}
     assert summary["structure"]["kind"] == "depth-video"
     assert "storyreel: note: structure" in proc.stderr and "has 6 frames, resampled to 8" in proc.stderr
     assert json.loads((tmp_path / "clip_frames.json").read_text()) == summary
@@ -238,11 +242,9 @@ def test_generate_command(run_cli, tmp_path, components):
 
     written = np.stack([np.asarray(Image.open(p)) for p in sorted(out.iterdir())])
     depth, _, _ = load_structure(source, preset="tiny", frames=8, size=(summary["height"], summary["width"]))
-    again = StructureGuidedSampler.from_components(components, device="cpu")(  # the same tiny weights
-        summary["prompt"], depth, negative_prompt=summary["negative_prompt"], num_frames=summary["num_frames"],
-        height=summary["height"], width=summary["width"], num_inference_steps=summary["num_inference_steps"],
-        guidance_scale=summary["guidance_scale"], structure_scale=summary["structure_scale"], tau=summary["tau"],
-        generator=torch.Generator().manual_seed(summary["seed"]))
+    settings = GenerationSettings(**{k: summary[k] for k in GenerationSettings.__dataclass_fields__})
+    again = StructureGuidedPipeline.from_components(components)(  # the same tiny weights
+        summary["prompt"], depth, settings, negative_prompt=summary["negative_prompt"])
     assert np.array_equal(again.frames, written)
 
 
@@ -272,18 +274,19 @@ def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, mes
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
     with pytest.raises(UserError) as err:
-        generate_clip("a cat", source, tmp_path / "clip.mp4", preset="tiny", device="cpu", **{setting: 0})
+        generate_clip("a cat", source, tmp_path / "clip.mp4", GenerationSettings.for_preset("tiny", **{setting: 0}),
+                      preset="tiny", device="cpu")
     assert str(err.value) == message
     assert not (tmp_path / "clip.mp4").exists()
 
 
-def test_depth_of_another_shape_is_resampled_by_depths_rule(sampler):
+def test_depth_of_another_shape_is_resampled_by_depths_rule(pipe):
     """Frames spread as storyreel.core.video.spread_indices; size by cover + centre crop, as depth.to_conditioning does."""
     from storyreel import depth
 
     wide = torch.rand(5, 32, 96)  # (F, H, W): a 3:1 depth clip, 5 frames
     notes = []
-    prepared = sampler._prepare_depth(wide[:, None].expand(-1, 3, -1, -1), 8, SIZE, SIZE, notes)
+    prepared = pipe.prepare_depth(wide[:, None].expand(-1, 3, -1, -1), GenerationSettings(8, SIZE, SIZE), notes)
     expected = depth.to_conditioning(wide, (SIZE, SIZE), 8)
     assert prepared.shape == (8, 3, SIZE, SIZE)
     torch.testing.assert_close(prepared, expected)
@@ -308,14 +311,15 @@ def test_depth_model_loads_only_for_sources_that_need_depth_estimation(tmp_path)
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
     generator = ClipGenerator("tiny", device="cpu")
-    clip = generator.generate("a cat", source, tmp_path / "from_depth.gif", frames=4, steps=1)
+    one_step = GenerationSettings.for_preset("tiny", frames=4, steps=1)
+    clip = generator.generate("a cat", source, tmp_path / "from_depth.gif", one_step)
     assert clip.sidecar["structure"]["kind"] == "depth-video"
     assert generator._depth_model is None  # a depth video needs no depth model (no MiDaS weights either)
 
     video = tmp_path / "plain.mp4"
     from storyreel.core.video import write_mp4
     write_mp4(video, np.full((4, 64, 64, 3), 128, np.uint8), fps=8)
-    generator.generate("a cat", video, tmp_path / "from_video.gif", frames=4, steps=1)
+    generator.generate("a cat", video, tmp_path / "from_video.gif", one_step)
     assert generator._depth_model is not None and generator._depth_model.predict_calls == 1
 
 
@@ -330,3 +334,57 @@ def test_missing_structure_source_fails_before_models_load(tmp_path, monkeypatch
         generate_module.generate_clip("a cat", tmp_path / "nope.mp4", tmp_path / "out.mp4", preset="default")
     assert str(err.value) == (f"source {tmp_path / 'nope.mp4'} does not exist "
                               "(give a video, an image, or a clip id with --index)")
+
+
+def test_pipeline_saves_and_loads_as_a_diffusers_pipeline(pipe, components, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    model_index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert model_index["_class_name"] == "StructureGuidedPipeline"
+    assert model_index["unet"] == ["diffusers", "UNetMotionModel"]
+    assert model_index["controlnet"] == ["diffusers", "ControlNetModel"]
+    loaded = StructureGuidedPipeline.from_pretrained(tmp_path / "saved")
+    assert loaded.ids == pipe.ids == components.ids
+    for name in ("unet", "controlnet", "vae", "text_encoder"):
+        ours, theirs = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+    loaded.set_progress_bar_config(disable=True)
+    depth = moving_ramp_depth(8)
+    first = generate(loaded, depth, frames=8, tau=0.5)
+    # Weights loaded by a bare model class sit at other byte offsets than a pipeline load gives them,
+    # and the CPU conv kernels round differently on them (~4e-7): equal within float error here,
+    # and bit-identical between two pipeline loads.
+    assert np.abs(first.frames - generate(pipe, depth, frames=8, tau=0.5).frames).max() <= 1e-5
+    loaded.save_pretrained(tmp_path / "again")
+    again = StructureGuidedPipeline.from_pretrained(tmp_path / "again")
+    again.set_progress_bar_config(disable=True)
+    assert np.array_equal(generate(again, depth, frames=8, tau=0.5).frames, first.frames)
+
+
+def test_cpu_offload_and_step_callbacks_across_windows():
+    pipe = StructureGuidedPipeline.from_components(create_components("tiny"))  # offload hooks its own models
+    pipe.set_progress_bar_config(disable=True)
+    depth, settings = moving_ramp_depth(20), GenerationSettings(steps=STEPS, seed=2, tau=0.5)
+    plain = pipe("a red ball", depth, settings).frames
+    pipe.enable_model_cpu_offload(device="cpu")  # the CPU stands in for the accelerator here
+    assert len(pipe._all_hooks) == 4  # text encoder -> UNet -> VAE, plus the ControlNet's own hook
+    seen = []
+
+    def record(pipeline, step, timestep, tensors):
+        seen.append((step, int(timestep), tuple(tensors["latents"].shape)))
+        return tensors
+
+    offloaded = pipe("a red ball", depth, settings, callback_on_step_end=record).frames
+    assert np.array_equal(offloaded, plain)
+    pipe.scheduler.set_timesteps(STEPS)
+    timesteps = pipe.scheduler.timesteps.tolist()
+    assert seen == [(w * STEPS + i, t, (1, 4, 16, 8, 8)) for w in range(2) for i, t in enumerate(timesteps)]
+
+    def drop_last(pipeline, step, timestep, tensors):  # replacing latents changes the result
+        return {"latents": tensors["latents"] * 0} if step == 2 * STEPS - 1 else tensors
+
+    changed = pipe("a red ball", depth, settings, callback_on_step_end=drop_last).frames
+    # Windows [0, 16) and [4, 20): the second window's final step only decides frames 16-19.
+    assert np.array_equal(changed[:16], plain[:16])
+    assert all(not np.array_equal(changed[f], plain[f]) for f in range(16, 20))
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        pipe("a red ball", depth, settings, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["noise"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storyreel.generation.story.format import Character, Defaults, Plot, load_story, plot_hash, resolved_plot_settings, validate_pins
+from storyreel.generation.story.format import Character, Plot, load_story, plot_hash, resolved_plot_settings, validate_pins
 from storyreel.core.errors import UserError
 
 STORY = """\
@@ -57,7 +57,8 @@ def test_load_story_types_and_resolved_paths(story_dir):
         "<rex>": Character(pack=story_dir.resolve() / "packs/rex.safetensors", name="Rex", word="dog", tau=0.3),
         "<mia>": Character(pack=story_dir.resolve() / "packs/mia.safetensors", name="Mia"),
     }
-    assert story.defaults == Defaults(frames=8, fps=4.0, height=64, width=96, steps=3, cfg=5.0, tau=0.6, seed=10)
+    assert story.defaults == {"frames": 8, "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0, "tau": 0.6,
+                              "seed": 10}
     assert story.plots[1] == Plot(text="Mia opens the door.", frames=12, tau=0.9, clip=7)
     assert story.plots[1].lines == {"": 13, "text": 13, "frames": 14, "tau": 15, "clip": 16}
 
@@ -67,7 +68,8 @@ def test_resolved_plot_settings_apply_the_rules(story_dir):
     rex = {"token": "<rex>", "name": "Rex", "pack": str(story_dir.resolve() / "packs/rex.safetensors"),
            "pack_sha256": hashlib.sha256(b"rex pack").hexdigest()}
     settings = [resolved_plot_settings(story, i) for i in range(4)]
-    common = {"negative_prompt": "blurry", "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0}
+    common = {"negative_prompt": "blurry", "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0,
+              "structure_scale": 1.0, "window_frames": 16, "overlap_frames": 4, "decode_chunk_size": 4}
     assert settings[0] == {
         **common, "index": 0, "text": "Rex runs across the meadow.",
         "query": "dog runs across the meadow.",  # the name becomes the class word

@@ -1,0 +1,16 @@
+"""Personalized characters (Animate-A-Story): a TimeInv token table plus a spatial LoRA, one pack file each.
+
+    tokens = load_characters(pipe, ["teddy.safetensors"])        # token + LoRA adapter per pack
+    hook = CharacterConditioning(tokens, "<teddy> walks", "", pipe.unet)
+    pipe("<teddy> walks", depth, settings, text_conditioning=hook)
+
+Modules: tokens (TimeInv table, the text-encoder hook), lora (spatial-attention adapters), pack
+(the safetensors file format and `load_characters`). Training lives in `storyreel.generation.training`.
+"""
+
+from storyreel.generation.characters.lora import adapter_name_for, add_spatial_lora
+from storyreel.generation.characters.pack import CharacterPack, load_characters, load_pack, save_pack
+from storyreel.generation.characters.tokens import CharacterConditioning, CharacterTokens, TimeInvTable
+
+__all__ = ["CharacterConditioning", "CharacterPack", "CharacterTokens", "TimeInvTable", "adapter_name_for",
+           "add_spatial_lora", "load_characters", "load_pack", "save_pack"]

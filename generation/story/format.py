@@ -9,7 +9,7 @@ plot and concatenated. Example (every field but `plots[].text` is optional):
       "<mia>": {pack: packs/mia.safetensors, name: Mia}
     style: watercolor, soft light
     negative_prompt: blurry
-    defaults: {frames: 16, fps: 8, height: 256, width: 256, steps: 50, cfg: 15.0, tau: 0.5, seed: 0}
+    defaults: {frames: 16, fps: 8, height: 512, width: 512, steps: 25, cfg: 7.5, tau: 0.5, seed: 0}
     plots:
       - text: Rex runs across the meadow.
         motion: pan-left
@@ -24,11 +24,12 @@ Resolution rules (what `resolved_plot_settings` computes for plot i):
   then ", " + `style` when the story has one (a final period is dropped before it).
 - `query` (retrieval text, no tokens): the plot's `query` (else its `text`) with every token replaced
   by the character's `word` (else its name); names are replaced by `word` too when one is set.
-- `frames`, `tau`, `seed`: the plot's value, else the defaults; for `tau` a plot without its own
-  value takes the smallest `tau` override of the characters present (a small tau loosens structure
-  so the character's own shape wins; with two characters the looser one wins), else `defaults.tau`.
-  `seed` defaults to `defaults.seed + i`, so plots differ but reruns repeat.
-- fps, size, steps, cfg and negative prompt are story-wide (the plots are concatenated into one video).
+- Generation settings (`GenerationSettings`, generation/settings.py): the model preset's (its size,
+  frames, steps and cfg), then the story's `defaults:`, then the plot's `frames`, `tau`, `seed`.
+  For `tau` a plot without its own value takes the smallest `tau` override of the characters present
+  (a small tau loosens structure so the character's own shape wins; with two characters the looser
+  one wins), else `defaults.tau`. `seed` defaults to `defaults.seed + i`, so plots differ but reruns
+  repeat. fps, size, steps, cfg and negative prompt are story-wide (the plots make one video).
 
 Pack paths are relative to the story file; `load_story` resolves them to absolute paths and
 `write_story` (generation/planner.py) writes them relative to the file it writes.
@@ -48,6 +49,7 @@ from typing import Any, Callable
 import yaml
 
 from storyreel.core.errors import UserError
+from storyreel.generation.settings import GenerationSettings
 from storyreel.index.motion import MOTION_LABELS
 
 
@@ -57,19 +59,6 @@ class Character:
     name: str  # how the story text refers to the character ("Rex")
     word: str | None = None  # class word used in retrieval queries ("dog"); default: the name
     tau: float | None = None  # structure-guidance clamp for plots with this character
-
-
-@dataclass
-class Defaults:
-    # Paper settings (Animate-A-Story): 16 frames, 256x256, DDIM 50 steps, CFG 15.
-    frames: int = 16
-    fps: float = 8.0
-    height: int = 256
-    width: int = 256
-    steps: int = 50
-    cfg: float = 15.0
-    tau: float = 0.5
-    seed: int = 0
 
 
 @dataclass
@@ -94,13 +83,16 @@ class Story:
     characters: dict[str, Character] = field(default_factory=dict)  # token -> character
     style: str = ""
     negative_prompt: str = ""
-    defaults: Defaults = field(default_factory=Defaults)
+    # Story-wide generation settings the file gives (STORY_SETTINGS); the rest are the preset's.
+    defaults: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
 
 
 STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "plots")
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
-DEFAULTS_FIELDS = tuple(f.name for f in fields(Defaults))
+# `defaults:` fields: the GenerationSettings a story author sets (window sizes and decode chunks are
+# the pipeline's business).
+STORY_SETTINGS = ("frames", "fps", "height", "width", "steps", "cfg", "tau", "seed", "structure_scale")
 PLOT_FIELDS = tuple(f.name for f in fields(Plot) if f.name != "lines")
 
 
@@ -153,11 +145,10 @@ class _StoryReader:
                     self.fail(token_node, f"characters.{token}", "a token must not contain spaces")
                 characters[token] = self.character(token, value)
 
-        defaults = Defaults()
+        defaults = {}
         if "defaults" in top:
-            items = self.mapping(top["defaults"][1], "defaults", DEFAULTS_FIELDS)
-            values = {key: self.default_value(key, node) for key, (_, node) in items.items()}
-            defaults = Defaults(**values)
+            items = self.mapping(top["defaults"][1], "defaults", STORY_SETTINGS)
+            defaults = {key: self.default_value(key, node) for key, (_, node) in items.items()}
 
         plots_node = top["plots"][1]
         if not isinstance(plots_node, yaml.SequenceNode) or not plots_node.value:
@@ -214,10 +205,10 @@ class _StoryReader:
         where = f"defaults.{key}"
         if key == "tau":
             return self.fraction(node, where)
-        if key == "fps":
+        if key in ("fps", "structure_scale"):
             value = self.number(node, where)
-            if value <= 0:
-                self.fail(node, where, f"must be > 0, got {value:g}")
+            if value <= 0 if key == "fps" else value < 0:
+                self.fail(node, where, f"must be {'> 0' if key == 'fps' else '>= 0'}, got {value:g}")
             return value
         if key == "cfg":
             value = self.number(node, where)
@@ -366,18 +357,26 @@ def characters_in_plot(story: Story, i: int) -> list[str]:
     return [token for token in story.characters if token in found]
 
 
-def resolved_plot_settings(story: Story, i: int) -> dict:
-    """Everything a render needs for plot i, JSON-serializable (the manifest stores it as is)."""
-    plot, defaults = story.plots[i], story.defaults
-    present = characters_in_plot(story, i)
-    prompt = names_to_tokens(plot.prompt or plot.text, story.characters)
-    if story.style:
-        prompt = f"{prompt.rstrip().rstrip('.')}, {story.style}"
+def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
+    """Plot i's generation settings: the preset's (name, ModelPreset, or None for $STORYREEL_MODELS or
+    "default"), then the story's defaults, then the plot's own frames, tau and seed."""
+    plot = story.plots[i]
     if plot.tau is not None:
         tau = plot.tau
     else:
-        overrides = [story.characters[t].tau for t in present if story.characters[t].tau is not None]
-        tau = min(overrides) if overrides else defaults.tau
+        overrides = [story.characters[t].tau for t in characters_in_plot(story, i) if story.characters[t].tau is not None]
+        tau = min(overrides) if overrides else None
+    settings = GenerationSettings.for_preset(preset, **story.defaults)
+    seed = plot.seed if plot.seed is not None else settings.seed + i
+    return settings.replace(frames=plot.frames, tau=tau, seed=seed)
+
+
+def resolved_plot_settings(story: Story, i: int, preset=None) -> dict:
+    """Everything a render needs for plot i, JSON-serializable (the manifest stores it as is)."""
+    plot = story.plots[i]
+    prompt = names_to_tokens(plot.prompt or plot.text, story.characters)
+    if story.style:
+        prompt = f"{prompt.rstrip().rstrip('.')}, {story.style}"
     return {
         "index": i,
         "text": plot.text,
@@ -386,14 +385,7 @@ def resolved_plot_settings(story: Story, i: int) -> dict:
         "negative_prompt": story.negative_prompt,
         "motion": plot.motion,
         "clip": plot.clip,
-        "frames": plot.frames if plot.frames is not None else defaults.frames,
-        "fps": defaults.fps,
-        "height": defaults.height,
-        "width": defaults.width,
-        "steps": defaults.steps,
-        "cfg": defaults.cfg,
-        "tau": tau,
-        "seed": plot.seed if plot.seed is not None else defaults.seed + i,
+        **plot_settings(story, i, preset).to_dict(),
         "characters": [
             {
                 "token": token,
@@ -401,18 +393,25 @@ def resolved_plot_settings(story: Story, i: int) -> dict:
                 "pack": str(story.characters[token].pack),
                 "pack_sha256": _file_sha256(story.characters[token].pack),
             }
-            for token in present
+            for token in characters_in_plot(story, i)
         ],
     }
 
 
-def plot_hash(story: Story, i: int) -> str:
+def plot_hash(story: Story, i: int, preset=None) -> str:
     """sha256 of plot i's resolved settings (pack contents included): equal hash = same render inputs.
 
     Covers the story side only; the render combines it with its index and model ids.
     """
-    settings = json.dumps(resolved_plot_settings(story, i), sort_keys=True, separators=(",", ":"))
+    settings = json.dumps(resolved_plot_settings(story, i, preset), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(settings.encode("utf-8")).hexdigest()
+
+
+def preset_defaults(preset=None) -> dict[str, Any]:
+    """The `defaults:` block a new story gets: the preset's size, frames, steps and cfg, and the rest
+    of GenerationSettings' story fields, so the file shows every value it will render with."""
+    settings = GenerationSettings.for_preset(preset).to_dict()
+    return {key: settings[key] for key in STORY_SETTINGS}
 
 
 def _file_sha256(path: Path) -> str:

@@ -286,7 +286,7 @@ def write_story(story: Story, path: str | Path) -> None:
         "characters": characters,
         "style": story.style,
         "negative_prompt": story.negative_prompt,
-        "defaults": dataclasses.asdict(story.defaults),
+        "defaults": dict(story.defaults),
         "plots": [
             {f.name: getattr(plot, f.name) for f in dataclasses.fields(plot)
              if f.name != "lines" and getattr(plot, f.name) is not None}

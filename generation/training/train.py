@@ -24,19 +24,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from storyreel.generation.characters.tokens import (
-    MODES,
-    CharacterPack,
-    CharacterTokens,
-    TimeInvTable,
+from storyreel.generation.characters.lora import (
     adapter_name_for,
     add_spatial_lora,
     load_lora_state_dict,
     lora_parameters,
     lora_state_dict,
-    set_lora_scales,
-    single_token_id,
 )
+from storyreel.generation.characters.pack import CharacterPack
+from storyreel.generation.characters.tokens import MODES, CharacterTokens, TimeInvTable, single_token_id
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
 from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
@@ -227,7 +223,7 @@ class CharacterTrainer:
         torch.manual_seed(settings.seed)  # LoRA init
         self.adapter = adapter_name_for(settings.token)
         add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
-        set_lora_scales(components.unet, {self.adapter: 1.0})
+        components.unet.set_adapters([self.adapter], [1.0])
         self.lora_params = lora_parameters(components.unet, self.adapter)
         for p in self.lora_params:
             p.requires_grad_(True)
@@ -395,7 +391,7 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
 
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     """
-    from storyreel.generation.characters.tokens import save_pack
+    from storyreel.generation.characters.pack import save_pack
     from storyreel.core.models import get_preset
     from storyreel.generation.components import create_components
     from storyreel.core.progress import Progress

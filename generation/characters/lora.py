@@ -1,0 +1,58 @@
+"""LoRA on the UNet's *spatial* attention only (Animate-A-Story's character LoRA).
+
+The q/k/v/out projections of spatial self- and cross-attention get a peft adapter per character.
+The motion modules use the same layer names, so the target pattern keys on the module path
+(`attentions.`, never `motion_modules.`). Scales are set with diffusers' adapter API
+(`unet.set_adapters` / `pipeline.set_adapters`).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import torch
+from torch import nn
+
+from storyreel.core.errors import UserError
+
+# Spatial attention of UNetMotionModel: `*.attentions.N.transformer_blocks.M.attn1|attn2.*`.
+# Motion modules live under `*.motion_modules.*` and are deliberately not matched.
+SPATIAL_LORA_TARGETS = r".*\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
+
+
+def adapter_name_for(token: str) -> str:
+    """peft adapter names become module keys: letters, digits and underscores only."""
+    return "char_" + (re.sub(r"[^0-9A-Za-z]+", "_", token).strip("_") or "token")
+
+
+def add_spatial_lora(unet, adapter_name: str, rank: int, alpha: float | None = None) -> None:
+    """A new LoRA adapter on the spatial attention projections; base weights stay frozen."""
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=SPATIAL_LORA_TARGETS
+    )
+    with warnings.catch_warnings():
+        # One adapter per character is the design; peft warns about every adapter after the first.
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        unet.add_adapter(config, adapter_name=adapter_name)
+
+
+def lora_parameters(unet, adapter_name: str) -> list[nn.Parameter]:
+    return [p for name, p in unet.named_parameters() if f".{adapter_name}." in name and ".lora_" in name]
+
+
+def lora_state_dict(unet, adapter_name: str) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(unet, adapter_name=adapter_name).items()}
+
+
+def load_lora_state_dict(unet, adapter_name: str, state: dict[str, torch.Tensor]) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
+    unexpected = getattr(result, "unexpected_keys", [])
+    if unexpected:
+        raise UserError(f"character pack LoRA does not fit this UNet ({len(unexpected)} unknown layers, e.g. {unexpected[0]})")
