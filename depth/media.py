@@ -1,22 +1,22 @@
 """Reading sources (video, image, indexed clip) and writing depth videos, sidecars and sheets.
 
-Videos are decoded by the index's decoder (index/video.py: decord, ascending frame order, in
-batches); images with PIL, EXIF rotation applied. Outputs are written atomically:
-a temporary name in the same folder, then os.replace.
+Videos and gifs are decoded by the core reader (storyreel/core/video.py), images by the core loader
+(storyreel/core/images.py, EXIF rotation applied). Outputs go through the core writers: `write_video`
+(storyreel/core/writers.py) and `paint_sheet` (storyreel/core/sheet.py), all atomic.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.core.files import atomic_write, sidecar_path, write_text_atomic
+from storyreel.core.files import atomic_write, sidecar_path
 from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 from storyreel.core.video import spread_indices
 
@@ -48,7 +48,7 @@ def read_sidecar(video: Path) -> dict | None:
 
 
 def open_video(path: Path) -> Source:
-    """A video file, decoded through the index's decoder (index/video.py: ascending batches, decord quirks)."""
+    """A video file or gif, decoded by the core reader (storyreel/core/video.py: ascending batches, decord quirks)."""
     from storyreel.core.video import BadVideo, probe, read_frames
 
     try:
@@ -112,11 +112,8 @@ def open_source(source, index=None) -> Source:
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def write_atomic_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    """An output file of `storyreel depth`: its folder is created if needed, the write is atomic."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, write)
+# Unlike `generate`, `storyreel depth` creates its outputs' folders; the depth cache (conditioning.py)
+# relies on write_npy doing so.
 
 
 def to_uint8_gray(depth01: np.ndarray) -> np.ndarray:
@@ -127,31 +124,26 @@ def to_uint8_gray(depth01: np.ndarray) -> np.ndarray:
 
 def write_depth_video(path: Path, depth01: np.ndarray, fps: float, meta: dict) -> None:
     """H.264 mp4 of the depth frames (gray) plus the `<out>.json` sidecar {"kind": "depth", ...}."""
-    from storyreel.core.video import write_mp4
+    from storyreel.core.writers import write_video
 
-    frames = to_uint8_gray(depth01)
-    write_atomic_bytes(path, lambda tmp: write_mp4(tmp, frames, fps=fps, crf=12))  # crf 12: depth stays exact
-    sidecar = {"kind": SIDECAR_KIND, **meta}
-    write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_video(to_uint8_gray(depth01), path, fps=fps, crf=12,  # crf 12: depth stays near exact
+                metadata={"kind": SIDECAR_KIND, **meta})
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name without it
             np.save(f, array)
 
-    write_atomic_bytes(Path(path), write)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, write)
 
 
 def write_sheet(path: Path, frames: np.ndarray, depth01: np.ndarray, columns: int = 6, width: int = 192) -> None:
-    """PNG: up to `columns` evenly spaced source keyframes, each above its depth map."""
-    from PIL import Image
+    """PNG: up to `columns` evenly spaced source keyframes, each above its depth map, `width` px wide."""
+    from storyreel.core.sheet import SheetRow, paint_sheet
 
     picks = np.unique(spread_indices(len(frames), min(columns, len(frames))))
     height = max(1, round(width * frames.shape[1] / frames.shape[2]))
-    sheet = Image.new("RGB", (width * len(picks), height * 2), "black")
-    depth_rgb = to_uint8_gray(depth01)
-    for col, i in enumerate(picks):
-        sheet.paste(Image.fromarray(frames[i]).resize((width, height), Image.BILINEAR), (col * width, 0))
-        sheet.paste(Image.fromarray(depth_rgb[i]).resize((width, height), Image.BILINEAR), (col * width, height))
-    write_atomic_bytes(Path(path), lambda tmp: sheet.save(tmp, format="PNG"))
+    paint_sheet(path, [SheetRow([frames[picks]]), SheetRow([to_uint8_gray(depth01[picks])])], tile_height=height)

@@ -82,29 +82,14 @@ def score_clip(frames: np.ndarray, prompt: str, embedder, packs=()) -> ClipScore
 
 
 def read_clip_frames(path: str | Path) -> np.ndarray:
-    """uint8 (F, H, W, 3) from a video file (the index's decoder), a gif or a folder of PNG frames."""
-    import imageio.v3 as iio
-
-    from storyreel.core.video import BadVideo, probe, read_frames
+    """uint8 (F, H, W, 3) of a clip: a video file, a gif or a folder of PNG frames (the core reader,
+    storyreel/core/video.py read_video), or a one-line UserError."""
+    from storyreel.core.video import BadVideo, read_video
 
     path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.png"))
-        if not files:
-            raise UserError(f"clip folder {path} has no PNG frames")
-        frames = np.stack([iio.imread(f) for f in files])
-    elif path.suffix.lower() == ".gif" and path.is_file():
-        try:
-            frames = np.asarray(iio.imread(path, index=None))
-        except (OSError, ValueError, RuntimeError) as err:
-            raise UserError(f"cannot read clip {path}: not a readable gif ({type(err).__name__})") from None
-    elif path.is_file():
-        try:
-            frames = read_frames(str(path), np.arange(probe(str(path)).num_frames))
-        except BadVideo as err:
-            raise UserError(f"cannot read clip {path}: {err}") from None
-    else:
+    if not path.exists():
         raise UserError(f"clip {path} does not exist")
-    if frames.ndim == 3:  # a single image or single-channel frames
-        frames = frames[None] if frames.shape[-1] in (3, 4) else frames[..., None].repeat(3, -1)
-    return np.ascontiguousarray(frames[..., :3].astype(np.uint8))
+    try:
+        return read_video(path)
+    except BadVideo as err:
+        raise UserError(f"cannot read clip {path}: {err}") from None

@@ -143,7 +143,8 @@ def test_depth_command_writes_video_sidecar_raw_sheet(tmp_path, run_cli):
     assert report["frames"] == 12 and report["size"] == [64, 128] and report["model"] == "tiny-seed0"
     sidecar = json.loads(Path(f"{out}.json").read_text())
     assert sidecar == {"kind": "depth", "model": "tiny-seed0", "source": str(video), "frames": 12,
-                       "size": [64, 128], "fps": 8.0}
+                       "size": [64, 128], "fps": 8.0,  # + the keys write_video gives every video's sidecar:
+                       "output": str(out), "format": "mp4", "height": 64, "width": 128}
     raw = np.load(tmp_path / "raw.npy")
     assert raw.dtype == np.float32 and raw.shape == (12, 64, 128)
     from PIL import Image

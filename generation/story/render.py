@@ -27,7 +27,7 @@ import numpy as np
 
 from storyreel.generation.story.format import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
 from storyreel.core.errors import UserError
-from storyreel.core.files import atomic_write, write_text_atomic
+from storyreel.core.files import write_text_atomic
 from storyreel.core.progress import Progress
 from storyreel.core.video import spread_indices
 
@@ -196,8 +196,8 @@ class PlotGenerator:
 
 def assemble_story(plot_videos: list[Path], out: Path, *, fps: float) -> None:
     """Concatenate the plot videos into one mp4 (they share fps and size by construction)."""
-    from storyreel.generation.evaluate import read_clip_frames
     from storyreel.core.writers import write_video
+    from storyreel.generation.evaluate import read_clip_frames
 
     frames = np.concatenate([read_clip_frames(p) for p in plot_videos])
     write_video(frames, out, fps=fps, metadata={"kind": "story", "plots": [p.name for p in plot_videos]})
@@ -206,34 +206,18 @@ def assemble_story(plot_videos: list[Path], out: Path, *, fps: float) -> None:
 def write_storyboard_row(path: Path, text: str, source: np.ndarray, depth_frames: np.ndarray,
                          generated: np.ndarray) -> None:
     """One storyboard row: the plot text above source keyframes | depth | generated keyframes."""
-    from PIL import Image, ImageDraw
+    from storyreel.core.sheet import SheetRow, paint_sheet
 
-    panels = [source, depth_frames, generated]
-    tiles = [[_fit_height(f, PANEL_HEIGHT) for f in frames] for frames in panels]
-    gap, caption = 8, 18
-    width = sum(sum(t.width for t in row) for row in tiles) + gap * (len(tiles) + 1)
-    row = Image.new("RGB", (width, PANEL_HEIGHT + caption + gap), "white")
-    ImageDraw.Draw(row).text((gap, 3), text[:160], fill="black")
-    x = gap
-    for panel in tiles:
-        for tile in panel:
-            row.paste(tile, (x, caption))
-            x += tile.width
-        x += gap
-    _save_png_atomic(row, path)
+    paint_sheet(path, [SheetRow([source, depth_frames, generated], [text[:160]])], tile_height=PANEL_HEIGHT, gap=8,
+                background="white", ink="black")
 
 
 def assemble_storyboard(rows: list[Path], out: Path) -> None:
     """Stack the plots' rows into storyboard.png (one row per plot)."""
-    from PIL import Image
+    from storyreel.core.images import read_rgb
+    from storyreel.core.sheet import SheetRow, paint_sheet
 
-    images = [Image.open(p).convert("RGB") for p in rows]
-    board = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
-    y = 0
-    for image in images:
-        board.paste(image, (0, y))
-        y += image.height
-    _save_png_atomic(board, out)
+    paint_sheet(out, [SheetRow([[read_rgb(p, what="storyboard row")]]) for p in rows], background="white")
 
 
 def summary_table(plots: list[dict]) -> str:
@@ -293,14 +277,3 @@ def _row_png(video: Path) -> Path:
 
 def _keyframe_indices(length: int) -> list[int]:
     return np.unique(spread_indices(length, min(KEYFRAMES, length))).tolist()
-
-
-def _fit_height(frame: np.ndarray, height: int):
-    from PIL import Image
-
-    image = Image.fromarray(frame)
-    return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
-
-
-def _save_png_atomic(image, path: Path) -> None:
-    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))

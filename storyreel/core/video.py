@@ -1,16 +1,19 @@
-"""Video files: probe and decode with decord (package `decord2`, ascending batches), and encode
-H.264 mp4 with `write_mp4`, the one video writer every package uses.
+"""Video files: the one frame reader (`probe`, `iter_frames`, `read_frames`, `read_video`) and the
+H.264 encoder (`write_mp4`) behind storyreel/core/writers.py `write_video`.
 
-decord seeks to the nearest keyframe and decodes forward, so frames are always requested in
-ascending order and in batches (REFERENCE.md). Problems with a file raise `BadVideo` with a short
-reason that the build stores in the errors table.
+Containers (mp4, mov, mkv, webm, avi, ...) decode with decord (package `decord2`). decord seeks to the
+nearest keyframe and decodes forward, so frames are always requested in ascending order and in
+batches. GIFs decode with PIL (see `_read_gif`); `read_video` also reads a folder of PNG frames, so it
+reads back everything `write_video` writes. Problems with a file raise `BadVideo` with a short reason
+that the index build stores in its errors table and commands wrap into a one-line UserError.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -41,11 +44,12 @@ def _reader(path: str, width: int = -1, height: int = -1):
     # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
     # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
     import torch  # noqa: F401
+    # isort: split
     import decord
 
     try:
         return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
-    except Exception as err:  # decord raises its own DECORDError / RuntimeError variants
+    except Exception as err:  # noqa: BLE001 - decord raises its own DECORDError / RuntimeError variants
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadVideo(f"not a readable video ({first_line[:160]})") from None
 
@@ -62,14 +66,18 @@ def _frame_size(path: str) -> tuple[int, int]:
 
 
 def probe(path: str) -> VideoInfo:
-    """Frame count, fps and size of a video, or BadVideo saying why it cannot be indexed."""
+    """Frame count, fps and size of a video or gif, or BadVideo saying why it cannot be read."""
     size = os.path.getsize(path)
     if size == 0:
         raise BadVideo("empty file (0 bytes)")
-    reader = _reader(path)
-    num_frames = len(reader)
-    fps = float(reader.get_avg_fps())
-    width, height = _frame_size(path)
+    if _is_gif(path):
+        frames, fps = _read_gif(path)
+        num_frames, height, width = frames.shape[:3]
+    else:
+        reader = _reader(path)
+        num_frames = len(reader)
+        fps = float(reader.get_avg_fps())
+        width, height = _frame_size(path)
     if num_frames < MIN_FRAMES:
         raise BadVideo(f"has {num_frames} frame(s); at least {MIN_FRAMES} are needed")
     if not (0 < fps <= MAX_FPS):
@@ -82,8 +90,7 @@ def probe(path: str) -> VideoInfo:
 def scaled_size(info: VideoInfo, short_side: int) -> tuple[int, int]:
     """(width, height) with the short side at most `short_side`, aspect kept, both even."""
     scale = min(1.0, short_side / min(info.width, info.height))
-    even = lambda v: max(2, int(round(v * scale / 2)) * 2)  # noqa: E731 - tiny helper
-    return even(info.width), even(info.height)
+    return tuple(max(2, round(side * scale / 2) * 2) for side in (info.width, info.height))
 
 
 def spread_indices(total: int, count: int) -> np.ndarray:
@@ -113,14 +120,20 @@ def iter_frames(path: str, indices: list[int] | np.ndarray, size: tuple[int, int
         info = probe(path)
         size = (info.width, info.height)
     width, height = size
-    reader = _reader(path, _decodable_width(width), height)
+    if _is_gif(path):
+        get_batch = _read_gif(path)[0].__getitem__
+    else:
+        reader = _reader(path, _decodable_width(width), height)
+
+        def get_batch(chunk: np.ndarray) -> np.ndarray:
+            return reader.get_batch(chunk.tolist()).asnumpy()
     for i in range(0, len(indices), batch):
         chunk = indices[i:i + batch]
         try:
-            frames = reader.get_batch(chunk.tolist()).asnumpy()
-        except Exception as err:
+            frames = get_batch(chunk)
+        except Exception as err:  # noqa: BLE001 - decord's and numpy's errors alike
             raise BadVideo(f"decoding failed near frame {int(chunk[0])} ({str(err).strip()[:160]})") from None
-        if frames.shape[2] != width:
+        if frames.shape[1:3] != (height, width):
             import cv2
 
             frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
@@ -133,11 +146,48 @@ def read_frames(path: str, indices, size: tuple[int, int] | None = None) -> np.n
     return np.concatenate(parts) if parts else np.zeros((0, 0, 0, 3), np.uint8)
 
 
+def read_video(path) -> np.ndarray:
+    """Every frame, uint8 (F, H, W, 3), of what `write_video` writes: a video file, a gif, or a folder of
+    PNG frames (read in name order)."""
+    from storyreel.core.images import read_rgb
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.png"))
+        if not files:
+            raise BadVideo("folder has no PNG frames")
+        return np.stack([read_rgb(f, what="frame") for f in files])
+    info = probe(str(path))
+    return read_frames(str(path), np.arange(info.num_frames), (info.width, info.height))
+
+
+def _is_gif(path) -> bool:
+    return str(path).lower().endswith(".gif")
+
+
+def _read_gif(path) -> tuple[np.ndarray, float]:
+    """Every frame of a gif, uint8 (F, H, W, 3), and its frame rate.
+
+    PIL, not decord: decord decodes gifs too, but at its unsafe widths only through a lossy resize,
+    and a generated gif (writers.py) must read back exactly as written.
+    """
+    from PIL import Image, ImageSequence
+
+    try:
+        with Image.open(path) as image:
+            frames = [(np.asarray(f.convert("RGB")), f.info.get("duration", 0)) for f in ImageSequence.Iterator(image)]
+    except (OSError, ValueError, SyntaxError) as err:
+        raise BadVideo(f"not a readable gif ({type(err).__name__})") from None
+    delay_ms = float(np.mean([ms or 0 for _, ms in frames]))
+    fps = 1000.0 / delay_ms if delay_ms > 0 else 10.0  # no delay stored: browsers show 10 frames a second
+    return np.stack([f for f, _ in frames]), fps
+
+
 def write_mp4(path, frames: Iterable[np.ndarray], fps: float, crf: int = 18) -> None:
     """Encode uint8 (H, W, 3) frames as H.264 (yuv420p, plays everywhere) into `path`, streaming.
 
     yuv420p needs even sides: an odd last row/column is repeated rather than the frame resampled.
-    Callers make the write atomic (index/files.py).
+    Not atomic by itself: outputs go through storyreel/core/writers.py `write_video`.
     """
     import imageio_ffmpeg
 

@@ -1,4 +1,6 @@
-"""Write generated frames: mp4 (H.264), gif or a folder of PNGs, plus a JSON sidecar.
+"""Write frames: mp4 (H.264), gif or a folder of PNGs, plus a JSON sidecar. `write_video` is the one
+way frames reach disk (generated clips, stories, depth videos); `read_video` (storyreel/core/video.py)
+reads every format back.
 
 Every write is atomic — the file is written under a temporary name in the destination folder, then
 moved into place with `os.replace` — so a failure never leaves a partial clip behind. The sidecar
@@ -43,8 +45,11 @@ def check_writable(path) -> None:
         raise UserError(f"output {path} is a folder; give a file name ending in .mp4 or .gif")
 
 
-def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | None = None) -> Path:
-    """Write (F, H, W, 3) uint8 `frames` to `path` (.mp4, .gif or a PNG folder) and `<path>.json`."""
+def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | None = None, crf: int = 18) -> Path:
+    """Write (F, H, W, 3) uint8 `frames` to `path` (.mp4, .gif or a PNG folder) and `<path>.json`.
+
+    `crf` is the mp4's H.264 quality (lower is closer to the frames; 18 looks lossless, depth uses 12).
+    """
     path = Path(path)
     check_writable(path)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -54,7 +59,7 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
         if kind == "png":
             _write_png_folder(frames, path)
         else:
-            atomic_write(path, lambda tmp: _write_animation(frames, tmp, kind, fps))
+            atomic_write(path, lambda tmp: _write_animation(frames, tmp, kind, fps, crf))
         if metadata is not None:
             sidecar = {**metadata, "output": str(path), "format": kind, "fps": fps, "frames": int(frames.shape[0]),
                        "height": int(frames.shape[1]), "width": int(frames.shape[2])}
@@ -64,13 +69,13 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
     return path
 
 
-def _write_animation(frames: np.ndarray, tmp: Path, kind: str, fps: float) -> None:
+def _write_animation(frames: np.ndarray, tmp: Path, kind: str, fps: float, crf: int) -> None:
     import imageio.v2 as imageio
 
     if kind == "gif":
         imageio.mimsave(tmp, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
         return
-    write_mp4(tmp, frames, fps=fps)
+    write_mp4(tmp, frames, fps=fps, crf=crf)
 
 
 def _write_png_folder(frames: np.ndarray, folder: Path) -> None:

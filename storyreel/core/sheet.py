@@ -1,0 +1,87 @@
+"""Contact sheets: rows of thumbnails painted into one PNG (search results, depth sheets, storyboards).
+
+A sheet is rows, top to bottom. A row is an optional caption, then panels left to right; a panel is
+tiles side by side. `gap` pixels frame the sheet and separate rows and panels. The caption is a column
+`caption_width` pixels wide left of the panels (its text inset by `gap`), or, without `caption_width`,
+lines above them. The PNG is written atomically (storyreel/core/files.py), its folder created if needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from storyreel.core.files import atomic_write
+
+LINE_HEIGHT = 16  # caption line pitch; PIL's default font is about 11 px tall
+
+
+@dataclass
+class SheetRow:
+    panels: Sequence[Sequence[np.ndarray]] = ()  # uint8 (H, W, 3) tiles, grouped into panels
+    caption: Sequence[str] = ()                   # text lines
+
+
+def paint_sheet(path, rows: Sequence[SheetRow], *, tile_height: int | None = None, gap: int = 0,
+                caption_width: int | None = None, background="black", ink="white") -> Path:
+    """Paint `rows` into the PNG `path` and return its path; tiles are scaled to `tile_height` (aspect
+    kept) when it is given, else pasted as they are."""
+    from PIL import Image, ImageDraw
+
+    laid = [_lay_out(row, tile_height, gap, caption_width) for row in rows]
+    width = max((w for w, _, _ in laid), default=0) + 2 * gap
+    height = sum(h + gap for _, h, _ in laid) + gap
+    sheet = Image.new("RGB", (max(1, width), max(1, height)), background)
+    draw = ImageDraw.Draw(sheet)
+    y = gap
+    for row, (_, row_height, panels) in zip(rows, laid):
+        beside = caption_width is not None
+        text_x, text_y = (2 * gap, y + gap) if beside else (gap, y)
+        for n, line in enumerate(row.caption):
+            draw.text((text_x, text_y + n * LINE_HEIGHT), line, fill=ink)
+        x, tiles_y = (gap + caption_width, y) if beside else (gap, y + LINE_HEIGHT * len(row.caption))
+        for panel in panels:
+            for tile in panel:
+                sheet.paste(tile, (x, tiles_y))
+                x += tile.width
+            x += gap
+        y += row_height + gap
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG"))
+
+
+def fit_text(text: str, width: int) -> str:
+    """`text`, shortened from the left with '...' until it fits `width` pixels of a caption (file names
+    keep their end)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default()  # the font ImageDraw.text paints captions with
+    if font.getlength(text) <= width:
+        return text
+    while len(text) > 1 and font.getlength("..." + text) > width:
+        text = text[1:]
+    return "..." + text
+
+
+def _lay_out(row: SheetRow, tile_height: int | None, gap: int, caption_width: int | None):
+    """(width, height, panels of PIL tiles) of one row, without the sheet's outer gap."""
+    panels = [[_tile(frame, tile_height) for frame in panel] for panel in row.panels]
+    tiles_width = sum(tile.width for panel in panels for tile in panel) + gap * max(0, len(panels) - 1)
+    tiles_height = max((tile.height for panel in panels for tile in panel), default=0)
+    caption_height = LINE_HEIGHT * len(row.caption)
+    if caption_width is None:
+        return tiles_width, caption_height + tiles_height, panels
+    return caption_width + tiles_width, max(tiles_height, caption_height + 2 * gap if row.caption else 0), panels
+
+
+def _tile(frame: np.ndarray, height: int | None):
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(frame))
+    if height is None or image.height == height:
+        return image
+    return image.resize((max(1, round(image.width * height / image.height)), height), Image.BILINEAR)
