@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,10 +27,6 @@ from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
 from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
 from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
-
-# Test hook: seconds to sleep after each committed video (lets a test kill a build mid-run).
-SLOW_WRITE_ENV = "STORYREEL_TEST_SLOW_WRITE_S"
-
 
 @dataclass(frozen=True)
 class BuildSettings:
@@ -245,8 +242,16 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
 
 
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
-          frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None) -> BuildReport:
-    """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc."""
+          frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
+          on_video_committed: Callable[[VideoRecord], None] | None = None) -> BuildReport:
+    """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
+
+    progress: a `Progress` for the per-file lines on stderr (default: one line a second).
+    on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
+    catalog transaction commits, i.e. once the file is safe: a build killed after that point resumes
+    without decoding it again. It runs on the build's thread, between files (a slow callback slows the
+    build; an exception aborts it, leaving a resumable staging catalog).
+    """
     from storyreel.index.embed import load_clip
     from storyreel.core.models import resolve_preset
     from storyreel.core.progress import Progress
@@ -260,7 +265,6 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                              frames_per_clip=int(frames_per_clip))
     embedder = embedder or load_clip(resolve_preset(preset))
     progress = progress or Progress("index build")
-    slow_write_s = float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
     t0 = time.monotonic()
 
     with layout.build_lock(index_dir):
@@ -279,10 +283,10 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                 clips_added += len(catalog.commit_video(con, record))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)
-                progress.update(force=bool(slow_write_s), files=f"{done}/{len(todo)}", clips=clips_added,
+                progress.update(files=f"{done}/{len(todo)}", clips=clips_added,
                                 frames_per_s=frames_decoded / elapsed, last=os.path.basename(record.file.path))
-                if slow_write_s:
-                    time.sleep(slow_write_s)
+                if on_video_committed is not None:
+                    on_video_committed(record)
             nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
             if nothing_changed:
                 index_type = catalog.read_meta(con)["index_type"]

@@ -15,8 +15,8 @@ import pytest
 
 from storyreel import index
 from storyreel.core import video as video_module
-from storyreel.index.embed import load_clip
 from storyreel.core.errors import UserError
+from storyreel.index.embed import load_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FPS = 24
@@ -178,7 +178,8 @@ def test_unchanged_rerun_decodes_nothing_and_changes_are_incremental(corpus, emb
     assert sorted(set(opens)) == sorted([str(videos / "d.mp4"), str(videos / "sub" / "c.MOV")])
     assert (report.new, report.changed, report.removed, report.unchanged) == (1, 1, 1, 1)
     assert ids_of(after, "a.mp4") == ids_of(before, "a.mp4")
-    assert [r for r in after["rows"] if r.video.endswith("a.mp4")] == [r for r in before["rows"] if r.video.endswith("a.mp4")]
+    rows_of_a = lambda snap: [r for r in snap["rows"] if r.video.endswith("a.mp4")]  # noqa: E731
+    assert rows_of_a(after) == rows_of_a(before)
     assert ids_of(after, "b.mp4") == []
     old_next = int(before["next_clip_id"])
     new_ids = ids_of(after, "c.MOV") + ids_of(after, "d.mp4")
@@ -225,13 +226,13 @@ def test_bad_files_are_listed_and_good_ones_indexed(corpus, embedder, tmp_path):
 
 # --- command line ---------------------------------------------------------------------------------
 
-def cli(*args, env=None, **kw):
-    full_env = {**os.environ, "PYTHONPATH": REPO, "STORYREEL_MODELS": "tiny", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "storyreel", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=300, **kw)
+@pytest.fixture
+def cli(run_cli):
+    """`storyreel ARGS...` (in-process, see conftest.run_cli) with the tiny preset as the default."""
+    return lambda *args, env=None: run_cli(*args, env={"STORYREEL_MODELS": "tiny", **(env or {})})
 
 
-def test_cli_json_shapes_and_verify_on_tampered_index(corpus, embedder, tmp_path):
+def test_cli_json_shapes_and_verify_on_tampered_index(corpus, embedder, tmp_path, cli):
     build(corpus, tmp_path / "idx", embedder)
     idx_dir = tmp_path / "idx"
     stats = json.loads(cli("index", "stats", "--index", idx_dir, "--json").stdout)
@@ -259,7 +260,12 @@ def test_cli_json_shapes_and_verify_on_tampered_index(corpus, embedder, tmp_path
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "is not a storyreel index" in missing.stderr
 
 
-def test_missing_default_weights_exit_1_with_one_line(corpus, tmp_path):
+def test_missing_default_weights_exit_1_with_one_line(corpus, tmp_path, cli, monkeypatch):
+    from huggingface_hub import constants
+
+    # An empty Hugging Face cache (huggingface_hub reads HF_HOME / HF_HUB_CACHE when it is imported).
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     proc = cli("index", "build", corpus, "--index", tmp_path / "idx", "--models", "default",
                env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")})
     assert proc.returncode == 1
@@ -267,7 +273,7 @@ def test_missing_default_weights_exit_1_with_one_line(corpus, tmp_path):
     assert not (tmp_path / "idx").exists()
 
 
-def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus, embedder, tmp_path):
+def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus, embedder, tmp_path, cli):
     videos = tmp_path / "videos"
     videos.mkdir()
     shutil.copy(corpus / "a.mp4", videos / "a.mp4")
@@ -277,10 +283,10 @@ def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus,
     shutil.copy(corpus / "sub" / "c.MOV", videos / "c.mp4")
     write_video(videos / "d.mp4", seed=9)
 
-    proc = subprocess.Popen([sys.executable, "-m", "storyreel", "index", "build", str(videos), "--index",
-                             str(tmp_path / "idx")], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            cwd=REPO, env={**os.environ, "PYTHONPATH": REPO, "STORYREEL_MODELS": "tiny",
-                                           "STORYREEL_TEST_SLOW_WRITE_S": "30"})
+    # The real build in its own process, pausing 30 s after each committed video (storyreel.testing.slow_build).
+    proc = subprocess.Popen([sys.executable, "-m", "storyreel.testing.slow_build", str(videos), "--index",
+                             str(tmp_path / "idx"), "--models", "tiny", "--pause", "30"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO)
     try:
         deadline = time.monotonic() + 120
         for line in proc.stderr:  # first progress line = first video committed
