@@ -27,7 +27,7 @@ from storyreel.core.models import ANIMATEDIFF_DDIM, ModelPreset, SchedulerSpec, 
 
 @dataclass
 class Components:
-    """Everything the sampler needs; `ids` says where each piece came from (recorded in outputs)."""
+    """Everything the pipeline needs; `ids` says where each piece came from (recorded in outputs)."""
 
     unet: torch.nn.Module  # diffusers UNetMotionModel (SD1.5 UNet + AnimateDiff motion modules)
     controlnet: torch.nn.Module  # diffusers ControlNetModel (depth)

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from storyreel.generation.story.format import Story, load_story, plot_hash, resolved_plot_settings, validate_pins
+from storyreel.generation.story.format import (
+    Story,
+    load_story,
+    plot_hash,
+    plot_settings,
+    resolved_plot_settings,
+    validate_pins,
+)
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
 from storyreel.core.progress import Progress
@@ -38,7 +45,7 @@ RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can 
 
 
 def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, progress: Progress | None = None,
-                 log=sys.stderr) -> dict:
+                 log=None) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
     from storyreel import index as index_package
     from storyreel.index.embed import load_clip
@@ -58,14 +65,14 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
         models = _model_ids(preset, embedder.model_id)
 
         # 2. Retrieve a source clip for every plot (cheap; decides which plots changed).
-        picks = choose_clips(story, index, embedder)
+        picks = choose_clips(story, index, embedder, preset)
 
         # 3. Per plot: reuse the previous result, or depth → generate → write.
         generator = None
         plots = []
         for i, pick in enumerate(picks):
-            settings = resolved_plot_settings(story, i)
-            key = _plot_key(story, i, pick["clip"], models)
+            settings = resolved_plot_settings(story, i, preset)
+            key = _plot_key(story, i, pick["clip"], models, preset)
             video = out_dir / "plots" / f"{i:02d}.mp4"
             done = previous.get("plots", {}).get(str(i))
             if done and done.get("key") == key and video.is_file() and _row_png(video).is_file():
@@ -84,16 +91,16 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
 
         # 4. Assemble the story video and the storyboard from the plot files.
         progress.update(force=True, stage="assembling story.mp4 and storyboard.png")
-        assemble_story([out_dir / p["output"] for p in plots], out_dir / "story.mp4", fps=story.defaults.fps)
+        assemble_story([out_dir / p["output"] for p in plots], out_dir / "story.mp4", fps=plots[0]["settings"]["fps"])
         assemble_storyboard([_row_png(out_dir / p["output"]) for p in plots], out_dir / "storyboard.png")
-    print(summary_table(plots), file=log)
+    print(summary_table(plots), file=log or sys.stderr)  # looked up now: callers may redirect stderr
     return manifest
 
 
 # -- retrieval ---------------------------------------------------------------------------------------
 
 
-def choose_clips(story: Story, index, embedder) -> list[dict]:
+def choose_clips(story: Story, index, embedder, preset=None) -> list[dict]:
     """One source clip per plot: pinned, or the best unused clip that is long enough (motion preferred).
 
     Falls back step by step (any motion, any length, a reused clip) and says so in the pick's notes.
@@ -103,7 +110,7 @@ def choose_clips(story: Story, index, embedder) -> list[dict]:
     used: set[int] = set()
     picks = []
     for i, plot in enumerate(story.plots):
-        settings = resolved_plot_settings(story, i)
+        settings = resolved_plot_settings(story, i, preset)
         if plot.clip is not None:
             clip = index.clip(plot.clip)
             picks.append({"clip": clip, "score": None, "notes": [f"clip {plot.clip} pinned by the story"]})
@@ -151,11 +158,11 @@ def _clip_exists(index, clip_id: int) -> bool:
 class PlotGenerator:
     """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
-    def __init__(self, story: Story, preset: str, embedder, log=sys.stderr):
-        from storyreel.generation.characters.tokens import load_pack
+    def __init__(self, story: Story, preset: str, embedder, log=None):
+        from storyreel.generation.characters.pack import load_pack
         from storyreel.generation.generate import ClipGenerator
 
-        self.embedder, self.log = embedder, log
+        self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
         self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()])
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
 
@@ -165,10 +172,8 @@ class PlotGenerator:
         clip = pick["clip"]
         present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
         generated = self.clips.generate(
-            settings["prompt"], clip.clip_id, video, tau=settings["tau"], frames=settings["frames"],
-            seed=settings["seed"], steps=settings["steps"], height=settings["height"], width=settings["width"],
-            cfg=settings["cfg"], negative_prompt=settings["negative_prompt"], index_dir=index, fps=settings["fps"],
-            present=present, on_stage=stage)
+            settings["prompt"], clip.clip_id, video, plot_settings(self.story, i, self.preset),
+            negative_prompt=settings["negative_prompt"], index_dir=index, present=present, on_stage=stage)
         start = time.perf_counter()
         source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
         depth_frames = generated.depth[_keyframe_indices(len(generated.depth))].permute(0, 2, 3, 1).cpu().numpy()
@@ -180,7 +185,7 @@ class PlotGenerator:
                    "write_eval_s": round(generated.timings["write_s"] + time.perf_counter() - start, 3)}
         notes = pick["notes"] + generated.sidecar["notes"]
         for note in notes:
-            print(f"storyreel: note: plot {i}: {note}", file=self.log)
+            print(f"storyreel: note: plot {i}: {note}", file=self.log or sys.stderr)
         return {
             "index": i, "output": str(video.relative_to(video.parent.parent)), "settings": settings,
             "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": notes,
@@ -243,8 +248,8 @@ def _model_ids(preset: str, clip_model_id: str) -> dict:
             "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
 
 
-def _plot_key(story: Story, i: int, clip, models: dict) -> str:
-    parts = {"plot": plot_hash(story, i), "clip": clip.clip_id, "video": clip.video_fingerprint, "models": models,
+def _plot_key(story: Story, i: int, clip, models: dict, preset: str) -> str:
+    parts = {"plot": plot_hash(story, i, preset), "clip": clip.clip_id, "video": clip.video_fingerprint, "models": models,
              "version": MANIFEST_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
