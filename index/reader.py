@@ -1,15 +1,47 @@
-"""Read API: `open_index(index_dir)` → `Index`, a read-only view of the last committed generation."""
+"""Read API: `open_index(index_dir)` → `Index`, a read-only view of the last committed generation.
+
+`ClipIndex` is the part of that API the other stages read (search, depth, render, training); anything
+that satisfies it can stand in for an opened index (tests use `storyreel.testing.fake_index.MemoryIndex`).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from storyreel.index import layout
 from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
 from storyreel.core.errors import UserError
+
+
+@runtime_checkable
+class ClipIndex(Protocol):
+    """What search, depth, render and training read from an opened index. `Index` is the real one;
+    tests/test_index_interface.py holds `Index` and the tests' in-memory fake to it, signatures included."""
+
+    path: Path
+    model_id: str  # the CLIP model the vectors come from; queries must use the same one
+    dim: int
+    vector_index: Any  # the FAISS index (search reads `.ntotal`)
+
+    def clips(self) -> list[ClipRow]: ...
+
+    def clip_ids(self) -> set[int]: ...
+
+    def clips_by_id(self, clip_ids) -> dict[int, ClipRow]: ...
+
+    def clip(self, clip_id: int) -> ClipRow: ...
+
+    def read_frames(self, clip_id: int, indices=None) -> np.ndarray: ...
+
+    def frame_vectors(self, clip_ids) -> dict[int, np.ndarray]: ...
+
+    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
 class Index:

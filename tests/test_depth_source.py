@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from storyreel.core.errors import UserError
 from storyreel.depth import conditioning_for_source, create_depth_model
 from storyreel.depth.media import open_source
-from storyreel.core.errors import UserError
+from storyreel.testing.fake_index import MemoryIndex, clip_row
 
 
 def moving_square_frames(n=12, height=64, width=128):
@@ -34,38 +34,13 @@ def write_video(path: Path, frames: np.ndarray, fps=8) -> Path:
     return path
 
 
-@dataclass
-class FakeClip:
-    clip_id: int
-    video: str
-    start_frame: int
-    end_frame: int
-    fps: float
-    video_fingerprint: str
-
-
-class FakeIndex:
-    """The read API of `index.open_index` (clip, read_frames, path) over in-memory frames."""
-
-    def __init__(self, path: Path, frames: np.ndarray):
-        self.path = path
-        self.frames = frames
-        self.clips = {7: FakeClip(7, "a.mp4", 2, 12, 8.0, "sha-v1"), 8: FakeClip(8, "a.mp4", 5, 5, 8.0, "sha-v1")}
-        self.reads = 0
-
-    def clip_ids(self):
-        return set(self.clips)
-
-    def clip(self, clip_id):
-        if clip_id not in self.clips:
-            raise UserError(f"clip id {clip_id} is not in the index {self.path}")
-        return self.clips[clip_id]
-
-    def read_frames(self, clip_id, indices=None):
-        clip = self.clips[clip_id]
-        frames = self.frames[clip.start_frame:clip.end_frame]
-        self.reads += 1
-        return frames if indices is None else frames[list(indices)]
+def fake_index(path: Path, frames: np.ndarray, fingerprint: str = "sha-v1") -> MemoryIndex:
+    """Clip 7 = frames 2..12 of a.mp4 (10 frames), clip 8 = an empty clip (5..5), both at 8 fps."""
+    rows = [clip_row(7, video="a.mp4", start_frame=2, fps=8.0, seconds=10 / 8, size=frames.shape[2:0:-1],
+                     fingerprint=fingerprint),
+            clip_row(8, video="a.mp4", start_frame=5, fps=8.0, seconds=0, size=frames.shape[2:0:-1],
+                     fingerprint=fingerprint)]
+    return MemoryIndex(rows, videos={"a.mp4": frames}, path=path)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +49,8 @@ def tiny():
 
 
 def test_clip_depth_is_computed_once_and_redone_after_reindex(tmp_path, tiny):
-    index = FakeIndex(tmp_path, moving_square_frames())
+    frames = moving_square_frames()
+    index = fake_index(tmp_path, frames)
     calls = tiny.predict_calls
     cond, info = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index)
     assert cond.shape == (4, 3, 32, 48) and float(cond.min()) >= 0 and float(cond.max()) <= 1
@@ -89,8 +65,7 @@ def test_clip_depth_is_computed_once_and_redone_after_reindex(tmp_path, tiny):
     assert np.array_equal(again.numpy(), cond.numpy())
 
     # Re-indexed clip (new fingerprint, new frames): fresh depth, the stale entry is gone.
-    index.clips[7] = replace(index.clips[7], video_fingerprint="sha-v2")
-    index.frames = index.frames[:, :, ::-1].copy()
+    index = fake_index(tmp_path, frames[:, :, ::-1].copy(), fingerprint="sha-v2")  # the new index generation
     fresh, info3 = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index)
     assert info3["cache"] == "miss" and tiny.predict_calls == calls + 2
     assert not np.array_equal(fresh.numpy(), cond.numpy())
@@ -104,7 +79,7 @@ def test_clip_depth_is_computed_once_and_redone_after_reindex(tmp_path, tiny):
 
 
 def test_bad_sources_are_one_line_errors(tmp_path, tiny):
-    index = FakeIndex(tmp_path, moving_square_frames())
+    index = fake_index(tmp_path, moving_square_frames())
     cases = [
         (lambda: conditioning_for_source(99, model=tiny, size=(32, 32), num_frames=4, index_dir=index),
          r"clip id 99 is not in the index"),

@@ -1,7 +1,8 @@
 """Search: query motion words, re-ranking, filters, model check, contact sheet.
 
-The ranking logic runs against a small in-memory index (same read API as `index.open_index`);
-the end-to-end tests at the bottom build a real index from synthetic videos with the tiny preset.
+The ranking logic runs against `MemoryIndex` (storyreel.testing.fake_index, held to the real index's
+`ClipIndex` interface); the end-to-end tests at the bottom build a real index from synthetic videos
+with the tiny preset.
 """
 
 from __future__ import annotations
@@ -13,70 +14,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyreel.index.catalog import ClipRow as Row
 from storyreel.core.errors import UserError
-from storyreel.index.vectors import build_vector_index
 from storyreel.retrieval import contact_sheet, search
 from storyreel.retrieval.motion_words import motion_in_query
-
-DIM = 16
-
-
-class MemoryIndex:
-    """Index read API over arrays: clip rows, per-frame vectors (K per clip), a real FAISS index."""
-
-    def __init__(self, rows: list[Row], frames: dict[int, np.ndarray], model_id: str = "fake-clip"):
-        self.path, self.model_id, self.dim, self.index_type = Path("/memory"), model_id, DIM, "Flat"
-        self.rows = {r.clip_id: r for r in rows}
-        self.frames = frames
-        pooled = np.stack([frames[r.clip_id].mean(axis=0) for r in rows])
-        pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
-        self.vector_index = build_vector_index(np.array([r.clip_id for r in rows]), pooled)
-        self.fetched: list[int] = []  # candidate counts asked for, to check over-fetching
-
-    def clips(self):
-        return list(self.rows.values())
-
-    def clip(self, clip_id):
-        return self.rows[clip_id]
-
-    def clips_by_id(self, clip_ids):
-        return {int(c): self.rows[int(c)] for c in clip_ids if int(c) in self.rows}
-
-    def frame_vectors(self, clip_ids):
-        return {c: self.frames[c] for c in clip_ids}
-
-    def search_vectors(self, query, n):
-        self.fetched.append(n)
-        scores, ids = self.vector_index.search(query.reshape(1, -1).astype(np.float32), min(n, self.vector_index.ntotal))
-        return ids[0], scores[0]
-
-    def read_frames(self, clip_id, indices=None):
-        row = self.rows[clip_id]
-        n = row.end_frame - row.start_frame if indices is None else len(indices)
-        return np.full((n, 24, 32, 3), (clip_id * 37) % 256, np.uint8)
-
-
-class FakeEmbedder:
-    """Text → a fixed vector per known text; images → the vector stored for their fill value."""
-
-    def __init__(self, texts: dict[str, np.ndarray], model_id: str = "fake-clip"):
-        self.model_id, self.dim, self.texts = model_id, DIM, texts
-
-    def embed_text(self, texts):
-        return np.stack([self.texts[t] for t in texts])
-
-    def embed_images(self, images):
-        return np.stack([self.texts[f"image:{int(im[0, 0, 0])}"] for im in images])
+from storyreel.testing.fake_index import DIM, FakeEmbedder, MemoryIndex
+from storyreel.testing.fake_index import clip_row as row
 
 
 def unit(v):
     v = np.asarray(v, np.float32)
     return v / np.linalg.norm(v)
-
-
-def row(clip_id, motion="static", seconds=2.0):
-    return Row(clip_id, f"/videos/v{clip_id}.mp4", 0, int(24 * seconds), 0.0, seconds, 24.0, 160, 90, motion, 1.0, "fp")
 
 
 @pytest.fixture
