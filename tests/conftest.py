@@ -2,33 +2,103 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
 
 # One torch/OpenMP thread per process: tiny models gain nothing from more, and on a shared 2-core
 # machine oversubscribed threads made single tests 10x slower. Set before torch is imported;
-# subprocesses (run_cli) inherit it.
+# the few subprocesses the tests still start inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def run_cli():
-    """Run `storyreel ARGS...` in a real subprocess; returns CompletedProcess (text mode)."""
+@contextlib.contextmanager
+def process_state_restored():
+    """Undo what one in-process command leaves behind that a separate process would have taken with
+    it: environment variables, working directory, logger levels, warning filters and, once torch is
+    loaded, its RNG state, thread count, grad mode and default dtype."""
+    env, cwd = dict(os.environ), os.getcwd()
+    levels = {name: logger.level for name, logger in logging.Logger.manager.loggerDict.items()
+              if isinstance(logger, logging.Logger)}
+    root_level = logging.getLogger().level
+    torch = sys.modules.get("torch")
+    torch_state = _torch_state(torch) if torch else None
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
+        logging.getLogger().setLevel(root_level)
+        for name, level in levels.items():  # loggers a library created meanwhile keep the level it chose
+            logging.getLogger(name).setLevel(level)
+        if torch_state is not None:
+            rng, threads, grad, dtype = torch_state
+            torch.random.set_rng_state(rng)
+            torch.set_num_threads(threads)
+            torch.set_grad_enabled(grad)
+            torch.set_default_dtype(dtype)
 
-    def run(*args: str, check: bool = False, timeout: float = 600, env: dict | None = None):
-        full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run(
-            [sys.executable, "-m", "storyreel", *map(str, args)],
-            capture_output=True, text=True, timeout=timeout, env=full_env, cwd=REPO,
-        )
+
+def _torch_state(torch):
+    return torch.random.get_rng_state(), torch.get_num_threads(), torch.is_grad_enabled(), torch.get_default_dtype()
+
+
+def exit_status(err: SystemExit) -> int:
+    """The status a process would exit with after `raise SystemExit(code)` (a message goes to stderr)."""
+    if err.code is None:
+        return 0
+    if isinstance(err.code, int):
+        return err.code
+    print(err.code, file=sys.stderr)
+    return 1
+
+
+@pytest.fixture
+def run_cli(capfd):
+    """Run `storyreel ARGS...` in this process: `storyreel.cli.main(argv)` with the working directory at
+    the repo and `env` applied, stdout/stderr captured at the file-descriptor level (so output of
+    child processes such as ffmpeg counts too), SystemExit turned into the exit status and an uncaught
+    exception into status 1 plus its traceback on stderr, as the real process would.
+
+    Returns a CompletedProcess (text) like the `subprocess.run` this replaces: `.returncode`, `.stdout`,
+    `.stderr`. `timeout` is accepted for that call's signature and ignored. Only what this command
+    printed is in the result; output the test printed before is dropped. Environment variables are
+    seen by code that reads them at call time (STORYREEL_MODELS, ...); ones that libraries read at
+    import (HF_HOME, OMP_NUM_THREADS) need the test to patch the library instead.
+    tests/test_cli.py keeps one real subprocess of `python -m storyreel`."""
+
+    def run(*args, check: bool = False, timeout: float | None = None, env: dict | None = None):
+        from storyreel.cli import main
+
+        argv = [str(a) for a in args]
+        capfd.readouterr()
+        with process_state_restored():
+            os.environ.update({k: str(v) for k, v in (env or {}).items()})
+            os.chdir(REPO)
+            try:
+                code = main(argv)
+            except SystemExit as err:
+                code = exit_status(err)
+            except Exception:  # noqa: BLE001 - a crashing command is a result to assert on, like a process's
+                traceback.print_exc()
+                code = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+        out, err = capfd.readouterr()
+        proc = subprocess.CompletedProcess(["storyreel", *argv], code, out, err)
         if check and proc.returncode != 0:
-            raise AssertionError(f"storyreel {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stderr}")
+            raise AssertionError(f"storyreel {' '.join(argv)} -> {proc.returncode}\n{proc.stderr}")
         return proc
 
     return run

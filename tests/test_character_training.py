@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from storyreel.generation.characters.tokens import load_pack, save_pack
+from storyreel.core.errors import UserError
+from storyreel.generation.characters.pack import load_pack, save_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.training.train import CharacterTrainer, TrainSettings, load_concept_images
-from storyreel.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +42,15 @@ def image_dir(tmp_path):
 def make_trainer(components, image_dir, **overrides):
     settings = dict(token="<teddy>", init_word="bear", steps=4, size=32, frames=2, learning_rate=5e-2, num_buckets=4)
     settings.update(overrides)
-    return CharacterTrainer(components, components.ids, TrainSettings(**settings), load_concept_images(image_dir), gray_depth)
+    return CharacterTrainer(components, components.ids, TrainSettings(**settings), load_concept_images(image_dir),
+                            gray_depth)
 
 
 def fixed_loss(trainer) -> float:
     generator = torch.Generator().manual_seed(123)  # same latents, noise and templates every time
     with torch.no_grad():
-        return float(np.mean([trainer.clip_loss(clip, t, generator).item() for clip in trainer.clips for t in (100, 400, 700, 950)]))
+        return float(np.mean([trainer.clip_loss(clip, t, generator).item()
+                              for clip in trainer.clips for t in (100, 400, 700, 950)]))
 
 
 def test_loading_images_rotates_by_exif_and_skips_other_files(tmp_path):
@@ -191,20 +193,20 @@ def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_di
     assert one_line(err) == "--reg-clips must be at least 1, got 0"
 
 
-def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, capsys):
+def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, run_cli):
     import json
 
-    from storyreel.cli import main
     from storyreel.index.build import build
     from storyreel.testing.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")
     out = tmp_path / "teddy.safetensors"
-    assert main(["character", "train", str(image_dir), "--token", "<teddy>", "--init-word", "bear", "--out", str(out),
-                              "--steps", "2", "--frames", "2", "--models", "tiny", "--json",
-                              "--reg-index", str(tmp_path / "index"), "--reg-clips", "5"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    proc = run_cli("character", "train", image_dir, "--token", "<teddy>", "--init-word", "bear", "--out", out,
+                   "--steps", "2", "--frames", "2", "--models", "tiny", "--json",
+                   "--reg-index", tmp_path / "index", "--reg-clips", "5")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
     assert summary["steps"] == 2 and summary["regularization_clips"] == 2 and summary["images"] == 2
     pack = load_pack(out)
     assert pack.settings["steps_done"] == 2 and pack.table.shape == (1000, 32)

@@ -1,4 +1,4 @@
-"""Depth cache end to end against a REAL index (tests/test_depth_source.py uses a fake one).
+"""Depth cache end to end against a REAL index (tests/test_depth_source.py uses `MemoryIndex`).
 
 Acceptance: a second request for the same clip does no inference (asserted on the model's
 counters), and a re-indexed clip gets fresh depth.
@@ -18,14 +18,14 @@ from storyreel.testing.synthetic import Shot, make_corpus, write_video
 SIZE, FRAMES = (64, 64), 8
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Two synthetic videos (2 shots each) indexed with the tiny preset. Built before any depth
-    decoding so torch is imported ahead of decord (see the note in the tests' git history)."""
-    tmp = tmp_path_factory.mktemp("depth_index")
-    make_corpus(tmp / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(128, 72), fps=12)
-    index.build(tmp / "videos", tmp / "index", preset="tiny")
-    return tmp
+@pytest.fixture
+def corpus(tmp_path):
+    """Two synthetic videos (2 shots each) indexed with the tiny preset, per test: the tests write depth
+    into the index and rewrite a video. Built before any depth decoding so torch is imported ahead of
+    decord (see the note in the tests' git history)."""
+    make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(128, 72), fps=12)
+    index.build(tmp_path / "videos", tmp_path / "index", preset="tiny")
+    return tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
-from storyreel.generation.evaluate import read_clip_frames
-from storyreel.generation.story.render import PANEL_HEIGHT, choose_clips, render_story
-from storyreel.generation.pipeline import StructureGuidedSampler
 from storyreel.core.errors import UserError
+from storyreel.generation import GenerationSettings
+from storyreel.generation.evaluate import read_clip_frames
+from storyreel.generation.pipeline import StructureGuidedPipeline
+from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
+from storyreel.generation.story.render import PANEL_HEIGHT, choose_clips, render_story
+from storyreel.testing.fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A tiny index of 3 synthetic videos (9 clips) and two character packs, shared by the tests."""
+    """A tiny index of 3 synthetic videos (9 clips) and two character packs, shared read-only: tests
+    render from their own copy (`workspace`)."""
     from storyreel import index
     from storyreel.generation.training.train import TrainSettings, train_character
     from storyreel.testing.synthetic import make_corpus
@@ -37,14 +40,23 @@ def corpus(tmp_path_factory):
 @pytest.fixture
 def sampler_calls(monkeypatch):
     calls = []
-    original = StructureGuidedSampler.__call__
+    original = StructureGuidedPipeline.__call__
 
     def counting(self, prompt, *args, **kwargs):
         calls.append(prompt)
         return original(self, prompt, *args, **kwargs)
 
-    monkeypatch.setattr(StructureGuidedSampler, "__call__", counting)
+    monkeypatch.setattr(StructureGuidedPipeline, "__call__", counting)
     return calls
+
+
+@pytest.fixture
+def workspace(corpus, tmp_path):
+    """This test's copy of the index (renders cache depth in it) and of the packs (story files name them
+    relative to themselves); story files are written here too. The videos stay shared, read-only."""
+    shutil.copytree(corpus / "index", tmp_path / "index")
+    shutil.copytree(corpus / "packs", tmp_path / "packs")
+    return tmp_path
 
 
 def write_story(folder, text=STORY):
@@ -57,12 +69,12 @@ def plot_frames(out):
     return [read_clip_frames(out / "plots" / f"{i:02d}.mp4") for i in range(3)]
 
 
-def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
-    story = write_story(corpus)
+def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
+    story = write_story(workspace)
     out = tmp_path / "out"
 
     # 1. First render: every output, three different source clips, two characters.
-    manifest = render_story(story, corpus / "index", out, preset="tiny")
+    manifest = render_story(story, workspace / "index", out, preset="tiny")
     assert len(sampler_calls) == 3
     for name in ("story.mp4", "storyboard.png", "manifest.json", "plots/00.mp4", "plots/01.mp4", "plots/02.mp4"):
         assert (out / name).is_file(), name
@@ -86,20 +98,20 @@ def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
     assert board.height == 3 * row.height and row.height > PANEL_HEIGHT
 
     # 2. Rerun: nothing is generated, frames stay the same.
-    again = render_story(story, corpus / "index", out, preset="tiny")
+    again = render_story(story, workspace / "index", out, preset="tiny")
     assert len(sampler_calls) == 3
     assert all(again["plots"][str(i)]["reused"] for i in range(3))
 
     # 3. Editing one plot's text regenerates that plot only.
-    write_story(corpus, STORY.replace("Robo looks up at the sky.", "Robo looks up at the stars."))
-    edited = render_story(story, corpus / "index", out, preset="tiny")
+    write_story(workspace, STORY.replace("Robo looks up at the sky.", "Robo looks up at the stars."))
+    edited = render_story(story, workspace / "index", out, preset="tiny")
     assert sampler_calls[3:] == ["<robo> looks up at the stars, storybook illustration"]
     assert [edited["plots"][str(i)]["reused"] for i in range(3)] == [True, False, True]
-    write_story(corpus)
+    write_story(workspace)
 
     # 4. The same inputs in a fresh folder reproduce identical frames.
     fresh = tmp_path / "fresh"
-    render_story(story, corpus / "index", fresh, preset="tiny")
+    render_story(story, workspace / "index", fresh, preset="tiny")
     for a, b in zip(first, plot_frames(fresh)):
         np.testing.assert_array_equal(a, b)
 
@@ -107,24 +119,23 @@ def test_render_resume_edit_and_reproduce(corpus, tmp_path, sampler_calls):
     from storyreel.generation.generate import generate_clip
 
     sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
-    teddy = str((corpus / "packs" / "teddy.safetensors").resolve())
+    teddy = str((workspace / "packs" / "teddy.safetensors").resolve())
     assert sidecar["characters"] == [{"token": "<teddy>", "pack": teddy}] and sidecar["lora_scale"] == 1.0
     assert sidecar["structure_forward_passes"] == plots[0]["structure_forward_passes"] > 0
     assert [w["frames"] for w in sidecar["windows"]] == [8] and sidecar["notes"] == plots[0]["notes"]
     s = plots[0]["settings"]
-    alone = generate_clip(s["prompt"], plots[0]["clip"]["clip_id"], tmp_path / "alone.mp4", preset="tiny",
-                          index_dir=corpus / "index", characters=[teddy], tau=s["tau"], frames=s["frames"],
-                          seed=s["seed"], steps=s["steps"], height=s["height"], width=s["width"], cfg=s["cfg"],
-                          negative_prompt=s["negative_prompt"], fps=s["fps"])
+    settings = GenerationSettings(**{k: s[k] for k in GenerationSettings.__dataclass_fields__})
+    alone = generate_clip(s["prompt"], plots[0]["clip"]["clip_id"], tmp_path / "alone.mp4", settings, preset="tiny",
+                          index_dir=workspace / "index", characters=[teddy], negative_prompt=s["negative_prompt"])
     same = lambda meta: {**meta, "output": None, "structure": {**meta["structure"], "cache": None}}  # noqa: E731
     assert alone["structure"]["cache"] == "hit" and same(alone) == same(sidecar)  # render cached the depth
     np.testing.assert_array_equal(read_clip_frames(tmp_path / "alone.mp4"), first[0])
 
 
-def test_interrupted_render_keeps_finished_plots(corpus, tmp_path, monkeypatch):
-    story = write_story(corpus)
+def test_interrupted_render_keeps_finished_plots(workspace, tmp_path, monkeypatch):
+    story = write_story(workspace)
     out = tmp_path / "out"
-    original, done = StructureGuidedSampler.__call__, []
+    original, done = StructureGuidedPipeline.__call__, []
 
     def fail_on_third(self, *args, **kwargs):
         if len(done) == 2:
@@ -132,9 +143,9 @@ def test_interrupted_render_keeps_finished_plots(corpus, tmp_path, monkeypatch):
         done.append(1)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(StructureGuidedSampler, "__call__", fail_on_third)
+    monkeypatch.setattr(StructureGuidedPipeline, "__call__", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
-        render_story(story, corpus / "index", out, preset="tiny")
+        render_story(story, workspace / "index", out, preset="tiny")
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["plots"]) == ["0", "1"]
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["00.mp4", "00.mp4.json", "00.png",
@@ -142,19 +153,17 @@ def test_interrupted_render_keeps_finished_plots(corpus, tmp_path, monkeypatch):
     assert not (out / "story.mp4").exists()
 
 
-def test_pinned_clip_not_in_index_is_a_one_line_error(corpus, tmp_path):
-    story = tmp_path / "story.yaml"
-    shutil.copytree(corpus / "packs", tmp_path / "packs")
-    story.write_text(STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    clip: 999\n"))
+def test_pinned_clip_not_in_index_is_a_one_line_error(workspace, tmp_path):
+    story = write_story(workspace, STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    clip: 999\n"))
     with pytest.raises(UserError) as err:
-        render_story(story, corpus / "index", tmp_path / "out", preset="tiny")
+        render_story(story, workspace / "index", tmp_path / "out", preset="tiny")
     assert str(err.value) == f"{story}:12: plots[1].clip: clip 999 is not in the index (see `storyreel index ls`)"
     assert not (tmp_path / "out" / "plots").exists() or not any((tmp_path / "out" / "plots").iterdir())
 
 
-def test_render_command_prints_summary(corpus, tmp_path, run_cli):
-    story = write_story(corpus)
-    proc = run_cli("render", story, "--index", corpus / "index", "--out", tmp_path / "cli", "--models", "tiny",
+def test_render_command_prints_summary(workspace, tmp_path, run_cli):
+    story = write_story(workspace)
+    proc = run_cli("render", story, "--index", workspace / "index", "--out", tmp_path / "cli", "--models", "tiny",
                    "--json")
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)
@@ -176,21 +185,13 @@ def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):
         assert f"[demo] step={step}" in proc.stderr
 
 
-class FakeIndex:
-    """Just what choose_clips reads from an index: its path (for messages)."""
+def two_clip_index():
+    """Clip 1 pans left, clip 2 is static, both 2 s long; for every query (`QUERIES`) clip 1 ranks first."""
+    vectors = {1: np.tile(np.eye(DIM)[0], (2, 1)), 2: np.tile(np.eye(DIM)[0] + np.eye(DIM)[1], (2, 1))}
+    return MemoryIndex([clip_row(1, motion="pan-left"), clip_row(2)], vectors, path="some_index")
 
-    path = "some_index"
 
-
-def fake_search(clips_by_motion):
-    """retrieval.search stand-in: clips (ids) per motion filter (None = any motion)."""
-    from types import SimpleNamespace
-
-    def search(index, text, k, motion=None, min_seconds=None, embedder=None):
-        ids = clips_by_motion.get(motion, [])[:k]
-        return [SimpleNamespace(clip=SimpleNamespace(clip_id=c), score=1.0 - 0.1 * n) for n, c in enumerate(ids)]
-
-    return search
+QUERIES = FakeEmbedder({}, default=np.eye(DIM)[0])  # every query text is the same vector
 
 
 def motion_story(tmp_path, motions):
@@ -202,12 +203,10 @@ def motion_story(tmp_path, motions):
     return load_story(path)
 
 
-def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path, monkeypatch):
-    from storyreel import retrieval
-
-    monkeypatch.setattr(retrieval, "search", fake_search({"pan-left": [1], None: [1, 2]}))
+def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path):
+    # Real search: a pan-left filter finds clip 1 only, any motion finds [1, 2] (1 first).
     story = motion_story(tmp_path, [None, "pan-left", "pan-left", None])
-    picks = choose_clips(story, FakeIndex(), embedder=None)
+    picks = choose_clips(story, two_clip_index(), embedder=QUERIES)
     assert [p["clip"].clip_id for p in picks] == [1, 2, 1, 1]
     assert [p["notes"] for p in picks] == [
         [],  # no motion asked: any motion is the first attempt, not a fallback
@@ -218,11 +217,9 @@ def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path, monkeypatch):
     ]
 
 
-def test_choose_clips_from_an_empty_index_is_a_one_line_error(tmp_path, monkeypatch):
-    from storyreel import retrieval
-
-    monkeypatch.setattr(retrieval, "search", fake_search({}))
+def test_choose_clips_from_an_empty_index_is_a_one_line_error(tmp_path):
+    empty = MemoryIndex([], path="some_index")
     with pytest.raises(UserError) as err:
-        choose_clips(motion_story(tmp_path, [None]), FakeIndex(), embedder=None)
+        choose_clips(motion_story(tmp_path, [None]), empty, embedder=QUERIES)
     assert str(err.value) == ("index some_index has no clips to render plot 0 from; "
                               "add videos with `storyreel index build VIDEO_DIR --index some_index`")
