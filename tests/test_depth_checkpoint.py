@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from storyreel.core.errors import UserError
 from storyreel.depth.checkpoint import official_state_dict
 from storyreel.depth.model import create_depth_model
-from storyreel.core.errors import UserError
 
 
 def _decoder_layout(level_channels, features=256, vit_dim=None, cnn_levels=0):

@@ -3,11 +3,15 @@
 import numpy as np
 import pytest
 
-from storyreel.generation.characters.tokens import CharacterPack
-from storyreel.generation.evaluate import (
-    clip_image_score, clip_text_score, prompt_for_clip, read_clip_frames, temporal_consistency,
-)
 from storyreel.core.errors import UserError
+from storyreel.generation.characters.pack import CharacterPack
+from storyreel.generation.evaluate import (
+    clip_image_score,
+    clip_text_score,
+    prompt_for_clip,
+    read_clip_frames,
+    temporal_consistency,
+)
 
 
 def test_clip_text_score_is_mean_cosine_over_frames():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.index import embed
 from storyreel.core.errors import MissingWeightsError
 from storyreel.core.models import TINY_CLIP_CONFIG, ClipSpec, get_preset
+from storyreel.index import embed
 
 FAKE_REPO = "storyreel-test/tiny-clip"
 

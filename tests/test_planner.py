@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
 from storyreel.cli import build_parser
-from storyreel.generation.story.format import Character, Plot, Story, load_story, resolved_plot_settings
 from storyreel.core.errors import UserError
+from storyreel.generation.story.format import Character, Plot, Story, load_story, resolved_plot_settings
+from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
 
 CAST = {"Rex": "<rex>", "Mia": "<mia>"}
 
@@ -63,7 +63,8 @@ def test_write_then_load_round_trip(tmp_path):
     (tmp_path / "packs" / "rex.safetensors").write_bytes(b"rex")
     story = Story(
         title="Round: trip", style="oil painting, 'quoted'", negative_prompt="",
-        characters={"<rex>": Character(pack=(tmp_path / "packs" / "rex.safetensors"), name="Rex", word="dog", tau=0.25)},
+        characters={"<rex>": Character(pack=(tmp_path / "packs" / "rex.safetensors"), name="Rex", word="dog",
+                                       tau=0.25)},
         plots=[Plot(text="Rex runs: fast #1.", motion="zoom-in", frames=9, tau=0.0, seed=5, clip=3,
                     characters=["<rex>"]),
                Plot(text="Yes", query="null", prompt="true")],  # YAML look-alikes stay strings
@@ -242,7 +243,8 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
     assert [p["prompt"] for p in printed["plots"]] == ["<rex> barks.", "<rex> runs.", "The sun sets."]
     mia_pack = out.parent.resolve() / "mia.safetensors"
     assert captured.err == (f"note: {out}: pack for <mia> not found yet ({mia_pack}); make it with "
-                            f"`storyreel character train IMAGES_DIR --token '<mia>' --init-word WORD --out {mia_pack}`\n")
+                            "`storyreel character train IMAGES_DIR --token '<mia>' --init-word WORD "
+                            f"--out {mia_pack}`\n")
     text = out.read_text()
     assert "pack: ../rex.safetensors" in text and "pack: mia.safetensors" in text
 

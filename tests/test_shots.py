@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from storyreel.core.video import probe, read_frames
 from storyreel.index.shots import detect_cuts, split_into_clips
 from storyreel.testing.synthetic import Shot, write_video
-from storyreel.core.video import probe, read_frames
 
 
 def decode(path) -> np.ndarray:

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from storyreel.generation.story.format import Character, Plot, load_story, plot_hash, resolved_plot_settings, validate_pins
 from storyreel.core.errors import UserError
+from storyreel.generation.story.format import (
+    Character,
+    Plot,
+    load_story,
+    plot_hash,
+    resolved_plot_settings,
+    validate_pins,
+)
 
 STORY = """\
 title: Rex and Mia

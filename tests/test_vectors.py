@@ -4,8 +4,8 @@ import faiss
 import numpy as np
 import pytest
 
-from storyreel.testing.synthetic import clustered_vectors
 from storyreel.index.vectors import build_vector_index, choose_index_spec, search_params, set_search_params
+from storyreel.testing.synthetic import clustered_vectors
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -116,7 +116,8 @@ def render_shot(shot: Shot, size: tuple[int, int]) -> np.ndarray:
     return frames
 
 
-def write_video(path: str | os.PathLike, shots: list[Shot], fps: float = 24, size: tuple[int, int] = (160, 120)) -> list[int]:
+def write_video(path: str | os.PathLike, shots: list[Shot], fps: float = 24,
+                size: tuple[int, int] = (160, 120)) -> list[int]:
     """Write `shots` back to back as an H.264 mp4; returns the cut frames (first frame of shots 2..n)."""
     from storyreel.core.files import atomic_write
     from storyreel.core.video import write_mp4
