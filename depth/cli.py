@@ -1,4 +1,4 @@
-"""`storyreel` commands of the `depth` package (see storyreel/cli.py and ../shared/CLI.md).
+"""`storyreel` commands of the `depth` package (see storyreel/cli.py and docs/CLI.md).
 
     storyreel depth SOURCE --out depth.mp4 [--model NAME] [--weights FILE] [--raw FILE.npy]
                      [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]

@@ -1,4 +1,4 @@
-"""`storyreel` commands of the `generation` package (see storyreel/cli.py and ../shared/CLI.md).
+"""`storyreel` commands of the `generation` package (see storyreel/cli.py and docs/CLI.md).
 
 generate, character train, eval, plan, render, demo. Argument parsing and printing only: the
 work is done by the package's Python API; heavy imports happen inside the `_run_*` functions.

@@ -4,11 +4,11 @@ A preset's generator (storyreel.core.models) names three diffusers-format folder
 `unet/ vae/ text_encoder/ tokenizer/ scheduler/`, an AnimateDiff `MotionAdapter`, a depth
 `ControlNetModel`) and the scheduler to sample with. `default` finds the public pretrained weights in
 the Hugging Face cache (never the network); `tiny` builds small random-init models in code with a
-fixed seed (storyreel.testing.models) and writes them in the same on-disk layout, so every preset (and
+fixed seed (storyreel.testing.tiny) and writes them in the same on-disk layout, so every preset (and
 every test) goes through the one loader the real weights use.
 
     components = create_components("tiny")          # or "default" (pretrained, HF cache only)
-    folders = write_tiny_checkpoint(folder)         # storyreel.testing.models: base/, motion_adapter/, controlnet/
+    folders = write_tiny_checkpoint(folder)         # storyreel.testing.tiny: base/, motion_adapter/, controlnet/
     components = load_components(**folders)
 """
 
@@ -43,7 +43,7 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
     spec = get_preset(preset).generator
     ids = {"base": spec.base, "motion_adapter": spec.motion_adapter, "controlnet": spec.controlnet}
     if spec.seed is not None:
-        from storyreel.testing.models import write_tiny_checkpoint
+        from storyreel.testing.tiny import write_tiny_checkpoint
 
         # Through disk on purpose: the tiny models take the same loader as the pretrained ones.
         with tempfile.TemporaryDirectory(prefix="storyreel-tiny-") as folder, _quiet_libraries():

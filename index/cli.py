@@ -1,4 +1,4 @@
-"""`storyreel index build|stats|ls|errors|verify` (see storyreel/cli.py and ../shared/CLI.md)."""
+"""`storyreel index build|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`storyreel` commands of the `retrieval` package (see storyreel/cli.py and ../shared/CLI.md)."""
+"""`storyreel` commands of the `retrieval` package (see storyreel/cli.py and docs/CLI.md)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """`storyreel` command line: collects each package's subcommands and runs one.
 
-No logic lives here. Each package's `cli.py` has `add_commands(subparsers)`, which registers its
-commands with a `run(args) -> int` function; heavy imports (torch, faiss, ...) happen inside `run`,
-so `storyreel --help` stays fast. Contract: ../shared/CLI.md (exit 0 ok, 1 user error, 2 bad usage: argparse or UsageError).
+No logic lives here. Each package's `cli.py` (and storyreel/models_cli.py for `storyreel models`) has
+`add_commands(subparsers)`, which registers its commands with a `run(args) -> int` function; heavy
+imports (torch, faiss, ...) happen inside `run`, so `storyreel --help` stays fast. Contract:
+docs/CLI.md (exit 0 ok, 1 user error, 2 bad usage: argparse or UsageError).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli",
-                   "storyreel.core.cli")
+                   "storyreel.models_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

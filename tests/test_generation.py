@@ -16,7 +16,7 @@ from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
 from storyreel.generation.pipeline import plan_windows, structure_steps
-from storyreel.testing.models import offline_clip_tokenizer, write_tiny_checkpoint
+from storyreel.testing.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 
 TINY = get_preset("tiny").generator
 

@@ -1,11 +1,11 @@
 """`storyreel models`: every preset of the registry (storyreel.core.models), its components and where
-each is looked for, with whether it is there (see storyreel/cli.py and ../shared/CLI.md).
+each is looked for, with whether it is there (see storyreel/cli.py and docs/CLI.md).
 
     storyreel models [--json]
 
 Presence is checked with the loaders' own lookups (the Hugging Face cache only, never the network),
-so "present" means the load would find its files. This command reports on every package's models, so
-unlike the rest of `core` it imports depth's and index's registries (inside `run`, like every command).
+so "present" means the load would find its files. It reports on every package's models, so it sits
+beside the dispatcher, above the packages (storyreel.core stays below them all).
 """
 
 from __future__ import annotations
