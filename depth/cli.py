@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+from storyreel.core.cli import add_command
+
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
-    parser = commands.add_parser(
-        "depth", help="stable MiDaS depth video of a video, an image or an indexed clip",
+    parser = add_command(
+        commands, "depth", _run_depth, "stable MiDaS depth video of a video, an image or an indexed clip",
         description="Estimate MiDaS depth for every frame of SOURCE, stabilize it over the clip and "
                     "write a gray depth video (near = bright) with a <out>.json sidecar.",
     )
@@ -23,21 +25,18 @@ def add_commands(commands) -> None:
     parser.add_argument("--sheet", help="also save a PNG of source keyframes above their depth maps")
     parser.add_argument("--index", help="index directory (SOURCE is then a clip id)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per network batch (default 8)")
-    parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.set_defaults(run=_run_depth)
 
 
 def _run_depth(args) -> int:
     import json
     from pathlib import Path
 
-    from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
-    from storyreel.depth.model import create_depth_model
-    from storyreel.depth.temporal import flicker, stabilize
     from storyreel.core.errors import UserError
     from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
+    from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
+    from storyreel.depth.model import create_depth_model
+    from storyreel.depth.temporal import flicker, stabilize
 
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":

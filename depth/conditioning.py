@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from storyreel.core.errors import UserError
+from storyreel.core.video import spread_indices
 from storyreel.depth.media import Source, index_context, open_source, write_npy
 from storyreel.depth.model import DepthModel, create_depth_model
 from storyreel.depth.temporal import flicker, stabilize
-from storyreel.core.errors import UserError
-from storyreel.core.video import spread_indices
 
 CACHE_DIR = "depth_cache"
 
@@ -155,7 +155,9 @@ def _depth_for_source(source, index, model, size, num_frames, cache, source_kind
     }
     if src.kind == "clip":
         info["clip_id"] = int(src.clip.clip_id)
-    cache_path, prefix = _cache_path(index, src.clip, model_id, size, num_frames) if (cache and src.kind == "clip") else (None, "")
+    cache_path, prefix = None, ""
+    if cache and src.kind == "clip":
+        cache_path, prefix = _cache_path(index, src.clip, model_id, size, num_frames)
     if cache_path is not None and cache_path.is_file():
         depth01 = np.load(cache_path)
         info["cache"] = "hit"

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from storyreel.core.errors import UserError
 from storyreel.depth.checkpoint import load_official_weights
 from storyreel.depth.dpt import DPT
 from storyreel.depth.registry import DepthModelConfig, get_config
-from storyreel.core.errors import UserError
 
 MULTIPLE = 32
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from storyreel.core.cli import add_command
+
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
@@ -26,8 +28,9 @@ def add_commands(commands) -> None:
 def _add_generate(commands) -> None:
     from storyreel.generation.settings import GenerationSettings  # plain dataclass: cheap at startup
 
-    parser = commands.add_parser(
-        "generate", help="generate a clip whose layout follows a structure source's depth",
+    parser = add_command(
+        commands, "generate", _run_generate, "generate a clip whose layout follows a structure source's depth",
+        json="print the output's metadata as JSON",
         description="Structure-guided text-to-video: the prompt renders appearance, the depth of SOURCE "
                     "(a video, a depth video, or a clip id with --index) supplies layout and motion for the "
                     "first --tau of the denoising schedule.",
@@ -41,7 +44,6 @@ def _add_generate(commands) -> None:
                              f"default {GenerationSettings.tau})")
     parser.add_argument("--frames", type=int, help="number of frames (default: the preset's, 16)")
     parser.add_argument("--seed", type=int, help=f"random seed (default {GenerationSettings.seed})")
-    parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS, else default)")
     parser.add_argument("--index", help="index folder, to use a clip id as SOURCE")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     parser.add_argument("--height", type=int, help="frame height, a multiple of 8 (default: the preset's)")
@@ -58,8 +60,6 @@ def _add_generate(commands) -> None:
     parser.add_argument("--lora-scale", type=float, default=1.0,
                         help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
-    parser.add_argument("--json", action="store_true", help="print the output's metadata as JSON")
-    parser.set_defaults(run=_run_generate)
 
 
 def _run_generate(args) -> int:
@@ -92,7 +92,7 @@ def _run_generate(args) -> int:
 def _add_character(commands) -> None:
     character = commands.add_parser("character", help="personalized character packs (TimeInv + LoRA)")
     sub = character.add_subparsers(dest="character_command", required=True, metavar="COMMAND")
-    parser = sub.add_parser("train", help="train a character pack from a folder of images")
+    parser = add_command(sub, "train", _run_character_train, "train a character pack from a folder of images")
     parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp, bmp, tif)")
     parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
     parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
@@ -116,14 +116,11 @@ def _add_character(commands) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute UNet activations in backward (much less memory, slower)")
-    parser.add_argument("--models", default=None, help="model preset (tiny, default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.set_defaults(run=_run_character_train)
 
 
 def _run_character_train(args) -> int:
-    from storyreel.generation.training.train import TrainSettings, train_character
     from storyreel.core.models import resolve_preset
+    from storyreel.generation.training.train import TrainSettings, train_character
 
     preset = resolve_preset(args.models)
     settings = TrainSettings(
@@ -143,23 +140,21 @@ def _run_character_train(args) -> int:
 
 
 def _add_eval(commands) -> None:
-    parser = commands.add_parser("eval", help="CLIP-T, CLIP-I and temporal consistency of a generated clip")
+    parser = add_command(commands, "eval", _run_eval, "CLIP-T, CLIP-I and temporal consistency of a generated clip",
+                         models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)")
     parser.add_argument("clip", help="generated clip: mp4/gif file or a folder of PNG frames")
     parser.add_argument("--prompt", required=True, help="the prompt the clip was generated from")
     parser.add_argument("--character", action="append", default=[], metavar="PACK",
                         help="character pack used for the clip (CLIP-I against its concept images); repeatable")
-    parser.add_argument("--models", default=None, help="model preset for CLIP (tiny, default)")
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.set_defaults(run=_run_eval)
 
 
 def _run_eval(args) -> int:
     from dataclasses import asdict
 
+    from storyreel.core.models import resolve_preset
     from storyreel.generation.characters.pack import load_pack
     from storyreel.generation.evaluate import read_clip_frames, score_clip
     from storyreel.index.embed import load_clip
-    from storyreel.core.models import resolve_preset
 
     packs = [load_pack(p) for p in args.character]
     frames = read_clip_frames(args.clip)
@@ -179,7 +174,10 @@ def _run_eval(args) -> int:
 
 
 def _add_plan(commands) -> None:
-    parser = commands.add_parser("plan", help="prose story -> story file of single-event plots")
+    parser = add_command(commands, "plan", _run_plan, "prose story -> story file of single-event plots",
+                         models="model preset whose size, frames, steps and cfg the story's defaults get "
+                                "(else $STORYREEL_MODELS, else default)",
+                         json="print the plan as one JSON document")
     parser.add_argument("story", metavar="STORY.txt", help="the story as prose (plain text)")
     parser.add_argument("--out", required=True, metavar="STORY.yaml", help="story file to write")
     parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
@@ -190,10 +188,6 @@ def _add_plan(commands) -> None:
                         "a bearer token if set")
     parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
     parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
-    parser.add_argument("--models", help="model preset whose size, frames, steps and cfg the story's defaults "
-                        "get (else $STORYREEL_MODELS, else default)")
-    parser.add_argument("--json", action="store_true", help="print the plan as one JSON document")
-    parser.set_defaults(run=_run_plan)
 def _run_plan(args) -> int:
     import dataclasses
     import os
@@ -250,13 +244,12 @@ def _run_plan(args) -> int:
 
 
 def _add_render(commands) -> None:
-    parser = commands.add_parser("render", help="render a story file into plot clips, story.mp4 and a storyboard")
+    parser = add_command(commands, "render", _run_render,
+                         "render a story file into plot clips, story.mp4 and a storyboard",
+                         json="print the manifest as JSON")
     parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see README)")
     parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
-    parser.add_argument("--models", help="model preset: tiny or default (else $STORYREEL_MODELS, else default)")
-    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    parser.set_defaults(run=_run_render)
 
 
 def _run_render(args) -> int:
@@ -271,9 +264,9 @@ def _run_render(args) -> int:
 
 
 def _add_demo(commands) -> None:
-    parser = commands.add_parser("demo", help="the whole chain on a synthetic corpus with tiny models (offline)")
+    parser = add_command(commands, "demo", _run_demo,
+                         "the whole chain on a synthetic corpus with tiny models (offline)", models=None, json=None)
     parser.add_argument("--out", default="storyreel-demo", help="output folder (default ./storyreel-demo)")
-    parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:

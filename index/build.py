@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from storyreel.index import catalog, layout
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
 from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
+from storyreel.index import catalog, layout
+from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+
 
 @dataclass(frozen=True)
 class BuildSettings:
@@ -106,7 +107,8 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
     try:
         info = record.info = probe(file.path)
         # Pass 1: every frame, small, for the cut detector.
-        small = [f for _, f in iter_frames(file.path, range(info.num_frames), scaled_size(info, settings.shot_short_side))]
+        shot_size = scaled_size(info, settings.shot_short_side)
+        small = [f for _, f in iter_frames(file.path, range(info.num_frames), shot_size)]
         small = np.concatenate(small)
         record.frames_decoded += len(small)
         num_frames = len(small)
@@ -252,9 +254,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     without decoding it again. It runs on the build's thread, between files (a slow callback slows the
     build; an exception aborts it, leaving a resumable staging catalog).
     """
-    from storyreel.index.embed import load_clip
     from storyreel.core.models import resolve_preset
     from storyreel.core.progress import Progress
+    from storyreel.index.embed import load_clip
 
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
     if not video_dir.is_dir():

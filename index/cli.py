@@ -5,21 +5,21 @@ from __future__ import annotations
 import json
 import sys
 
+from storyreel.core.cli import add_command
+
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
     index_parser = commands.add_parser("index", help="build and inspect a clip index")
     sub = index_parser.add_subparsers(dest="index_command", required=True, metavar="ACTION")
 
-    p = sub.add_parser("build", help="index every video under VIDEO_DIR (incremental, crash-safe)")
+    p = add_command(sub, "build", _run_build, "index every video under VIDEO_DIR (incremental, crash-safe)",
+                    json="print the build report as JSON")
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("--models", metavar="PRESET", help="tiny | default (else $STORYREEL_MODELS, else default)")
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
-    p.add_argument("--json", action="store_true", help="print the build report as JSON")
-    p.set_defaults(run=_run_build)
 
     for name, run, help_text in (
         ("stats", _run_stats, "videos, clips, errors, model id, index type, dim"),
@@ -27,10 +27,7 @@ def add_commands(commands) -> None:
         ("errors", _run_errors, "files that could not be indexed, with reasons"),
         ("verify", _run_verify, "check that catalog and vector ids agree (exit 1 if not)"),
     ):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--index", required=True, metavar="INDEX_DIR")
-        p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-        p.set_defaults(run=run)
+        add_command(sub, name, run, help_text, models=None).add_argument("--index", required=True, metavar="INDEX_DIR")
 
 
 def _print_json(doc) -> None:
@@ -39,8 +36,8 @@ def _print_json(doc) -> None:
 
 
 def _run_build(args) -> int:
-    from storyreel.index.build import build
     from storyreel.core.errors import UsageError
+    from storyreel.index.build import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -55,54 +52,43 @@ def _run_build(args) -> int:
     return 0
 
 
-def _run_stats(args) -> int:
+def _read_index(args, read):
+    """`read(index)` on the last published generation of --index."""
     from storyreel.index.reader import open_index
 
     with open_index(args.index) as idx:
-        stats = idx.stats()
+        return read(idx)
+
+
+def _report(args, document, lines: list[str]) -> int:
+    """The JSON document with --json, else the text lines."""
     if args.json:
-        _print_json(stats)
+        _print_json(document)
     else:
-        for key in ("index", "videos", "clips", "errors", "frames", "model_id", "index_type", "dim"):
-            print(f"{key:11s} {stats[key]}")
+        print("\n".join(lines))
     return 0
+
+
+def _run_stats(args) -> int:
+    stats = _read_index(args, lambda idx: idx.stats())
+    keys = ("index", "videos", "clips", "errors", "frames", "model_id", "index_type", "dim")
+    return _report(args, stats, [f"{key:11s} {stats[key]}" for key in keys])
 
 
 def _run_ls(args) -> int:
-    from storyreel.index.reader import open_index
-
-    with open_index(args.index) as idx:
-        rows = [row.to_dict() for row in idx.clips()]
-    if args.json:
-        _print_json(rows)
-    else:
-        for r in rows:
-            print(f"{r['clip_id']:>8}  {r['start_s']:8.2f}-{r['end_s']:<8.2f} {r['motion']:<10} "
-                  f"{r['motion_magnitude']:6.2f}  {r['video']}")
-    return 0
+    rows = _read_index(args, lambda idx: [row.to_dict() for row in idx.clips()])
+    return _report(args, rows, [f"{r['clip_id']:>8}  {r['start_s']:8.2f}-{r['end_s']:<8.2f} {r['motion']:<10} "
+                                f"{r['motion_magnitude']:6.2f}  {r['video']}" for r in rows])
 
 
 def _run_errors(args) -> int:
-    from storyreel.index.reader import open_index
-
-    with open_index(args.index) as idx:
-        rows = idx.errors()
-    if args.json:
-        _print_json(rows)
-    elif not rows:
-        print(f"no errors: every video under the index {args.index} was indexed")
-    else:
-        for r in rows:
-            print(f"{r['video']}: {r['reason']}")
-    return 0
+    rows = _read_index(args, lambda idx: idx.errors())
+    lines = [f"{r['video']}: {r['reason']}" for r in rows]
+    return _report(args, rows, lines or [f"no errors: every video under the index {args.index} was indexed"])
 
 
 def _run_verify(args) -> int:
-    from storyreel.index.reader import open_index
-
-    with open_index(args.index) as idx:
-        problems = idx.verify()
-        clips = idx.stats()["clips"]
+    problems, clips = _read_index(args, lambda idx: (idx.verify(), idx.stats()["clips"]))
     if args.json:
         _print_json({"ok": not problems, "clips": clips, "problems": problems})
     elif problems:

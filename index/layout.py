@@ -18,9 +18,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from storyreel.core.files import write_text_atomic
-
 from storyreel.core.errors import UserError
+from storyreel.core.files import write_text_atomic
 
 CURRENT = "CURRENT"
 STAGING = "staging"

@@ -12,9 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from storyreel.core.errors import UserError
 from storyreel.index import layout
 from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
-from storyreel.core.errors import UserError
 
 
 @runtime_checkable
@@ -100,10 +100,7 @@ class Index:
         from storyreel.core.video import BadVideo, read_frames
 
         row = self.clip(clip_id)
-        length = row.end_frame - row.start_frame
-        rel = np.arange(length) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(rel) and (rel.min() < 0 or rel.max() >= length):
-            raise UserError(f"frame indices of clip {clip_id} must be in 0..{length - 1}")
+        rel = frame_offsets(row, indices)
         order = np.argsort(rel, kind="stable")  # decode ascending, return in the order asked
         try:
             frames = read_frames(row.video, rel[order] + row.start_frame)
@@ -201,6 +198,15 @@ def vector_ids(vector_index) -> np.ndarray:
     parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
              for i in range(ivf.nlist) if invlists.list_size(i)]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def frame_offsets(row: ClipRow, indices=None) -> np.ndarray:
+    """`indices` (relative to the clip's first frame; None: every frame) checked against the clip's length."""
+    length = row.end_frame - row.start_frame
+    rel = np.arange(length) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(rel) and (rel.min() < 0 or rel.max() >= length):
+        raise UserError(f"frame indices of clip {row.clip_id} must be in 0..{length - 1}")
+    return rel
 
 
 def open_index(index_dir) -> Index:

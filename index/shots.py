@@ -29,7 +29,9 @@ def content_values(frames: np.ndarray) -> np.ndarray:
     if len(frames) == 0:
         return np.zeros(0)
     height, width = frames.shape[1:3]
-    size = (ANALYSIS_WIDTH, max(1, round(height * ANALYSIS_WIDTH / width))) if width > ANALYSIS_WIDTH else (width, height)
+    size = (width, height)
+    if width > ANALYSIS_WIDTH:
+        size = (ANALYSIS_WIDTH, max(1, round(height * ANALYSIS_WIDTH / width)))
     hsv = np.stack([
         cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV_FULL) for f in frames
     ]).astype(np.int16)
@@ -58,7 +60,8 @@ def detect_cuts(
     return cuts
 
 
-def split_into_clips(num_frames: int, cuts: list[int], fps: float, min_s: float = 1.0, max_s: float = 8.0) -> list[tuple[int, int]]:
+def split_into_clips(num_frames: int, cuts: list[int], fps: float, min_s: float = 1.0,
+                     max_s: float = 8.0) -> list[tuple[int, int]]:
     """[start, end) frame ranges: no range spans a cut, each between min_s and max_s seconds long.
 
     A shot longer than max_s is split into the fewest equal pieces that fit; a shot shorter than

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from storyreel.core.cli import add_command
 from storyreel.index.motion import MOTION_LABELS
 
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
-    p = commands.add_parser("search", help="find clips by text or image (and camera motion)")
+    p = add_command(commands, "search", _run_search, "find clips by text or image (and camera motion)",
+                    models="model preset (tiny, default); must match the index",
+                    json="one JSON document (a list of clip rows) on stdout")
     p.add_argument("text", nargs="?", metavar="TEXT", help="what the clip shows; camera words like "
                    "'pans left' or 'static shot' favour clips with that motion")
     p.add_argument("--index", required=True, metavar="INDEX_DIR", help="index folder (storyreel index build)")
@@ -17,17 +20,14 @@ def add_commands(commands) -> None:
                    help=f"only clips with this camera motion: {', '.join(MOTION_LABELS)}")
     p.add_argument("--min-seconds", type=float, metavar="S", help="only clips at least S seconds long")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the results")
-    p.add_argument("--json", action="store_true", help="one JSON document (a list of clip rows) on stdout")
-    p.add_argument("--models", metavar="PRESET", help="model preset (tiny, default); must match the index")
-    p.set_defaults(run=_run_search)
 
 
 def _run_search(args) -> int:
     import json
     import sys
 
-    from storyreel.index import open_index
     from storyreel.core.errors import UsageError
+    from storyreel.index import open_index
     from storyreel.retrieval.query import search
     from storyreel.retrieval.sheet import contact_sheet
 

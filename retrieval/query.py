@@ -75,8 +75,8 @@ def search(
 
     # 1. Embed the query with the index's model.
     if embedder is None:
-        from storyreel.index.embed import load_clip
         from storyreel.core.models import resolve_preset
+        from storyreel.index.embed import load_clip
 
         embedder = load_clip(resolve_preset(preset))
     if embedder.model_id != index.model_id:

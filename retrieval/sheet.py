@@ -16,7 +16,8 @@ BACKGROUND = (24, 24, 24)
 TEXT = (235, 235, 235)
 
 
-def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW, thumb_height: int = THUMB_HEIGHT) -> Path:
+def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW,
+                  thumb_height: int = THUMB_HEIGHT) -> Path:
     """Write a PNG contact sheet of `hits` (SearchHit list) read from `index`; returns its path."""
     rows = []
     for hit in hits:

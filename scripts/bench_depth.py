@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def bench(name: str, size: int, batch: int, frames: int, device: str | None) -> float:
@@ -53,7 +49,8 @@ def main() -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     results = []
-    print(f"{'model':<16} {'batch':>5} {'frames/s':>10}   ({device}, {args.size} px, torch threads {torch.get_num_threads()})")
+    print(f"{'model':<16} {'batch':>5} {'frames/s':>10}   "
+          f"({device}, {args.size} px, torch threads {torch.get_num_threads()})")
     for name in args.models:
         for batch in args.batches:
             fps = bench(name, args.size, batch, args.frames, device)

@@ -1,7 +1,8 @@
 """Benchmark: our clamped StructureGuidedPipeline vs diffusers' AnimateDiffControlNetPipeline, and long-clip memory.
 
 In one run, with the same components for both samplers:
-  * seconds per denoising step (the loop alone, see DenoisingTimer) at τ = 1.0, 0.5, 0.2 (diffusers gets the matching control_guidance_end)
+  * seconds per denoising step (the loop alone, see DenoisingTimer) at τ = 1.0, 0.5, 0.2 (diffusers gets the
+    matching control_guidance_end)
     and our speed-up, for the tiny preset and for full-size SD1.5-architecture models at random init
     (storyreel.testing.models.random_sd15_components: UNet 320-640-1280-1280 + AnimateDiff motion adapter +
     ControlNet + VAE + CLIP text encoder, built from config, no download);
@@ -27,12 +28,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from storyreel.generation.components import Components, create_components  # noqa: E402
-from storyreel.testing.models import random_sd15_components  # noqa: E402
-from storyreel.generation.pipeline import StructureGuidedPipeline, structure_steps  # noqa: E402
-from storyreel.generation.settings import GenerationSettings  # noqa: E402
+from storyreel.generation.components import Components, create_components
+from storyreel.generation.pipeline import StructureGuidedPipeline, structure_steps
+from storyreel.generation.settings import GenerationSettings
+from storyreel.testing.models import random_sd15_components
 
 TAUS = (1.0, 0.5, 0.2)
 
@@ -166,10 +165,11 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
          num_inference_steps=2, output_type="np")
     rows = []
     for tau in TAUS:
-        def ours():
-            sampler("a red ball", depth, GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=tau))
+        def ours(tau=tau):
+            settings = GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=tau)
+            sampler("a red ball", depth, settings)
 
-        def theirs():
+        def theirs(tau=tau):
             pipe(prompt="a red ball", conditioning_frames=list(depth), num_frames=frames, height=size, width=size,
                  num_inference_steps=steps, control_guidance_end=tau, generator=torch.Generator().manual_seed(0),
                  output_type="np")
@@ -202,7 +202,8 @@ def long_clip_memory(components: Components, device, *, size: int, steps: int) -
         depth = depth_clip(frames, size).to(device)
         sampler("warm up", depth[:2], GenerationSettings(frames=2, height=size, width=size, steps=1))
         with PeakMemory(device) as memory:
-            sampler("a red ball", depth, GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=1.0))
+            settings = GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=1.0)
+            sampler("a red ball", depth, settings)
         result[f"peak_mib_{frames}"] = round(memory.mib, 1)
     result["growth"] = round(result["peak_mib_48"] / result["peak_mib_16"] - 1, 3)
     return result
@@ -270,7 +271,8 @@ def main() -> None:
           f"at 48 frames (growth {memory['growth']:.1%}, target < 20%)")
     if memory_512:
         print(f"16 frames 512x512, {memory_512['dtype']}: weights {memory_512['weights_gib']} GiB + one step and "
-              f"the VAE decode {memory_512['activations_gib']} GiB = {memory_512['total_gib']} GiB (target: a 12 GB card)")
+              f"the VAE decode {memory_512['activations_gib']} GiB = {memory_512['total_gib']} GiB "
+              "(target: a 12 GB card)")
     print(json.dumps({"bench": "generate", "device": str(device), "timing": rows, "flop_share": flops,
                       "long_clip_memory": memory, "memory_512": memory_512}))
 

@@ -22,13 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video  # noqa: E402
-from storyreel.index.embed import clip_embedder, load_clip  # noqa: E402
-from storyreel.index.scan import find_videos  # noqa: E402
-from storyreel.testing.models import BENCH_ONLY_MODELS  # noqa: E402
-from storyreel.testing.synthetic import make_corpus  # noqa: E402
+from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video
+from storyreel.index.embed import clip_embedder, load_clip
+from storyreel.index.scan import find_videos
+from storyreel.testing.models import BENCH_ONLY_MODELS
+from storyreel.testing.synthetic import make_corpus
 
 
 def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int) -> dict:

@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from storyreel.testing.synthetic import clustered_vectors  # noqa: E402
-from storyreel.index.vectors import build_vector_index, choose_index_spec, search_params  # noqa: E402
+from storyreel.index.vectors import build_vector_index, choose_index_spec, search_params
+from storyreel.testing.synthetic import clustered_vectors
 
 
 def index_mb(index) -> float:
@@ -80,13 +78,15 @@ def main() -> int:
     result = {
         "bench": "search", "n": args.n, "dim": args.dim, "centres": args.centres, "noise": args.noise,
         "index": spec, "params": search_params(index), "build_s": round(build_s, 1),
-        "index_mb": round(size_mb, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "index_mb": round(size_mb, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "p50_ms": round(float(p50), 3), "p99_ms": round(float(p99), 3), f"recall@{args.k}": round(recall, 4),
         "queries": args.queries, "query_threads": 1,
     }
     target_met = args.n < 1_000_000 or (p50 <= 5.0 and recall >= 0.95)
     result["target_met"] = bool(target_met)
-    print(f"{'index':<16}{'params':<14}{'build s':>9}{'index MB':>10}{'p50 ms':>8}{'p99 ms':>8}{'recall@' + str(args.k):>11}")
+    print(f"{'index':<16}{'params':<14}{'build s':>9}{'index MB':>10}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'recall@' + str(args.k):>11}")
     print(f"{spec:<16}{result['params']:<14}{build_s:>9.1f}{size_mb:>10.0f}{p50:>8.2f}{p99:>8.2f}{recall:>11.3f}")
     print(json.dumps(result))
     return 0

@@ -18,18 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from storyreel.generation.components import create_components  # noqa: E402
-from storyreel.testing.models import random_sd15_components  # noqa: E402
-from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings  # noqa: E402
+from storyreel.generation.components import create_components
+from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings
+from storyreel.testing.models import random_sd15_components
 
 
 def flat_depth(frames: np.ndarray) -> torch.Tensor:
@@ -67,7 +63,8 @@ def bench(name: str, steps: int, gradient_checkpointing: bool) -> dict:
     seconds = time.perf_counter() - t0
     trainable = sum(p.numel() for p in trainer.lora_params) + trainer.table.rows.numel()
     row = {
-        "config": name + ("+gc" if gradient_checkpointing else ""), "device": str(device), "size": size, "frames": 8, "steps": steps,
+        "config": name + ("+gc" if gradient_checkpointing else ""), "device": str(device), "size": size, "frames": 8,
+        "steps": steps,
         "steps_per_s": steps / seconds, "s_per_step": seconds / steps, "build_s": build_s,
         "trainable_params": trainable, "peak_rss_mb": peak_rss_mb(),
         "peak_rss_growth_mb": peak_rss_mb() - rss_before, "torch_threads": torch.get_num_threads(),

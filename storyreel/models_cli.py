@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 import sys
 
+from storyreel.core.cli import add_command
+
 
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
-    parser = commands.add_parser(
-        "models", help="list model presets, their components and where their weights are looked for",
-        description="List every model preset (--models / $STORYREEL_MODELS), its CLIP, depth model and "
-                    "generator, and where each component's weights are looked for in the Hugging Face cache.",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    parser.set_defaults(run=_run_models)
+    add_command(commands, "models", _run_models,
+                "list model presets, their components and where their weights are looked for", models=None,
+                description="List every model preset (--models / $STORYREEL_MODELS), its CLIP, depth model "
+                            "and generator, and where each component's weights are looked for in the Hugging "
+                            "Face cache.")
 
 
 def _run_models(args) -> int:
@@ -81,7 +81,7 @@ def describe(preset) -> dict[str, dict]:
     for role in ("base", "motion_adapter", "controlnet"):
         repo = getattr(generator, role)
         components[role] = _component(repo, generator.seed, None if generator.seed is not None else repo,
-                                      "the whole repo", lambda repo=repo: hf_folder(repo, role))
+                                      "the whole repo", lambda repo=repo, role=role: hf_folder(repo, role))
     return components
 
 

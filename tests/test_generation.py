@@ -211,7 +211,8 @@ def test_writers_are_atomic(tmp_path, monkeypatch):
     monkeypatch.setattr(writers, "_write_animation", broken)
     with pytest.raises(UserError, match="could not write"):
         write_video(frames, tmp_path / "new.mp4")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.gif.json", "clip.mp4", "frames", "frames.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.gif", "clip.gif.json", "clip.mp4", "frames",
+                                                          "frames.json"]
     with pytest.raises(UserError, match="does not exist"):
         write_video(frames, tmp_path / "no" / "such" / "clip.mp4")
 
@@ -281,7 +282,8 @@ def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, mes
 
 
 def test_depth_of_another_shape_is_resampled_by_depths_rule(pipe):
-    """Frames spread as storyreel.core.video.spread_indices; size by cover + centre crop, as depth.to_conditioning does."""
+    """Frames spread as storyreel.core.video.spread_indices; size by cover + centre crop, as
+    depth.to_conditioning does."""
     from storyreel import depth
 
     wide = torch.rand(5, 32, 96)  # (F, H, W): a 3:1 depth clip, 5 frames

@@ -34,16 +34,6 @@ def fake_hf_cache(root, repo_id: str, filename: str, state_dict) -> None:
         torch.save(tensors, snapshot / filename)
 
 
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 @pytest.fixture(scope="module")
 def frames():
     rng = np.random.default_rng(0)

@@ -13,16 +13,6 @@ from storyreel.core.errors import UserError
 from storyreel.core.models import PRESETS, ClipSpec, get_preset
 
 
-@pytest.fixture
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 def test_one_table_names_every_component_and_the_generator_defaults(monkeypatch):
     default = get_preset("default")
     assert default.clip.model_id == "open_clip:ViT-B-32:laion2b_s34b_b79k"

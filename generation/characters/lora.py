@@ -31,7 +31,8 @@ def add_spatial_lora(unet, adapter_name: str, rank: int, alpha: float | None = N
     from peft import LoraConfig
 
     config = LoraConfig(
-        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=SPATIAL_LORA_TARGETS
+        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian",
+        target_modules=SPATIAL_LORA_TARGETS,
     )
     with warnings.catch_warnings():
         # One adapter per character is the design; peft warns about every adapter after the first.
@@ -55,4 +56,5 @@ def load_lora_state_dict(unet, adapter_name: str, state: dict[str, torch.Tensor]
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:
-        raise UserError(f"character pack LoRA does not fit this UNet ({len(unexpected)} unknown layers, e.g. {unexpected[0]})")
+        raise UserError(f"character pack LoRA does not fit this UNet ({len(unexpected)} unknown layers, "
+                        f"e.g. {unexpected[0]})")

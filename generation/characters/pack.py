@@ -16,7 +16,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.generation.characters.lora import add_spatial_lora, adapter_name_for, load_lora_state_dict
+from storyreel.generation.characters.lora import adapter_name_for, add_spatial_lora, load_lora_state_dict
 from storyreel.generation.characters.tokens import CharacterTokens, TimeInvTable
 
 PACK_FORMAT = "storyreel-character/1"
@@ -128,7 +128,8 @@ def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
         pack = load_pack(path)
         check_base_model(pack, models.ids, path)
         if pack.token in tokens.tokens:
-            raise UserError(f"character pack {path} uses token {pack.token!r}, already taken by another --character pack")
+            raise UserError(f"character pack {path} uses token {pack.token!r}, "
+                            "already taken by another --character pack")
         tokens.add(pack.token, pack.make_table())
         name = adapter_name_for(pack.token)
         add_spatial_lora(models.unet, name, pack.lora_rank, pack.lora_alpha)

@@ -61,7 +61,8 @@ def check_new_token(tokenizer, token: str) -> None:
     ids = tokenizer(token, add_special_tokens=False).input_ids
     if token in tokenizer.get_vocab() or (len(ids) == 1 and ids[0] != tokenizer.unk_token_id):
         raise UserError(
-            f"--token {token!r} is already in the tokenizer's vocabulary; choose a new made-up token such as '<{token.strip('<>')}1>'"
+            f"--token {token!r} is already in the tokenizer's vocabulary; "
+            f"choose a new made-up token such as '<{token.strip('<>')}1>'"
         )
 
 
@@ -100,7 +101,8 @@ class CharacterTokens:
         if not torch.is_grad_enabled() and key in self._cache:
             return self._cache[key]
         ids = self.tokenizer(
-            prompts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+            prompts, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
+            return_tensors="pt",
         ).input_ids.to(self.text_encoder.device)
         embedding = self.text_encoder.get_input_embeddings()
         mask = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)

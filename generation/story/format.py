@@ -1,21 +1,8 @@
 """Story files: the YAML (or JSON) a user writes to describe a story video, as typed dataclasses.
 
 A story is a list of *plots*, each a single event (no shot change inside), rendered one clip per
-plot and concatenated. Example (every field but `plots[].text` is optional):
-
-    title: Rex and Mia
-    characters:
-      "<rex>": {pack: packs/rex.safetensors, name: Rex, word: dog, tau: 0.3}
-      "<mia>": {pack: packs/mia.safetensors, name: Mia}
-    style: watercolor, soft light
-    negative_prompt: blurry
-    defaults: {frames: 16, fps: 8, height: 512, width: 512, steps: 25, cfg: 7.5, tau: 0.5, seed: 0}
-    plots:
-      - text: Rex runs across the meadow.
-        motion: pan-left
-      - text: Mia opens the door.
-        frames: 24
-        clip: 17
+plot and concatenated. Every field but `plots[].text` is optional; README.md ("Story files") has a
+full example.
 
 Resolution rules (what `resolved_plot_settings` computes for plot i):
 - Characters present: `plot.characters` (a list of tokens) if given, else every character whose token
@@ -364,7 +351,8 @@ def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
     if plot.tau is not None:
         tau = plot.tau
     else:
-        overrides = [story.characters[t].tau for t in characters_in_plot(story, i) if story.characters[t].tau is not None]
+        present = [story.characters[t] for t in characters_in_plot(story, i)]
+        overrides = [character.tau for character in present if character.tau is not None]
         tau = min(overrides) if overrides else None
     settings = GenerationSettings.for_preset(preset, **story.defaults)
     seed = plot.seed if plot.seed is not None else settings.seed + i

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
+from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens
 from storyreel.index.motion import MOTION_LABELS
 
 # ---------------------------------------------------------------------------------------------

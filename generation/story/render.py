@@ -25,6 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from storyreel.core.errors import UserError
+from storyreel.core.files import write_text_atomic
+from storyreel.core.progress import Progress
+from storyreel.core.video import spread_indices
 from storyreel.generation.story.format import (
     Story,
     load_story,
@@ -33,10 +37,6 @@ from storyreel.generation.story.format import (
     resolved_plot_settings,
     validate_pins,
 )
-from storyreel.core.errors import UserError
-from storyreel.core.files import write_text_atomic
-from storyreel.core.progress import Progress
-from storyreel.core.video import spread_indices
 
 MANIFEST_VERSION = 1
 KEYFRAMES = 3          # keyframes per storyboard panel
@@ -48,8 +48,8 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
                  log=None) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
     from storyreel import index as index_package
-    from storyreel.index.embed import load_clip
     from storyreel.core.models import resolve_preset
+    from storyreel.index.embed import load_clip
 
     preset = resolve_preset(preset)
     progress = progress or Progress("render")
@@ -82,9 +82,10 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
                 if generator is None:
                     progress.update(force=True, stage="loading models")
                     generator = PlotGenerator(story, preset, embedder, log=log)
-                entry = generator.render_plot(i, settings, pick, index, video,
-                                              lambda stage: progress.update(force=True, plot=f"{i + 1}/{len(picks)}",
-                                                                            stage=stage))
+                plot_label = f"{i + 1}/{len(picks)}"
+                entry = generator.render_plot(
+                    i, settings, pick, index, video,
+                    lambda stage, label=plot_label: progress.update(force=True, plot=label, stage=stage))
                 plots.append({**entry, "key": key, "reused": False})
             manifest = _manifest(story, preset, models, plots)
             write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -249,7 +250,8 @@ def _model_ids(preset: str, clip_model_id: str) -> dict:
 
 
 def _plot_key(story: Story, i: int, clip, models: dict, preset: str) -> str:
-    parts = {"plot": plot_hash(story, i, preset), "clip": clip.clip_id, "video": clip.video_fingerprint, "models": models,
+    parts = {"plot": plot_hash(story, i, preset), "clip": clip.clip_id, "video": clip.video_fingerprint,
+             "models": models,
              "version": MANIFEST_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

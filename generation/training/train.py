@@ -24,6 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from storyreel.core.errors import UserError
+from storyreel.core.files import atomic_write
+from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 from storyreel.generation.characters.lora import (
     adapter_name_for,
     add_spatial_lora,
@@ -33,9 +36,6 @@ from storyreel.generation.characters.lora import (
 )
 from storyreel.generation.characters.pack import CharacterPack
 from storyreel.generation.characters.tokens import MODES, CharacterTokens, TimeInvTable, single_token_id
-from storyreel.core.errors import UserError
-from storyreel.core.files import atomic_write
-from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
@@ -107,7 +107,8 @@ def load_concept_images(folder: str | os.PathLike) -> list[ConceptImage]:
         raise UserError(f"images folder {folder} does not exist")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
-        raise UserError(f"images folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add 3-10 photos of the character")
+        raise UserError(f"images folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); "
+                        "add 3-10 photos of the character")
     if len(paths) > MAX_IMAGES:
         raise UserError(f"images folder {folder} has {len(paths)} images; use at most {MAX_IMAGES}")
     images = []
@@ -155,7 +156,8 @@ def augment(clip: TrainingClip, generator: torch.Generator) -> TrainingClip:
     return TrainingClip(stacked[:, :3], stacked[:, 3:], clip.subject)
 
 
-def regularization_clips(index_dir, init_word: str, count: int, size: int, frames: int, preset: str) -> list[TrainingClip]:
+def regularization_clips(index_dir, init_word: str, count: int, size: int, frames: int,
+                         preset: str) -> list[TrainingClip]:
     """Real clips of the init word's class from an index (the paper used ~200), with their depth.
 
     Depth goes through `depth.conditioning_for_source`, so it lands in the index's depth cache and a
@@ -303,7 +305,8 @@ class CharacterTrainer:
             if checkpoint_path and self.step_count % self.settings.checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_path)
         if progress is not None:
-            progress.done(step=f"{self.step_count}/{self.settings.steps}", loss=self.losses[-1] if self.losses else float("nan"))
+            progress.done(step=f"{self.step_count}/{self.settings.steps}",
+                          loss=self.losses[-1] if self.losses else float("nan"))
 
     def pack(self) -> CharacterPack:
         thumbnails = torch.from_numpy(np.stack([center_square(i.pixels, CONCEPT_THUMBNAIL) for i in self.images]))
@@ -342,8 +345,8 @@ class CharacterTrainer:
         state = torch.load(path, weights_only=True)
         if state["identity"] != self._identity():
             raise UserError(
-                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model or size differ); "
-                f"delete it or run without --resume"
+                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model or "
+                f"size differ); delete it or run without --resume"
             )
         with torch.no_grad():
             self.table.rows.copy_(state["table"])
@@ -391,10 +394,10 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
 
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     """
-    from storyreel.generation.characters.pack import save_pack
     from storyreel.core.models import get_preset
-    from storyreel.generation.components import create_components
     from storyreel.core.progress import Progress
+    from storyreel.generation.characters.pack import save_pack
+    from storyreel.generation.components import create_components
 
     if settings.size is None:
         settings = replace(settings, size=get_preset(preset).generator.train_size)

@@ -68,6 +68,11 @@ class SchedulerSpec:
     config: dict = field(default_factory=dict)
 
 
+# AnimateDiff samples with DDIM on the linear beta schedule (the SD1.5 folder ships PNDM settings).
+ANIMATEDIFF_DDIM = SchedulerSpec("DDIMScheduler", {"beta_schedule": "linear", "clip_sample": False,
+                                                   "timestep_spacing": "linspace", "steps_offset": 1})
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """The video diffusion model and the sampling defaults that suit it."""
@@ -75,7 +80,6 @@ class GeneratorSpec:
     base: str             # SD1.5-layout repo: unet, vae, text_encoder, tokenizer, scheduler
     motion_adapter: str   # AnimateDiff MotionAdapter repo
     controlnet: str       # depth ControlNet repo
-    scheduler: SchedulerSpec
     height: int
     width: int
     frames: int
@@ -83,6 +87,7 @@ class GeneratorSpec:
     cfg: float
     train_size: int       # square resolution of character training (`character train --size`)
     seed: int | None = None  # set: random-init models built in code (the ids are labels); None: HF cache
+    scheduler: SchedulerSpec = ANIMATEDIFF_DDIM
 
 
 @dataclass(frozen=True)
@@ -92,10 +97,6 @@ class ModelPreset:
     depth: str            # a model of storyreel.depth.registry.MODELS
     generator: GeneratorSpec
 
-
-# AnimateDiff samples with DDIM on the linear beta schedule (the SD1.5 folder ships PNDM settings).
-ANIMATEDIFF_DDIM = SchedulerSpec("DDIMScheduler", {"beta_schedule": "linear", "clip_sample": False,
-                                                   "timestep_spacing": "linspace", "steps_offset": 1})
 
 TINY_CLIP_CONFIG = {
     "embed_dim": 64,
@@ -109,12 +110,11 @@ PRESETS: dict[str, ModelPreset] = {
         name="tiny",
         clip=ClipSpec("tiny", config=TINY_CLIP_CONFIG, seed=0),
         depth="tiny",
+        # The ids are labels of models storyreel/testing/tiny.py builds, not Hugging Face repos.
         generator=GeneratorSpec(
-            base="storyreel/tiny-sd15(seed=0)",
-            motion_adapter="storyreel/tiny-motion-adapter(seed=0)",
-            controlnet="storyreel/tiny-controlnet-depth(seed=0)",
-            scheduler=ANIMATEDIFF_DDIM,
-            height=64, width=64, frames=16, steps=4, cfg=7.5, train_size=64, seed=0,
+            "storyreel/tiny-sd15(seed=0)", "storyreel/tiny-motion-adapter(seed=0)",
+            "storyreel/tiny-controlnet-depth(seed=0)", height=64, width=64, frames=16, steps=4, cfg=7.5,
+            train_size=64, seed=0,
         ),
     ),
     "default": ModelPreset(
@@ -125,7 +125,6 @@ PRESETS: dict[str, ModelPreset] = {
             base="stable-diffusion-v1-5/stable-diffusion-v1-5",
             motion_adapter="guoyww/animatediff-motion-adapter-v1-5-3",
             controlnet="lllyasviel/control_v11f1p_sd15_depth",
-            scheduler=ANIMATEDIFF_DDIM,
             height=512, width=512, frames=16, steps=25, cfg=7.5, train_size=256,
         ),
     ),

@@ -19,7 +19,7 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.index.catalog import ClipRow
-from storyreel.index.reader import Index
+from storyreel.index.reader import Index, frame_offsets
 
 DIM = 16
 MODEL_ID = "fake-clip"
@@ -95,10 +95,7 @@ class MemoryIndex:
 
     def read_frames(self, clip_id: int, indices=None) -> np.ndarray:
         row = self.clip(clip_id)
-        length = row.end_frame - row.start_frame
-        rel = np.arange(length) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
-        if len(rel) and (rel.min() < 0 or rel.max() >= length):
-            raise UserError(f"frame indices of clip {clip_id} must be in 0..{length - 1}")
+        rel = frame_offsets(row, indices)  # the real Index's check and message
         if row.video in self._videos:
             return np.ascontiguousarray(self._videos[row.video][rel + row.start_frame])
         return np.full((len(rel), row.height, row.width, 3), fill_value(row.clip_id), np.uint8)

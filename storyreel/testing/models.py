@@ -30,8 +30,14 @@ def random_sd15_components(seed: int = 0):
     that UNet (the ControlNet v1.1 layout), the SD1.5 VAE and CLIP ViT-L/14 text encoder, and the DDIM
     schedule `load_components` gives the pretrained weights.
     """
-    from diffusers import (AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel,
-                           UNetMotionModel)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        MotionAdapter,
+        UNet2DConditionModel,
+        UNetMotionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from storyreel.generation.components import Components
