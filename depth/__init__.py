@@ -1,6 +1,6 @@
 """MiDaS-compatible depth for images and clips, stable across frames, as generator conditioning.
 
-Front door:
+Front door (`from storyreel import depth`):
     model = depth.create_depth_model("dpt_hybrid_384", weights=None)   # registry: depth/registry.py
     raw = model.predict(frames)             # uint8 (F, H, W, 3) -> float32 inverse depth (F, H, W)
     depth01 = depth.stabilize(raw)          # one scale/shift per frame, one range per clip -> [0, 1]
@@ -9,7 +9,7 @@ Front door:
 Stages: registry -> dpt (network) -> checkpoint (official MiDaS .pt) -> model (transforms, batches)
 -> temporal (stabilize, flicker) -> conditioning (resampling, cache); media (decode/encode); cli.
 
-Names are imported on first use, so `import depth.cli` (every `storyreel` start) does not load torch.
+Names are imported on first use, so `import storyreel.depth.cli` (every `storyreel` start) does not load torch.
 """
 
 import importlib

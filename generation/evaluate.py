@@ -7,7 +7,7 @@
 * Temporal consistency: mean cosine of adjacent frames' CLIP embeddings. A still clip scores ~1, so
   the clip's camera-motion magnitude is always reported beside it.
 
-The metric math takes embeddings (any embedder: `index.embed.load_clip(preset)` in practice), so it
+The metric math takes embeddings (any embedder: `storyreel.index.embed.load_clip(preset)` in practice), so it
 can be checked with hand-made vectors.
 """
 

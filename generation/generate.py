@@ -70,7 +70,7 @@ class ClipGenerator:
             self._depth_model = depth.create_depth_model(depth.model_for_preset(self.preset), device=self.device)
         return self._depth_model
 
-    def settings(self, settings: GenerationSettings | None = None) -> GenerationSettings:
+    def resolve_settings(self, settings: GenerationSettings | None = None) -> GenerationSettings:
         """`settings` with unset frames and size taken from the preset (None: the preset's settings)."""
         preset_settings = GenerationSettings.for_preset(self.preset)
         if settings is None:
@@ -88,7 +88,7 @@ class ClipGenerator:
         "generate", "write".
         """
         check_writable(out)  # before minutes of sampling
-        settings = self.pipe.check_inputs(prompt, None, self.settings(settings))  # before depth estimation
+        settings = self.pipe.check_inputs(prompt, None, self.resolve_settings(settings))  # before depth estimation
         stage, timings = on_stage or (lambda name: None), {}
 
         stage("depth")

@@ -1,8 +1,9 @@
 """Build a searchable clip index from a folder of videos.
 
-Front door: `index.build(video_dir, index_dir, ...)` writes an index; `index.open_index(index_dir)`
-reads the last committed one. Stages (clip-retrieval style): reader (scan) → mapper (decode, shots,
-embed, motion) → writer (DuckDB catalog + FAISS vectors). Heavy libraries load on first use.
+Front door: `storyreel.index.build(video_dir, index_dir, ...)` writes an index;
+`storyreel.index.open_index(index_dir)` reads the last committed one. Stages (clip-retrieval style):
+reader (scan) → mapper (decode, shots, embed, motion) → writer (DuckDB catalog + FAISS vectors).
+Heavy libraries load on first use.
 """
 
 from storyreel.index.build import BuildReport, build

@@ -1,4 +1,4 @@
-"""Query an index: text or image → ranked clips (front door: `retrieval.search`).
+"""Query an index: text or image → ranked clips (front door: `storyreel.retrieval.search`).
 
 `search(index_dir_or_index, text=..., image=..., k=5, motion=None, min_seconds=None)` returns
 `SearchHit`s (catalog row + score + rank); `contact_sheet(index, hits, png)` draws them.

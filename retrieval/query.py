@@ -53,7 +53,7 @@ def search(
     """Best `k` clips for a text query or an image (path, PIL image or uint8 HxWx3 array).
 
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
-    otherwise `index.embed.load_clip(preset)` loads it. Its model must be the index's model.
+    otherwise `storyreel.index.embed.load_clip(preset)` loads it. Its model must be the index's model.
     """
     from storyreel.index.motion import MOTION_LABELS
 

@@ -19,7 +19,7 @@ Resolution rules (what `resolved_plot_settings` computes for plot i):
   repeat. fps, size, steps, cfg and negative prompt are story-wide (the plots make one video).
 
 Pack paths are relative to the story file; `load_story` resolves them to absolute paths and
-`write_story` (generation/planner.py) writes them relative to the file it writes.
+`write_story` (generation/story/planner.py) writes them relative to the file it writes.
 """
 
 from __future__ import annotations

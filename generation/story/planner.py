@@ -1,6 +1,6 @@
 """Plot planning: prose → a story file of single-event plots (`storyreel plan`).
 
-Two planners return the same `Story` (generation/story.py):
+Two planners return the same `Story` (generation/story/format.py):
 - `plan_rule_based`: offline and deterministic. Sentences, then clauses joined by ", then",
   "; then", "and then" become plots; a clause without its own subject ("…, then swims") borrows the
   character names that open the clause before it. Character names become tokens in the prompt; the

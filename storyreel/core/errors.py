@@ -1,8 +1,8 @@
 """Errors every storyreel package raises for problems the *user* can fix.
 
 The CLI turns these into one line on stderr and exit status 1; anything else is a bug and keeps
-its traceback. They live in `index/` because it is the root of the dependency chain
-(index → retrieval → depth → generation), so every package can import them.
+its traceback. They live in the core, below the dependency chain (index → retrieval → depth →
+generation), so every package can import them.
 """
 
 

@@ -2,8 +2,7 @@
 
 The content is written under a temporary name in the destination folder, then moved into place
 with `os.replace`, so readers and a crash at any moment see either the old file or the new one,
-never a half-written one. Like `errors` and `progress`, this lives in `index/`, the root of the
-dependency chain, so every package can use it.
+never a half-written one.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import torch
 from storyreel.core.models import ANIMATEDIFF_DDIM, ClipSpec
 from storyreel.testing.tiny import offline_clip_tokenizer
 
-# Full-size ViT-B-32 at random init: `scripts/bench_index.py` (pass to `index.embed.clip_embedder`).
+# Full-size ViT-B-32 at random init: `scripts/bench_index.py` (pass to `storyreel.index.embed.clip_embedder`).
 BENCH_ONLY_MODELS: dict[str, ClipSpec] = {"vit-b-32-random": ClipSpec("ViT-B-32", seed=0)}
 
 
