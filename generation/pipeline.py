@@ -105,8 +105,9 @@ class _WindowState:
     previous_trajectory: list[torch.Tensor] | None  # the previous window's overlap latents, one per step
 
 
-class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
-    """Depth-guided AnimateDiff pipeline with timestep clamping and windowed long clips."""
+class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
+    """What every storyreel video backend shares: its six components and their ids, prompt encoding,
+    input checks, depth preparation and chunked VAE decoding. Backends add `__call__`."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"  # the ControlNet runs inside the loop: its own hook
     _callback_tensor_inputs = ["latents"]
@@ -121,7 +122,7 @@ class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
 
     @classmethod
-    def from_components(cls, components) -> StructureGuidedPipeline:
+    def from_components(cls, components):
         """A pipeline over `generation.components.Components` (models loaded by `create_components`)."""
         return cls(components.unet, components.controlnet, components.vae, components.text_encoder,
                    components.tokenizer, components.scheduler, component_ids=json.dumps(components.ids, sort_keys=True))
@@ -139,6 +140,60 @@ class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin)
                                 max_length=self.tokenizer.model_max_length, return_tensors="pt")
         embeddings = self.text_encoder(tokens.input_ids.to(self._execution_device))[0]
         return embeddings.to(self.unet.dtype)
+
+    # ---------------------------------------------------------------------------------------- steps
+
+    def check_inputs(self, prompt, depth, settings: GenerationSettings, output_type: str = "uint8",
+                     callback_on_step_end_tensor_inputs=("latents",)) -> GenerationSettings:
+        """One-line UserErrors for inputs the pipeline cannot run with; returns the settings with the
+        frames and size the depth clip implies filled in. `depth` may be None (checked later)."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UserError("prompt is empty; give --prompt a description of the clip")
+        if depth is not None:
+            if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
+                shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
+                raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
+            frames, height, width = depth.shape[0], depth.shape[-2], depth.shape[-1]
+            settings = GenerationSettings(frames=frames, height=height, width=width).replace(
+                **{k: v for k, v in settings.to_dict().items()})
+        settings.check(self.vae_scale_factor)
+        if output_type not in ("uint8", "float"):
+            raise ValueError(f"output_type must be 'uint8' or 'float', not {output_type!r}")
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs must be in {self._callback_tensor_inputs}, "
+                             f"got {unknown}")
+        return settings
+
+    def prepare_depth(self, depth: torch.Tensor, settings: GenerationSettings, notes: list[str]) -> torch.Tensor:
+        """(F, 3, H, W) in [0, 1] with the settings' frame count and size (nearest frames, cover-and-crop)."""
+        depth = depth.float()
+        if depth.shape[1] == 1:
+            depth = depth.expand(-1, 3, -1, -1)
+        if depth.shape[0] != settings.frames:
+            # Nearest-frame resampling in time keeps every depth map a real one (no blends of two).
+            index = torch.from_numpy(spread_indices(depth.shape[0], settings.frames))
+            notes.append(f"depth has {depth.shape[0]} frames, resampled to {settings.frames} to match --frames")
+            depth = depth[index.to(depth.device)]
+        if tuple(depth.shape[-2:]) != (settings.height, settings.width):
+            # storyreel.depth's rule (cover + centre crop keeps the aspect ratio), every channel as a frame.
+            frames, channels = depth.shape[:2]
+            depth = to_conditioning(depth.flatten(0, 1).cpu(), (settings.height, settings.width), frames * channels)
+            depth = depth[:, 0].unflatten(0, (frames, channels))
+        return depth.clamp(0, 1)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        """(1, C, F, h, w) latents → (1, 3, F, H, W) images in [-1, 1], `chunk_size` frames at a time."""
+        latents = latents / self.vae.config.scaling_factor
+        flat = latents[0].transpose(0, 1)  # (F, C, h, w)
+        images = [self.vae.decode(flat[i:i + chunk_size].to(self.vae.dtype)).sample.float()
+                  for i in range(0, flat.shape[0], chunk_size)]
+        return torch.cat(images).transpose(0, 1)[None]
+
+
+class StructureGuidedPipeline(VideoPipelineBase):
+    """Depth-guided AnimateDiff (a UNetMotionModel) with timestep clamping and windowed long clips."""
 
     # ----------------------------------------------------------------------------------------- call
 
@@ -219,47 +274,6 @@ class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin)
             frames=frames, settings=recorded, notes=notes, structure_forward_passes=structure_passes,
             windows=[{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap} for w in windows])
 
-    # ---------------------------------------------------------------------------------------- steps
-
-    def check_inputs(self, prompt, depth, settings: GenerationSettings, output_type: str = "uint8",
-                     callback_on_step_end_tensor_inputs=("latents",)) -> GenerationSettings:
-        """One-line UserErrors for inputs the pipeline cannot run with; returns the settings with the
-        frames and size the depth clip implies filled in. `depth` may be None (checked later)."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UserError("prompt is empty; give --prompt a description of the clip")
-        if depth is not None:
-            if not torch.is_tensor(depth) or depth.ndim != 4 or depth.shape[1] not in (1, 3) or depth.shape[0] < 1:
-                shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
-                raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
-            frames, height, width = depth.shape[0], depth.shape[-2], depth.shape[-1]
-            settings = GenerationSettings(frames=frames, height=height, width=width).replace(
-                **{k: v for k, v in settings.to_dict().items()})
-        settings.check(self.vae_scale_factor)
-        if output_type not in ("uint8", "float"):
-            raise ValueError(f"output_type must be 'uint8' or 'float', not {output_type!r}")
-        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(f"callback_on_step_end_tensor_inputs must be in {self._callback_tensor_inputs}, "
-                             f"got {unknown}")
-        return settings
-
-    def prepare_depth(self, depth: torch.Tensor, settings: GenerationSettings, notes: list[str]) -> torch.Tensor:
-        """(F, 3, H, W) in [0, 1] with the settings' frame count and size (nearest frames, cover-and-crop)."""
-        depth = depth.float()
-        if depth.shape[1] == 1:
-            depth = depth.expand(-1, 3, -1, -1)
-        if depth.shape[0] != settings.frames:
-            # Nearest-frame resampling in time keeps every depth map a real one (no blends of two).
-            index = torch.from_numpy(spread_indices(depth.shape[0], settings.frames))
-            notes.append(f"depth has {depth.shape[0]} frames, resampled to {settings.frames} to match --frames")
-            depth = depth[index.to(depth.device)]
-        if tuple(depth.shape[-2:]) != (settings.height, settings.width):
-            # storyreel.depth's rule (cover + centre crop keeps the aspect ratio), every channel as a frame.
-            frames, channels = depth.shape[:2]
-            depth = to_conditioning(depth.flatten(0, 1).cpu(), (settings.height, settings.width), frames * channels)
-            depth = depth[:, 0].unflatten(0, (frames, channels))
-        return depth.clamp(0, 1)
-
     def _denoise_window(self, state: _WindowState, run: _Run, progress_bar):
         """Run the whole schedule on one window; returns (latents, overlap trajectory for the next, passes)."""
         # Multistep schedulers keep a history of model outputs: each window gets a fresh one.
@@ -306,15 +320,6 @@ class StructureGuidedPipeline(DiffusionPipeline, StableDiffusionLoraLoaderMixin)
                 latents = (outputs or {}).get("latents", latents)
             progress_bar.update()
         return latents, trajectory or None, passes
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor, chunk_size: int) -> torch.Tensor:
-        """(1, C, F, h, w) latents → (1, 3, F, H, W) images in [-1, 1], `chunk_size` frames at a time."""
-        latents = latents / self.vae.config.scaling_factor
-        flat = latents[0].transpose(0, 1)  # (F, C, h, w)
-        images = [self.vae.decode(flat[i:i + chunk_size].to(self.vae.dtype)).sample.float()
-                  for i in range(0, flat.shape[0], chunk_size)]
-        return torch.cat(images).transpose(0, 1)[None]
 
 
 # ---------------------------------------------------------------------------------- long clips (VidRD)

@@ -11,6 +11,7 @@ JSON sidecar, so no signature re-declares these fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from storyreel.core.errors import UserError
@@ -18,6 +19,9 @@ from storyreel.core.errors import UserError
 # The fields a preset decides (its generator's size, length, steps and guidance), so a story or a
 # CLI flag that leaves them unset gets what suits the model instead of one fixed table.
 PRESET_FIELDS = ("frames", "height", "width", "steps", "cfg")
+# animatediff: AnimateDiff motion modules + depth ControlNet (generation/pipeline.py);
+# t2v-zero: Text2Video-Zero on the image UNet alone + depth ControlNet (generation/zero.py).
+BACKENDS = ("animatediff", "t2v-zero")
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,14 @@ class GenerationSettings:
     window_frames: int = 16
     overlap_frames: int = 4
     decode_chunk_size: int = 4  # VAE frames per decode call (bounds decode memory)
+    backend: str = "animatediff"  # one of BACKENDS
+    # Text2Video-Zero: frame k's latent is frame 1's moved by motion_strength·(k−1)·motion_field
+    # (latent pixels); t0 < t1 are the step indices of the paper's T′ and T (None: the steps whose
+    # timesteps are nearest T′ = 881 and T = 941, i.e. 44 and 47 of 50 steps).
+    motion_field: tuple[float, float] = (1.0, 1.0)
+    motion_strength: float = 12.0
+    t0: int | None = None
+    t1: int | None = None
 
     @classmethod
     def for_preset(cls, preset, **overrides) -> GenerationSettings:
@@ -59,6 +71,16 @@ class GenerationSettings:
 
     def check(self, vae_scale_factor: int = 8) -> None:
         """One-line UserErrors for values no generation can run with (callers check before slow work)."""
+        if self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if not math.isfinite(self.motion_strength) or self.motion_strength < 0:
+            raise UserError(f"motion_strength must be a finite number >= 0 (got {self.motion_strength})")
+        if len(self.motion_field) != 2 or not all(math.isfinite(v) for v in self.motion_field):
+            raise UserError(f"motion_field must be two finite numbers DX,DY (got {self.motion_field})")
+        t0, t1 = self.t0, self.t1
+        if (t0 is None) != (t1 is None) or (t0 is not None and not 0 <= t0 < t1 < self.steps):
+            raise UserError(f"t0 and t1 are step indices with 0 <= t0 < t1 < steps ({self.steps}); "
+                            f"give both or neither (got t0={t0}, t1={t1})")
         if self.frames is not None and self.frames < 1:
             raise UserError(f"frames must be a positive number (got {self.frames})")
         if any(side is not None and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):
