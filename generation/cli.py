@@ -60,6 +60,30 @@ def _add_generate(commands) -> None:
     parser.add_argument("--lora-scale", type=float, default=1.0,
                         help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
+    _add_backend_flags(parser)
+    parser.add_argument("--motion-field", type=_pair, metavar="DX,DY",
+                        help="t2v-zero: direction frame 1's latent moves per frame (default 1,1)")
+    parser.add_argument("--motion-strength", type=float, metavar="LAMBDA",
+                        help="t2v-zero: latent pixels per frame along the field "
+                             f"(default {GenerationSettings.motion_strength:g})")
+    parser.add_argument("--t0", type=int, help="t2v-zero: step index of T' (default: the step nearest t=881)")
+    parser.add_argument("--t1", type=int, help="t2v-zero: step index of T, above --t0 (default: nearest t=941)")
+
+
+def _add_backend_flags(parser) -> None:
+    from storyreel.generation.settings import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="animatediff (motion modules) or t2v-zero (Text2Video-Zero on the image model alone); "
+                             "default animatediff")
+
+
+def _pair(text: str) -> tuple[float, float]:
+    """'DX,DY' -> (dx, dy); argparse turns the ValueError into a one-line usage error."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise ValueError(text)
+    return float(parts[0]), float(parts[1])
 
 
 def _run_generate(args) -> int:
@@ -70,7 +94,8 @@ def _run_generate(args) -> int:
     preset = resolve_preset(args.models)
     settings = GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
-        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed)
+        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend,
+        motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
     summary = generate_clip(
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
@@ -250,12 +275,13 @@ def _add_render(commands) -> None:
     parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see README)")
     parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
+    _add_backend_flags(parser)  # for plots whose story file names no backend
 
 
 def _run_render(args) -> int:
     from storyreel.generation.story.render import render_story
 
-    manifest = render_story(args.story, args.index, args.out, preset=args.models)
+    manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend)
     if args.json:
         print(json.dumps(manifest))
     else:

@@ -40,27 +40,45 @@ class GeneratedClip:
 
 
 class ClipGenerator:
-    """The models a clip needs, loaded once: the pipeline (with the character packs) and the depth model.
+    """The models clips need, loaded once: a pipeline per backend (each with the character packs) and
+    the depth model.
 
-    `characters`: pack files; each adds its token and a LoRA adapter at `lora_scale`. A clip can name
-    the characters present in it: the others' LoRA is silenced for that clip.
+    `backend` is loaded now (so missing weights fail before any work); another backend a clip asks
+    for is loaded on first use. `characters`: pack files; each adds its token and a LoRA adapter at
+    `lora_scale`. A clip can name the characters present in it: the others' LoRA is silenced for it.
     """
 
     def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
-                 cpu_offload: bool = False, characters=(), lora_scale: float = 1.0):
-        self.preset, self.lora_scale = preset, lora_scale
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+                 cpu_offload: bool = False, characters=(), lora_scale: float = 1.0, backend: str = "animatediff"):
+        self.preset, self.lora_scale, self.cpu_offload = preset, lora_scale, cpu_offload
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
-        dtype = dtype or (torch.float16 if device != "cpu" else torch.float32)
-        self.pipe = StructureGuidedPipeline.from_components(create_components(preset, dtype=dtype))
-        if cpu_offload and device != "cpu":
-            self.pipe.enable_model_cpu_offload(device=device)  # one model on the GPU at a time
-        else:
-            self.pipe.to(device)
-        self.device, self._depth_model = device, None
-        characters = [str(p) for p in characters]
-        self.tokens = load_characters(self.pipe, characters, lora_scale) if characters else None
-        self.packs = dict(zip(self.tokens.tokens, characters)) if self.tokens else {}  # token -> pack file
+        self.dtype = dtype or (torch.float16 if self.device != "cpu" else torch.float32)
+        self.characters = [str(p) for p in characters]
+        self._pipes, self._depth_model = {}, None
+        self.pipeline(backend)
+
+    def pipeline(self, backend: str):
+        """(pipeline, character tokens or None) of a backend (GenerationSettings.backend), loaded once."""
+        if backend not in self._pipes:
+            if backend == "animatediff":
+                pipeline_class = StructureGuidedPipeline
+            else:
+                from storyreel.generation.zero import StructureGuidedZeroPipeline as pipeline_class
+            pipe = pipeline_class.from_components(create_components(self.preset, dtype=self.dtype, backend=backend))
+            if self.cpu_offload and self.device != "cpu":
+                pipe.enable_model_cpu_offload(device=self.device)  # one model on the GPU at a time
+            else:
+                pipe.to(self.device)
+            tokens = load_characters(pipe, self.characters, self.lora_scale) if self.characters else None
+            self._pipes[backend] = (pipe, tokens)
+        return self._pipes[backend]
+
+    @property
+    def packs(self) -> dict[str, str]:
+        """Token -> pack file of every loaded character."""
+        _, tokens = next(iter(self._pipes.values()))
+        return dict(zip(tokens.tokens, self.characters)) if tokens else {}
 
     def depth_model(self):
         """The preset's depth model, loaded on first use (a depth-video source never needs it)."""
@@ -88,7 +106,10 @@ class ClipGenerator:
         "generate", "write".
         """
         check_writable(out)  # before minutes of sampling
-        settings = self.pipe.check_inputs(prompt, None, self.resolve_settings(settings))  # before depth estimation
+        settings = self.resolve_settings(settings)
+        settings.check()
+        pipe, tokens = self.pipeline(settings.backend)
+        settings = pipe.check_inputs(prompt, None, settings)  # before depth estimation
         stage, timings = on_stage or (lambda name: None), {}
 
         stage("depth")
@@ -100,21 +121,21 @@ class ClipGenerator:
 
         stage("generate")
         start = time.perf_counter()
-        present = list(self.packs) if present is None else list(present)
+        packs = self.packs
+        present = list(packs) if present is None else list(present)
         text_conditioning = None
-        if self.tokens is not None:
-            self.pipe.set_adapters([adapter_name_for(token) for token in self.packs],
-                                   [self.lora_scale if token in present else 0.0 for token in self.packs])
-            text_conditioning = CharacterConditioning(self.tokens, prompt, negative_prompt, self.pipe.unet)
-        result = self.pipe(prompt, depth, settings, negative_prompt=negative_prompt,
-                           text_conditioning=text_conditioning)
+        if tokens is not None:
+            pipe.set_adapters([adapter_name_for(token) for token in packs],
+                              [self.lora_scale if token in present else 0.0 for token in packs])
+            text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
+        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
         start = time.perf_counter()
         metadata = {"kind": "generated", "preset": self.preset, **result.settings,
                     "structure": _jsonable(structure_info),
-                    "characters": [{"token": token, "pack": self.packs[token]} for token in present],
+                    "characters": [{"token": token, "pack": packs[token]} for token in present],
                     "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
                     "windows": result.windows, "notes": notes + result.notes}
         write_video(result.frames, out, fps=settings.fps, metadata=metadata)
@@ -132,8 +153,10 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
     check_writable(out)  # before loading any model
     with index_context(index_dir) as index:
         open_source(structure, index)  # likewise: a missing or unreadable structure source fails now
+    settings = settings or GenerationSettings.for_preset(preset)
+    settings.check()  # before loading any model
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
-                              lora_scale=lora_scale)
+                              lora_scale=lora_scale, backend=settings.backend)
     return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
                               index_dir=index_dir, structure_kind=structure_kind).sidecar
 

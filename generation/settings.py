@@ -66,8 +66,13 @@ class GenerationSettings:
             raise TypeError(f"unknown generation settings: {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def __post_init__(self):
+        # A list from JSON (a sidecar, a manifest) and a tuple from code are the same setting.
+        object.__setattr__(self, "motion_field", tuple(self.motion_field))
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-ready: what sidecars and manifests store, and what `GenerationSettings(**d)` reads back."""
+        return {**dataclasses.asdict(self), "motion_field": list(self.motion_field)}
 
     def check(self, vae_scale_factor: int = 8) -> None:
         """One-line UserErrors for values no generation can run with (callers check before slow work)."""

@@ -36,7 +36,7 @@ from typing import Any, Callable
 import yaml
 
 from storyreel.core.errors import UserError
-from storyreel.generation.settings import GenerationSettings
+from storyreel.generation.settings import BACKENDS, GenerationSettings
 from storyreel.index.motion import MOTION_LABELS
 
 
@@ -59,6 +59,7 @@ class Plot:
     seed: int | None = None
     clip: int | None = None  # pin a clip id of the index
     characters: list[str] | None = None  # tokens present (default: detected in text/prompt)
+    backend: str | None = None  # generation backend of this plot (default: the story's)
     # Line numbers in the story file, per field ("" = the plot itself), for error messages.
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -72,10 +73,11 @@ class Story:
     negative_prompt: str = ""
     # Story-wide generation settings the file gives (STORY_SETTINGS); the rest are the preset's.
     defaults: dict[str, Any] = field(default_factory=dict)
+    backend: str | None = None  # generation backend of plots without their own (None: the render's)
     source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
 
 
-STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "plots")
+STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "plots")
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
 # `defaults:` fields: the GenerationSettings a story author sets (window sizes and decode chunks are
 # the pipeline's business).
@@ -152,6 +154,7 @@ class _StoryReader:
                 if "negative_prompt" in top else ""
             ),
             defaults=defaults,
+            backend=self.backend(top["backend"][1], "backend") if "backend" in top else None,
             source=self.source,
         )
 
@@ -228,6 +231,8 @@ class _StoryReader:
                 values[key] = label
             elif key == "tau":
                 values[key] = self.fraction(value_node, here)
+            elif key == "backend":
+                values[key] = self.backend(value_node, here)
             elif key == "characters":
                 if not isinstance(value_node, yaml.SequenceNode):
                     self.fail(value_node, here, f"expected a list of character tokens, got {_kind(value_node)}")
@@ -276,6 +281,12 @@ class _StoryReader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(node, where, f"expected a number, got {value!r} ({type(value).__name__})")
         return float(value)
+
+    def backend(self, node, where: str) -> str:
+        name = self.string(node, where)
+        if name not in BACKENDS:
+            self.fail(node, where, f"unknown backend '{name}' (backends: {', '.join(BACKENDS)})")
+        return name
 
     def fraction(self, node, where: str) -> float:
         value = self.number(node, where)
@@ -346,7 +357,8 @@ def characters_in_plot(story: Story, i: int) -> list[str]:
 
 def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
     """Plot i's generation settings: the preset's (name, ModelPreset, or None for $STORYREEL_MODELS or
-    "default"), then the story's defaults, then the plot's own frames, tau and seed."""
+    "default"), then the story's defaults, then the plot's own frames, tau and seed. The backend is the
+    plot's, else the story's, else animatediff."""
     plot = story.plots[i]
     if plot.tau is not None:
         tau = plot.tau
@@ -356,7 +368,7 @@ def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
         tau = min(overrides) if overrides else None
     settings = GenerationSettings.for_preset(preset, **story.defaults)
     seed = plot.seed if plot.seed is not None else settings.seed + i
-    return settings.replace(frames=plot.frames, tau=tau, seed=seed)
+    return settings.replace(frames=plot.frames, tau=tau, seed=seed, backend=plot.backend or story.backend)
 
 
 def resolved_plot_settings(story: Story, i: int, preset=None) -> dict:

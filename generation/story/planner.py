@@ -287,6 +287,7 @@ def write_story(story: Story, path: str | Path) -> None:
         "style": story.style,
         "negative_prompt": story.negative_prompt,
         "defaults": dict(story.defaults),
+        **({"backend": story.backend} if story.backend else {}),
         "plots": [
             {f.name: getattr(plot, f.name) for f in dataclasses.fields(plot)
              if f.name != "lines" and getattr(plot, f.name) is not None}

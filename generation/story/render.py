@@ -17,6 +17,7 @@ each plot, so an interrupted render keeps what it finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -44,9 +45,12 @@ PANEL_HEIGHT = 96      # storyboard row height in pixels
 RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can be skipped
 
 
-def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, progress: Progress | None = None,
-                 log=None) -> dict:
-    """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest."""
+def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, backend: str | None = None,
+                 progress: Progress | None = None, log=None) -> dict:
+    """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest.
+
+    `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
+    """
     from storyreel import index as index_package
     from storyreel.core.models import resolve_preset
     from storyreel.index.embed import load_clip
@@ -54,6 +58,8 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
     preset = resolve_preset(preset)
     progress = progress or Progress("render")
     story = load_story(story_path)
+    if backend and story.backend is None:
+        story = dataclasses.replace(story, backend=backend)
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out_dir / "manifest.json")
@@ -81,7 +87,7 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, p
             else:
                 if generator is None:
                     progress.update(force=True, stage="loading models")
-                    generator = PlotGenerator(story, preset, embedder, log=log)
+                    generator = PlotGenerator(story, preset, embedder, settings["backend"], log=log)
                 plot_label = f"{i + 1}/{len(picks)}"
                 entry = generator.render_plot(
                     i, settings, pick, index, video,
@@ -159,12 +165,13 @@ def _clip_exists(index, clip_id: int) -> bool:
 class PlotGenerator:
     """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
-    def __init__(self, story: Story, preset: str, embedder, log=None):
+    def __init__(self, story: Story, preset: str, embedder, backend: str, log=None):
         from storyreel.generation.characters.pack import load_pack
         from storyreel.generation.generate import ClipGenerator
 
         self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
-        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()])
+        # `backend` (the first plot to render's) loads now; another one a later plot asks for, on first use.
+        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
