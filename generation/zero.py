@@ -1,0 +1,426 @@
+"""`StructureGuidedZeroPipeline`: Text2Video-Zero on an image UNet, with a clamped depth ControlNet.
+
+Text2Video-Zero (Khachatryan et al. 2023) makes a video out of any Stable Diffusion *image* model:
+
+* **Motion dynamics in the latents** (text only, `depth=None`). Frame 1 is DDIM-denoised from the
+  first step to T (step index t1) and on to T′ (index t0). Its latent at T′ is translated for frame
+  k by λ·(k−1)·δ (δ = `settings.motion_field`, λ = `settings.motion_strength`, in pixels of the
+  reference's 512×512 flow grid, i.e. a fraction λ/512 of the frame per frame and unit of δ),
+  DDPM-forwarded from T′ back to T, and then every frame is denoised from T to 0. Frames equal
+  diffusers' deprecated `TextToVideoZeroPipeline` (same RNG order, same warp, same forward noising).
+* **Cross-frame attention.** An attention processor (`CrossFrameAttnProcessor`) makes every frame's
+  self-attention (attn1) read frame 1's keys and values (per classifier-free-guidance half);
+  cross-attention (attn2) keeps its own processor. It is installed for the duration of a call and
+  the previous processors are put back, so the UNet can be shared; it calls `attn.to_q/to_k/to_v`,
+  so peft LoRA layers (character packs) stay in effect.
+* **Depth structure** (`depth` given). The depth ControlNet conditions every frame, with the same τ
+  clamp as `StructureGuidedPipeline` (`structure_steps`; after τ the ControlNet is not called). As
+  the paper does with ControlNet, all frames start from one shared noise (no δ warping) and use
+  cross-frame attention (UNet and ControlNet): the depth's own motion drives the video.
+* **Long clips.** More than `settings.window_frames` frames are generated in chunks of
+  window_frames − 1 new frames with frame 1 prepended; every chunk starts from the same generator
+  state, so frame 1 (and with it identity and appearance) is the same in every chunk, and its
+  duplicates are dropped. Each chunk is decoded when it is done: memory is flat in clip length.
+
+    pipe = StructureGuidedZeroPipeline.from_components(create_components("tiny", backend="t2v-zero"))
+    out = pipe("a horse galloping", None, GenerationSettings(frames=8, height=64, width=64, steps=50))
+    out.frames  # (F, H, W, 3) uint8
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.functional import scaled_dot_product_attention
+
+from storyreel.core.errors import UserError
+from storyreel.generation.pipeline import (
+    StaticTextConditioning,
+    StructureGuidedPipelineOutput,
+    TextConditioning,
+    VideoPipelineBase,
+    _scheduler_step_kwargs,
+    structure_steps,
+)
+from storyreel.generation.settings import GenerationSettings
+
+BACKEND = "t2v-zero"
+# The paper's T and T′ (at 50 DDIM steps on SD's schedule: step indices 47 and 44).
+PAPER_T, PAPER_T_PRIME = 941, 881
+# The reference warps on a 512×512 flow grid, then resamples the grid to the latent size.
+FLOW_GRID = 512
+# Frames and size of a text-only clip when neither the settings nor a depth clip give them.
+DEFAULT_FRAMES = 8
+
+
+# ------------------------------------------------------------------------------------ cross-frame
+
+class CrossFrameAttnProcessor:
+    """Self-attention whose keys and values are frame 1's, for every frame of every video in the batch.
+
+    The batch is `videos × frames` (videos = 2 with classifier-free guidance: [negative, positive]);
+    `frames` is set by the pipeline before each model call. Cross-attention (an `encoder_hidden_states`
+    argument) is plain attention. Queries, keys and values come from `attn.to_q/to_k/to_v`, so LoRA
+    layers on those projections apply.
+    """
+
+    def __init__(self, frames: int = 1):
+        self.frames = frames
+
+    def first_frame(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(videos·frames, tokens, dim) → the same shape, every frame replaced by its video's frame 1."""
+        frames = self.frames
+        if tensor.shape[0] % frames:
+            raise ValueError(f"batch of {tensor.shape[0]} is not a whole number of {frames}-frame videos")
+        per_video = tensor.unflatten(0, (tensor.shape[0] // frames, frames))
+        return per_video[:, :1].expand_as(per_video).flatten(0, 1)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        image_shape = hidden_states.shape if hidden_states.ndim == 4 else None
+        if image_shape is not None:
+            hidden_states = hidden_states.flatten(2).transpose(1, 2)
+        batch, tokens, _ = hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
+            attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:  # self-attention: every frame reads frame 1
+            key = self.first_frame(attn.to_k(hidden_states))
+            value = self.first_frame(attn.to_v(hidden_states))
+        else:
+            context = encoder_hidden_states
+            if attn.norm_cross:
+                context = attn.norm_encoder_hidden_states(context)
+            key, value = attn.to_k(context), attn.to_v(context)
+
+        head_dim = key.shape[-1] // attn.heads
+        query, key, value = (x.view(x.shape[0], -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        hidden_states = scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0,
+                                                     is_causal=False)
+        hidden_states = hidden_states.transpose(1, 2).flatten(2).to(query.dtype)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+
+        if image_shape is not None:
+            hidden_states = hidden_states.transpose(1, 2).reshape(image_shape)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+class _CrossFrameAttention:
+    """Context: `processor` on every attn1 of `models` (attn2 untouched); the previous processors come back."""
+
+    def __init__(self, models, processor: CrossFrameAttnProcessor):
+        self.models = [m for m in models if m is not None and hasattr(m, "attn_processors")]
+        self.processor = processor
+        self.saved = []
+
+    def __enter__(self):
+        for model in self.models:
+            previous = model.attn_processors
+            self.saved.append((model, previous))
+            model.set_attn_processor({name: self.processor if name.endswith("attn1.processor") else proc
+                                      for name, proc in previous.items()})
+        return self.processor
+
+    def __exit__(self, *exc):
+        for model, previous in self.saved:
+            model.set_attn_processor(dict(previous))  # set_attn_processor consumes the dict it is given
+        self.saved.clear()
+
+
+# ------------------------------------------------------------------------------------- motion
+
+def motion_step_indices(timesteps, t0: int | None = None, t1: int | None = None) -> tuple[int, int]:
+    """(t0, t1): step indices counted from the end of the schedule (index j ↔ `timesteps[-j - 1]`).
+
+    Unset: the indices whose timesteps are nearest the paper's T′ = 881 and T = 941 (44 and 47 with
+    50 DDIM steps on SD's schedule, the reference's defaults), with t0 < t1 kept.
+    """
+    if t0 is not None and t1 is not None:
+        return int(t0), int(t1)
+    ascending = torch.as_tensor(timesteps).flip(0).double().cpu()
+    if len(ascending) < 2:
+        raise UserError("the t2v-zero backend needs at least 2 steps (frame 1 is denoised to T′ before the others)")
+    t1 = max(1, int((ascending - PAPER_T).abs().argmin()))
+    t0 = int((ascending[:t1] - PAPER_T_PRIME).abs().argmin())
+    return t0, t1
+
+
+def translate_latents(latents: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Frame i of `latents` (F, C, h, w) moved by `shifts[i]` = (dx, dy) pixels of a 512×512 flow grid.
+
+    The reference's warp: the flow lives on a 512×512 coordinate grid, which is resampled (bilinear)
+    to the latent size, and the latent is read at those coordinates (nearest, reflected at the border).
+    A positive dx reads from the right, so content moves left (towards −x) in the frame.
+    """
+    frames, _, h, w = latents.shape
+    ys, xs = torch.meshgrid(torch.arange(FLOW_GRID, device=latents.device),
+                            torch.arange(FLOW_GRID, device=latents.device), indexing="ij")
+    base = torch.stack([xs, ys]).to(latents.dtype)  # (2, 512, 512): x then y
+    out = torch.empty_like(latents)
+    for i in range(frames):
+        coords = base + shifts[i].to(latents.dtype).view(2, 1, 1)
+        coords = (coords / FLOW_GRID * 2.0 - 1.0)[None]
+        grid = F.interpolate(coords, size=(h, w), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+        out[i] = F.grid_sample(latents[i:i + 1], grid, mode="nearest", padding_mode="reflection",
+                               align_corners=False)[0]
+    return out
+
+
+# ------------------------------------------------------------------------------------- chunks
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a long clip: `frame_ids` are global frame indices (frame 0 first in every chunk)."""
+
+    frame_ids: tuple[int, ...]
+    start: int  # global index of the chunk's first new frame
+    overlap: int  # leading frames that repeat earlier output (the prepended frame 1): dropped
+
+    def as_window(self) -> dict:
+        return {"start": self.start, "frames": len(self.frame_ids), "overlap": self.overlap}
+
+
+def plan_chunks(num_frames: int, window_frames: int) -> list[Chunk]:
+    """One chunk if the clip fits a window; else the first `window_frames` frames, then chunks of
+    window_frames − 1 new frames with frame 1 prepended (the last may be shorter)."""
+    if num_frames <= window_frames:
+        return [Chunk(tuple(range(num_frames)), 0, 0)]
+    if window_frames < 2:
+        raise UserError(f"window_frames must be at least 2 to generate {num_frames} frames in chunks "
+                        f"(got {window_frames})")
+    chunks = [Chunk(tuple(range(window_frames)), 0, 0)]
+    for start in range(window_frames, num_frames, window_frames - 1):
+        chunks.append(Chunk((0, *range(start, min(start + window_frames - 1, num_frames))), start, 1))
+    return chunks
+
+
+# ------------------------------------------------------------------------------------- pipeline
+
+@dataclass
+class _ZeroRun:
+    """What every chunk of one call shares."""
+
+    timesteps: torch.Tensor
+    use_structure: list[bool]
+    text_conditioning: TextConditioning
+    settings: GenerationSettings
+    generator: torch.Generator
+    callback: Callable | None
+    callback_inputs: tuple[str, ...]
+    processor: CrossFrameAttnProcessor
+    t0: int
+    t1: int
+    step_offset: int = 0
+    structure_passes: int = 0
+
+    @property
+    def do_cfg(self) -> bool:
+        return self.settings.cfg > 1.0
+
+
+class StructureGuidedZeroPipeline(VideoPipelineBase):
+    """Text2Video-Zero on the image UNet (UNet2DConditionModel): latent motion dynamics and cross-frame
+    attention, or the depth ControlNet with the τ clamp; long clips in chunks that share frame 1."""
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        depth: torch.Tensor | None = None,
+        settings: GenerationSettings | None = None,
+        *,
+        negative_prompt: str = "",
+        generator: torch.Generator | None = None,
+        text_conditioning: TextConditioning | None = None,
+        output_type: str = "uint8",
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+    ) -> StructureGuidedPipelineOutput:
+        """Generate a clip: text only (`depth=None`, motion from `settings.motion_field`) or depth-guided.
+
+        depth: None, or (F, 3, H, W) / (F, 1, H, W) in [0, 1], near = bright; unset frames/size follow it.
+        Text only, unset frames are 8 and the size is the UNet's sample size × the VAE factor.
+        settings: `steps`, `cfg`, `seed`, `window_frames` (chunk length), `decode_chunk_size`; text
+        only: `motion_field`, `motion_strength`, `t0`/`t1`; with depth: `tau`, `structure_scale`.
+        generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); every chunk starts
+        from its state at the call.
+        callback_on_step_end(pipe, step, timestep, {"latents": (1, C, frames, h, w)}) runs after every
+        step that denoises all of a chunk's frames and may return replacement latents, as in diffusers:
+        with depth every step; text only the steps from T on (schedule indices N−1−t1 … N−1; the earlier
+        steps denoise frame 1 alone). `step` is the schedule index plus chunk × steps.
+        """
+        # 1. Check inputs (unset sizes follow the depth clip, else the defaults above)
+        settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
+                                     callback_on_step_end_tensor_inputs)
+        notes: list[str] = []
+        if depth is None:
+            side = self.unet.config.sample_size * self.vae_scale_factor
+            settings = GenerationSettings(frames=DEFAULT_FRAMES, height=side, width=side).replace(
+                **settings.to_dict())
+        settings = settings.replace(backend=BACKEND)
+        generator = generator or torch.Generator().manual_seed(settings.seed)
+        device = self._execution_device
+
+        # 2. Depth conditioning (optional): (F, 3, H, W) on the device
+        if depth is not None:
+            depth = self.prepare_depth(depth, settings, notes).to(device, self.controlnet.dtype)
+
+        # 3. Text conditioning (a per-step hook; the default encodes the prompt once)
+        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
+
+        # 4. Timesteps, the clamp (depth) and the motion step indices T, T′ (text only)
+        self.scheduler.set_timesteps(settings.steps, device=device)
+        timesteps = self.scheduler.timesteps
+        use_structure = structure_steps(len(timesteps), settings.tau) if depth is not None else [False] * len(timesteps)
+        t0, t1 = motion_step_indices(timesteps, settings.t0, settings.t1) if depth is None else (None, None)
+        run = _ZeroRun(timesteps, use_structure, text_conditioning, settings, generator, callback_on_step_end,
+                       tuple(callback_on_step_end_tensor_inputs), CrossFrameAttnProcessor(), t0, t1)
+
+        # 5. Plan the chunks; each starts from the generator's state now (same noise: same frame 1)
+        chunks = plan_chunks(settings.frames, settings.window_frames)
+        start_state = generator.get_state()
+        frames = np.empty((settings.frames, settings.height, settings.width, 3),
+                          np.uint8 if output_type == "uint8" else np.float32)
+        steps_per_chunk = len(timesteps) if depth is not None else len(timesteps) - 1 - t0 + t1 + 1
+
+        # 6. Denoise chunk by chunk with cross-frame attention; decode each chunk when it is done
+        with _CrossFrameAttention((self.unet, self.controlnet), run.processor), \
+                self.progress_bar(total=len(chunks) * steps_per_chunk) as progress_bar:
+            for c, chunk in enumerate(chunks):
+                generator.set_state(start_state)
+                run.step_offset = c * len(timesteps)
+                if depth is None:
+                    latents = self._text_chunk(chunk, run, progress_bar)
+                else:
+                    latents = self._depth_chunk(chunk, depth[list(chunk.frame_ids)], run, progress_bar)
+                video = self.decode_latents(latents.transpose(0, 1)[None], settings.decode_chunk_size)
+                chunk_frames = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().float().numpy()
+                if output_type == "uint8":
+                    chunk_frames = (chunk_frames * 255).round().astype(np.uint8)
+                frames[chunk.start:chunk.start + len(chunk.frame_ids) - chunk.overlap] = chunk_frames[chunk.overlap:]
+        self.maybe_free_model_hooks()
+
+        # 7. Record every setting (t0/t1 resolved on the text path)
+        recorded = {**settings.to_dict(), "backend": BACKEND, "prompt": prompt, "negative_prompt": negative_prompt,
+                    "structure_steps": sum(use_structure), "scheduler": type(self.scheduler).__name__,
+                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids}
+        if depth is None:
+            recorded.update(t0=t0, t1=t1)
+        return StructureGuidedPipelineOutput(
+            frames=frames, settings=recorded, notes=notes, structure_forward_passes=run.structure_passes,
+            windows=[chunk.as_window() for chunk in chunks])
+
+    # ------------------------------------------------------------------------------------ chunks
+
+    def _fresh_scheduler(self, run: _ZeroRun, begin_index: int = 0):
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(len(run.timesteps), device=run.timesteps.device)
+        if begin_index and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin_index)
+        return scheduler
+
+    def _initial_noise(self, run: _ZeroRun) -> torch.Tensor:
+        """(1, C, h, w) noise for frame 1, drawn on the CPU (as diffusers draws it for the same generator)."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        s = run.settings
+        shape = (1, self.unet.config.in_channels, s.height // self.vae_scale_factor, s.width // self.vae_scale_factor)
+        noise = randn_tensor(shape, generator=run.generator, dtype=self.unet.dtype)
+        return noise.to(self._execution_device) * self.scheduler.init_noise_sigma
+
+    def _text_chunk(self, chunk: Chunk, run: _ZeroRun, progress_bar) -> torch.Tensor:
+        """Latent motion dynamics for one chunk: (frames, C, h, w) latents at t = 0."""
+        steps = len(run.timesteps)
+        begin_t, begin_t_prime = steps - 1 - run.t1, steps - 1 - run.t0  # schedule positions of T and T′
+
+        # Frame 1 alone: from the first step down to T, then on to T′ (keeping its latent at T).
+        scheduler = self._fresh_scheduler(run)
+        latent = self._initial_noise(run)
+        first_at_t = latent if begin_t == 0 else None
+        for i in range(begin_t_prime):
+            latent = self._denoise_step(scheduler, run, i, latent, progress_bar)
+            if i + 1 == begin_t:
+                first_at_t = latent
+        first_at_t_prime = latent
+
+        # The other frames: frame 1 at T′ translated by λ·(k−1)·δ, then DDPM-forwarded from T′ to T.
+        s = run.settings
+        others = torch.tensor(chunk.frame_ids[1:], dtype=torch.float64)
+        field = torch.tensor([s.motion_strength * s.motion_field[0], s.motion_strength * s.motion_field[1]],
+                             dtype=torch.float64)
+        moved = translate_latents(first_at_t_prime.expand(len(others), -1, -1, -1), others[:, None] * field)
+        moved = self._forward_noise(moved, int(run.timesteps[begin_t_prime]), int(run.timesteps[begin_t]), run)
+
+        # Every frame from T to 0, with cross-frame attention.
+        scheduler = self._fresh_scheduler(run, begin_t)
+        latents = torch.cat([first_at_t, moved])
+        for i in range(begin_t, steps):
+            latents = self._denoise_step(scheduler, run, i, latents, progress_bar, callback=True)
+        return latents
+
+    def _forward_noise(self, latents: torch.Tensor, t_from: int, t_to: int, run: _ZeroRun) -> torch.Tensor:
+        """DDPM forward from timestep `t_from` to `t_to` > t_from in one draw (noise from the generator).
+
+        The retained signal is ∏ α over training timesteps t_from … t_to − 1, as the reference computes it.
+        """
+        from diffusers.utils.torch_utils import randn_tensor
+
+        eps = randn_tensor(latents.shape, generator=run.generator, dtype=latents.dtype).to(latents.device)
+        kept = torch.prod(self.scheduler.alphas[t_from:t_to]).to(latents.device)
+        return kept.sqrt() * latents + (1 - kept).sqrt() * eps
+
+    def _depth_chunk(self, chunk: Chunk, depth: torch.Tensor, run: _ZeroRun, progress_bar) -> torch.Tensor:
+        """Depth-guided chunk: one shared initial noise for every frame, the clamped ControlNet, all steps."""
+        latents = self._initial_noise(run).expand(len(chunk.frame_ids), -1, -1, -1).clone()
+        control = torch.cat([depth] * 2) if run.do_cfg else depth
+        scheduler = self._fresh_scheduler(run)
+        for i in range(len(run.timesteps)):
+            latents = self._denoise_step(scheduler, run, i, latents, progress_bar, callback=True, control=control)
+        return latents
+
+    def _denoise_step(self, scheduler, run: _ZeroRun, i: int, latents: torch.Tensor, progress_bar, *,
+                      callback: bool = False, control: torch.Tensor | None = None) -> torch.Tensor:
+        """One step of schedule position `i` on (frames, C, h, w) latents (image-UNet batch layout)."""
+        t = run.timesteps[i]
+        frames = latents.shape[0]
+        run.processor.frames = frames
+        step_embeddings = run.text_conditioning(i, int(t))
+        embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
+        model_input = torch.cat([latents] * 2) if run.do_cfg else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        residuals = {}
+        if control is not None and run.use_structure[i]:  # the clamp: after τ the ControlNet does not run
+            down, mid = self.controlnet(model_input, t, encoder_hidden_states=embeddings, controlnet_cond=control,
+                                        conditioning_scale=run.settings.structure_scale, return_dict=False)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            run.structure_passes += 1
+        noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings, **residuals).sample
+        if run.do_cfg:
+            noise_uncond, noise_text = noise_pred.chunk(2)
+            noise_pred = noise_uncond + run.settings.cfg * (noise_text - noise_uncond)
+        latents = scheduler.step(noise_pred, t, latents, **_scheduler_step_kwargs(scheduler, run.generator)).prev_sample
+        if callback and run.callback is not None:
+            tensors = {"latents": latents.transpose(0, 1)[None]}  # (1, C, frames, h, w) as AnimateDiff's
+            outputs = run.callback(self, run.step_offset + i, t, {k: tensors[k] for k in run.callback_inputs})
+            replaced = (outputs or {}).get("latents")
+            if replaced is not None:
+                latents = replaced[0].transpose(0, 1)
+        progress_bar.update()
+        return latents
