@@ -36,8 +36,9 @@ def _add_generate(commands) -> None:
                     "first --tau of the denoising schedule.",
     )
     parser.add_argument("--prompt", required=True, help="what the clip shows")
-    parser.add_argument("--structure", required=True, metavar="SOURCE",
-                        help="video, depth video (from `storyreel depth`) or clip id (with --index)")
+    parser.add_argument("--structure", metavar="SOURCE",
+                        help="video, depth video (from `storyreel depth`) or clip id (with --index); "
+                             "required except with --backend t2v-zero")
     parser.add_argument("--out", required=True, help="output .mp4, .gif, or a folder name for PNG frames")
     parser.add_argument("--tau", type=float,
                         help="fraction of the schedule that follows the structure (1 = all, 0 = none; "
@@ -61,7 +62,7 @@ def _add_generate(commands) -> None:
                         help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     _add_backend_flags(parser)
-    parser.add_argument("--motion-field", type=_pair, metavar="DX,DY",
+    parser.add_argument("--motion-field", type=dx_dy, metavar="DX,DY",
                         help="t2v-zero: direction frame 1's latent moves per frame (default 1,1)")
     parser.add_argument("--motion-strength", type=float, metavar="LAMBDA",
                         help="t2v-zero: latent pixels per frame along the field "
@@ -78,7 +79,7 @@ def _add_backend_flags(parser) -> None:
                              "default animatediff")
 
 
-def _pair(text: str) -> tuple[float, float]:
+def dx_dy(text: str) -> tuple[float, float]:
     """'DX,DY' -> (dx, dy); argparse turns the ValueError into a one-line usage error."""
     parts = text.split(",")
     if len(parts) != 2:

@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from storyreel.core.errors import UserError
 from storyreel.core.files import sidecar_path
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, adapter_name_for, load_characters
@@ -35,7 +36,7 @@ class GeneratedClip:
 
     sidecar: dict  # the content of `<out>.json`: every setting, the seed, the component ids, notes
     frames: np.ndarray  # uint8 (F, H, W, 3), as written
-    depth: torch.Tensor  # (F, 3, H, W) in [0, 1]: the structure conditioning the frames followed
+    depth: torch.Tensor | None  # (F, 3, H, W) in [0, 1]: the structure the frames followed (None: none)
     timings: dict = field(default_factory=dict)  # seconds of the depth, generate and write stages
 
 
@@ -114,9 +115,11 @@ class ClipGenerator:
 
         stage("depth")
         start = time.perf_counter()
-        depth, structure_info, notes = load_structure(
-            structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
-            index_dir=index_dir, kind=structure_kind, model=self.depth_model)  # loaded if needed
+        depth, structure_info, notes = None, {"kind": "none"}, []  # t2v-zero from the prompt alone
+        if structure is not None:
+            depth, structure_info, notes = load_structure(
+                structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
+                index_dir=index_dir, kind=structure_kind, model=self.depth_model)  # loaded if needed
         timings["depth_s"] = round(time.perf_counter() - start, 3)
 
         stage("generate")
@@ -150,11 +153,15 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
     from storyreel.depth.media import index_context, open_source
 
-    check_writable(out)  # before loading any model
-    with index_context(index_dir) as index:
-        open_source(structure, index)  # likewise: a missing or unreadable structure source fails now
     settings = settings or GenerationSettings.for_preset(preset)
-    settings.check()  # before loading any model
+    settings.check()  # everything below fails before any model loads, too
+    check_writable(out)
+    if structure is None and settings.backend != "t2v-zero":
+        raise UserError(f"--structure is required for the {settings.backend} backend "
+                        "(only t2v-zero can generate from the prompt alone)")
+    if structure is not None:
+        with index_context(index_dir) as index:
+            open_source(structure, index)  # a missing or unreadable structure source fails now
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale, backend=settings.backend)
     return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,

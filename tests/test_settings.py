@@ -55,3 +55,28 @@ def test_plan_writes_the_presets_settings(tmp_path, capsys, preset, size, steps)
                         "tau": 0.5, "seed": 0, "structure_scale": 1.0}
     assert load_story(out).defaults == defaults  # and it reads back as written
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--backend", "t2v-zero", "--motion-strength", "nan"], 1,
+     "storyreel: error: motion_strength must be a finite number >= 0 (got nan)"),
+    (["--backend", "t2v-zero", "--motion-strength", "-2"], 1,
+     "storyreel: error: motion_strength must be a finite number >= 0 (got -2.0)"),
+    (["--backend", "t2v-zero", "--t0", "5", "--t1", "3"], 1,
+     "storyreel: error: t0 and t1 are step indices with 0 <= t0 < t1 < steps (4); give both or neither "
+     "(got t0=5, t1=3)"),
+    (["--backend", "t2v-zero", "--motion-field", "1"], 2, "argument --motion-field: invalid dx_dy value: '1'"),
+    (["--backend", "sora"], 2, "argument --backend: invalid choice: 'sora'"),
+])
+def test_bad_backend_settings_get_one_line_before_any_model_loads(run_cli, tmp_path, monkeypatch, flags, code,
+                                                                   message):
+    from storyreel.generation import generate
+
+    monkeypatch.setattr(generate, "ClipGenerator", None)  # any model load would fail loudly
+    # walk.mp4 does not exist: the settings are checked before the source, the output and any model.
+    proc = run_cli("generate", "--prompt", "a cat", "--structure", tmp_path / "walk.mp4", "--out",
+                   tmp_path / "clip.mp4", "--models", "tiny", *flags)
+    assert proc.returncode == code
+    lines = proc.stderr.strip().splitlines()
+    assert message in lines[-1], proc.stderr  # usage errors (2) print argparse's usage lines first
+    assert len(lines) == 1 if code == 1 else lines[0].startswith("usage: storyreel generate")
