@@ -166,9 +166,12 @@ def _run_character_train(args) -> int:
 
 
 def _add_eval(commands) -> None:
-    parser = add_command(commands, "eval", _run_eval, "CLIP-T, CLIP-I and temporal consistency of a generated clip",
-                         models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)")
-    parser.add_argument("clip", help="generated clip: mp4/gif file or a folder of PNG frames")
+    parser = add_command(commands, "eval", _run_eval,
+                         "CLIP-T, CLIP-I, temporal consistency and motion of generated clips (compare backends)",
+                         models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)",
+                         json="print a JSON list with one row per clip")
+    parser.add_argument("clip", nargs="+", help="generated clips: mp4/gif files or folders of PNG frames; several "
+                        "(e.g. one per backend, from the same prompt) are scored side by side")
     parser.add_argument("--prompt", required=True, help="the prompt the clip was generated from")
     parser.add_argument("--character", action="append", default=[], metavar="PACK",
                         help="character pack used for the clip (CLIP-I against its concept images); repeatable")
@@ -177,22 +180,33 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from dataclasses import asdict
 
+    from storyreel.core.files import sidecar_path
     from storyreel.core.models import resolve_preset
     from storyreel.generation.characters.pack import load_pack
     from storyreel.generation.evaluate import read_clip_frames, score_clip
     from storyreel.index.embed import load_clip
 
     packs = [load_pack(p) for p in args.character]
-    frames = read_clip_frames(args.clip)
-    scores = score_clip(frames, args.prompt, load_clip(resolve_preset(args.models)), packs)
+    frames = [read_clip_frames(clip) for clip in args.clip]  # every clip readable before CLIP loads
+    embedder = load_clip(resolve_preset(args.models))
+    rows = []
+    for clip, clip_frames in zip(args.clip, frames):
+        try:  # the generating backend, when the clip has storyreel's sidecar
+            backend = json.loads(sidecar_path(clip).read_text()).get("backend")
+        except (OSError, ValueError, AttributeError):
+            backend = None
+        rows.append({"clip": str(clip), "backend": backend,
+                     **asdict(score_clip(clip_frames, args.prompt, embedder, packs))})
     if args.json:
-        print(json.dumps({"clip": str(args.clip), **asdict(scores)}))
-    else:
-        clip_i = "-" if scores.clip_i is None else f"{scores.clip_i:.4f}"
-        print(f"clip                  {args.clip}\nframes                {scores.frames}\n"
-              f"CLIP-T                {scores.clip_t:.4f}   ({scores.prompt!r})\nCLIP-I                {clip_i}\n"
-              f"temporal consistency  {scores.temporal_consistency:.4f}\n"
-              f"motion magnitude      {scores.motion_magnitude:.2f} px/frame\nCLIP model            {scores.model_id}")
+        print(json.dumps(rows))
+        return 0
+    print(f"prompt {rows[0]['prompt']!r}, CLIP model {rows[0]['model_id']}")
+    print(f"{'clip':<40} {'backend':<12} {'frames':>6} {'CLIP-T':>7} {'CLIP-I':>7} {'consistency':>11} "
+          f"{'motion px/f':>11}")
+    for r in rows:
+        clip_i = "-" if r["clip_i"] is None else f"{r['clip_i']:.4f}"
+        print(f"{r['clip'][-40:]:<40} {r['backend'] or '-':<12} {r['frames']:>6} {r['clip_t']:>7.4f} {clip_i:>7} "
+              f"{r['temporal_consistency']:>11.4f} {r['motion_magnitude']:>11.2f}")
     return 0
 
 

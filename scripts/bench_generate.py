@@ -9,7 +9,9 @@ In one run, with the same components for both samplers:
   * the ControlNet's share of a step (measured time, and FLOPs counted on the meta device) and the
     speed-up ceiling it sets: skipping the ControlNet can save at most (1 + share) / (1 + share·kept/N);
   * peak memory of 16 vs 48 frames (windowed) on the tiny preset;
-  * with --memory-512, peak memory of 16 frames at 512x512 with full-size models.
+  * with --memory-512, peak memory of 16 frames at 512x512 with full-size models;
+  * the t2v-zero backend's step cost next to AnimateDiff's (both with depth at τ = 1, same frames and
+    size): Text2Video-Zero runs the image UNet with cross-frame attention instead of motion modules.
 Peak memory is torch.cuda.max_memory_allocated on a GPU; on the CPU it is the process's peak resident
 memory during sampling above the resident memory before it (Linux VmHWM, reset via clear_refs).
 
@@ -195,6 +197,31 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
     return rows
 
 
+def backend_step_cost(name: str, device, *, frames: int, size: int, steps: int, repeats: int, build) -> dict:
+    """Seconds per denoising step of each backend (best of `repeats`); `build(backend)` makes the components."""
+    from storyreel.generation.zero import StructureGuidedZeroPipeline
+
+    row = {"models": name, "frames": frames, "size": size, "steps": steps}
+    depth = depth_clip(frames, size).to(device)
+    settings = GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=1.0)
+    backends = (("animatediff", StructureGuidedPipeline), ("t2v-zero", StructureGuidedZeroPipeline))
+    for backend, pipeline_class in backends:
+        components = build(backend)
+        pipe = pipeline_class.from_components(components).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        pipe("warm up", depth[:2], settings.replace(frames=2, steps=1))
+        best = float("inf")
+        for _ in range(repeats):
+            with DenoisingTimer(components) as timer:
+                pipe("a red ball", depth, settings)
+            best = min(best, timer.seconds / steps)
+        row[f"{backend}_s_per_step"] = round(best, 4)
+        del pipe, components
+    row["t2v_zero_over_animatediff"] = round(row["t2v-zero_s_per_step"] / row["animatediff_s_per_step"], 3)
+    print(f"  {name} backends: {row}", file=sys.stderr, flush=True)
+    return row
+
+
 def long_clip_memory(components: Components, device, *, size: int, steps: int) -> dict:
     sampler = ours_on(components, device)
     result = {}
@@ -244,11 +271,16 @@ def main() -> None:
     tiny = create_components("tiny")
     rows = time_pair("tiny", tiny, device, frames=8, size=64, steps=10, repeats=5)
     memory = long_clip_memory(tiny, device, size=128, steps=4)
+    backends = [backend_step_cost("tiny", device, frames=8, size=64, steps=10, repeats=5,
+                                  build=lambda backend: create_components("tiny", backend=backend))]
     flops = {"tiny 8x64px": flop_share(tiny, frames=8, size=64)}
     if not args.skip_full:
         sd15 = random_sd15_components()
         rows += time_pair("sd15-random", sd15, device, frames=8, size=64,
                           steps=args.full_steps, repeats=args.full_repeats)
+        backends.append(backend_step_cost("sd15-random", device, frames=8, size=64, steps=args.full_steps,
+                                          repeats=args.full_repeats,
+                                          build=lambda backend: random_sd15_components(backend=backend)))
         # The same count at the size people generate: does the ceiling move with resolution?
         for frames, size in ((8, 64), (16, 256), (16, 512)):
             flops[f"sd15 {frames}x{size}px"] = flop_share(sd15, frames=frames, size=size)
@@ -269,12 +301,15 @@ def main() -> None:
           + ", ".join(f"{name} {share}" for name, share in flops.items()))
     print(f"tiny 128x128, windowed: peak {memory['peak_mib_16']} MiB at 16 frames, {memory['peak_mib_48']} MiB "
           f"at 48 frames (growth {memory['growth']:.1%}, target < 20%)")
+    for r in backends:
+        print(f"{r['models']} {r['frames']}x{r['size']}px, depth at tau 1: animatediff {r['animatediff_s_per_step']} "
+              f"s/step, t2v-zero {r['t2v-zero_s_per_step']} s/step ({r['t2v_zero_over_animatediff']}x)")
     if memory_512:
         print(f"16 frames 512x512, {memory_512['dtype']}: weights {memory_512['weights_gib']} GiB + one step and "
               f"the VAE decode {memory_512['activations_gib']} GiB = {memory_512['total_gib']} GiB "
               "(target: a 12 GB card)")
     print(json.dumps({"bench": "generate", "device": str(device), "timing": rows, "flop_share": flops,
-                      "long_clip_memory": memory, "memory_512": memory_512}))
+                      "long_clip_memory": memory, "memory_512": memory_512, "backends": backends}))
 
 if __name__ == "__main__":
     main()

@@ -22,13 +22,14 @@ def create_random_depth_model(name: str, seed: int = 0, device=None):
     return DepthModel(random_dpt(get_config(name), seed), model_id=f"{name}-random-seed{seed}", device=device)
 
 
-def random_sd15_components(seed: int = 0):
+def random_sd15_components(seed: int = 0, backend: str = "animatediff"):
     """BENCH-ONLY `Components`: full-size SD1.5-architecture models at random init (speed and memory do
     not depend on weights). Never a generation preset: `scripts/bench_generate.py` and `scripts/bench_train.py` use it.
 
     UNet (the SD1.5 unet/config.json values) + AnimateDiff v1.5 motion modules, a ControlNet made from
     that UNet (the ControlNet v1.1 layout), the SD1.5 VAE and CLIP ViT-L/14 text encoder, and the DDIM
-    schedule `load_components` gives the pretrained weights.
+    schedule `load_components` gives the pretrained weights. backend "t2v-zero": the image UNet alone
+    (the same weights, no motion modules), as `create_components` loads it for Text2Video-Zero.
     """
     from diffusers import (
         AutoencoderKL,
@@ -50,8 +51,7 @@ def random_sd15_components(seed: int = 0):
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, norm_num_groups=32,
     )
     controlnet = ControlNetModel.from_unet(unet2d, conditioning_embedding_out_channels=(16, 32, 96, 256))
-    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter())  # AnimateDiff v1.5 adapter shapes
-    del unet2d
+    unet = UNetMotionModel.from_unet2d(unet2d, MotionAdapter()) if backend == "animatediff" else unet2d
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4, layers_per_block=2,
                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
     text_encoder = CLIPTextModel(CLIPTextConfig(
