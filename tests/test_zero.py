@@ -45,9 +45,9 @@ def pipe(components):
     return pipe
 
 
-def generate(pipe, depth=None, **settings):
+def generate(pipe, depth=None, callback=None, **settings):
     settings = {"steps": STEPS, "height": SIZE, "width": SIZE, **settings}
-    return pipe(PROMPT, depth, GenerationSettings(**settings), output_type="float")
+    return pipe(PROMPT, depth, GenerationSettings(**settings), output_type="float", callback_on_step_end=callback)
 
 
 class ForwardCounter:
@@ -102,3 +102,95 @@ def test_text_only_matches_diffusers_text_to_video_zero(components, pipe):
     print(f"parity max abs difference: {difference:.2e}")
     assert difference <= 1e-4
     assert ours.windows == [{"start": 0, "frames": 8, "overlap": 0}]
+
+
+# ------------------------------------------------------------------------------------ cross-frame attention
+
+def test_every_frame_reads_frame_ones_keys_and_values(components, pipe, monkeypatch):
+    import storyreel.generation.zero as zero
+
+    events = []  # in call order: each attn1 call projects k, then v, then attends
+    attn1 = [m for name, m in components.unet.named_modules() if name.endswith("attn1")]
+    hooks = [module.register_forward_hook(lambda mod, args, out, kind=kind: events.append((kind, out)))
+             for m in attn1 for kind, module in (("k", m.to_k), ("v", m.to_v))]
+    attend = zero.scaled_dot_product_attention
+
+    def recording(query, key, value, **kwargs):
+        events.append(("attend", key, value))
+        return attend(query, key, value, **kwargs)
+
+    monkeypatch.setattr(zero, "scaled_dot_product_attention", recording)
+    try:
+        during = {}
+        generate(pipe, frames=4, steps=2, t0=0, t1=1, callback=lambda p, i, t, kw: during.update(
+            {name: type(proc).__name__ for name, proc in p.unet.attn_processors.items()}))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert {kind for name, kind in during.items() if "attn1" in name} == {"CrossFrameAttnProcessor"}
+    assert "CrossFrameAttnProcessor" not in {kind for name, kind in during.items() if "attn2" in name}
+    assert all(not isinstance(p, zero.CrossFrameAttnProcessor) for p in components.unet.attn_processors.values())
+
+    calls = [events[i:i + 3] for i in range(0, len(events), 3)]
+    assert all([e[0] for e in call] == ["k", "v", "attend"] for call in calls)
+    all_frames = [call for call in calls if call[0][1].shape[0] == 2 * 4]  # CFG × 4 frames (after T)
+    assert len(all_frames) == 2 * len(attn1)  # 2 steps denoise all frames (t1 = 1), every attn1 each step
+    halves_differ = 0
+    for (_, own_k), (_, own_v), (_, used_k, used_v) in all_frames:
+        used_k, used_v = (x.transpose(1, 2).flatten(2) for x in (used_k, used_v))  # back to (batch, tokens, dim)
+        own_k, own_v, used_k, used_v = (x.unflatten(0, (2, 4)) for x in (own_k, own_v, used_k, used_v))
+        for half in range(2):  # [negative, positive]: each reads its own frame 1
+            for frame in range(4):
+                assert torch.equal(used_k[half, frame], own_k[half, 0])
+                assert torch.equal(used_v[half, frame], own_v[half, 0])
+            assert not torch.allclose(own_k[half, 1], own_k[half, 0])  # the frames' own keys do differ
+        halves_differ += not torch.allclose(own_k[0, 0], own_k[1, 0])
+    assert halves_differ > 0  # deeper layers see text: the two halves' frame 1 differ there
+
+
+def test_lora_on_the_image_unet_works_through_cross_frame_attention(components):
+    from storyreel.generation.characters.lora import add_spatial_lora
+
+    unet = copy.deepcopy(components.unet)
+    lora_pipe = StructureGuidedZeroPipeline(unet, components.controlnet, components.vae, components.text_encoder,
+                                            components.tokenizer, components.scheduler)
+    lora_pipe.set_progress_bar_config(disable=True)
+    plain = generate(lora_pipe, frames=3, steps=2, t0=0, t1=1).frames
+    add_spatial_lora(unet, "char_bear", rank=4)
+    generator = torch.Generator().manual_seed(0)
+    for name, parameter in unet.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero (no effect): give the adapter one
+            parameter.data = torch.randn(parameter.shape, generator=generator) * 0.5
+    unet.set_adapters(["char_bear"], weights=[0.0])
+    assert np.abs(generate(lora_pipe, frames=3, steps=2, t0=0, t1=1).frames - plain).max() <= 1e-6
+    unet.set_adapters(["char_bear"], weights=[1.0])
+    assert np.abs(generate(lora_pipe, frames=3, steps=2, t0=0, t1=1).frames - plain).max() > 1e-2
+
+
+# ------------------------------------------------------------------------------------ motion from δ
+
+def clip_shift(frames: np.ndarray) -> tuple[tuple[int, int], float, float]:
+    """Phase correlation over a whole clip: the (dx, dy) pixel shift from each frame to the next (the
+    normalized cross-power spectra of all consecutive pairs summed, one peak), its peak height and the
+    next-highest value of the correlation surface (both per pair; 1 is a perfect translation)."""
+    gray = frames.mean(-1).astype(np.float64)
+    spectra = np.fft.fft2(gray - gray.mean(axis=(1, 2), keepdims=True))
+    cross = spectra[1:] * np.conj(spectra[:-1])
+    surface = np.fft.ifft2((cross / (np.abs(cross) + 1e-12)).sum(0)).real / len(cross)
+    y, x = np.unravel_index(surface.argmax(), surface.shape)
+    h, w = surface.shape
+    second = np.sort(surface.ravel())[-2]
+    return (int(x if x <= w // 2 else x - w), int(y if y <= h // 2 else y - h)), float(surface.max()), float(second)
+
+
+@pytest.mark.parametrize("field", [(1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (1.0, 1.0), (-1.0, -1.0)])
+def test_content_translates_along_the_motion_field(pipe, field):
+    # λ = 32 on a 128-pixel frame is 32/512 of the frame per frame: 1 latent pixel, 8 image pixels.
+    # With random tiny weights the motion survives only a short re-noising: T, T′ near the end (t1 = 2, t0 = 1).
+    out = generate(pipe, frames=6, height=128, width=128, steps=10, t0=1, t1=2, motion_field=field,
+                   motion_strength=32.0)
+    (dx, dy), peak, second = clip_shift(out.frames)
+    print(f"motion field {field}: measured shift per frame ({dx}, {dy}) px, peak {peak:.3f}, next {second:.3f}")
+    # The reference's warp reads frame 1 at x + δ: content moves by −δ (the camera pans along δ).
+    assert (dx, dy) == (round(-8 * field[0]), round(-8 * field[1]))
+    assert peak > 2.5 * second
