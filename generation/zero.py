@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.nn.functional import scaled_dot_product_attention
 
 from storyreel.core.errors import UserError
+from storyreel.core.video import spread_indices
 from storyreel.generation.pipeline import (
     StaticTextConditioning,
     StructureGuidedPipelineOutput,
@@ -191,23 +192,28 @@ class Chunk:
 
     frame_ids: tuple[int, ...]
     start: int  # global index of the chunk's first new frame
-    overlap: int  # leading frames that repeat earlier output (the prepended frame 1): dropped
+    overlap: int  # leading frames that repeat earlier output (frame 1, and in the last chunk more): dropped
 
     def as_window(self) -> dict:
+        """{"start": first new frame, "frames": frames denoised, "overlap": leading frames dropped}."""
         return {"start": self.start, "frames": len(self.frame_ids), "overlap": self.overlap}
 
 
 def plan_chunks(num_frames: int, window_frames: int) -> list[Chunk]:
-    """One chunk if the clip fits a window; else the first `window_frames` frames, then chunks of
-    window_frames − 1 new frames with frame 1 prepended (the last may be shorter)."""
+    """One chunk if the clip fits a window; else the first `window_frames` frames, then chunks of frame 1
+    plus window_frames − 1 new frames. Like the last AnimateDiff window, the last chunk is moved back to
+    end on the last frame, so every chunk has the same length (the same batch: frame 1 comes out bit for
+    bit the same in every chunk); the frames it repeats are dropped with frame 1 (its `overlap`)."""
     if num_frames <= window_frames:
         return [Chunk(tuple(range(num_frames)), 0, 0)]
     if window_frames < 2:
         raise UserError(f"window_frames must be at least 2 to generate {num_frames} frames in chunks "
                         f"(got {window_frames})")
+    new = window_frames - 1
     chunks = [Chunk(tuple(range(window_frames)), 0, 0)]
-    for start in range(window_frames, num_frames, window_frames - 1):
-        chunks.append(Chunk((0, *range(start, min(start + window_frames - 1, num_frames))), start, 1))
+    for start in range(window_frames, num_frames, new):
+        first = min(start, num_frames - new)  # the last chunk ends on the last frame
+        chunks.append(Chunk((0, *range(first, first + new)), start, 1 + start - first))
     return chunks
 
 
@@ -278,9 +284,13 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         generator = generator or torch.Generator().manual_seed(settings.seed)
         device = self._execution_device
 
-        # 2. Depth conditioning (optional): (F, 3, H, W) on the device
+        # 2. Depth conditioning (optional): which input frame each output frame follows (prepared per chunk)
+        depth_index = None
         if depth is not None:
-            depth = self.prepare_depth(depth, settings, notes).to(device, self.controlnet.dtype)
+            depth_index = torch.arange(depth.shape[0])
+            if depth.shape[0] != settings.frames:
+                depth_index = torch.from_numpy(spread_indices(depth.shape[0], settings.frames))
+                notes.append(f"depth has {depth.shape[0]} frames, resampled to {settings.frames} to match --frames")
 
         # 3. Text conditioning (a per-step hook; the default encodes the prompt once)
         text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
@@ -309,12 +319,14 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
                 if depth is None:
                     latents = self._text_chunk(chunk, run, progress_bar)
                 else:
-                    latents = self._depth_chunk(chunk, depth[list(chunk.frame_ids)], run, progress_bar)
-                video = self.decode_latents(latents.transpose(0, 1)[None], settings.decode_chunk_size)
-                chunk_frames = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().float().numpy()
-                if output_type == "uint8":
-                    chunk_frames = (chunk_frames * 255).round().astype(np.uint8)
-                frames[chunk.start:chunk.start + len(chunk.frame_ids) - chunk.overlap] = chunk_frames[chunk.overlap:]
+                    # This chunk's depth only (memory flat in clip length), as prepare_depth makes it.
+                    chunk_depth = self.prepare_depth(depth[depth_index[list(chunk.frame_ids)].to(depth.device)],
+                                                     settings.replace(frames=len(chunk.frame_ids)), [])
+                    latents = self._depth_chunk(chunk, chunk_depth.to(device, self.controlnet.dtype), run,
+                                                progress_bar)
+                    del chunk_depth
+                self._decode_chunk(latents, chunk, frames, settings.decode_chunk_size)
+                del latents
         self.maybe_free_model_hooks()
 
         # 7. Record every setting (t0/t1 resolved on the text path)
@@ -328,6 +340,14 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
             windows=[chunk.as_window() for chunk in chunks])
 
     # ------------------------------------------------------------------------------------ chunks
+
+    def _decode_chunk(self, latents: torch.Tensor, chunk: Chunk, frames: np.ndarray, decode_chunk_size: int) -> None:
+        """Decode a chunk's (frames, C, h, w) latents into its new frames of `frames` (drops the prepended frame 1)."""
+        video = self.decode_latents(latents.transpose(0, 1)[None], decode_chunk_size)
+        decoded = (video / 2 + 0.5).clamp(0, 1)[0, :, chunk.overlap:].permute(1, 2, 3, 0).cpu().float().numpy()
+        if frames.dtype == np.uint8:
+            decoded = (decoded * 255).round().astype(np.uint8)
+        frames[chunk.start:chunk.start + len(decoded)] = decoded
 
     def _fresh_scheduler(self, run: _ZeroRun, begin_index: int = 0):
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
