@@ -300,3 +300,33 @@ def test_long_clip_in_chunks_keeps_frame_one_and_flat_memory(components, pipe, s
           f"{long_peak / 1e6:.2f} MB (24 frames) vs {short_peak / 1e6:.2f} MB (8 frames)")
     assert long_batch == short_batch == 2 * 8
     assert long_peak <= 1.1 * short_peak
+
+
+# ------------------------------------------------------------------------------------ characters, defaults
+
+def test_per_step_text_conditioning_and_defaults(pipe):
+    embeddings = pipe.encode_prompt(PROMPT)
+    calls = []
+
+    def hook(step, timestep):  # a TimeInv-style hook: the same embeddings here, so the frames must not change
+        calls.append((step, timestep))
+        return embeddings
+
+    plain = generate(pipe, frames=3, steps=6, t0=1, t1=3)
+    hooked = pipe(PROMPT, None, GenerationSettings(frames=3, height=SIZE, width=SIZE, steps=6, t0=1, t1=3),
+                  text_conditioning=hook, output_type="float")
+    assert np.array_equal(plain.frames, hooked.frames)
+    timesteps = [int(t) for t in pipe.scheduler.timesteps]
+    # Frame 1 alone from the first step to T′ (schedule positions 0..3), then every frame from T (position 2) on.
+    assert calls == [(i, timesteps[i]) for i in (0, 1, 2, 3, 2, 3, 4, 5)]
+    # Unset frames and size: the reference's 8 frames at the UNet's sample size; no guidance works too.
+    out = pipe(PROMPT, None, GenerationSettings(steps=2, cfg=1.0, t0=0, t1=1), output_type="uint8")
+    assert out.frames.shape == (8, 64, 64, 3) and out.frames.dtype == np.uint8
+    assert out.settings["frames"] == 8 and out.settings["backend"] == "t2v-zero" and out.settings["cfg"] == 1.0
+
+
+def test_depth_with_fewer_frames_is_resampled(pipe):
+    out = generate(pipe, moving_ramp_depth(4), frames=8, tau=1.0)
+    assert out.notes == ["depth has 4 frames, resampled to 8 to match --frames"]
+    same = generate(pipe, moving_ramp_depth(4)[[0, 0, 1, 1, 2, 2, 3, 3]], frames=8, tau=1.0)
+    assert np.array_equal(out.frames, same.frames)
