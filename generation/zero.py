@@ -275,6 +275,11 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         # 1. Check inputs (unset sizes follow the depth clip, else the defaults above)
         settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
                                      callback_on_step_end_tensor_inputs)
+        if hasattr(self.unet, "motion_modules") or hasattr(self.unet.config, "motion_max_seq_length"):
+            raise UserError("the t2v-zero backend runs on the image UNet alone; load its components with "
+                            "create_components(preset, backend='t2v-zero')")
+        if depth is not None and self.controlnet is None:
+            raise UserError("depth structure needs the depth ControlNet; this pipeline was built without one")
         notes: list[str] = []
         if depth is None:
             side = self.unet.config.sample_size * self.vae_scale_factor

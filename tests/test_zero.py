@@ -330,3 +330,12 @@ def test_depth_with_fewer_frames_is_resampled(pipe):
     assert out.notes == ["depth has 4 frames, resampled to 8 to match --frames"]
     same = generate(pipe, moving_ramp_depth(4)[[0, 0, 1, 1, 2, 2, 3, 3]], frames=8, tau=1.0)
     assert np.array_equal(out.frames, same.frames)
+
+
+def test_motion_unet_is_refused_in_one_line():
+    from storyreel.core.errors import UserError
+
+    motion = create_components("tiny")  # AnimateDiff components: a UNetMotionModel
+    zero_on_motion = StructureGuidedZeroPipeline.from_components(motion)
+    with pytest.raises(UserError, match="runs on the image UNet alone"):
+        zero_on_motion(PROMPT, None, GenerationSettings(frames=2, height=SIZE, width=SIZE, steps=2))
