@@ -18,6 +18,7 @@ _EXPORTS = {
     "GenerationSettings": "storyreel.generation.settings",
     "StructureGuidedPipeline": "storyreel.generation.pipeline",
     "StructureGuidedPipelineOutput": "storyreel.generation.pipeline",
+    "StructureGuidedZeroPipeline": "storyreel.generation.zero",
     "Components": "storyreel.generation.components", "create_components": "storyreel.generation.components",
     "load_components": "storyreel.generation.components",
     "ClipGenerator": "storyreel.generation.generate", "generate_clip": "storyreel.generation.generate",

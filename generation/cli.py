@@ -65,7 +65,7 @@ def _add_generate(commands) -> None:
     parser.add_argument("--motion-field", type=dx_dy, metavar="DX,DY",
                         help="t2v-zero: direction frame 1's latent moves per frame (default 1,1)")
     parser.add_argument("--motion-strength", type=float, metavar="LAMBDA",
-                        help="t2v-zero: latent pixels per frame along the field "
+                        help="t2v-zero: pixels (of a 512-pixel frame) per frame along the field "
                              f"(default {GenerationSettings.motion_strength:g})")
     parser.add_argument("--t0", type=int, help="t2v-zero: step index of T' (default: the step nearest t=881)")
     parser.add_argument("--t1", type=int, help="t2v-zero: step index of T, above --t0 (default: nearest t=941)")

@@ -77,8 +77,8 @@ class StaticTextConditioning:
 
 
 @dataclass
-class _Run:
-    """What every window of one call shares (the denoising loop's inputs besides the window itself)."""
+class Run:
+    """One call's checked inputs, shared by every window or chunk a backend denoises."""
 
     timesteps: torch.Tensor
     use_structure: list[bool]
@@ -88,6 +88,7 @@ class _Run:
     callback: Callable | None
     callback_inputs: tuple[str, ...]
     step_offset: int = 0  # global index of this window's first step (callbacks count across windows)
+    structure_passes: int = 0  # ControlNet forward passes actually run
 
     @property
     def do_cfg(self) -> bool:
@@ -141,6 +142,83 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         embeddings = self.text_encoder(tokens.input_ids.to(self._execution_device))[0]
         return embeddings.to(self.unet.dtype)
 
+    run_class = Run  # a backend may extend what its denoising loop carries
+
+    # ----------------------------------------------------------------------------------------- call
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        depth: torch.Tensor | None = None,
+        settings: GenerationSettings | None = None,
+        *,
+        negative_prompt: str = "",
+        generator: torch.Generator | None = None,
+        text_conditioning: TextConditioning | None = None,
+        output_type: str = "uint8",
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+    ) -> StructureGuidedPipelineOutput:
+        """Generate a clip whose layout follows `depth` for the first τ of the schedule.
+
+        depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `storyreel.depth` produces it
+        (the t2v-zero backend also runs without one). settings: unset frames/height/width follow the
+        depth clip. generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is
+        drawn on the CPU so results match across devices. callback_on_step_end(pipe, step, timestep,
+        {"latents": ...}) runs after denoising steps (steps count on across windows/chunks; each backend
+        says which) and may return replacement latents, as in diffusers.
+        """
+        # 1. Check inputs (unset sizes follow the depth clip)
+        settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
+                                     callback_on_step_end_tensor_inputs)
+        generator = generator or torch.Generator().manual_seed(settings.seed)
+        notes: list[str] = []
+
+        # 2. Text conditioning (a per-step hook; the default encodes the prompt once)
+        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
+
+        # 3. Timesteps and the clamp: which steps run the depth branch (none without a depth clip)
+        self.scheduler.set_timesteps(settings.steps, device=self._execution_device)
+        timesteps = self.scheduler.timesteps
+        use_structure = structure_steps(len(timesteps), settings.tau if depth is not None else 0.0)
+        run = self.run_class(timesteps, use_structure, text_conditioning, settings, generator, callback_on_step_end,
+                             tuple(callback_on_step_end_tensor_inputs))
+
+        # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]
+        frames, windows, recorded = self.generate(depth, run, notes)
+        self.maybe_free_model_hooks()
+        if output_type == "uint8":
+            frames = (frames * 255).round().astype(np.uint8)
+
+        # 5. Record every setting needed to regenerate these frames
+        recorded = {**settings.to_dict(), "structure_steps": sum(use_structure), "prompt": prompt,
+                    "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
+                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids, **recorded}
+        return StructureGuidedPipelineOutput(frames=frames, settings=recorded, notes=notes,
+                                             structure_forward_passes=run.structure_passes, windows=windows)
+
+    def generate(self, depth: torch.Tensor | None, run: Run, notes: list[str]) -> tuple[np.ndarray, list[dict], dict]:
+        """The backend's work: (float32 frames (F, H, W, 3) in [0, 1], windows, settings to record)."""
+        raise NotImplementedError
+
+    def predict_noise(self, model_input, t, embeddings, run: Run, step: int, control=None, controlnet_input=None):
+        """One step's guided noise prediction: the ControlNet's residuals while the clamp allows (after τ
+        it does not run at all), the UNet, then classifier-free guidance. `controlnet_input`: the
+        latents as the ControlNet takes them, if its layout differs from the UNet's."""
+        residuals = {}
+        if control is not None and run.use_structure[step]:
+            down, mid = self.controlnet(
+                model_input if controlnet_input is None else controlnet_input, t, encoder_hidden_states=embeddings,
+                controlnet_cond=control, conditioning_scale=run.settings.structure_scale, return_dict=False)
+            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+            run.structure_passes += 1
+        noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings, **residuals).sample
+        if run.do_cfg:
+            noise_uncond, noise_text = noise_pred.chunk(2)
+            noise_pred = noise_uncond + run.settings.cfg * (noise_text - noise_uncond)
+        return noise_pred
+
     # ---------------------------------------------------------------------------------------- steps
 
     def check_inputs(self, prompt, depth, settings: GenerationSettings, output_type: str = "uint8",
@@ -193,89 +271,41 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
 
 
 class StructureGuidedPipeline(VideoPipelineBase):
-    """Depth-guided AnimateDiff (a UNetMotionModel) with timestep clamping and windowed long clips."""
+    """Depth-guided AnimateDiff (a UNetMotionModel) with timestep clamping and windowed long clips.
+    Callbacks run after every step of every window."""
 
-    # ----------------------------------------------------------------------------------------- call
-
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompt: str,
-        depth: torch.Tensor,
-        settings: GenerationSettings | None = None,
-        *,
-        negative_prompt: str = "",
-        generator: torch.Generator | None = None,
-        text_conditioning: TextConditioning | None = None,
-        output_type: str = "uint8",
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-    ) -> StructureGuidedPipelineOutput:
-        """Generate frames whose layout follows `depth` for the first τ of the schedule.
-
-        depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `storyreel.depth` produces it.
-        settings: unset frames/height/width follow the depth clip.
-        generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is drawn on
-        the CPU so results match across devices.
-        callback_on_step_end(pipe, step, timestep, {"latents": ...}) runs after every step (steps
-        count on across windows) and may return replacement latents, as in diffusers.
-        """
-        # 1. Check inputs (unset sizes follow the depth clip)
-        settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
-                                     callback_on_step_end_tensor_inputs)
-        generator = generator or torch.Generator().manual_seed(settings.seed)
-        notes: list[str] = []
-        device = self._execution_device
-
-        # 2. Prepare the depth conditioning: (F, 3, H, W) on the device, matching frames and size
+    def generate(self, depth: torch.Tensor, run: Run, notes: list[str]) -> tuple[np.ndarray, list[dict], dict]:
+        settings, device = run.settings, self._execution_device
+        # 4a. Prepare the depth conditioning: (F, 3, H, W) on the device, matching frames and size
         depth = self.prepare_depth(depth, settings, notes).to(device, self.controlnet.dtype)
 
-        # 3. Text conditioning (a per-step hook; the default encodes the prompt once)
-        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
-
-        # 4. Timesteps and the clamp: which steps run the depth branch
-        self.scheduler.set_timesteps(settings.steps, device=device)
-        timesteps = self.scheduler.timesteps
-        run = _Run(timesteps, structure_steps(len(timesteps), settings.tau), text_conditioning, settings, generator,
-                   callback_on_step_end, tuple(callback_on_step_end_tensor_inputs))
-
-        # 5. Plan windows and draw the initial noise (VidRD reuse across windows)
+        # 4b. Plan windows and draw the initial noise (VidRD reuse across windows)
         windows = plan_windows(settings.frames, settings.window_frames, settings.overlap_frames)
         latent_shape = (1, self.unet.config.in_channels, settings.frames,
                         settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
-        noise = initial_noise(latent_shape, windows, generator, dtype=self.unet.dtype)
+        noise = initial_noise(latent_shape, windows, run.generator, dtype=self.unet.dtype)
         latents = torch.empty_like(noise, device=device)
 
-        # 6. Denoise window by window; each window hands its overlap trajectory to the next
-        structure_passes, previous_trajectory = 0, None
-        with self.progress_bar(total=len(windows) * len(timesteps)) as progress_bar:
+        # 4c. Denoise window by window; each window hands its overlap trajectory to the next
+        previous_trajectory = None
+        with self.progress_bar(total=len(windows) * len(run.timesteps)) as progress_bar:
             for w, window in enumerate(windows):
                 state = _WindowState(
                     window, noise[:, :, window.start:window.end].to(device) * self.scheduler.init_noise_sigma,
                     depth[window.start:window.end],
                     windows[w + 1].start - window.start if w + 1 < len(windows) else None, previous_trajectory)
-                run.step_offset = w * len(timesteps)
-                window_latents, previous_trajectory, passes = self._denoise_window(state, run, progress_bar)
-                structure_passes += passes
+                run.step_offset = w * len(run.timesteps)
+                window_latents, previous_trajectory = self._denoise_window(state, run, progress_bar)
                 # Overlap frames keep the previous window's result; this window adds the frames after it.
                 latents[:, :, window.start + window.overlap:window.end] = window_latents[:, :, window.overlap:]
 
-        # 7. Decode in frame chunks (bounded VAE memory) and post-process
+        # 4d. Decode in frame chunks (bounded VAE memory)
         video = self.decode_latents(latents, settings.decode_chunk_size)
         frames = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().float().numpy()
-        if output_type == "uint8":
-            frames = (frames * 255).round().astype(np.uint8)
-        self.maybe_free_model_hooks()
+        return frames, [{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap} for w in windows], {}
 
-        recorded = {**settings.to_dict(), "structure_steps": sum(run.use_structure), "prompt": prompt,
-                    "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
-                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids}
-        return StructureGuidedPipelineOutput(
-            frames=frames, settings=recorded, notes=notes, structure_forward_passes=structure_passes,
-            windows=[{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap} for w in windows])
-
-    def _denoise_window(self, state: _WindowState, run: _Run, progress_bar):
-        """Run the whole schedule on one window; returns (latents, overlap trajectory for the next, passes)."""
+    def _denoise_window(self, state: _WindowState, run: Run, progress_bar):
+        """Run the whole schedule on one window; returns (latents, overlap trajectory for the next)."""
         # Multistep schedulers keep a history of model outputs: each window gets a fresh one.
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(len(run.timesteps), device=state.latents.device)
@@ -283,7 +313,7 @@ class StructureGuidedPipeline(VideoPipelineBase):
         latents, overlap, steps = state.latents, state.window.overlap, len(run.timesteps)
         frames = latents.shape[2]
         control_image = torch.cat([state.depth] * 2) if run.do_cfg else state.depth
-        trajectory, passes = [], 0
+        trajectory = []
         embeddings_source, embeddings = None, None
         for i, t in enumerate(run.timesteps):
             # Staged guidance: overlap frame f follows the previous window while i < (M - f)·(N/M)·β.
@@ -301,25 +331,16 @@ class StructureGuidedPipeline(VideoPipelineBase):
 
             model_input = torch.cat([latents] * 2) if run.do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
-            residuals = {}
-            if run.use_structure[i]:  # the clamp: after τ the ControlNet does not run at all
-                down, mid = self.controlnet(
-                    model_input.transpose(1, 2).flatten(0, 1), t, encoder_hidden_states=embeddings,
-                    controlnet_cond=control_image, conditioning_scale=run.settings.structure_scale, return_dict=False,
-                )
-                residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-                passes += 1
-            noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings, **residuals).sample
-            if run.do_cfg:
-                noise_uncond, noise_text = noise_pred.chunk(2)
-                noise_pred = noise_uncond + run.settings.cfg * (noise_text - noise_uncond)
+            # The ControlNet is an image model: frames go into the batch dimension.
+            noise_pred = self.predict_noise(model_input, t, embeddings, run, i, control_image,
+                                            controlnet_input=model_input.transpose(1, 2).flatten(0, 1))
             latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
             if run.callback is not None:
                 tensors = {"latents": latents}  # what _callback_tensor_inputs offers
                 outputs = run.callback(self, run.step_offset + i, t, {k: tensors[k] for k in run.callback_inputs})
                 latents = (outputs or {}).get("latents", latents)
             progress_bar.update()
-        return latents, trajectory or None, passes
+        return latents, trajectory or None
 
 
 # ---------------------------------------------------------------------------------- long clips (VidRD)

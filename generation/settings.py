@@ -40,9 +40,10 @@ class GenerationSettings:
     overlap_frames: int = 4
     decode_chunk_size: int = 4  # VAE frames per decode call (bounds decode memory)
     backend: str = "animatediff"  # one of BACKENDS
-    # Text2Video-Zero: frame k's latent is frame 1's moved by motion_strength·(k−1)·motion_field
-    # (latent pixels); t0 < t1 are the step indices of the paper's T′ and T (None: the steps whose
-    # timesteps are nearest T′ = 881 and T = 941, i.e. 44 and 47 of 50 steps).
+    # Text2Video-Zero: frame k's latent is frame 1's moved by motion_strength·(k−1)·motion_field, in
+    # pixels of a 512×512 frame as the paper's code counts them (content moves by −δ, like a pan);
+    # t0 < t1 are the step indices of the paper's T′ and T (None: the steps whose timesteps are
+    # nearest T′ = 881 and T = 941, i.e. 44 and 47 of 50 steps).
     motion_field: tuple[float, float] = (1.0, 1.0)
     motion_strength: float = 12.0
     t0: int | None = None

@@ -30,7 +30,6 @@ Text2Video-Zero (Khachatryan et al. 2023) makes a video out of any Stable Diffus
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -39,14 +38,7 @@ from torch.nn.functional import scaled_dot_product_attention
 
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
-from storyreel.generation.pipeline import (
-    StaticTextConditioning,
-    StructureGuidedPipelineOutput,
-    TextConditioning,
-    VideoPipelineBase,
-    _scheduler_step_kwargs,
-    structure_steps,
-)
+from storyreel.generation.pipeline import Run, VideoPipelineBase, _scheduler_step_kwargs
 from storyreel.generation.settings import GenerationSettings
 
 BACKEND = "t2v-zero"
@@ -220,76 +212,46 @@ def plan_chunks(num_frames: int, window_frames: int) -> list[Chunk]:
 # ------------------------------------------------------------------------------------- pipeline
 
 @dataclass
-class _ZeroRun:
-    """What every chunk of one call shares."""
+class _ZeroRun(Run):
+    """What every chunk of one call shares: the common run plus the cross-frame processor and T, T′."""
 
-    timesteps: torch.Tensor
-    use_structure: list[bool]
-    text_conditioning: TextConditioning
-    settings: GenerationSettings
-    generator: torch.Generator
-    callback: Callable | None
-    callback_inputs: tuple[str, ...]
-    processor: CrossFrameAttnProcessor
-    t0: int
-    t1: int
-    step_offset: int = 0
-    structure_passes: int = 0
-
-    @property
-    def do_cfg(self) -> bool:
-        return self.settings.cfg > 1.0
+    processor: CrossFrameAttnProcessor | None = None
+    t0: int | None = None  # step indices of T′ and T (text only)
+    t1: int | None = None
 
 
 class StructureGuidedZeroPipeline(VideoPipelineBase):
     """Text2Video-Zero on the image UNet (UNet2DConditionModel): latent motion dynamics and cross-frame
-    attention, or the depth ControlNet with the τ clamp; long clips in chunks that share frame 1."""
+    attention, or the depth ControlNet with the τ clamp; long clips in chunks that share frame 1.
 
-    @torch.no_grad()
-    def __call__(
-        self,
-        prompt: str,
-        depth: torch.Tensor | None = None,
-        settings: GenerationSettings | None = None,
-        *,
-        negative_prompt: str = "",
-        generator: torch.Generator | None = None,
-        text_conditioning: TextConditioning | None = None,
-        output_type: str = "uint8",
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-    ) -> StructureGuidedPipelineOutput:
-        """Generate a clip: text only (`depth=None`, motion from `settings.motion_field`) or depth-guided.
+    Text only, unset frames are 8 and the size is the UNet's sample size × the VAE factor. Settings
+    used: `steps`, `cfg`, `seed`, `window_frames` (chunk length), `decode_chunk_size`; text only:
+    `motion_field`, `motion_strength`, `t0`/`t1`; with depth: `tau`, `structure_scale`. Every chunk
+    starts from the generator's state at the call. Callbacks run after every step that denoises all
+    of a chunk's frames: with depth every step; text only the steps from T on (schedule indices
+    N−1−t1 … N−1; the earlier steps denoise frame 1 alone); `step` is the schedule index plus
+    chunk × steps.
+    """
 
-        depth: None, or (F, 3, H, W) / (F, 1, H, W) in [0, 1], near = bright; unset frames/size follow it.
-        Text only, unset frames are 8 and the size is the UNet's sample size × the VAE factor.
-        settings: `steps`, `cfg`, `seed`, `window_frames` (chunk length), `decode_chunk_size`; text
-        only: `motion_field`, `motion_strength`, `t0`/`t1`; with depth: `tau`, `structure_scale`.
-        generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); every chunk starts
-        from its state at the call.
-        callback_on_step_end(pipe, step, timestep, {"latents": (1, C, frames, h, w)}) runs after every
-        step that denoises all of a chunk's frames and may return replacement latents, as in diffusers:
-        with depth every step; text only the steps from T on (schedule indices N−1−t1 … N−1; the earlier
-        steps denoise frame 1 alone). `step` is the schedule index plus chunk × steps.
-        """
-        # 1. Check inputs (unset sizes follow the depth clip, else the defaults above)
-        settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
-                                     callback_on_step_end_tensor_inputs)
+    run_class = _ZeroRun
+
+    def check_inputs(self, prompt, depth, settings: GenerationSettings, output_type: str = "uint8",
+                     callback_on_step_end_tensor_inputs=("latents",)) -> GenerationSettings:
         if hasattr(self.unet, "motion_modules") or hasattr(self.unet.config, "motion_max_seq_length"):
             raise UserError("the t2v-zero backend runs on the image UNet alone; load its components with "
                             "create_components(preset, backend='t2v-zero')")
         if depth is not None and self.controlnet is None:
             raise UserError("depth structure needs the depth ControlNet; this pipeline was built without one")
-        notes: list[str] = []
         if depth is None:
             side = self.unet.config.sample_size * self.vae_scale_factor
             settings = GenerationSettings(frames=DEFAULT_FRAMES, height=side, width=side).replace(
                 **settings.to_dict())
-        settings = settings.replace(backend=BACKEND)
-        generator = generator or torch.Generator().manual_seed(settings.seed)
-        device = self._execution_device
+        settings = super().check_inputs(prompt, depth, settings, output_type, callback_on_step_end_tensor_inputs)
+        return settings.replace(backend=BACKEND)
 
-        # 2. Depth conditioning (optional): which input frame each output frame follows (prepared per chunk)
+    def generate(self, depth: torch.Tensor | None, run: _ZeroRun, notes: list[str]):
+        settings, device = run.settings, self._execution_device
+        # 4a. Depth conditioning (optional): which input frame each output frame follows (prepared per chunk)
         depth_index = None
         if depth is not None:
             depth_index = torch.arange(depth.shape[0])
@@ -297,30 +259,24 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
                 depth_index = torch.from_numpy(spread_indices(depth.shape[0], settings.frames))
                 notes.append(f"depth has {depth.shape[0]} frames, resampled to {settings.frames} to match --frames")
 
-        # 3. Text conditioning (a per-step hook; the default encodes the prompt once)
-        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
+        # 4b. The motion step indices T, T′ (text only) and the cross-frame processor
+        if depth is None:
+            run.t0, run.t1 = motion_step_indices(run.timesteps, settings.t0, settings.t1)
+        run.processor = CrossFrameAttnProcessor()
 
-        # 4. Timesteps, the clamp (depth) and the motion step indices T, T′ (text only)
-        self.scheduler.set_timesteps(settings.steps, device=device)
-        timesteps = self.scheduler.timesteps
-        use_structure = structure_steps(len(timesteps), settings.tau) if depth is not None else [False] * len(timesteps)
-        t0, t1 = motion_step_indices(timesteps, settings.t0, settings.t1) if depth is None else (None, None)
-        run = _ZeroRun(timesteps, use_structure, text_conditioning, settings, generator, callback_on_step_end,
-                       tuple(callback_on_step_end_tensor_inputs), CrossFrameAttnProcessor(), t0, t1)
-
-        # 5. Plan the chunks; each starts from the generator's state now (same noise: same frame 1)
+        # 4c. Plan the chunks; each starts from the generator's state now (same noise: same frame 1)
         chunks = plan_chunks(settings.frames, settings.window_frames)
-        start_state = generator.get_state()
-        frames = np.empty((settings.frames, settings.height, settings.width, 3),
-                          np.uint8 if output_type == "uint8" else np.float32)
-        steps_per_chunk = len(timesteps) if depth is not None else len(timesteps) - 1 - t0 + t1 + 1
+        start_state = run.generator.get_state()
+        frames = np.empty((settings.frames, settings.height, settings.width, 3), np.float32)
+        steps = len(run.timesteps)
+        steps_per_chunk = steps if depth is not None else steps - 1 - run.t0 + run.t1 + 1
 
-        # 6. Denoise chunk by chunk with cross-frame attention; decode each chunk when it is done
+        # 4d. Denoise chunk by chunk with cross-frame attention; decode each chunk when it is done
         with _CrossFrameAttention((self.unet, self.controlnet), run.processor), \
                 self.progress_bar(total=len(chunks) * steps_per_chunk) as progress_bar:
             for c, chunk in enumerate(chunks):
-                generator.set_state(start_state)
-                run.step_offset = c * len(timesteps)
+                run.generator.set_state(start_state)
+                run.step_offset = c * steps
                 if depth is None:
                     latents = self._text_chunk(chunk, run, progress_bar)
                 else:
@@ -332,26 +288,14 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
                     del chunk_depth
                 self._decode_chunk(latents, chunk, frames, settings.decode_chunk_size)
                 del latents
-        self.maybe_free_model_hooks()
-
-        # 7. Record every setting (t0/t1 resolved on the text path)
-        recorded = {**settings.to_dict(), "backend": BACKEND, "prompt": prompt, "negative_prompt": negative_prompt,
-                    "structure_steps": sum(use_structure), "scheduler": type(self.scheduler).__name__,
-                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids}
-        if depth is None:
-            recorded.update(t0=t0, t1=t1)
-        return StructureGuidedPipelineOutput(
-            frames=frames, settings=recorded, notes=notes, structure_forward_passes=run.structure_passes,
-            windows=[chunk.as_window() for chunk in chunks])
-
-    # ------------------------------------------------------------------------------------ chunks
+        # t0/t1 as resolved on the text path
+        recorded = {"t0": run.t0, "t1": run.t1} if depth is None else {}
+        return frames, [chunk.as_window() for chunk in chunks], recorded
 
     def _decode_chunk(self, latents: torch.Tensor, chunk: Chunk, frames: np.ndarray, decode_chunk_size: int) -> None:
         """Decode a chunk's (frames, C, h, w) latents into its new frames of `frames` (drops the prepended frame 1)."""
         video = self.decode_latents(latents.transpose(0, 1)[None], decode_chunk_size)
         decoded = (video / 2 + 0.5).clamp(0, 1)[0, :, chunk.overlap:].permute(1, 2, 3, 0).cpu().float().numpy()
-        if frames.dtype == np.uint8:
-            decoded = (decoded * 255).round().astype(np.uint8)
         frames[chunk.start:chunk.start + len(decoded)] = decoded
 
     def _fresh_scheduler(self, run: _ZeroRun, begin_index: int = 0):
@@ -430,16 +374,7 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
         model_input = torch.cat([latents] * 2) if run.do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
-        residuals = {}
-        if control is not None and run.use_structure[i]:  # the clamp: after τ the ControlNet does not run
-            down, mid = self.controlnet(model_input, t, encoder_hidden_states=embeddings, controlnet_cond=control,
-                                        conditioning_scale=run.settings.structure_scale, return_dict=False)
-            residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-            run.structure_passes += 1
-        noise_pred = self.unet(model_input, t, encoder_hidden_states=embeddings, **residuals).sample
-        if run.do_cfg:
-            noise_uncond, noise_text = noise_pred.chunk(2)
-            noise_pred = noise_uncond + run.settings.cfg * (noise_text - noise_uncond)
+        noise_pred = self.predict_noise(model_input, t, embeddings, run, i, control)
         latents = scheduler.step(noise_pred, t, latents, **_scheduler_step_kwargs(scheduler, run.generator)).prev_sample
         if callback and run.callback is not None:
             tensors = {"latents": latents.transpose(0, 1)[None]}  # (1, C, frames, h, w) as AnimateDiff's

@@ -16,6 +16,7 @@ from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
 from storyreel.generation.pipeline import plan_windows, structure_steps
+from storyreel.testing.probes import ForwardCounter
 from storyreel.testing.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 
 TINY = get_preset("tiny").generator
@@ -59,22 +60,6 @@ def pipe(components):
 def generate(pipe, depth, seed=0, **settings):
     settings = GenerationSettings(steps=STEPS, seed=seed, **settings)
     return pipe("a red ball rolling on grass", depth, settings, output_type="float")
-
-
-class ForwardCounter:
-    """Wraps a module's forward and counts calls."""
-
-    def __init__(self, module):
-        self.calls, self.module, self.original = 0, module, module.forward
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return self.original(*args, **kwargs)
-
-        module.forward = counted
-
-    def restore(self):
-        self.module.forward = self.original
 
 
 def test_tiny_checkpoint_is_seeded_and_tokenizer_is_clip(components):

@@ -223,3 +223,31 @@ def test_choose_clips_from_an_empty_index_is_a_one_line_error(tmp_path):
         choose_clips(motion_story(tmp_path, [None]), empty, embedder=QUERIES)
     assert str(err.value) == ("index some_index has no clips to render plot 0 from; "
                               "add videos with `storyreel index build VIDEO_DIR --index some_index`")
+
+
+def test_render_mixes_backends_and_a_rerun_regenerates_nothing(workspace, tmp_path, monkeypatch):
+    from storyreel.generation.zero import StructureGuidedZeroPipeline
+
+    calls = []
+    for pipeline_class in (StructureGuidedPipeline, StructureGuidedZeroPipeline):
+        def counting(self, prompt, *args, original=pipeline_class.__call__, **kwargs):
+            calls.append((type(self).__name__, prompt))
+            return original(self, prompt, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline_class, "__call__", counting)
+    mixed = STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    backend: t2v-zero\n")
+    story, out = write_story(workspace, mixed), tmp_path / "out"
+    manifest = render_story(story, workspace / "index", out, preset="tiny")
+    backends = [manifest["plots"][str(i)]["settings"]["backend"] for i in range(3)]
+    assert backends == ["animatediff", "t2v-zero", "animatediff"]
+    assert [name for name, _ in calls] == ["StructureGuidedPipeline", "StructureGuidedZeroPipeline",
+                                           "StructureGuidedPipeline"]
+    sidecar = json.loads((out / "plots" / "01.mp4.json").read_text())
+    assert sidecar["backend"] == "t2v-zero" and "motion_adapter" not in sidecar["components"]
+    assert len(read_clip_frames(out / "story.mp4")) == 24
+    calls.clear()
+    again = render_story(story, workspace / "index", out, preset="tiny")
+    assert calls == [] and all(p["reused"] for p in again["plots"].values())
+    # The same story with render --backend t2v-zero: only plots without their own backend change.
+    switched = render_story(story, workspace / "index", out, preset="tiny", backend="t2v-zero")
+    assert [p["reused"] for p in switched["plots"].values()] == [False, True, False]

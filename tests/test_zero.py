@@ -13,6 +13,7 @@ from storyreel.generation import GenerationSettings
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.zero import Chunk, StructureGuidedZeroPipeline, motion_step_indices, plan_chunks
+from storyreel.testing.probes import ForwardCounter
 
 SIZE = 64  # pixels; latents are 8x8
 STEPS = 4
@@ -49,22 +50,6 @@ def pipe(components):
 def generate(pipe, depth=None, callback=None, **settings):
     settings = {"steps": STEPS, "height": SIZE, "width": SIZE, **settings}
     return pipe(PROMPT, depth, GenerationSettings(**settings), output_type="float", callback_on_step_end=callback)
-
-
-class ForwardCounter:
-    """Wraps a module's forward and counts calls."""
-
-    def __init__(self, module):
-        self.calls, self.module, self.original = 0, module, module.forward
-
-        def counted(*args, **kwargs):
-            self.calls += 1
-            return self.original(*args, **kwargs)
-
-        module.forward = counted
-
-    def restore(self):
-        self.module.forward = self.original
 
 
 def test_default_motion_steps_are_the_papers(components):
