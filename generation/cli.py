@@ -26,7 +26,7 @@ def add_commands(commands) -> None:
 
 
 def _add_generate(commands) -> None:
-    from storyreel.generation.settings import GenerationSettings  # plain dataclass: cheap at startup
+    from storyreel.generation.settings import LONG_MODES, GenerationSettings  # plain dataclass: cheap at startup
 
     parser = add_command(
         commands, "generate", _run_generate, "generate a clip whose layout follows a structure source's depth",
@@ -62,6 +62,9 @@ def _add_generate(commands) -> None:
                         help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     _add_backend_flags(parser)
+    parser.add_argument("--long", choices=LONG_MODES,
+                        help="animatediff: how clips longer than one 16-frame window are made "
+                             f"(default {GenerationSettings.long}; see docs/CLI.md)")
     parser.add_argument("--motion-field", type=dx_dy, metavar="DX,DY",
                         help="t2v-zero: direction frame 1's latent moves per frame (default 1,1)")
     parser.add_argument("--motion-strength", type=float, metavar="LAMBDA",
@@ -95,7 +98,7 @@ def _run_generate(args) -> int:
     preset = resolve_preset(args.models)
     settings = GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
-        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend,
+        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
         motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
     summary = generate_clip(
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,

@@ -22,6 +22,11 @@ PRESET_FIELDS = ("frames", "height", "width", "steps", "cfg")
 # animatediff: AnimateDiff motion modules + depth ControlNet (generation/pipeline.py);
 # t2v-zero: Text2Video-Zero on the image UNet alone + depth ControlNet (generation/zero.py).
 BACKENDS = ("animatediff", "t2v-zero")
+# How the animatediff backend makes clips longer than one window (generation/pipeline.py):
+# overlap: overlapping windows, the new frames' noise mirrored about the overlap with a weak past
+# dependence, staged guidance anchoring the seam frame longest (the default: best measured,
+# scripts/bench_long.py); vidrd: Reuse and Diffuse as its official code does it (mirrored clips).
+LONG_MODES = ("overlap", "vidrd")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class GenerationSettings:
     # VidRD long clips: AnimateDiff's motion modules are trained on 16-frame windows; M = 4 overlap.
     window_frames: int = 16
     overlap_frames: int = 4
+    long: str = "overlap"  # one of LONG_MODES: how clips longer than window_frames are made
     decode_chunk_size: int = 4  # VAE frames per decode call (bounds decode memory)
     backend: str = "animatediff"  # one of BACKENDS
     # Text2Video-Zero: frame k's latent is frame 1's moved by motion_strength·(k−1)·motion_field, in
@@ -79,6 +85,8 @@ class GenerationSettings:
         """One-line UserErrors for values no generation can run with (callers check before slow work)."""
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.long not in LONG_MODES:
+            raise UserError(f"unknown long-clip mode {self.long!r}; choose one of {', '.join(LONG_MODES)}")
         if not math.isfinite(self.motion_strength) or self.motion_strength < 0:
             raise UserError(f"motion_strength must be a finite number >= 0 (got {self.motion_strength})")
         if len(self.motion_field) != 2 or not all(math.isfinite(v) for v in self.motion_field):

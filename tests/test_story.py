@@ -76,7 +76,8 @@ def test_resolved_plot_settings_apply_the_rules(story_dir):
            "pack_sha256": hashlib.sha256(b"rex pack").hexdigest()}
     settings = [resolved_plot_settings(story, i) for i in range(4)]
     common = {"negative_prompt": "blurry", "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0,
-              "structure_scale": 1.0, "window_frames": 16, "overlap_frames": 4, "decode_chunk_size": 4,
+              "structure_scale": 1.0, "window_frames": 16, "overlap_frames": 4, "long": "overlap",
+              "decode_chunk_size": 4,
               "backend": "animatediff", "motion_field": [1.0, 1.0], "motion_strength": 12.0, "t0": None, "t1": None}
     assert settings[0] == {
         **common, "index": 0, "text": "Rex runs across the meadow.",
