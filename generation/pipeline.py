@@ -7,9 +7,14 @@ frames equal diffusers' `AnimateDiffControlNetPipeline`, with two differences th
 * Timestep clamping (τ) *skips* the ControlNet after the cut-off. Step i of N uses depth iff
   (i + 1) / N ≤ τ (diffusers' `control_guidance_end` rule), so τ = 1 keeps every step and τ = 0
   none; diffusers runs the ControlNet anyway and multiplies its output by zero.
-* Clips longer than one motion window are generated in overlapping windows with VidRD's reuse
-  (Reuse and Diffuse): frame-level noise reversion, past-dependent noise sampling (r = 4) and staged
-  guidance of the overlap frames (M = 4, β = 0.4), so memory stays flat in the clip length.
+* Clips longer than one motion window are generated window by window (`settings.long`), so memory
+  stays flat in the clip length: `overlap` (default) shares M = 4 frames between neighbouring windows,
+  gives the new frames the noise of the frames before the overlap, mirrored, with a weak past
+  dependence (r = 0.5), and anchors the overlap to the previous window's trajectory longest at the
+  seam; `vidrd` is Reuse and Diffuse as its official code does it: each clip's first M positions
+  mirror the previous clip's last M (frame-level noise reversion), the rest take the mirrored
+  previous noise with r = 4 (past-dependent sampling), and staged guidance (β = 0.4) holds overlap
+  position f to the mirrored previous latents while step i < (M − f)·(T/M)·β.
 
 Text conditioning is a per-step hook (`TextConditioning`): the default encodes the prompt once;
 a timestep-dependent token (TimeInv, generation/characters/) returns different embeddings per step.
@@ -38,8 +43,11 @@ from storyreel.core.video import spread_indices
 from storyreel.depth.conditioning import to_conditioning
 from storyreel.generation.settings import GenerationSettings
 
-# VidRD's past-dependence r and staged-guidance length β (window size and overlap M are settings).
-NOISE_DEPENDENCE = 4.0
+# Past dependence r of the new frames' noise: VidRD's r = 4 (each new frame shares 97% of its noise
+# with its source), and the overlap mode's r = 0.5 (45%: scripts/bench_long.py), and the staged-guidance
+# length β (window size and overlap M are settings).
+VIDRD_DEPENDENCE = 4.0
+OVERLAP_DEPENDENCE = 0.5
 STAGED_GUIDANCE_BETA = 0.4
 
 
@@ -97,13 +105,13 @@ class Run:
 
 @dataclass
 class _WindowState:
-    """One window's latents and depth, and the overlap trajectory it hands to / takes from its neighbours."""
+    """One window's latents and depth, and the trajectory it hands to / takes from its neighbours."""
 
-    window: Window
+    plan: WindowPlan
     latents: torch.Tensor  # (1, C, frames, h, w)
     depth: torch.Tensor  # (frames, 3, H, W)
-    handoff: int | None  # offset of the next window's first frame inside this one (None: last window)
-    previous_trajectory: list[torch.Tensor] | None  # the previous window's overlap latents, one per step
+    handoff: list[int]  # positions the next window's staged guidance reads (empty: last window)
+    previous_trajectory: list[dict[int, torch.Tensor]] | None  # per step: the previous window's handoff latents
 
 
 class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
@@ -265,9 +273,13 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         """(1, C, F, h, w) latents → (1, 3, F, H, W) images in [-1, 1], `chunk_size` frames at a time."""
         latents = latents / self.vae.config.scaling_factor
         flat = latents[0].transpose(0, 1)  # (F, C, h, w)
-        images = [self.vae.decode(flat[i:i + chunk_size].to(self.vae.dtype)).sample.float()
-                  for i in range(0, flat.shape[0], chunk_size)]
-        return torch.cat(images).transpose(0, 1)[None]
+        video = None  # written chunk by chunk: one copy of the clip's images, never two
+        for i in range(0, flat.shape[0], chunk_size):
+            images = self.vae.decode(flat[i:i + chunk_size].to(self.vae.dtype)).sample.float()
+            if video is None:
+                video = torch.empty((1, images.shape[1], flat.shape[0], *images.shape[2:]), device=images.device)
+            video[0, :, i:i + len(images)] = images.transpose(0, 1)
+        return video
 
 
 class StructureGuidedPipeline(VideoPipelineBase):
@@ -279,30 +291,31 @@ class StructureGuidedPipeline(VideoPipelineBase):
         # 4a. Prepare the depth conditioning: (F, 3, H, W) on the device, matching frames and size
         depth = self.prepare_depth(depth, settings, notes).to(device, self.controlnet.dtype)
 
-        # 4b. Plan windows and draw the initial noise (VidRD reuse across windows)
-        windows = plan_windows(settings.frames, settings.window_frames, settings.overlap_frames)
+        # 4b. Plan windows and draw the initial noise (settings.long decides how windows reuse each other)
+        plans = long_clip_plan(settings.frames, settings.window_frames, settings.overlap_frames,
+                               len(run.timesteps), settings.long)
         latent_shape = (1, self.unet.config.in_channels, settings.frames,
                         settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
-        noise = initial_noise(latent_shape, windows, run.generator, dtype=self.unet.dtype)
-        latents = torch.empty_like(noise, device=device)
+        noises = long_clip_noise(latent_shape, plans, settings.long, run.generator, dtype=self.unet.dtype)
+        latents = torch.empty(latent_shape, dtype=self.unet.dtype, device=device)
 
-        # 4c. Denoise window by window; each window hands its overlap trajectory to the next
+        # 4c. Denoise window by window; each window hands the trajectory its successor anchors to
         previous_trajectory = None
-        with self.progress_bar(total=len(windows) * len(run.timesteps)) as progress_bar:
-            for w, window in enumerate(windows):
-                state = _WindowState(
-                    window, noise[:, :, window.start:window.end].to(device) * self.scheduler.init_noise_sigma,
-                    depth[window.start:window.end],
-                    windows[w + 1].start - window.start if w + 1 < len(windows) else None, previous_trajectory)
+        with self.progress_bar(total=len(plans) * len(run.timesteps)) as progress_bar:
+            for w, plan in enumerate(plans):
+                handoff = sorted({src for _, src, _ in plans[w + 1].anchors}) if w + 1 < len(plans) else []
+                state = _WindowState(plan, noises[w].to(device) * self.scheduler.init_noise_sigma,
+                                     depth[list(plan.frame_ids)], handoff, previous_trajectory)
+                noises[w] = None  # drawn noise is only needed until its window starts
                 run.step_offset = w * len(run.timesteps)
                 window_latents, previous_trajectory = self._denoise_window(state, run, progress_bar)
-                # Overlap frames keep the previous window's result; this window adds the frames after it.
-                latents[:, :, window.start + window.overlap:window.end] = window_latents[:, :, window.overlap:]
+                positions, outputs = zip(*plan.keep)
+                latents[:, :, list(outputs)] = window_latents[:, :, list(positions)]
 
         # 4d. Decode in frame chunks (bounded VAE memory)
         video = self.decode_latents(latents, settings.decode_chunk_size)
-        frames = (video / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0).cpu().float().numpy()
-        return frames, [{"start": w.start, "frames": w.end - w.start, "overlap": w.overlap} for w in windows], {}
+        frames = video.mul_(0.5).add_(0.5).clamp_(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()  # in place: flat memory
+        return frames, [plan.record for plan in plans], {}
 
     def _denoise_window(self, state: _WindowState, run: Run, progress_bar):
         """Run the whole schedule on one window; returns (latents, overlap trajectory for the next)."""
@@ -310,19 +323,19 @@ class StructureGuidedPipeline(VideoPipelineBase):
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(len(run.timesteps), device=state.latents.device)
         step_kwargs = _scheduler_step_kwargs(scheduler, run.generator)
-        latents, overlap, steps = state.latents, state.window.overlap, len(run.timesteps)
+        latents = state.latents
         frames = latents.shape[2]
         control_image = torch.cat([state.depth] * 2) if run.do_cfg else state.depth
         trajectory = []
         embeddings_source, embeddings = None, None
         for i, t in enumerate(run.timesteps):
-            # Staged guidance: overlap frame f follows the previous window while i < (M - f)·(N/M)·β.
+            # Staged guidance: overlap position f follows the previous window while step i < its anchor length.
             if state.previous_trajectory is not None:
-                for f in range(overlap):
-                    if i < (overlap - f) * (steps / overlap) * STAGED_GUIDANCE_BETA:
-                        latents[:, :, f] = state.previous_trajectory[i][:, :, f]
-            if state.handoff is not None:
-                trajectory.append(latents[:, :, state.handoff:].clone())
+                for position, source, until in state.plan.anchors:
+                    if i < until:
+                        latents[:, :, position] = state.previous_trajectory[i][source]
+            if state.handoff:
+                trajectory.append({p: latents[:, :, p].clone() for p in state.handoff})
 
             step_embeddings = run.text_conditioning(i, int(t))
             if step_embeddings is not embeddings_source:  # expand per frame only when the hook changes them
@@ -365,29 +378,115 @@ def plan_windows(num_frames: int, window_frames: int, overlap_frames: int) -> li
             for k, s in enumerate(starts)]
 
 
-def initial_noise(shape, windows: list[Window], generator, dtype) -> torch.Tensor:
-    """Initial latents for the whole clip, drawn on the CPU.
+@dataclass(frozen=True)
+class WindowPlan:
+    """How one window of a long clip is denoised and what it contributes.
 
-    The first window's noise is exactly what diffusers draws for the same shape and generator. Each
-    later window (VidRD): its overlap frames are the frames already drawn (they are the same output
-    frames, which is what frame-level noise reversion hands over); its new frames take the noise of
-    the previous window's frame at the same position, blended with fresh noise as
-    (r·previous + ε) / √(1 + r²), r = 4 (past-dependent sampling; the division keeps unit variance).
-    Same position, not reversed order: reversed, the first new frame would share 97% of its noise with
-    the last overlap frame right before it and repeat it (a visible stutter at every seam).
+    frame_ids: the output frame each position stands for (its depth map; its noise comes from the mode).
+    keep: (position, output frame) pairs this window writes into the clip.
+    anchors: (position, previous window's position, n): the position takes the previous window's
+    latents at that position before every step i < n (staged guidance).
+    record: what the clip's `windows` list reports for it ({"start", "frames", "overlap"}).
+    """
+
+    frame_ids: tuple[int, ...]
+    keep: tuple[tuple[int, int], ...]
+    anchors: tuple[tuple[int, int, float], ...]
+    record: dict
+
+
+def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, steps: int,
+                   mode: str = "overlap") -> list[WindowPlan]:
+    """The windows of a `num_frames` clip in long-clip `mode` (settings.LONG_MODES), for `steps` steps.
+
+    overlap: `plan_windows`; the overlap positions are anchored to the previous window's same frames,
+    the seam frame (right before the first new frame) longest: overlap position f of M is held while
+    i < (f + 1)·(T/M)·β, so the seam frame for β·T steps and the farthest for β·T/M.
+    vidrd (the official Reuse and Diffuse code): every clip has N = window_frames positions; clip k+1's
+    positions f < M mirror clip k's positions N−1−f (their depth and, while i < (M − f)·(T/M)·β,
+    their latents), its positions p ≥ M are the next N − M output frames in order. The last clip keeps
+    only the frames the clip still needs (positions past the end repeat the last depth map).
+    """
+    if num_frames <= window_frames:
+        return [WindowPlan(tuple(range(num_frames)), tuple((p, p) for p in range(num_frames)), (),
+                           {"start": 0, "frames": num_frames, "overlap": 0})]
+    beta = STAGED_GUIDANCE_BETA
+    if mode == "vidrd":
+        n, m = window_frames, overlap_frames
+        plans = [WindowPlan(tuple(range(n)), tuple((p, p) for p in range(n)), (),
+                            {"start": 0, "frames": n, "overlap": 0})]
+        written = n
+        while written < num_frames:
+            previous = plans[-1].frame_ids
+            frame_ids = tuple(previous[n - 1 - f] for f in range(m)) + tuple(
+                min(written + p - m, num_frames - 1) for p in range(m, n))
+            keep = tuple((p, written + p - m) for p in range(m, n) if written + p - m < num_frames)
+            anchors = tuple((f, n - 1 - f, (m - f) * (steps / m) * beta) for f in range(m))
+            plans.append(WindowPlan(frame_ids, keep, anchors, {"start": written - m, "frames": n, "overlap": m}))
+            written += len(keep)
+        return plans
+    if mode != "overlap":
+        raise ValueError(f"unknown long-clip mode {mode!r}")
+    windows = plan_windows(num_frames, window_frames, overlap_frames)
+    plans = []
+    for previous, window in zip([None, *windows], windows):
+        frames, overlap = window.end - window.start, window.overlap
+        anchors = () if previous is None else tuple(
+            (f, window.start - previous.start + f, (f + 1) * (steps / overlap) * beta) for f in range(overlap))
+        plans.append(WindowPlan(tuple(range(window.start, window.end)),
+                                tuple((p, window.start + p) for p in range(overlap, frames)), anchors,
+                                {"start": window.start, "frames": frames, "overlap": overlap}))
+    return plans
+
+
+def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype) -> list[torch.Tensor]:
+    """Initial noise of every window, (1, C, positions, h, w) each, drawn on the CPU in window order.
+
+    The first window's noise is exactly what diffusers draws for its shape and generator.
+    overlap: one noise per output frame; a window's overlap positions are the frames already drawn, its
+    new frames j = 0, 1, ... take the noise of frame start − 1 − j (the frames before the overlap,
+    mirrored about it, as VidRD indexes its mirrored clip) blended with fresh noise as
+    (r·source + ε)/√(1 + r²), r = OVERLAP_DEPENDENCE (the division keeps unit variance).
+    vidrd: with prev the previous window's noise flipped in time, positions f < M are prev[f]
+    (frame-level noise reversion) and positions p ≥ M are (r·prev[p] + ε)/√(1 + r²), r = 4
+    (past-dependent sampling).
     """
     from diffusers.utils.torch_utils import randn_tensor
 
-    first = windows[0]
+    def fresh(count):
+        return randn_tensor((*shape[:2], count, *shape[3:]), generator=generator, dtype=dtype)
+
+    first = fresh(len(plans[0].frame_ids))
+    noises = [first]
+    if mode == "vidrd":
+        r = VIDRD_DEPENDENCE
+        for plan in plans[1:]:
+            m = len(plan.anchors)
+            prev = noises[-1].flip(2)
+            window = prev.clone()
+            window[:, :, m:] = (r * prev[:, :, m:] + fresh(prev.shape[2] - m)) / math.sqrt(1 + r * r)
+            noises.append(window)
+        return noises
+    r = OVERLAP_DEPENDENCE
     noise = torch.empty(shape, dtype=dtype)
-    noise[:, :, :first.end] = randn_tensor((*shape[:2], first.end, *shape[3:]), generator=generator, dtype=dtype)
-    r = NOISE_DEPENDENCE
-    for previous, window in zip(windows, windows[1:]):
-        new = window.end - (window.start + window.overlap)
-        same_position = noise[:, :, previous.start + window.overlap:previous.start + window.overlap + new]
-        fresh = randn_tensor((*shape[:2], new, *shape[3:]), generator=generator, dtype=dtype)
-        noise[:, :, window.start + window.overlap:window.end] = (r * same_position + fresh) / math.sqrt(1 + r * r)
-    return noise
+    noise[:, :, :first.shape[2]] = first
+    for plan in plans[1:]:
+        start, frames = plan.frame_ids[0], len(plan.frame_ids)
+        new = [output for _, output in plan.keep]
+        source = [max(start - 1 - j, 0) for j in range(len(new))]
+        noise[:, :, new] = (r * noise[:, :, source] + fresh(len(new))) / math.sqrt(1 + r * r)
+        noises.append(noise[:, :, start:start + frames])
+    return [first] + [n.clone() for n in noises[1:]]
+
+
+def clip_noise(plans: list[WindowPlan], noises: list[torch.Tensor]) -> torch.Tensor:
+    """(1, C, F, h, w): the initial noise each output frame is denoised from (the window that keeps it)."""
+    frames = 1 + max(output for plan in plans for _, output in plan.keep)
+    out = torch.empty((*noises[0].shape[:2], frames, *noises[0].shape[3:]), dtype=noises[0].dtype)
+    for plan, noise in zip(plans, noises):
+        positions, outputs = zip(*plan.keep)
+        out[:, :, list(outputs)] = noise[:, :, list(positions)]
+    return out
 
 
 def _scheduler_step_kwargs(scheduler, generator) -> dict:

@@ -15,7 +15,7 @@ from storyreel.core.models import get_preset
 from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
-from storyreel.generation.pipeline import plan_windows, structure_steps
+from storyreel.generation.pipeline import clip_noise, long_clip_noise, long_clip_plan, plan_windows, structure_steps
 from storyreel.testing.probes import ForwardCounter
 from storyreel.testing.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 
@@ -146,6 +146,117 @@ def test_48_frames_in_windows_continue_across_seams(pipe):
     seam_change = [change[s - 1] for s in seams]
     assert 0.5 * ordinary.min() <= min(seam_change) and max(seam_change) <= ordinary.max(), (seam_change, ordinary)
     assert np.isfinite(long.frames).all() and long.frames.std() > 0.05
+    # No content cycle: frames one window stride (12) apart are no more alike than frames at other lags
+    # (~0.05 here; 0.64 when every new frame took 97% of the noise of the frame 12 before it).
+    similarity = {lag: lag_similarity(long.frames, lag) for lag in range(8, 17)}
+    assert similarity[12] <= 0.3 and similarity[12] <= 2 * max(similarity[lag] for lag in (10, 11, 13, 14)) + 0.1, \
+        similarity
+
+
+def lag_similarity(frames: np.ndarray, lag: int) -> float:
+    """Mean cosine similarity of mean-removed frames `lag` apart (1: identical content, ~0: unrelated)."""
+    flat = frames.reshape(len(frames), -1).astype(np.float64)
+    flat -= flat.mean(1, keepdims=True)
+    flat /= np.linalg.norm(flat, axis=1, keepdims=True)
+    return float((flat[:-lag] * flat[lag:]).sum(1).mean())
+
+
+def test_default_long_noise_is_not_periodic():
+    """The default mode's noise: frames one stride apart share almost nothing (≤ 0.5; it was 0.97)."""
+    plans = long_clip_plan(64, 16, 4, STEPS)
+    noise = clip_noise(plans, long_clip_noise((1, 4, 64, 8, 8), plans, "overlap", torch.Generator().manual_seed(0),
+                                              torch.float32))[0].transpose(0, 1).flatten(1)
+    noise = (noise - noise.mean(1, keepdim=True)) / noise.std(1, keepdim=True)
+    assert float((noise[:-12] * noise[12:]).mean()) <= 0.5
+    assert all(float((noise[k] * noise[k + 1]).mean()) <= 0.5 for k in range(63))  # no repeated frame at a seam
+
+
+def test_vidrd_mode_equals_the_official_reuse_and_diffuse(pipe, monkeypatch):
+    """`--long vidrd` against a reference written from the official code's description: clip k+1 has
+    N = 16 positions, its first M = 4 mirror clip k's last 4. FNR: noise[0:M] = flip(prev_noise)[0:M].
+    PNS: noise[p >= M] = (4·flip(prev_noise)[p] + ε)/√17. DSG: before step i, position f < M is
+    flip(prev_latents_i)[f] while i < (M − f)·(T/M)·0.4. Kept: clip 0 whole, then each clip's positions
+    M.. in order; the depth of position f < M is the mirrored previous depth."""
+    n, m, r, frames = 16, 4, 4.0, 48
+    # Reference noise, drawn as the official code draws it: clip 0, then each clip's ε in order.
+    generator = torch.Generator().manual_seed(5)
+    reference = [torch.randn((1, 4, n, 8, 8), generator=generator)]
+    while len(reference) < 4:
+        flipped = reference[-1].flip(2)
+        eps = torch.randn((1, 4, n - m, 8, 8), generator=generator)
+        reference.append(torch.cat([flipped[:, :, :m], (r * flipped[:, :, m:] + eps) / (1 + r * r) ** 0.5], 2))
+    schedule = {(i, f) for i in range(STEPS) for f in range(m) if i < (m - f) * (STEPS / m) * 0.4}
+    kept = [list(range(16)), list(range(16, 28)), list(range(28, 40)), list(range(40, 48))]
+    depth_ids = [list(range(16))] + [[s - 1, s - 2, s - 3, s - 4] + [min(s + p, 47) for p in range(12)]
+                                     for s in (16, 28, 40)]
+
+    plans = long_clip_plan(frames, n, m, STEPS, "vidrd")
+    assert [list(p.frame_ids) for p in plans] == depth_ids
+    assert [[o for _, o in p.keep] for p in plans] == kept
+    assert all([q for q, _ in p.keep] == list(range(m if w else 0, (m if w else 0) + len(kept[w])))
+               for w, p in enumerate(plans))
+    drawn = long_clip_noise((1, 4, frames, 8, 8), plans, "vidrd", torch.Generator().manual_seed(5), torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(drawn, reference, strict=True))
+
+    # The pipeline itself: the latents entering every step, the depth each window sees, its final latents.
+    seen, finals = [], []
+    predict = pipe.predict_noise
+
+    def record(model_input, t, embeddings, run, step, control=None, controlnet_input=None):
+        seen.append((model_input[:1].clone(), control[:n].clone()))
+        return predict(model_input, t, embeddings, run, step, control, controlnet_input)
+
+    def final(pipeline, step, timestep, tensors):
+        if step % STEPS == STEPS - 1:
+            finals.append(tensors["latents"].clone())
+        return tensors
+
+    monkeypatch.setattr(pipe, "predict_noise", record)
+    depth = moving_ramp_depth(frames)
+    out = pipe("a red ball rolling on grass", depth, GenerationSettings(steps=STEPS, seed=5, tau=1.0, long="vidrd"),
+               output_type="float", callback_on_step_end=final)
+    latents = [[seen[w * STEPS + i][0] for i in range(STEPS)] for w in range(4)]
+    assert all(torch.equal(latents[w][0], reference[w]) for w in range(4))  # DDIM: init_noise_sigma = 1
+    assert all(torch.equal(seen[w * STEPS][1], depth[depth_ids[w]].to(seen[0][1].dtype)) for w in range(4))
+    for w in range(1, 4):
+        for i in range(STEPS):
+            previous = latents[w - 1][i].flip(2)
+            replaced = {f for f in range(m) if torch.equal(latents[w][i][:, :, f], previous[:, :, f])}
+            assert replaced == {f for f in range(m) if (i, f) in schedule}, (w, i, replaced)
+    for w, plan in enumerate(plans):
+        positions = [q for q, _ in plan.keep]
+        decoded = (pipe.decode_latents(finals[w][:, :, positions], 4) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0)
+        assert np.abs(out.frames[kept[w]] - decoded.numpy()).max() <= 1e-5
+    assert out.windows == [{"start": 0, "frames": 16, "overlap": 0}, {"start": 12, "frames": 16, "overlap": 4},
+                           {"start": 24, "frames": 16, "overlap": 4}, {"start": 36, "frames": 16, "overlap": 4}]
+    assert out.settings["long"] == "vidrd"
+
+
+def peak_torch_bytes(run) -> int:
+    """Peak of torch's CPU allocations (bytes above the start) while `run()` runs (profiler events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    total = peak = 0
+    for event in events:
+        total += event.nbytes()
+        peak = max(peak, total)
+    return peak
+
+
+@pytest.mark.parametrize("mode", ["overlap", "vidrd"])
+def test_long_clip_memory_is_flat_in_length(pipe, mode):
+    """Sampling memory does not grow with the clip: only the clip-sized tensors do, the prepared depth and
+    the decoded frames (F·3·H·W floats each)."""
+    depths = {f: moving_ramp_depth(f) for f in (28, 64)}
+    peaks = {f: peak_torch_bytes(lambda f=f: generate(pipe, depths[f], frames=f, tau=1.0, long=mode))
+             - 2 * f * 3 * SIZE * SIZE * 4 for f in (28, 64)}
+    print(f"{mode}: peak torch memory less depth and output {peaks[28] / 1e6:.2f} MB (28 frames) vs "
+          f"{peaks[64] / 1e6:.2f} MB (64 frames)")
+    assert peaks[64] <= 1.02 * peaks[28]
 
 
 def test_window_plan_covers_every_frame_once():
