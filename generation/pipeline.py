@@ -14,7 +14,9 @@ frames equal diffusers' `AnimateDiffControlNetPipeline`, with two differences th
   seam; `vidrd` is Reuse and Diffuse as its official code does it: each clip's first M positions
   mirror the previous clip's last M (frame-level noise reversion), the rest take the mirrored
   previous noise with r = 4 (past-dependent sampling), and staged guidance (β = 0.4) holds overlap
-  position f to the mirrored previous latents while step i < (M − f)·(T/M)·β.
+  position f to the mirrored previous latents while step i < (M − f)·(T/M)·β; `freenoise` shuffles
+  the first window's noise into later blocks and fuses the `overlap` windows' noise predictions at
+  every step.
 
 Text conditioning is a per-step hook (`TextConditioning`): the default encodes the prompt once;
 a timestep-dependent token (TimeInv, generation/characters/) returns different embeddings per step.
@@ -48,6 +50,7 @@ from storyreel.generation.settings import GenerationSettings
 # length β (window size and overlap M are settings).
 VIDRD_DEPENDENCE = 4.0
 OVERLAP_DEPENDENCE = 0.5
+FREENOISE_SHUFFLE = 4  # FreeNoise's block of frames shuffled together (diffusers' context_stride default)
 STAGED_GUIDANCE_BETA = 0.4
 
 
@@ -297,9 +300,23 @@ class StructureGuidedPipeline(VideoPipelineBase):
         latent_shape = (1, self.unet.config.in_channels, settings.frames,
                         settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
         noises = long_clip_noise(latent_shape, plans, settings.long, run.generator, dtype=self.unet.dtype)
-        latents = torch.empty(latent_shape, dtype=self.unet.dtype, device=device)
+        if settings.long == "freenoise" and len(plans) > 1:
+            # 4c. FreeNoise: every step runs every window on the whole clip's latents and fuses them
+            latents = self._denoise_fused(clip_noise(plans, noises).to(device) * self.scheduler.init_noise_sigma,
+                                          plans, depth, run)
+        else:
+            # 4c. Denoise window by window; each window hands the trajectory its successor anchors to
+            latents = self._denoise_windows(noises, plans, depth, run, latent_shape)
 
-        # 4c. Denoise window by window; each window hands the trajectory its successor anchors to
+        # 4d. Decode in frame chunks (bounded VAE memory)
+        video = self.decode_latents(latents, settings.decode_chunk_size)
+        frames = video.mul_(0.5).add_(0.5).clamp_(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()  # in place: flat memory
+        return frames, [plan.record for plan in plans], {}
+
+    def _denoise_windows(self, noises, plans: list[WindowPlan], depth: torch.Tensor, run: Run, latent_shape):
+        """Each window runs the whole schedule in turn and writes its kept frames into the clip."""
+        device = self._execution_device
+        latents = torch.empty(latent_shape, dtype=self.unet.dtype, device=device)
         previous_trajectory = None
         with self.progress_bar(total=len(plans) * len(run.timesteps)) as progress_bar:
             for w, plan in enumerate(plans):
@@ -311,11 +328,45 @@ class StructureGuidedPipeline(VideoPipelineBase):
                 window_latents, previous_trajectory = self._denoise_window(state, run, progress_bar)
                 positions, outputs = zip(*plan.keep)
                 latents[:, :, list(outputs)] = window_latents[:, :, list(positions)]
+        return latents
 
-        # 4d. Decode in frame chunks (bounded VAE memory)
-        video = self.decode_latents(latents, settings.decode_chunk_size)
-        frames = video.mul_(0.5).add_(0.5).clamp_(0, 1)[0].permute(1, 2, 3, 0).cpu().numpy()  # in place: flat memory
-        return frames, [plan.record for plan in plans], {}
+    def _denoise_fused(self, latents: torch.Tensor, plans: list[WindowPlan], depth: torch.Tensor, run: Run):
+        """FreeNoise's window fusion: at every step each window predicts the noise of its frames and a
+        frame's prediction is the average of its windows' weighted by position (1 at a window's edges
+        rising to the middle), then one scheduler step moves the whole clip. Callbacks run once a step."""
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(len(run.timesteps), device=latents.device)
+        step_kwargs = _scheduler_step_kwargs(scheduler, run.generator)
+        frames = len(plans[0].frame_ids)
+        weights = torch.tensor([min(p + 1, frames - p) for p in range(frames)], dtype=latents.dtype,
+                               device=latents.device)
+        embeddings_source, embeddings = None, None
+        run.step_offset = 0
+        with self.progress_bar(total=len(run.timesteps)) as progress_bar:
+            for i, t in enumerate(run.timesteps):
+                step_embeddings = run.text_conditioning(i, int(t))
+                if step_embeddings is not embeddings_source:
+                    embeddings_source = step_embeddings
+                    embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, 0)
+                fused = torch.zeros_like(latents)
+                total = torch.zeros(latents.shape[2], dtype=latents.dtype, device=latents.device)
+                for plan in plans:
+                    ids = list(plan.frame_ids)
+                    window = latents[:, :, ids]
+                    model_input = scheduler.scale_model_input(torch.cat([window] * 2) if run.do_cfg else window, t)
+                    control = torch.cat([depth[ids]] * 2) if run.do_cfg else depth[ids]
+                    noise_pred = self.predict_noise(model_input, t, embeddings, run, i, control,
+                                                    controlnet_input=model_input.transpose(1, 2).flatten(0, 1))
+                    fused[:, :, ids] += noise_pred * weights[None, None, :, None, None]
+                    total[ids] += weights
+                fused /= total[None, None, :, None, None]
+                latents = scheduler.step(fused, t, latents, **step_kwargs).prev_sample
+                if run.callback is not None:
+                    tensors = {"latents": latents}
+                    outputs = run.callback(self, i, t, {k: tensors[k] for k in run.callback_inputs})
+                    latents = (outputs or {}).get("latents", latents)
+                progress_bar.update()
+        return latents
 
     def _denoise_window(self, state: _WindowState, run: Run, progress_bar):
         """Run the whole schedule on one window; returns (latents, overlap trajectory for the next)."""
@@ -399,7 +450,8 @@ def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, ste
                    mode: str = "overlap") -> list[WindowPlan]:
     """The windows of a `num_frames` clip in long-clip `mode` (settings.LONG_MODES), for `steps` steps.
 
-    overlap: `plan_windows`; the overlap positions are anchored to the previous window's same frames,
+    overlap (and freenoise, which fuses the same windows): `plan_windows`; the overlap positions are
+    anchored to the previous window's same frames,
     the seam frame (right before the first new frame) longest: overlap position f of M is held while
     i < (f + 1)·(T/M)·β, so the seam frame for β·T steps and the farthest for β·T/M.
     vidrd (the official Reuse and Diffuse code): every clip has N = window_frames positions; clip k+1's
@@ -425,7 +477,7 @@ def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, ste
             plans.append(WindowPlan(frame_ids, keep, anchors, {"start": written - m, "frames": n, "overlap": m}))
             written += len(keep)
         return plans
-    if mode != "overlap":
+    if mode not in ("overlap", "freenoise"):
         raise ValueError(f"unknown long-clip mode {mode!r}")
     windows = plan_windows(num_frames, window_frames, overlap_frames)
     plans = []
@@ -447,6 +499,8 @@ def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype)
     new frames j = 0, 1, ... take the noise of frame start − 1 − j (the frames before the overlap,
     mirrored about it, as VidRD indexes its mirrored clip) blended with fresh noise as
     (r·source + ε)/√(1 + r²), r = OVERLAP_DEPENDENCE (the division keeps unit variance).
+    freenoise: after the first window, each block of FREENOISE_SHUFFLE frames is the block one window
+    earlier in a random order.
     vidrd: with prev the previous window's noise flipped in time, positions f < M are prev[f]
     (frame-level noise reversion) and positions p ≥ M are (r·prev[p] + ε)/√(1 + r²), r = 4
     (past-dependent sampling).
@@ -467,9 +521,18 @@ def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype)
             window[:, :, m:] = (r * prev[:, :, m:] + fresh(prev.shape[2] - m)) / math.sqrt(1 + r * r)
             noises.append(window)
         return noises
-    r = OVERLAP_DEPENDENCE
     noise = torch.empty(shape, dtype=dtype)
     noise[:, :, :first.shape[2]] = first
+    if mode == "freenoise":
+        # Noise rescheduling: after the first window, each block of `FREENOISE_SHUFFLE` frames repeats the
+        # block one window earlier in a random order (local shuffles of the first window's noise).
+        window_frames = first.shape[2]
+        for start in range(window_frames, shape[2], FREENOISE_SHUFFLE):
+            count = min(FREENOISE_SHUFFLE, shape[2] - start)
+            source = start - window_frames + torch.randperm(FREENOISE_SHUFFLE, generator=generator)[:count]
+            noise[:, :, start:start + count] = noise[:, :, source]
+        return [first] + [noise[:, :, p.frame_ids[0]:p.frame_ids[-1] + 1].clone() for p in plans[1:]]
+    r = OVERLAP_DEPENDENCE
     for plan in plans[1:]:
         start, frames = plan.frame_ids[0], len(plan.frame_ids)
         new = [output for _, output in plan.keep]

@@ -26,7 +26,9 @@ BACKENDS = ("animatediff", "t2v-zero")
 # overlap: overlapping windows, the new frames' noise mirrored about the overlap with a weak past
 # dependence, staged guidance anchoring the seam frame longest (the default: best measured,
 # scripts/bench_long.py); vidrd: Reuse and Diffuse as its official code does it (mirrored clips).
-LONG_MODES = ("overlap", "vidrd")
+# freenoise: FreeNoise's noise rescheduling (local shuffles of the first window's noise) with every
+# window run at every step and their noise predictions fused (a candidate, see the README).
+LONG_MODES = ("overlap", "vidrd", "freenoise")
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,26 @@ def test_default_long_noise_is_not_periodic():
     assert all(float((noise[k] * noise[k + 1]).mean()) <= 0.5 for k in range(63))  # no repeated frame at a seam
 
 
+def test_freenoise_mode_reschedules_noise_and_fuses_windows(pipe):
+    """`--long freenoise`: after the first window each block of 4 frames repeats the block 16 frames
+    earlier in a shuffled order; every step runs all windows and fuses their noise predictions."""
+    plans = long_clip_plan(48, 16, 4, STEPS, "freenoise")
+    noise = clip_noise(plans, long_clip_noise((1, 4, 48, 8, 8), plans, "freenoise", torch.Generator().manual_seed(0),
+                                              torch.float32))[0].transpose(0, 1)
+    for start in range(16, 48, 4):
+        block, earlier = noise[start:start + 4].flatten(1), noise[start - 16:start - 12].flatten(1)
+        assert sorted(block.sum(1).tolist()) == sorted(earlier.sum(1).tolist())  # the same frames, reordered
+    seen = []
+    out = pipe("a red ball rolling on grass", moving_ramp_depth(48),
+               GenerationSettings(steps=STEPS, seed=0, tau=1.0, long="freenoise"), output_type="float",
+               callback_on_step_end=lambda p, step, t, tensors: seen.append((step, tuple(tensors["latents"].shape))))
+    assert seen == [(i, (1, 4, 48, 8, 8)) for i in range(STEPS)]  # one callback per step, on the whole clip
+    assert out.structure_forward_passes == 4 * STEPS and out.frames.shape == (48, SIZE, SIZE, 3)
+    change = adjacent_change(out.frames)
+    assert all(0.5 * np.median(change) <= change[s - 1] <= 1.5 * np.median(change) for s in (16, 28, 40))
+    assert lag_similarity(out.frames, 12) <= 0.3
+
+
 def test_vidrd_mode_equals_the_official_reuse_and_diffuse(pipe, monkeypatch):
     """`--long vidrd` against a reference written from the official code's description: clip k+1 has
     N = 16 positions, its first M = 4 mirror clip k's last 4. FNR: noise[0:M] = flip(prev_noise)[0:M].
@@ -247,7 +267,7 @@ def peak_torch_bytes(run) -> int:
     return peak
 
 
-@pytest.mark.parametrize("mode", ["overlap", "vidrd"])
+@pytest.mark.parametrize("mode", ["overlap", "vidrd", "freenoise"])
 def test_long_clip_memory_is_flat_in_length(pipe, mode):
     """Sampling memory does not grow with the clip: only the clip-sized tensors do, the prepared depth and
     the decoded frames (F·3·H·W floats each)."""

@@ -26,7 +26,7 @@ def test_preset_decides_size_frames_steps_and_cfg_and_flags_override():
     ({"frames": 0}, "frames must be a positive number (got 0)"),
     ({"width": 60}, "height and width must be positive multiples of 8 (got 512x60)"),
     ({"tau": 1.5}, "tau is a fraction of the schedule between 0 and 1 (got 1.5)"),
-    ({"long": "loop"}, "unknown long-clip mode 'loop'; choose one of overlap, vidrd"),
+    ({"long": "loop"}, "unknown long-clip mode 'loop'; choose one of overlap, vidrd, freenoise"),
     ({"overlap_frames": 16}, "overlap_frames (16) must be at least 0 and below window_frames (16)"),
 ])
 def test_check_names_the_setting(changes, message):
