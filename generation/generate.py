@@ -24,7 +24,7 @@ import torch
 from storyreel.core.errors import UserError
 from storyreel.core.files import sidecar_path
 from storyreel.core.writers import check_writable, write_video
-from storyreel.generation.characters import CharacterConditioning, adapter_name_for, load_characters
+from storyreel.generation.characters import CharacterConditioning, load_characters
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline
 from storyreel.generation.settings import GenerationSettings
@@ -128,8 +128,9 @@ class ClipGenerator:
         present = list(packs) if present is None else list(present)
         text_conditioning = None
         if tokens is not None:
-            pipe.set_adapters([adapter_name_for(token) for token in packs],
-                              [self.lora_scale if token in present else 0.0 for token in packs])
+            if tokens.adapters:  # `--mode ti` packs have no LoRA adapter
+                pipe.set_adapters(list(tokens.adapters.values()),
+                                  [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
         result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)

@@ -16,8 +16,11 @@ from storyreel.generation.characters import (
     load_characters,
     save_pack,
 )
-from storyreel.generation.characters.lora import lora_state_dict
+from storyreel.generation.characters.lora import load_lora_state_dict, lora_state_dict
+from storyreel.generation.characters.pack import load_pack
+from storyreel.generation.characters.tokens import CharacterTokens, TimeInvTable
 from storyreel.generation.components import create_components
+from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings
 
 STEPS = 3
 
@@ -133,3 +136,95 @@ def test_refusals_name_the_problem(tiny, packs, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(UserError, match="is not a character pack"):
         load_characters(copy.deepcopy(tiny), [tmp_path / "junk.safetensors"])
+
+
+def todays_loading(components, path):
+    """How packs were loaded before anchored training and LoRA-free ti packs (commit b6fe7d5), spelled out."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    rows = tensors["timeinv.table"]
+    table = TimeInvTable(rows[0], rows.shape[0], int(meta["num_train_timesteps"]))
+    with torch.no_grad():
+        table.rows.copy_(rows)
+    tokens = CharacterTokens(components.tokenizer, components.text_encoder)
+    tokens.add(meta["token"], table)
+    name = adapter_name_for(meta["token"])
+    add_spatial_lora(components.unet, name, int(meta["lora_rank"]), float(meta["lora_alpha"]))
+    load_lora_state_dict(components.unet, name, {k[5:]: v for k, v in tensors.items() if k.startswith("lora.")})
+    components.unet.set_adapters([name], [1.0])
+    return tokens
+
+
+@pytest.mark.parametrize("mode, buckets", [("timeinv", 1000), ("timeinv", 7), ("ti", 1)])
+def test_a_pack_written_by_todays_code_loads_and_generates_identical_frames(tiny, tmp_path, mode, buckets):
+    pack = make_pack(tiny, "<teddy>", "bear", 3, buckets)  # old ti packs carried LoRA too: they keep it
+    pack.mode = mode
+    save_pack(pack, tmp_path / "old.safetensors")
+    prompt = "<teddy> on a beach"
+
+    reference = copy.deepcopy(tiny)
+    tokens = todays_loading(reference, tmp_path / "old.safetensors")
+    expected = generate(reference, prompt, CharacterConditioning(tokens, prompt, "", reference.unet))
+
+    components = copy.deepcopy(tiny)
+    frames = generate(components, prompt, character_conditioning(components, [tmp_path / "old.safetensors"], prompt))
+    assert np.array_equal(frames, expected)
+    assert not np.array_equal(frames, generate(copy.deepcopy(tiny), prompt))
+
+
+def train_ti_pack(tiny, path, steps=3):
+    rng = np.random.RandomState(0)
+    images = [ConceptImage(f"img{i}", (rng.rand(40, 40, 3) * 255).astype(np.uint8), f"{i}") for i in range(2)]
+    settings = TrainSettings(token="<teddy>", init_word="bear", mode="ti", steps=steps, size=32, frames=2,
+                             learning_rate=5e-2)
+    trainer = CharacterTrainer(copy.deepcopy(tiny), tiny.ids, settings, images,
+                               lambda f: torch.full((len(f), 3, *f.shape[1:3]), 0.5))
+    trainer.fit()
+    save_pack(trainer.pack(), path)
+
+
+def test_a_ti_pack_changes_only_the_token(tiny, tmp_path):
+    train_ti_pack(tiny, tmp_path / "ti.safetensors")
+    pack = load_pack(tmp_path / "ti.safetensors")
+    assert pack.mode == "ti" and pack.lora == {} and pack.table.shape[0] == 1
+
+    components = copy.deepcopy(tiny)
+    unet_before = {k: v.clone() for k, v in components.unet.state_dict().items()}
+    character_conditioning(components, [tmp_path / "ti.safetensors"], "")
+    unet_after = components.unet.state_dict()
+    assert unet_after.keys() == unet_before.keys() and all(torch.equal(unet_before[k], unet_after[k])
+                                                           for k in unet_before)  # no adapter was added
+    assert not any("lora_" in n for n, _ in components.unet.named_parameters())
+
+    with_pack = copy.deepcopy(tiny)
+    conditioning = character_conditioning(with_pack, [tmp_path / "ti.safetensors"], "a bear on a beach")
+    assert np.array_equal(generate(with_pack, "a bear on a beach", conditioning),
+                          generate(copy.deepcopy(tiny), "a bear on a beach"))  # exactly the plain pipeline
+
+    with_token = copy.deepcopy(tiny)
+    conditioning = character_conditioning(with_token, [tmp_path / "ti.safetensors"], "a <teddy> on a beach")
+    token_frames = generate(with_token, "a <teddy> on a beach", conditioning)
+    assert not np.array_equal(token_frames, generate(copy.deepcopy(tiny), "a bear on a beach"))
+    assert not np.array_equal(token_frames, generate(copy.deepcopy(tiny), "a <teddy> on a beach"))
+
+
+@pytest.mark.parametrize("with_lora_pack", [False, True])
+def test_clip_generator_takes_a_ti_pack(tiny, tmp_path, packs, with_lora_pack):
+    from storyreel.core.writers import write_video
+    from storyreel.generation.generate import ClipGenerator
+
+    train_ti_pack(tiny, tmp_path / "ti.safetensors")  # token <teddy>; packs[1] is <kitty> with LoRA
+    depth = np.repeat(np.linspace(0, 255, 32).astype(np.uint8)[None, None, :, None], 32, axis=1)
+    write_video(np.repeat(np.repeat(depth, 3, axis=-1), 2, axis=0), tmp_path / "depth.mp4", metadata={"kind": "depth"})
+    characters = [tmp_path / "ti.safetensors"] + ([packs[1]] if with_lora_pack else [])
+    generator = ClipGenerator("tiny", device="cpu", characters=characters)
+    settings = GenerationSettings.for_preset("tiny", frames=2, height=32, width=32, steps=1)
+    for present in (None, ["<teddy>"]):
+        clip = generator.generate("<teddy> and <kitty>", tmp_path / "depth.mp4", tmp_path / "out.gif", settings,
+                                  present=present)
+        assert clip.sidecar["characters"][0]["token"] == "<teddy>"
+    unet = generator.pipeline("animatediff")[0].unet
+    adapters = {n.split(".lora_")[1].split(".")[1] for n, _ in unet.named_parameters() if ".lora_" in n}
+    assert adapters == ({adapter_name_for("<kitty>")} if with_lora_pack else set())

@@ -98,7 +98,8 @@ def test_training_lowers_the_loss_and_changes_only_table_and_lora(components, im
 
 @pytest.mark.parametrize("buckets", [None, 10])
 def test_table_gets_gradient_only_in_the_sampled_timestep_row(components, image_dir, buckets):
-    trainer = make_trainer(components, image_dir, num_buckets=buckets)
+    # free rows (anchors=None, the old default) pin the paper's literal table; 10 buckets < 50 anchors is free too
+    trainer = make_trainer(components, image_dir, num_buckets=buckets, anchors=None if buckets is None else 50)
     result = trainer.step()
     (timestep,) = result.timesteps
     rows_with_gradient = trainer.table.rows.grad.abs().sum(1).nonzero().flatten().tolist()
@@ -107,19 +108,95 @@ def test_table_gets_gradient_only_in_the_sampled_timestep_row(components, image_
     assert rows_with_gradient == [expected]
 
 
-def test_classic_ti_mode_is_one_row(components, image_dir):
-    trainer = make_trainer(components, image_dir, mode="ti", num_buckets=None)
-    trainer.step()
+def test_anchored_table_shares_the_sampled_timesteps_gradient_with_its_neighbours(components, image_dir):
+    trainer = make_trainer(components, image_dir, num_buckets=None)  # default: 1000 rows from 50 anchors
+    assert trainer.table.num_buckets == 1000 and trainer.table_param.shape == (50, 32)
+    (timestep,) = trainer.step().timesteps
+    weights = trainer.table.weights
+    anchors_with_gradient = trainer.table_param.grad.abs().sum(1).nonzero().flatten().tolist()
+    assert anchors_with_gradient == weights[timestep].nonzero().flatten().tolist()
+    reached = trainer.rows_updated()
+    assert reached[timestep] and 20 <= int(reached.sum()) <= 62  # the sampled row and its neighbours
+    assert torch.equal(reached, (weights[:, anchors_with_gradient] > 0).any(1))
+    # every row is a convex combination of its two nearest anchors (anchor i at timestep i·999/49)
+    assert torch.allclose(weights.sum(1), torch.ones(1000)) and int((weights > 0).sum(1).max()) == 2
+    assert [b for b in range(1000) if int((weights[b] > 0).sum()) == 1] == [0, 999]  # 49 and 999 are coprime
+    assert torch.allclose(trainer.pack().table, weights @ trainer.table_param.detach())
+
+
+def ddim_rows(trainer, steps: int) -> list[int]:
+    scheduler = copy.deepcopy(trainer.c.scheduler)
+    scheduler.set_timesteps(steps)
+    return sorted({trainer.table.bucket(int(t)) for t in scheduler.timesteps})
+
+
+def updates_per_row(trainer, steps: int) -> torch.Tensor:
+    """Steps (one timestep each, drawn by the trainer's own sampler) whose gradient reaches each row."""
+    counts = torch.zeros(trainer.table.num_buckets, dtype=torch.long)
+    weights = getattr(trainer.table, "weights", None)
+    for _ in range(steps):
+        bucket = trainer.table.bucket(trainer.sample_timestep())
+        if weights is None:
+            counts[bucket] += 1
+        else:  # the row depends on an anchor that this timestep's gradient reaches
+            counts += (weights[:, weights[bucket] > 0] > 0).any(1).long()
+    return counts
+
+
+def test_every_ddim50_row_gets_ten_updates_in_1000_steps(components, image_dir):
+    trainer = make_trainer(components, image_dir, num_buckets=None, steps=1000)
+    rows = ddim_rows(trainer, 50)
+    assert len(rows) == 50
+    counts = updates_per_row(trainer, 1000)[rows]
+    assert int((counts >= 10).sum()) == 50, counts.tolist()
+    assert int(counts.min()) >= 10
+    for steps in (25, 30):  # not tied to one schedule: DDIM-25's rows are not DDIM-50's
+        assert int(updates_per_row(trainer, 1000)[ddim_rows(trainer, steps)].min()) >= 10
+    assert "50 evenly spaced learned anchors" in trainer.pack().settings["timeinv_training"]
+
+
+def test_free_rows_leave_ddim50_rows_untrained(tiny, image_dir):
+    # the issue's measurement of the old training: ~1 update per row, a third of the rows never reached
+    trainer = make_trainer(copy.deepcopy(tiny), image_dir, num_buckets=None, anchors=None, steps=1000)
+    counts = updates_per_row(trainer, 1000)[ddim_rows(trainer, 50)]
+    assert int((counts >= 10).sum()) == 0 and int((counts == 0).sum()) >= 5
+    assert "free rows" in trainer.pack().settings["timeinv_training"]
+
+
+def test_classic_ti_mode_is_one_row_and_no_lora(tiny, components, image_dir, tmp_path):
+    from safetensors import safe_open
+
+    unet_before = {k: v.clone() for k, v in components.unet.state_dict().items()}
+    trainer = make_trainer(components, image_dir, mode="ti", num_buckets=None, steps=3, checkpoint_every=3)
+    trainer.fit(tmp_path / "ti.ckpt")
     assert trainer.table.rows.shape == (1, 32) and trainer.table.rows.grad.abs().sum() > 0
+    assert trainer.adapter is None and trainer.lora_params == []
+    assert not any("lora_" in n for n, _ in components.unet.named_parameters())
+    assert not getattr(components.unet, "peft_config", None)
+    unet_after = components.unet.state_dict()
+    assert unet_after.keys() == unet_before.keys()
+    assert all(torch.equal(unet_before[k], unet_after[k]) for k in unet_before)  # the UNet is untouched
+    assert [p for group in trainer.optimizer.param_groups for p in group["params"]] == [trainer.table.rows]
+
+    save_pack(trainer.pack(), tmp_path / "ti.safetensors")
+    with safe_open(str(tmp_path / "ti.safetensors"), framework="pt") as f:
+        assert sorted(f.keys()) == ["concept.images", "timeinv.table"]  # zero LoRA tensors
+    pack = load_pack(tmp_path / "ti.safetensors")
+    assert pack.mode == "ti" and pack.lora == {} and (pack.lora_rank, pack.lora_alpha) == (0, 0.0)
+
+    resumed = make_trainer(copy.deepcopy(tiny), image_dir, mode="ti", num_buckets=None, steps=3)
+    resumed.load_checkpoint(tmp_path / "ti.ckpt")
+    assert resumed.step_count == 3 and torch.equal(resumed.table.rows, trainer.table.rows)
 
 
-def test_pack_round_trip_and_exact_resume(tiny, image_dir, tmp_path):
-    straight = make_trainer(copy.deepcopy(tiny), image_dir, steps=3)
+@pytest.mark.parametrize("buckets", [4, None])  # free rows; 1000 rows from 50 anchors
+def test_pack_round_trip_and_exact_resume(tiny, image_dir, tmp_path, buckets):
+    straight = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, num_buckets=buckets)
     straight.fit()
 
-    first = make_trainer(copy.deepcopy(tiny), image_dir, steps=2, checkpoint_every=2)
+    first = make_trainer(copy.deepcopy(tiny), image_dir, steps=2, checkpoint_every=2, num_buckets=buckets)
     first.fit(tmp_path / "pack.ckpt")
-    resumed = make_trainer(copy.deepcopy(tiny), image_dir, steps=3)
+    resumed = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, num_buckets=buckets)
     resumed.load_checkpoint(tmp_path / "pack.ckpt")
     assert resumed.step_count == 2
     resumed.fit()
@@ -136,7 +213,13 @@ def test_pack_round_trip_and_exact_resume(tiny, image_dir, tmp_path):
     assert torch.equal(loaded.concept_images, pack.concept_images) and loaded.concept_images.shape == (2, 224, 224, 3)
     assert (loaded.token, loaded.init_word, loaded.mode, loaded.base_model) == ("<teddy>", "bear", "timeinv", tiny.ids)
     assert loaded.image_hashes == [i.sha256 for i in resumed.images]
-    assert loaded.settings["steps_done"] == 3 and loaded.settings["num_buckets"] == 4
+    assert loaded.settings["steps_done"] == 3 and loaded.settings["num_buckets"] == buckets
+    assert loaded.table.shape == (buckets or 1000, 32)
+
+    free = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, num_buckets=buckets, anchors=None)
+    if buckets is None:  # a free-row checkpoint and an anchored one hold different tensors: refused
+        with pytest.raises(UserError, match="checkpoint .* is for other training inputs"):
+            free.load_checkpoint(tmp_path / "pack.ckpt")
 
     other = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, token="<bear2>")
     with pytest.raises(UserError, match="checkpoint .* is for other training inputs"):
@@ -177,6 +260,7 @@ def test_bad_input_gives_one_clear_line(components, tmp_path, image_dir):
     ("frames", 0, "--frames must be at least 1, got 0"),
     ("size", 30, "--size must be a positive multiple of 8, got 30"),
     ("size", 0, "--size must be a positive multiple of 8, got 0"),
+    ("anchors", 1, "--anchors must be at least 2, got 1"),
 ])
 def test_bad_settings_name_their_flag(field, value, message):
     with pytest.raises(UserError) as err:

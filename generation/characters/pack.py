@@ -1,8 +1,9 @@
 """The character-pack file: one safetensors file per character, and loading packs into a pipeline.
 
 A pack holds `timeinv.table` (the TimeInv rows), `lora.*` (the peft state dict of the spatial LoRA
-adapter), `concept.images` (uint8 thumbnails, for CLIP-I in evaluation) and string metadata (token,
-init word, mode, base model ids, training settings, image hashes).
+adapter; none in a `--mode ti` pack, whose rank and alpha are then 0), `concept.images` (uint8
+thumbnails, for CLIP-I in evaluation) and string metadata (token, init word, mode, base model ids,
+training settings, image hashes).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class CharacterPack:
     mode: str  # "timeinv" or "ti"
     table: torch.Tensor  # (B, d) float32
     num_train_timesteps: int
-    lora: dict[str, torch.Tensor]  # peft state dict (adapter name stripped)
+    lora: dict[str, torch.Tensor]  # peft state dict (adapter name stripped); empty for mode "ti"
     lora_rank: int
     lora_alpha: float
     base_model: dict[str, str]  # component ids the pack was trained on
@@ -120,7 +121,8 @@ def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
     """Load several packs (distinct tokens) into `models`' tokenizer and UNet; returns the token resolver.
 
     `models` is a `generation.components.Components` or a `StructureGuidedPipeline` (anything with
-    tokenizer, text_encoder, unet and ids). Its UNet gains one LoRA adapter per pack at `lora_scale`.
+    tokenizer, text_encoder, unet and ids). Its UNet gains one LoRA adapter per pack that has LoRA
+    tensors, at `lora_scale`; a pack without any (`--mode ti`) adds only its token.
     """
     tokens = CharacterTokens(models.tokenizer, models.text_encoder)
     scales = {}
@@ -131,9 +133,12 @@ def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
             raise UserError(f"character pack {path} uses token {pack.token!r}, "
                             "already taken by another --character pack")
         tokens.add(pack.token, pack.make_table())
+        if not pack.lora:  # a textual-inversion pack (`--mode ti`): the token alone, the UNet stays untouched
+            continue
         name = adapter_name_for(pack.token)
         add_spatial_lora(models.unet, name, pack.lora_rank, pack.lora_alpha)
         load_lora_state_dict(models.unet, name, pack.lora)
+        tokens.adapters[pack.token] = name
         scales[name] = lora_scale
     if scales:
         models.unet.set_adapters(list(scales), list(scales.values()))

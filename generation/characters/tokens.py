@@ -6,6 +6,9 @@ A character is a made-up token such as "<teddy>" whose text embedding is learned
   timesteps by default, so one row per timestep as in the paper). At timestep t the token's input
   embedding is V[bucket(t)]. Mode "ti" (classic textual inversion, the baseline) is the same table
   with B = 1.
+* Training may tie the rows to a few learned anchors (`AnchoredTimeInvTable`, rows interpolated
+  between them) so every step's gradient reaches the neighbouring timesteps too; the pack still
+  stores all B rows, and generation reads them the same way either way.
 
 The token never enters the text encoder's vocabulary (its weights stay untouched): it is added to
 the tokenizer, and a forward hook on the text encoder's input-embedding layer swaps in the table row
@@ -45,6 +48,67 @@ class TimeInvTable(nn.Module):
         return self.rows[self.bucket(timestep)]
 
 
+def anchor_weights(num_buckets: int, num_anchors: int) -> torch.Tensor:
+    """(B, K) linear-interpolation weights: row b sits at x = b·(K−1)/(B−1) between anchors ⌊x⌋ and ⌊x⌋+1.
+
+    Anchors are evenly spaced over the buckets (with B = T = 1000 and K = 50, at the timesteps of
+    DDIM-50's "linspace" schedule, rounded). Computed in integers, so a weight is exactly 0 where a
+    row does not depend on an anchor (update counts rely on that).
+    """
+    weights = torch.zeros(num_buckets, num_anchors, dtype=torch.float64)
+    for b in range(num_buckets):
+        i, rest = divmod(b * (num_anchors - 1), num_buckets - 1)
+        weights[b, i] = 1.0 - rest / (num_buckets - 1)
+        if rest:
+            weights[b, i + 1] = rest / (num_buckets - 1)
+    return weights.float()
+
+
+class AnchoredTimeInvTable(TimeInvTable):
+    """A TimeInv table whose B rows are linear interpolations of K < B learned anchors (training only).
+
+    Why: with one free row per timestep and one sampled timestep per step, 1,000 steps give each row
+    about one update and leave ~37% of rows (~18 of the 50 that DDIM-50 reads) at the init word.
+    Interpolating shares every step's gradient with the neighbouring timesteps, so with K = 50 each
+    row is reached by ~40+ of 1,000 uniformly sampled steps, whatever step count inference uses
+    (DDIM-25's timesteps are not a subset of DDIM-50's). `rows` is the full (B, d) table: packs keep
+    the paper's per-timestep representation, and `bucket`/`forward` read it exactly as before.
+    """
+
+    def __init__(self, init_embedding: torch.Tensor, num_buckets: int, num_train_timesteps: int, num_anchors: int):
+        nn.Module.__init__(self)
+        if not 1 <= num_buckets <= num_train_timesteps:
+            raise UserError(f"--buckets must be between 1 and {num_train_timesteps}, got {num_buckets}")
+        if not 2 <= num_anchors < num_buckets:
+            raise ValueError(f"anchors must be between 2 and {num_buckets - 1}, got {num_anchors}")
+        self.num_train_timesteps = num_train_timesteps
+        self.anchors = nn.Parameter(init_embedding.detach().float().reshape(1, -1).repeat(num_anchors, 1).clone())
+        self.register_buffer("weights", anchor_weights(num_buckets, num_anchors), persistent=False)
+
+    @property
+    def num_buckets(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def rows(self) -> torch.Tensor:
+        return self.weights @ self.anchors
+
+    def forward(self, timestep: int) -> torch.Tensor:
+        return self.weights[self.bucket(timestep)] @ self.anchors
+
+    def rows_reached(self, anchor_grad: torch.Tensor) -> torch.Tensor:
+        """Bool (B,): rows that depend on an anchor with non-zero gradient (what one step updates)."""
+        return (self.weights[:, anchor_grad.abs().sum(1) > 0] > 0).any(1)
+
+
+def make_timeinv_table(init_embedding: torch.Tensor, num_buckets: int, num_train_timesteps: int,
+                       num_anchors: int | None) -> TimeInvTable:
+    """Anchored table when 2 ≤ anchors < buckets; else one free row per bucket (the paper's literal table)."""
+    if num_anchors is not None and 2 <= num_anchors < num_buckets:
+        return AnchoredTimeInvTable(init_embedding, num_buckets, num_train_timesteps, num_anchors)
+    return TimeInvTable(init_embedding, num_buckets, num_train_timesteps)
+
+
 def single_token_id(tokenizer, word: str) -> int:
     """Id of `word` if the tokenizer encodes it as exactly one token; a UserError otherwise."""
     ids = tokenizer(word, add_special_tokens=False).input_ids
@@ -80,6 +144,7 @@ class CharacterTokens:
         self.text_encoder = text_encoder
         self.tables: dict[int, TimeInvTable] = {}  # added token id -> table
         self.tokens: dict[str, int] = {}  # token text -> added token id
+        self.adapters: dict[str, str] = {}  # token text -> its UNet LoRA adapter (packs without LoRA have none)
         self._stand_in_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
         self._swap: tuple[torch.Tensor, torch.Tensor] | None = None  # (mask, rows) for the running call
         self._cache: dict[tuple, torch.Tensor] = {}

@@ -1,10 +1,13 @@
-"""Train a character pack (TimeInv table + spatial LoRA) from a handful of images.
+"""Train a character pack (TimeInv table + spatial LoRA, or `--mode ti`: one token embedding only) from images.
 
 Recipe (Animate-A-Story, REFERENCE.md): every concept image becomes an L-frame *static* pseudo-video
 whose depth is computed once; training is ordinary noise-prediction with every base weight frozen,
 guided by that static depth through the ControlNet with the same timestep clamp as generation
-(structure for t = T…τ, none after). Each step samples one timestep, so only the TimeInv row of that
-timestep's bucket receives gradient. Optional regularization clips (real videos of the init word's
+(structure for t = T…τ, none after). Each step samples one timestep uniformly. By default the
+table's rows are tied to `anchors` learned anchors (rows interpolated between the two nearest), so
+that timestep's gradient also reaches its neighbouring rows and every row inference reads is
+trained (tokens.AnchoredTimeInvTable); with `anchors=None` only the sampled bucket's row receives
+gradient (the paper's literal table). Optional regularization clips (real videos of the init word's
 class, prompted without the token) keep the LoRA from drifting the class prior.
 
 All randomness (augmentation, prompt template, timestep, noise) comes from one seeded
@@ -35,7 +38,7 @@ from storyreel.generation.characters.lora import (
     lora_state_dict,
 )
 from storyreel.generation.characters.pack import CharacterPack
-from storyreel.generation.characters.tokens import MODES, CharacterTokens, TimeInvTable, single_token_id
+from storyreel.generation.characters.tokens import MODES, CharacterTokens, make_timeinv_table, single_token_id
 
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
@@ -54,6 +57,10 @@ class TrainSettings:
     learning_rate: float = 1e-4
     lora_rank: int = 4
     num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" always uses 1
+    # TimeInv rows are interpolated from this many learned anchors while training (the pack still holds
+    # every row); None, or ≥ the number of rows: every row is a free parameter. 50 puts ~20 timesteps
+    # between anchors, so 1,000 uniform steps reach each row ≥ ~40 times (1 without anchors).
+    anchors: int | None = 50
     frames: int = 8  # L, frames of each static pseudo-video
     size: int | None = None  # square training resolution in pixels; None: the preset's train_size
     tau: float = 1.0  # structure clamp, as in generation: depth guides t = T…τ·T
@@ -73,6 +80,8 @@ class TrainSettings:
                             ("--checkpoint-every", self.checkpoint_every)):
             if value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}")
+        if self.anchors is not None and self.anchors < 2:
+            raise UserError(f"--anchors must be at least 2, got {self.anchors}")
         if self.size is not None and (self.size < 8 or self.size % 8):  # the VAE halves the size three times
             raise UserError(f"--size must be a positive multiple of 8, got {self.size}")
 
@@ -189,7 +198,7 @@ def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bo
 
 
 class CharacterTrainer:
-    """Learns one character's TimeInv table and spatial LoRA; everything else stays frozen.
+    """Learns one character's TimeInv table and spatial LoRA (mode "ti": one embedding, no LoRA); the rest is frozen.
 
     `components` has `unet` (UNetMotionModel), `controlnet`, `vae`, `text_encoder`, `tokenizer` and
     `scheduler`; `base_model` holds the component ids recorded in the pack.
@@ -218,20 +227,25 @@ class CharacterTrainer:
         init_id = single_token_id(components.tokenizer, settings.init_word)
         init_embedding = components.text_encoder.get_input_embeddings().weight[init_id]
         buckets = 1 if settings.mode == "ti" else (settings.num_buckets or self.num_train_timesteps)
-        self.table = TimeInvTable(init_embedding, buckets, self.num_train_timesteps)
+        self.table = make_timeinv_table(init_embedding, buckets, self.num_train_timesteps, settings.anchors)
+        # the learned tensor: the anchors of an anchored table, else the rows themselves
+        self.table_param = getattr(self.table, "anchors", None)
+        if self.table_param is None:
+            self.table_param = self.table.rows
         self.tokens = CharacterTokens(components.tokenizer, components.text_encoder)
         self.tokens.add(settings.token, self.table)
 
-        torch.manual_seed(settings.seed)  # LoRA init
-        self.adapter = adapter_name_for(settings.token)
-        add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
-        components.unet.set_adapters([self.adapter], [1.0])
-        self.lora_params = lora_parameters(components.unet, self.adapter)
-        for p in self.lora_params:
-            p.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": [self.table.rows]}, {"params": self.lora_params}], lr=settings.learning_rate, weight_decay=0.0
-        )
+        self.adapter, self.lora_params = None, []
+        if settings.mode != "ti":  # classic textual inversion learns the embedding alone: no adapter at all
+            torch.manual_seed(settings.seed)  # LoRA init
+            self.adapter = adapter_name_for(settings.token)
+            add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
+            components.unet.set_adapters([self.adapter], [1.0])
+            self.lora_params = lora_parameters(components.unet, self.adapter)
+            for p in self.lora_params:
+                p.requires_grad_(True)
+        groups = [{"params": [self.table_param]}] + ([{"params": self.lora_params}] if self.lora_params else [])
+        self.optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
         if settings.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()
         self.generator = torch.Generator().manual_seed(settings.seed)
@@ -249,7 +263,7 @@ class CharacterTrainer:
             batch.append(self.regularization[self.step_count % len(self.regularization)])
         total, timesteps = 0.0, []
         for clip in batch:
-            timestep = int(torch.randint(0, self.num_train_timesteps, (1,), generator=self.generator))
+            timestep = self.sample_timestep()
             loss = self.clip_loss(augment(clip, self.generator), timestep, self.generator) / len(batch)
             loss.backward()  # per clip, so only one clip's graph is alive at a time
             total += loss.item()
@@ -258,6 +272,21 @@ class CharacterTrainer:
         self.step_count += 1
         self.losses.append(total)
         return StepResult(self.step_count, total, timesteps)
+
+    def sample_timestep(self) -> int:
+        """The training timestep: uniform over [0, T). Coverage of the rows inference reads comes from the
+        anchored table sharing each step's gradient, not from reweighting t (which would tie a pack to
+        one inference step count: DDIM-25's timesteps are not DDIM-50's)."""
+        return int(torch.randint(0, self.num_train_timesteps, (1,), generator=self.generator))
+
+    def rows_updated(self) -> torch.Tensor:
+        """Bool (B,): table rows the last step's gradient reached (an anchor they depend on, or the row itself)."""
+        grad = self.table_param.grad
+        if grad is None:
+            return torch.zeros(self.table.num_buckets, dtype=torch.bool)
+        if hasattr(self.table, "rows_reached"):
+            return self.table.rows_reached(grad)
+        return grad.abs().sum(1) > 0
 
     def clip_loss(self, clip: TrainingClip, timestep: int, generator: torch.Generator) -> torch.Tensor:
         """Noise-prediction loss of one clip at one timestep (depth-guided inside the clamp).
@@ -316,11 +345,12 @@ class CharacterTrainer:
             mode=self.settings.mode,
             table=self.table.rows.detach().clone(),
             num_train_timesteps=self.num_train_timesteps,
-            lora=lora_state_dict(self.c.unet, self.adapter),
-            lora_rank=self.settings.lora_rank,
-            lora_alpha=float(self.settings.lora_rank),
+            lora=self._lora_state(),
+            lora_rank=self.settings.lora_rank if self.adapter else 0,
+            lora_alpha=float(self.settings.lora_rank) if self.adapter else 0.0,
             base_model=self.base_model,
-            settings={**asdict(self.settings), "steps_done": self.step_count},
+            settings={**asdict(self.settings), "steps_done": self.step_count,
+                      "timeinv_training": self._timeinv_training()},
             image_hashes=[i.sha256 for i in self.images],
             concept_images=thumbnails,
         )
@@ -329,8 +359,8 @@ class CharacterTrainer:
         """Everything needed to continue bit-exactly: weights, optimizer moments, RNG state, losses."""
         state = {
             "step": self.step_count,
-            "table": self.table.rows.detach().clone(),
-            "lora": lora_state_dict(self.c.unet, self.adapter),
+            "table": self.table_param.detach().clone(),
+            "lora": self._lora_state(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
             "losses": list(self.losses),
@@ -345,21 +375,34 @@ class CharacterTrainer:
         state = torch.load(path, weights_only=True)
         if state["identity"] != self._identity():
             raise UserError(
-                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model or "
-                f"size differ); delete it or run without --resume"
+                f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model, "
+                f"size or TimeInv anchors differ); delete it or run without --resume"
             )
         with torch.no_grad():
-            self.table.rows.copy_(state["table"])
-        load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
+            self.table_param.copy_(state["table"])
+        if self.adapter:
+            load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.step_count = state["step"]
         self.losses = list(state["losses"])
 
+    def _lora_state(self) -> dict[str, torch.Tensor]:
+        return lora_state_dict(self.c.unet, self.adapter) if self.adapter else {}
+
+    def _timeinv_training(self) -> str:
+        """How the table was trained, for the pack's settings metadata."""
+        anchors = getattr(self.table, "anchors", None)
+        if anchors is None:
+            return "free rows (one per bucket), timestep sampled uniformly"
+        return (f"rows interpolated from {anchors.shape[0]} evenly spaced learned anchors, "
+                "timestep sampled uniformly")
+
     def _identity(self) -> dict:
         s = self.settings
         return {
             "token": s.token, "init_word": s.init_word, "mode": s.mode, "buckets": self.table.num_buckets,
+            "table_param": list(self.table_param.shape),  # anchors vs free rows: checkpoints don't mix
             "rank": s.lora_rank, "size": s.size, "frames": s.frames, "seed": s.seed,
             "images": [i.sha256 for i in self.images], "base_model": self.base_model,
         }
