@@ -456,8 +456,9 @@ def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, ste
     i < (f + 1)·(T/M)·β, so the seam frame for β·T steps and the farthest for β·T/M.
     vidrd (the official Reuse and Diffuse code): every clip has N = window_frames positions; clip k+1's
     positions f < M mirror clip k's positions N−1−f (their depth and, while i < (M − f)·(T/M)·β,
-    their latents), its positions p ≥ M are the next N − M output frames in order. The last clip keeps
-    only the frames the clip still needs (positions past the end repeat the last depth map).
+    their latents), its positions p ≥ M follow the next N − M depth frames in order. The output is the
+    official concatenation: every position of every clip, clip after clip (the mirrored positions
+    included), cut at `num_frames`; depth frames past the end repeat the last one.
     """
     if num_frames <= window_frames:
         return [WindowPlan(tuple(range(num_frames)), tuple((p, p) for p in range(num_frames)), (),
@@ -467,15 +468,15 @@ def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, ste
         n, m = window_frames, overlap_frames
         plans = [WindowPlan(tuple(range(n)), tuple((p, p) for p in range(n)), (),
                             {"start": 0, "frames": n, "overlap": 0})]
-        written = n
+        written, consumed = n, n  # output frames so far; depth frames followed so far
         while written < num_frames:
             previous = plans[-1].frame_ids
             frame_ids = tuple(previous[n - 1 - f] for f in range(m)) + tuple(
-                min(written + p - m, num_frames - 1) for p in range(m, n))
-            keep = tuple((p, written + p - m) for p in range(m, n) if written + p - m < num_frames)
+                min(consumed + p - m, num_frames - 1) for p in range(m, n))
+            keep = tuple((p, written + p) for p in range(n) if written + p < num_frames)
             anchors = tuple((f, n - 1 - f, (m - f) * (steps / m) * beta) for f in range(m))
-            plans.append(WindowPlan(frame_ids, keep, anchors, {"start": written - m, "frames": n, "overlap": m}))
-            written += len(keep)
+            plans.append(WindowPlan(frame_ids, keep, anchors, {"start": written, "frames": n, "overlap": m}))
+            written, consumed = written + len(keep), consumed + n - m
         return plans
     if mode not in ("overlap", "freenoise"):
         raise ValueError(f"unknown long-clip mode {mode!r}")
@@ -503,7 +504,8 @@ def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype)
     earlier in a random order.
     vidrd: with prev the previous window's noise flipped in time, positions f < M are prev[f]
     (frame-level noise reversion) and positions p ≥ M are (r·prev[p] + ε)/√(1 + r²), r = 4
-    (past-dependent sampling).
+    (past-dependent sampling); ε is drawn for all N positions and used from M on, as the official code
+    draws it.
     """
     from diffusers.utils.torch_utils import randn_tensor
 
@@ -518,7 +520,7 @@ def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype)
             m = len(plan.anchors)
             prev = noises[-1].flip(2)
             window = prev.clone()
-            window[:, :, m:] = (r * prev[:, :, m:] + fresh(prev.shape[2] - m)) / math.sqrt(1 + r * r)
+            window[:, :, m:] = (r * prev[:, :, m:] + fresh(prev.shape[2])[:, :, m:]) / math.sqrt(1 + r * r)
             noises.append(window)
         return noises
     noise = torch.empty(shape, dtype=dtype)

@@ -37,6 +37,7 @@ import torch
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline, clip_noise, long_clip_noise, long_clip_plan
 from storyreel.generation.settings import LONG_MODES, GenerationSettings
+from storyreel.testing.probes import peak_torch_bytes
 
 SIZE = 64
 HELD = 0.3  # a seam change below this fraction of the median change is a held frame
@@ -48,20 +49,6 @@ def depth_clip(frames: int, size: int = SIZE) -> torch.Tensor:
     maps = torch.stack([((x + 0.03 * k) % 1.0)[None, :].expand(size, size) for k in range(frames)])
     return maps[:, None].expand(-1, 3, -1, -1).contiguous()
 
-
-def peak_torch_bytes(run) -> int:
-    """Peak of torch's CPU allocations (bytes above the start) while `run()` runs (profiler events)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    total = peak = 0
-    for event in events:
-        total += event.nbytes()
-        peak = max(peak, total)
-    return peak
 
 
 def pipeline_before(rev: str):

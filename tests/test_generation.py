@@ -16,7 +16,7 @@ from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
 from storyreel.generation.pipeline import clip_noise, long_clip_noise, long_clip_plan, plan_windows, structure_steps
-from storyreel.testing.probes import ForwardCounter
+from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 from storyreel.testing.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 
 TINY = get_preset("tiny").generator
@@ -195,26 +195,26 @@ def test_vidrd_mode_equals_the_official_reuse_and_diffuse(pipe, monkeypatch):
     """`--long vidrd` against a reference written from the official code's description: clip k+1 has
     N = 16 positions, its first M = 4 mirror clip k's last 4. FNR: noise[0:M] = flip(prev_noise)[0:M].
     PNS: noise[p >= M] = (4·flip(prev_noise)[p] + ε)/√17. DSG: before step i, position f < M is
-    flip(prev_latents_i)[f] while i < (M − f)·(T/M)·0.4. Kept: clip 0 whole, then each clip's positions
-    M.. in order; the depth of position f < M is the mirrored previous depth."""
+    flip(prev_latents_i)[f] while i < (M − f)·(T/M)·0.4. Kept: every position of every clip, concatenated
+    (the official code's torch.cat of whole clips); the depth of position f < M is the mirrored previous
+    depth, positions p >= M follow the next depth frames."""
     n, m, r, frames = 16, 4, 4.0, 48
     # Reference noise, drawn as the official code draws it: clip 0, then each clip's ε in order.
     generator = torch.Generator().manual_seed(5)
     reference = [torch.randn((1, 4, n, 8, 8), generator=generator)]
-    while len(reference) < 4:
+    while len(reference) < 3:
         flipped = reference[-1].flip(2)
-        eps = torch.randn((1, 4, n - m, 8, 8), generator=generator)
+        eps = torch.randn((1, 4, n, 8, 8), generator=generator)[:, :, m:]  # drawn for the whole clip
         reference.append(torch.cat([flipped[:, :, :m], (r * flipped[:, :, m:] + eps) / (1 + r * r) ** 0.5], 2))
     schedule = {(i, f) for i in range(STEPS) for f in range(m) if i < (m - f) * (STEPS / m) * 0.4}
-    kept = [list(range(16)), list(range(16, 28)), list(range(28, 40)), list(range(40, 48))]
+    kept = [list(range(16)), list(range(16, 32)), list(range(32, 48))]
     depth_ids = [list(range(16))] + [[s - 1, s - 2, s - 3, s - 4] + [min(s + p, 47) for p in range(12)]
-                                     for s in (16, 28, 40)]
+                                     for s in (16, 28)]
 
     plans = long_clip_plan(frames, n, m, STEPS, "vidrd")
     assert [list(p.frame_ids) for p in plans] == depth_ids
     assert [[o for _, o in p.keep] for p in plans] == kept
-    assert all([q for q, _ in p.keep] == list(range(m if w else 0, (m if w else 0) + len(kept[w])))
-               for w, p in enumerate(plans))
+    assert all([q for q, _ in p.keep] == list(range(n)) for p in plans)  # mirrored positions too
     drawn = long_clip_noise((1, 4, frames, 8, 8), plans, "vidrd", torch.Generator().manual_seed(5), torch.float32)
     assert all(torch.equal(a, b) for a, b in zip(drawn, reference, strict=True))
 
@@ -235,10 +235,10 @@ def test_vidrd_mode_equals_the_official_reuse_and_diffuse(pipe, monkeypatch):
     depth = moving_ramp_depth(frames)
     out = pipe("a red ball rolling on grass", depth, GenerationSettings(steps=STEPS, seed=5, tau=1.0, long="vidrd"),
                output_type="float", callback_on_step_end=final)
-    latents = [[seen[w * STEPS + i][0] for i in range(STEPS)] for w in range(4)]
-    assert all(torch.equal(latents[w][0], reference[w]) for w in range(4))  # DDIM: init_noise_sigma = 1
-    assert all(torch.equal(seen[w * STEPS][1], depth[depth_ids[w]].to(seen[0][1].dtype)) for w in range(4))
-    for w in range(1, 4):
+    latents = [[seen[w * STEPS + i][0] for i in range(STEPS)] for w in range(3)]
+    assert all(torch.equal(latents[w][0], reference[w]) for w in range(3))  # DDIM: init_noise_sigma = 1
+    assert all(torch.equal(seen[w * STEPS][1], depth[depth_ids[w]].to(seen[0][1].dtype)) for w in range(3))
+    for w in range(1, 3):
         for i in range(STEPS):
             previous = latents[w - 1][i].flip(2)
             replaced = {f for f in range(m) if torch.equal(latents[w][i][:, :, f], previous[:, :, f])}
@@ -247,24 +247,10 @@ def test_vidrd_mode_equals_the_official_reuse_and_diffuse(pipe, monkeypatch):
         positions = [q for q, _ in plan.keep]
         decoded = (pipe.decode_latents(finals[w][:, :, positions], 4) / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 3, 0)
         assert np.abs(out.frames[kept[w]] - decoded.numpy()).max() <= 1e-5
-    assert out.windows == [{"start": 0, "frames": 16, "overlap": 0}, {"start": 12, "frames": 16, "overlap": 4},
-                           {"start": 24, "frames": 16, "overlap": 4}, {"start": 36, "frames": 16, "overlap": 4}]
+    assert out.windows == [{"start": 0, "frames": 16, "overlap": 0}, {"start": 16, "frames": 16, "overlap": 4},
+                           {"start": 32, "frames": 16, "overlap": 4}]
     assert out.settings["long"] == "vidrd"
 
-
-def peak_torch_bytes(run) -> int:
-    """Peak of torch's CPU allocations (bytes above the start) while `run()` runs (profiler events)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    total = peak = 0
-    for event in events:
-        total += event.nbytes()
-        peak = max(peak, total)
-    return peak
 
 
 @pytest.mark.parametrize("mode", ["overlap", "vidrd", "freenoise"])

@@ -13,7 +13,7 @@ from storyreel.generation import GenerationSettings
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.zero import Chunk, StructureGuidedZeroPipeline, motion_step_indices, plan_chunks
-from storyreel.testing.probes import ForwardCounter
+from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 
 SIZE = 64  # pixels; latents are 8x8
 STEPS = 4
@@ -232,21 +232,6 @@ class LatentBatchRecorder:
     def record(self, module, args):
         self.largest = max(self.largest, args[0].shape[0])
 
-
-def peak_torch_bytes(run) -> int:
-    """Peak of torch's CPU allocations (bytes above the start) while `run()` runs, from the profiler's
-    allocation events (deterministic, unlike process RSS)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    total = peak = 0
-    for event in events:
-        total += event.nbytes()
-        peak = max(peak, total)
-    return peak
 
 
 @pytest.mark.parametrize("structure", ["text", "depth"])

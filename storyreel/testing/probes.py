@@ -1,4 +1,4 @@
-"""Probes tests put on models: count how often a module runs."""
+"""Probes tests and benchmarks put on models: how often a module runs, how much memory a run takes."""
 
 
 class ForwardCounter:
@@ -15,3 +15,19 @@ class ForwardCounter:
 
     def restore(self):
         self.module.forward = self.original
+
+
+def peak_torch_bytes(run) -> int:
+    """Peak of torch's CPU allocations (bytes above the start) while `run()` runs, from the profiler's
+    allocation events (deterministic, unlike process RSS)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    total = peak = 0
+    for event in events:
+        total += event.nbytes()
+        peak = max(peak, total)
+    return peak
