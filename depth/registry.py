@@ -3,7 +3,7 @@
 An entry names the timm backbone (built from the installed timm with `pretrained=False`; weights
 always come from a MiDaS checkpoint), the hook layers the decoder taps, the channels of the four
 reassembled levels, the network input size and where the official checkpoint lives in the
-Hugging Face cache. Facts: ../shared/REFERENCE.md (MiDaS zoo) and isl-org/MiDaS `midas/dpt_depth.py`.
+Hugging Face cache. Hook layers and channels are those of the official MiDaS release.
 """
 
 from __future__ import annotations
