@@ -133,6 +133,8 @@ def _add_character(commands) -> None:
     parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
     parser.add_argument("--buckets", type=int, default=None,
                         help="TimeInv rows (timestep buckets); default one per training timestep")
+    parser.add_argument("--anchors", type=int, default=50,
+                        help="learned anchors the TimeInv rows are interpolated from while training (default 50)")
     parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
     parser.add_argument("--size", type=int, default=None,
                         help="training resolution, a multiple of 8 (default: the preset's, 256; tiny: 64)")
@@ -154,7 +156,8 @@ def _run_character_train(args) -> int:
     preset = resolve_preset(args.models)
     settings = TrainSettings(
         token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
-        lora_rank=args.rank, num_buckets=args.buckets, frames=args.frames, size=args.size, tau=args.tau,
+        lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames, size=args.size,
+        tau=args.tau,
         checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
     )
     summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,

@@ -119,10 +119,12 @@ class _WindowState:
 
 class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     """What every storyreel video backend shares: its six components and their ids, prompt encoding,
-    input checks, depth preparation and chunked VAE decoding. Backends add `__call__`."""
+    input checks, depth preparation, the guided noise prediction, chunked VAE decoding and `__call__`.
+    Backends implement `generate` (noise, denoising loop, decoding)."""
 
     model_cpu_offload_seq = "text_encoder->unet->vae"  # the ControlNet runs inside the loop: its own hook
     _callback_tensor_inputs = ["latents"]
+    run_class = Run  # a backend may extend what its denoising loop carries
 
     def __init__(self, unet, controlnet, vae, text_encoder, tokenizer, scheduler, component_ids: str = "{}"):
         super().__init__()
@@ -152,8 +154,6 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                                 max_length=self.tokenizer.model_max_length, return_tensors="pt")
         embeddings = self.text_encoder(tokens.input_ids.to(self._execution_device))[0]
         return embeddings.to(self.unet.dtype)
-
-    run_class = Run  # a backend may extend what its denoising loop carries
 
     # ----------------------------------------------------------------------------------------- call
 
@@ -243,8 +243,7 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                 shape = tuple(depth.shape) if hasattr(depth, "shape") else type(depth).__name__
                 raise UserError(f"depth conditioning has shape {shape}; expected (frames, 3, height, width) in [0, 1]")
             frames, height, width = depth.shape[0], depth.shape[-2], depth.shape[-1]
-            settings = GenerationSettings(frames=frames, height=height, width=width).replace(
-                **{k: v for k, v in settings.to_dict().items()})
+            settings = GenerationSettings(frames=frames, height=height, width=width).replace(**settings.to_dict())
         settings.check(self.vae_scale_factor)
         if output_type not in ("uint8", "float"):
             raise ValueError(f"output_type must be 'uint8' or 'float', not {output_type!r}")
