@@ -100,10 +100,30 @@ class Run:
     callback_inputs: tuple[str, ...]
     step_offset: int = 0  # global index of this window's first step (callbacks count across windows)
     structure_passes: int = 0  # ControlNet forward passes actually run
+    step_kwargs: dict = field(default_factory=dict)  # eta/generator for scheduler.step, as it accepts them
+    _expanded: tuple | None = field(default=None, repr=False)  # (hook output, frames, per-frame embeddings)
 
     @property
     def do_cfg(self) -> bool:
         return self.settings.cfg > 1.0
+
+    def embeddings(self, step: int, timestep, frames: int) -> torch.Tensor:
+        """The text hook's embeddings for a step, one row per frame (per CFG half); expanded again only
+        when the hook's output or the frame count changes (TimeInv changes it per bucket)."""
+        source = self.text_conditioning(step, int(timestep))
+        if self._expanded is None or self._expanded[0] is not source or self._expanded[1] != frames:
+            rows = source if self.do_cfg else source[1:]
+            self._expanded = (source, frames, rows.repeat_interleave(frames, dim=0))
+        return self._expanded[2]
+
+    def after_step(self, pipe, step: int, timestep, latents: torch.Tensor) -> torch.Tensor:
+        """callback_on_step_end for schedule position `step` (counted on across windows); returns the
+        latents it hands back, else `latents` (1, C, frames, h, w)."""
+        if self.callback is None:
+            return latents
+        tensors = {"latents": latents}  # what _callback_tensor_inputs offers
+        outputs = self.callback(pipe, self.step_offset + step, timestep, {k: tensors[k] for k in self.callback_inputs})
+        return (outputs or {}).get("latents", latents)
 
 
 @dataclass
@@ -194,7 +214,8 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         timesteps = self.scheduler.timesteps
         use_structure = structure_steps(len(timesteps), settings.tau if depth is not None else 0.0)
         run = self.run_class(timesteps, use_structure, text_conditioning, settings, generator, callback_on_step_end,
-                             tuple(callback_on_step_end_tensor_inputs))
+                             tuple(callback_on_step_end_tensor_inputs),
+                             step_kwargs=_scheduler_step_kwargs(self.scheduler, generator))
 
         # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]
         frames, windows, recorded = self.generate(depth, run, notes)
@@ -212,6 +233,15 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def generate(self, depth: torch.Tensor | None, run: Run, notes: list[str]) -> tuple[np.ndarray, list[dict], dict]:
         """The backend's work: (float32 frames (F, H, W, 3) in [0, 1], windows, settings to record)."""
         raise NotImplementedError
+
+    def fresh_scheduler(self, run: Run, begin_index: int = 0):
+        """A new scheduler on the run's schedule: multistep schedulers keep a history of model outputs,
+        so every window or chunk gets its own. `begin_index`: the schedule position it starts at."""
+        scheduler = type(self.scheduler).from_config(self.scheduler.config)
+        scheduler.set_timesteps(len(run.timesteps), device=run.timesteps.device)
+        if begin_index and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin_index)
+        return scheduler
 
     def predict_noise(self, model_input, t, embeddings, run: Run, step: int, control=None, controlnet_input=None):
         """One step's guided noise prediction: the ControlNet's residuals while the clamp allows (after τ
@@ -333,20 +363,14 @@ class StructureGuidedPipeline(VideoPipelineBase):
         """FreeNoise's window fusion: at every step each window predicts the noise of its frames and a
         frame's prediction is the average of its windows' weighted by position (1 at a window's edges
         rising to the middle), then one scheduler step moves the whole clip. Callbacks run once a step."""
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(len(run.timesteps), device=latents.device)
-        step_kwargs = _scheduler_step_kwargs(scheduler, run.generator)
+        scheduler = self.fresh_scheduler(run)
         frames = len(plans[0].frame_ids)
         weights = torch.tensor([min(p + 1, frames - p) for p in range(frames)], dtype=latents.dtype,
                                device=latents.device)
-        embeddings_source, embeddings = None, None
         run.step_offset = 0
         with self.progress_bar(total=len(run.timesteps)) as progress_bar:
             for i, t in enumerate(run.timesteps):
-                step_embeddings = run.text_conditioning(i, int(t))
-                if step_embeddings is not embeddings_source:
-                    embeddings_source = step_embeddings
-                    embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, 0)
+                embeddings = run.embeddings(i, t, frames)
                 fused = torch.zeros_like(latents)
                 total = torch.zeros(latents.shape[2], dtype=latents.dtype, device=latents.device)
                 for plan in plans:
@@ -359,25 +383,17 @@ class StructureGuidedPipeline(VideoPipelineBase):
                     fused[:, :, ids] += noise_pred * weights[None, None, :, None, None]
                     total[ids] += weights
                 fused /= total[None, None, :, None, None]
-                latents = scheduler.step(fused, t, latents, **step_kwargs).prev_sample
-                if run.callback is not None:
-                    tensors = {"latents": latents}
-                    outputs = run.callback(self, i, t, {k: tensors[k] for k in run.callback_inputs})
-                    latents = (outputs or {}).get("latents", latents)
+                latents = run.after_step(self, i, t, scheduler.step(fused, t, latents, **run.step_kwargs).prev_sample)
                 progress_bar.update()
         return latents
 
     def _denoise_window(self, state: _WindowState, run: Run, progress_bar):
         """Run the whole schedule on one window; returns (latents, overlap trajectory for the next)."""
-        # Multistep schedulers keep a history of model outputs: each window gets a fresh one.
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(len(run.timesteps), device=state.latents.device)
-        step_kwargs = _scheduler_step_kwargs(scheduler, run.generator)
+        scheduler = self.fresh_scheduler(run)
         latents = state.latents
         frames = latents.shape[2]
         control_image = torch.cat([state.depth] * 2) if run.do_cfg else state.depth
         trajectory = []
-        embeddings_source, embeddings = None, None
         for i, t in enumerate(run.timesteps):
             # Staged guidance: overlap position f follows the previous window while step i < its anchor length.
             if state.previous_trajectory is not None:
@@ -387,21 +403,13 @@ class StructureGuidedPipeline(VideoPipelineBase):
             if state.handoff:
                 trajectory.append({p: latents[:, :, p].clone() for p in state.handoff})
 
-            step_embeddings = run.text_conditioning(i, int(t))
-            if step_embeddings is not embeddings_source:  # expand per frame only when the hook changes them
-                embeddings_source = step_embeddings
-                embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
-
+            embeddings = run.embeddings(i, t, frames)
             model_input = torch.cat([latents] * 2) if run.do_cfg else latents
             model_input = scheduler.scale_model_input(model_input, t)
             # The ControlNet is an image model: frames go into the batch dimension.
             noise_pred = self.predict_noise(model_input, t, embeddings, run, i, control_image,
                                             controlnet_input=model_input.transpose(1, 2).flatten(0, 1))
-            latents = scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
-            if run.callback is not None:
-                tensors = {"latents": latents}  # what _callback_tensor_inputs offers
-                outputs = run.callback(self, run.step_offset + i, t, {k: tensors[k] for k in run.callback_inputs})
-                latents = (outputs or {}).get("latents", latents)
+            latents = run.after_step(self, i, t, scheduler.step(noise_pred, t, latents, **run.step_kwargs).prev_sample)
             progress_bar.update()
         return latents, trajectory or None
 

@@ -38,7 +38,7 @@ from torch.nn.functional import scaled_dot_product_attention
 
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
-from storyreel.generation.pipeline import Run, VideoPipelineBase, _scheduler_step_kwargs
+from storyreel.generation.pipeline import Run, VideoPipelineBase
 from storyreel.generation.settings import GenerationSettings
 
 BACKEND = "t2v-zero"
@@ -298,13 +298,6 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         decoded = (video / 2 + 0.5).clamp(0, 1)[0, :, chunk.overlap:].permute(1, 2, 3, 0).cpu().float().numpy()
         frames[chunk.start:chunk.start + len(decoded)] = decoded
 
-    def _fresh_scheduler(self, run: _ZeroRun, begin_index: int = 0):
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(len(run.timesteps), device=run.timesteps.device)
-        if begin_index and hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(begin_index)
-        return scheduler
-
     def _initial_noise(self, run: _ZeroRun) -> torch.Tensor:
         """(1, C, h, w) noise for frame 1, drawn on the CPU (as diffusers draws it for the same generator)."""
         from diffusers.utils.torch_utils import randn_tensor
@@ -320,7 +313,7 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         begin_t, begin_t_prime = steps - 1 - run.t1, steps - 1 - run.t0  # schedule positions of T and T′
 
         # Frame 1 alone: from the first step down to T, then on to T′ (keeping its latent at T).
-        scheduler = self._fresh_scheduler(run)
+        scheduler = self.fresh_scheduler(run)
         latent = self._initial_noise(run)
         first_at_t = latent if begin_t == 0 else None
         for i in range(begin_t_prime):
@@ -338,7 +331,7 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         moved = self._forward_noise(moved, int(run.timesteps[begin_t_prime]), int(run.timesteps[begin_t]), run)
 
         # Every frame from T to 0, with cross-frame attention.
-        scheduler = self._fresh_scheduler(run, begin_t)
+        scheduler = self.fresh_scheduler(run, begin_t)
         latents = torch.cat([first_at_t, moved])
         for i in range(begin_t, steps):
             latents = self._denoise_step(scheduler, run, i, latents, progress_bar, callback=True)
@@ -359,7 +352,7 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         """Depth-guided chunk: one shared initial noise for every frame, the clamped ControlNet, all steps."""
         latents = self._initial_noise(run).expand(len(chunk.frame_ids), -1, -1, -1).clone()
         control = torch.cat([depth] * 2) if run.do_cfg else depth
-        scheduler = self._fresh_scheduler(run)
+        scheduler = self.fresh_scheduler(run)
         for i in range(len(run.timesteps)):
             latents = self._denoise_step(scheduler, run, i, latents, progress_bar, callback=True, control=control)
         return latents
@@ -370,17 +363,12 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         t = run.timesteps[i]
         frames = latents.shape[0]
         run.processor.frames = frames
-        step_embeddings = run.text_conditioning(i, int(t))
-        embeddings = (step_embeddings if run.do_cfg else step_embeddings[1:]).repeat_interleave(frames, dim=0)
+        embeddings = run.embeddings(i, t, frames)
         model_input = torch.cat([latents] * 2) if run.do_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
         noise_pred = self.predict_noise(model_input, t, embeddings, run, i, control)
-        latents = scheduler.step(noise_pred, t, latents, **_scheduler_step_kwargs(scheduler, run.generator)).prev_sample
-        if callback and run.callback is not None:
-            tensors = {"latents": latents.transpose(0, 1)[None]}  # (1, C, frames, h, w) as AnimateDiff's
-            outputs = run.callback(self, run.step_offset + i, t, {k: tensors[k] for k in run.callback_inputs})
-            replaced = (outputs or {}).get("latents")
-            if replaced is not None:
-                latents = replaced[0].transpose(0, 1)
+        latents = scheduler.step(noise_pred, t, latents, **run.step_kwargs).prev_sample
+        if callback:  # the callback sees (1, C, frames, h, w), as AnimateDiff's
+            latents = run.after_step(self, i, t, latents.transpose(0, 1)[None])[0].transpose(0, 1)
         progress_bar.update()
         return latents
