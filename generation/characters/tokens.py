@@ -30,10 +30,14 @@ class TimeInvTable(nn.Module):
 
     def __init__(self, init_embedding: torch.Tensor, num_buckets: int, num_train_timesteps: int):
         super().__init__()
-        if not 1 <= num_buckets <= num_train_timesteps:
-            raise UserError(f"--buckets must be between 1 and {num_train_timesteps}, got {num_buckets}")
+        self._check_buckets(num_buckets, num_train_timesteps)
         self.num_train_timesteps = num_train_timesteps
         self.rows = nn.Parameter(init_embedding.detach().float().reshape(1, -1).repeat(num_buckets, 1).clone())
+
+    @staticmethod
+    def _check_buckets(num_buckets: int, num_train_timesteps: int) -> None:
+        if not 1 <= num_buckets <= num_train_timesteps:
+            raise UserError(f"--buckets must be between 1 and {num_train_timesteps}, got {num_buckets}")
 
     @property
     def num_buckets(self) -> int:
@@ -76,9 +80,8 @@ class AnchoredTimeInvTable(TimeInvTable):
     """
 
     def __init__(self, init_embedding: torch.Tensor, num_buckets: int, num_train_timesteps: int, num_anchors: int):
-        nn.Module.__init__(self)
-        if not 1 <= num_buckets <= num_train_timesteps:
-            raise UserError(f"--buckets must be between 1 and {num_train_timesteps}, got {num_buckets}")
+        nn.Module.__init__(self)  # no free `rows` parameter: the rows are derived from the anchors
+        self._check_buckets(num_buckets, num_train_timesteps)
         if not 2 <= num_anchors < num_buckets:
             raise ValueError(f"anchors must be between 2 and {num_buckets - 1}, got {num_anchors}")
         self.num_train_timesteps = num_train_timesteps
