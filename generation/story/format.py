@@ -307,10 +307,6 @@ def _kind(node) -> str:
 # Resolution
 
 
-def _word_pattern(word: str) -> str:
-    return rf"(?<!\w){re.escape(word)}(?!\w)"
-
-
 def _substitute(text: str, characters: dict[str, Character], for_token, for_name) -> str:
     """One pass over `text` replacing tokens (exact) and names (any case, whole words), so a name
     inside a token ("rex" in "<rex>") is never touched. `for_token/for_name(token, matched) -> str`."""
