@@ -242,7 +242,7 @@ def _run_plan(args) -> int:
 
     from storyreel.core.errors import UserError
     from storyreel.core.models import resolve_preset
-    from storyreel.generation.story.format import preset_defaults
+    from storyreel.generation.story.format import plot_to_dict, preset_defaults
     from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
 
     story_path, out = Path(args.story), Path(args.out)
@@ -275,7 +275,7 @@ def _run_plan(args) -> int:
             print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
                   f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
                   file=sys.stderr)
-    plots = [{f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "lines"} for p in story.plots]
+    plots = [{f.name: None for f in dataclasses.fields(p) if f.name != "lines"} | plot_to_dict(p) for p in story.plots]
     if args.json:
         print(json.dumps({"out": str(out), "title": story.title, "planner": "llm" if args.llm else "rules",
                           "plots": plots}))

@@ -44,7 +44,8 @@ from diffusers.utils import BaseOutput
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
 from storyreel.depth.conditioning import to_conditioning
-from storyreel.generation.layout import Layout, LayoutControl, layout_attention, token_positions
+from storyreel.generation.layout import Layout, token_positions
+from storyreel.generation.layout_attention import LayoutControl, layout_attention
 from storyreel.generation.settings import GenerationSettings
 
 # Past dependence r of the new frames' noise: VidRD's r = 4 (each new frame shares 97% of its noise

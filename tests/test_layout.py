@@ -12,7 +12,6 @@ from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components
 from storyreel.generation.layout import (
     Layout,
-    LayoutControl,
     LayoutEntity,
     box_problem,
     interpolate_boxes,
@@ -20,6 +19,7 @@ from storyreel.generation.layout import (
     spread_boxes,
     token_positions,
 )
+from storyreel.generation.layout_attention import LayoutControl, layout_attention
 from storyreel.generation.zero import StructureGuidedZeroPipeline
 from storyreel.testing.probes import ForwardCounter
 
@@ -175,7 +175,6 @@ def test_energy_guidance_lowers_the_box_energy(pipes):
         return value
 
     previous = pipe.unet.attn_processors
-    from storyreel.generation.layout import layout_attention
 
     with layout_attention(pipe.unet, control):
         control.begin(0, range(4))

@@ -15,7 +15,6 @@ Two planners return the same `Story` (generation/story/format.py):
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import yaml
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
-from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens
+from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens, plot_to_dict
 from storyreel.index.motion import MOTION_LABELS
 
 # ---------------------------------------------------------------------------------------------
@@ -288,12 +287,21 @@ def write_story(story: Story, path: str | Path) -> None:
         "negative_prompt": story.negative_prompt,
         "defaults": dict(story.defaults),
         **({"backend": story.backend} if story.backend else {}),
-        "plots": [
-            {f.name: getattr(plot, f.name) for f in dataclasses.fields(plot)
-             if f.name != "lines" and getattr(plot, f.name) is not None}
-            for plot in story.plots
-        ],
+        **({"consistency": story.consistency} if story.consistency else {}),
+        "plots": [plot_to_dict(plot, boxes=_FlowList) for plot in story.plots],
     }
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+    text = yaml.dump(data, Dumper=_StoryDumper, sort_keys=False, allow_unicode=True, width=1000)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, text)
+
+
+class _FlowList(list):
+    """A box: written on one line, [x0, y0, x1, y1]."""
+
+
+class _StoryDumper(yaml.SafeDumper):
+    pass
+
+
+_StoryDumper.add_representer(_FlowList, lambda dumper, v: dumper.represent_sequence("tag:yaml.org,2002:seq", v,
+                                                                                    flow_style=True))
