@@ -259,14 +259,15 @@ def _run_plan(args) -> int:
         if len(parts) == 3:
             packs[parts[1].strip()] = Path(parts[2]).resolve()  # relative to where the command runs
 
+    defaults = preset_defaults(resolve_preset(args.models))
     if args.llm:
         if not args.llm_model:
             raise UserError("--llm needs --llm-model NAME (the model the server should use)")
         story = plan_with_llm(prose, args.llm, args.llm_model, characters, args.llm_timeout, title=story_path.stem,
-                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
+                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"), frames=defaults["frames"])
     else:
         story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
-    story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(args.models)))
+    story = dataclasses.replace(story, defaults=defaults)
     write_story(story, out)
 
     for token, character in story.characters.items():
