@@ -217,7 +217,8 @@ def test_llm_invalid_reply_gets_one_retry_with_the_error(replies, what, problem)
     ([json.dumps(BAD_GROUP)] * 2, "an invalid plan twice: consistency.entities['cat'] names an entity no plot lists"),
     ([json.dumps(STAGE1), json.dumps(BAD_BOX), json.dumps(BAD_BOX)],
      "an invalid layout twice: plots[0].entities['ball'].boxes[0]: x0 0.6 >= x1 0.4"),
-    ([json.dumps({**STAGE1, "plots": [{**STAGE1["plots"][0], "prompt": "<rex> chases a ball"}, STAGE1["plots"][1]]})] * 2,
+    ([json.dumps({**STAGE1, "plots": [{**STAGE1["plots"][0], "prompt": "<rex> chases a ball"},
+                                      STAGE1["plots"][1]]})] * 2,
      "an invalid plan twice: plots[0].prompt must contain entity 'ball' as its description 'a red ball', "
      "word for word"),
 ], ids=["not-json", "bad-group", "bad-box", "phrase-not-in-prompt"])
