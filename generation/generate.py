@@ -99,12 +99,12 @@ class ClipGenerator:
 
     def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                  negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
-                 on_stage: Callable[[str], None] | None = None) -> GeneratedClip:
+                 on_stage: Callable[[str], None] | None = None, layout=None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write".
+        "generate", "write". `layout`: entity boxes steering attention (generation/layout.py `Layout`).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -132,7 +132,8 @@ class ClipGenerator:
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning,
+                      layout=layout)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
