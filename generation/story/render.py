@@ -31,6 +31,7 @@ import numpy as np
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
 from storyreel.core.progress import Progress
+from storyreel.core.sheet import BOX_COLOURS
 from storyreel.core.video import spread_indices
 from storyreel.generation.story.format import (
     Story,
@@ -186,6 +187,9 @@ class PlotGenerator:
         # `backend` (the first plot to render's) loads now; another one a later plot asks for, on first use.
         self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
+        # One outline colour per entity name across the whole storyboard, in order of first appearance.
+        names = dict.fromkeys(e.name for plot in story.plots for e in plot.entities or [])
+        self.colours = {name: BOX_COLOURS[n % len(BOX_COLOURS)] for n, name in enumerate(names)}
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
         from storyreel.generation.evaluate import score_clip
@@ -205,7 +209,7 @@ class PlotGenerator:
                                                                       layout.frame_boxes(len(generated.frames)))}
         write_storyboard_row(_row_png(video), f"{i:02d}  {settings['text']}", source_frames,
                              (depth_frames * 255).round().astype(np.uint8), generated.frames[keyframes],
-                             [[(b[f], name) for name, b in boxes.items()] for f in keyframes])
+                             [[(b[f], name, self.colours[name]) for name, b in boxes.items()] for f in keyframes])
         metrics = score_clip(generated.frames, settings["prompt"], self.embedder, [self.packs[t] for t in present])
         timings = {"depth_s": generated.timings["depth_s"], "generate_s": generated.timings["generate_s"],
                    "write_eval_s": round(generated.timings["write_s"] + time.perf_counter() - start, 3)}

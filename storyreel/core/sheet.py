@@ -26,8 +26,9 @@ BOX_COLOURS = ("red", "lime", "cyan", "yellow", "magenta", "orange")  # outline 
 class SheetRow:
     panels: Sequence[Sequence[np.ndarray]] = ()  # uint8 (H, W, 3) tiles, grouped into panels
     caption: Sequence[str] = ()                   # text lines
-    # Per panel, per tile: ((x0, y0, x1, y1) as fractions of the tile, label) boxes to outline on it.
-    boxes: Sequence[Sequence[Sequence[tuple[Sequence[float], str]]]] = ()
+    # Per panel, per tile: ((x0, y0, x1, y1) as fractions of the tile, label[, colour]) boxes to outline
+    # on it; without a colour, the row's n-th label gets BOX_COLOURS[n].
+    boxes: Sequence[Sequence[Sequence[tuple]]] = ()
 
 
 def paint_sheet(path, rows: Sequence[SheetRow], *, tile_height: int | None = None, gap: int = 0,
@@ -48,14 +49,14 @@ def paint_sheet(path, rows: Sequence[SheetRow], *, tile_height: int | None = Non
         for n, line in enumerate(row.caption):
             draw.text((text_x, text_y + n * LINE_HEIGHT), line, fill=ink)
         x, tiles_y = (gap + caption_width, y) if beside else (gap, y + LINE_HEIGHT * len(row.caption))
-        labels = list(dict.fromkeys(label for panel in row.boxes for tile in panel for _, label in tile))
+        labels = list(dict.fromkeys(box[1] for panel in row.boxes for tile in panel for box in tile))
         for p, panel in enumerate(panels):
             for t, tile in enumerate(panel):
                 sheet.paste(tile, (x, tiles_y))
                 tile_boxes = row.boxes[p][t] if p < len(row.boxes) and t < len(row.boxes[p]) else ()
-                for box, label in tile_boxes:
-                    _outline(draw, box, label, BOX_COLOURS[labels.index(label) % len(BOX_COLOURS)],
-                             (x, tiles_y, tile.width, tile.height))
+                for box, label, *colour in tile_boxes:
+                    colour = colour[0] if colour else BOX_COLOURS[labels.index(label) % len(BOX_COLOURS)]
+                    _outline(draw, box, label, colour, (x, tiles_y, tile.width, tile.height))
                 x += tile.width
             x += gap
         y += row_height + gap
