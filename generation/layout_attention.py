@@ -86,13 +86,14 @@ class LayoutControl:
 
     # -- masks ---------------------------------------------------------------------------------
 
-    def cross_mask(self, rows: int, tokens: int, keys: int, dtype, device) -> torch.Tensor | None:
-        """Additive (rows, tokens, keys) mask for cross-attention, or None when no entity has words."""
+    def cross_mask(self, rows: int, tokens: int, keys: int, heads: int, dtype, device) -> torch.Tensor | None:
+        """Additive (rows·heads, tokens, keys) mask for cross-attention (repeated per head already, as
+        diffusers' prepare_attention_mask would on every call), or None when no entity has words."""
         if not any(self.positions):
             return None
         frames = rows // self.videos
         h, w = self.grid(tokens)
-        key = ("cross", h, w, frames, keys, dtype, device, self.videos)
+        key = ("cross", h, w, frames, keys, heads, dtype, device, self.videos)
         if key not in self._masks:
             inside = self.inside(h, w, frames)  # (E, f, q)
             entity_words = torch.zeros(len(self.positions), keys, dtype=torch.bool)
@@ -109,30 +110,31 @@ class LayoutControl:
             mask[~allowed] = torch.finfo(dtype).min
             if self.videos == 2:  # the negative prompt's half stays unmasked
                 mask = torch.cat([torch.zeros_like(mask), mask])
-            self._masks[key] = mask.to(device)
+            self._masks[key] = mask.repeat_interleave(heads, dim=0).to(device)
         return self._masks[key]
 
-    def spatial_mask(self, rows: int, tokens: int, key_frame_one: bool, device) -> torch.Tensor:
-        """(rows, 1, tokens, tokens) bool: same region (keys from frame 1 with cross-frame attention)."""
+    def spatial_mask(self, rows: int, tokens: int, key_frame_one: bool, dtype, device) -> torch.Tensor:
+        """Additive (rows, 1, tokens, tokens) mask: same region only (keys from frame 1 with cross-frame
+        attention)."""
         frames = rows // self.videos
         h, w = self.grid(tokens)
-        key = ("spatial", h, w, frames, key_frame_one, self.videos, device)
+        key = ("spatial", h, w, frames, key_frame_one, self.videos, dtype, device)
         if key not in self._masks:
             labels = self.labels(h, w, frames)
             key_labels = labels[:1].expand_as(labels) if key_frame_one else labels
             same = labels[:, :, None] == key_labels[:, None, :]  # (f, q, k)
-            self._masks[key] = same.repeat(self.videos, 1, 1)[:, None].to(device)
+            self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
         return self._masks[key]
 
-    def temporal_mask(self, rows: int, frames: int, device) -> torch.Tensor:
-        """(rows, 1, frames, frames) bool for the motion modules' (videos·h·w, frames) batches."""
+    def temporal_mask(self, rows: int, frames: int, dtype, device) -> torch.Tensor:
+        """Additive (rows, 1, frames, frames) mask for the motion modules' (videos·h·w, frames) batches."""
         pixels = rows // self.videos
         h, w = self.grid(pixels)
-        key = ("temporal", h, w, frames, self.videos, device)
+        key = ("temporal", h, w, frames, self.videos, dtype, device)
         if key not in self._masks:
             labels = self.labels(h, w, frames).T  # (q, f)
             same = labels[:, :, None] == labels[:, None, :]  # (q, f, f)
-            self._masks[key] = same.repeat(self.videos, 1, 1)[:, None].to(device)
+            self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
         return self._masks[key]
 
     # -- energy guidance -----------------------------------------------------------------------
@@ -191,18 +193,19 @@ class LayoutAttnProcessor:
         if self.kind == "cross" and encoder_hidden_states is not None:
             if control.cond_only:
                 return self._recorded_cross(attn, hidden_states, encoder_hidden_states)
-            mask = control.cross_mask(rows, tokens, encoder_hidden_states.shape[1], hidden_states.dtype,
+            mask = control.cross_mask(rows, tokens, encoder_hidden_states.shape[1], attn.heads, hidden_states.dtype,
                                       hidden_states.device)
             if mask is not None:
                 attention_mask = mask if attention_mask is None else attention_mask + mask
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         if self.kind == "spatial" and encoder_hidden_states is None:
             first_frame = getattr(self.inner, "first_frame", None)  # Text2Video-Zero's cross-frame attention
-            mask = control.spatial_mask(rows, tokens, first_frame is not None, hidden_states.device)
+            mask = control.spatial_mask(rows, tokens, first_frame is not None, hidden_states.dtype,
+                                        hidden_states.device)
             return _masked_self_attention(attn, hidden_states, mask, first_frame)
         if self.kind == "temporal" and encoder_hidden_states is None:
-            return _masked_self_attention(attn, hidden_states, control.temporal_mask(rows, tokens,
-                                                                                     hidden_states.device))
+            mask = control.temporal_mask(rows, tokens, hidden_states.dtype, hidden_states.device)
+            return _masked_self_attention(attn, hidden_states, mask)
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
     def _recorded_cross(self, attn, hidden_states, context):
@@ -222,8 +225,15 @@ class LayoutAttnProcessor:
         return out / attn.rescale_output_factor
 
 
+def _additive(allowed: torch.Tensor, dtype, device) -> torch.Tensor:
+    """A boolean mask as the additive one attention kernels take directly (0 allowed, dtype's min not)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask[~allowed] = torch.finfo(dtype).min
+    return mask.to(device)
+
+
 def _masked_self_attention(attn, hidden_states, mask, first_frame=None):
-    """Self-attention with a boolean `mask` (rows, 1, queries, keys); keys and values from frame 1 when
+    """Self-attention with an additive `mask` (rows, 1, queries, keys); keys and values from frame 1 when
     `first_frame` (CrossFrameAttnProcessor.first_frame) is given. As diffusers' AttnProcessor2_0 for
     the transformer blocks' 3-D hidden states (no spatial or group norm there)."""
     residual = hidden_states

@@ -77,15 +77,15 @@ def test_masks_follow_regions_and_paths():
     layout = Layout((LayoutEntity("a", "x", {0: (0.0, 0.0, 0.5, 1.0), 1: (0.5, 0.0, 1.0, 1.0)}),), strength=1.0)
     control = LayoutControl(layout, frames=2, latent_size=(2, 2), positions=[[2]], num_steps=1, cfg=True)
     assert control.labels(2, 2, 2).tolist() == [[0, -1, 0, -1], [-1, 0, -1, 0]]
-    spatial = control.spatial_mask(rows=4, tokens=4, key_frame_one=False, device="cpu")
+    spatial = control.spatial_mask(rows=4, tokens=4, key_frame_one=False, dtype=torch.float32, device="cpu") == 0
     assert spatial.shape == (4, 1, 4, 4) and spatial[0, 0, 0].tolist() == [True, False, True, False]
-    frame_one_keys = control.spatial_mask(rows=4, tokens=4, key_frame_one=True, device="cpu")
-    assert frame_one_keys[1, 0, 1].tolist() == [True, False, True, False]  # frame 2's box, frame 1's keys
-    temporal = control.temporal_mask(rows=8, frames=2, device="cpu")  # pixel 0: in the box at frame 1 only
-    assert temporal[0, 0].tolist() == [[True, False], [False, True]]
-    cross = control.cross_mask(rows=4, tokens=4, keys=4, dtype=torch.float32, device="cpu")
-    assert (cross[:2] == 0).all()  # the negative prompt's half is free
-    allowed = (cross[2] == 0).tolist()  # frame 1, conditional: pixel 0 in the box, pixel 1 outside
+    frame_one_keys = control.spatial_mask(rows=4, tokens=4, key_frame_one=True, dtype=torch.float32, device="cpu")
+    assert (frame_one_keys[1, 0, 1] == 0).tolist() == [True, False, True, False]  # frame 2's box, frame 1's keys
+    temporal = control.temporal_mask(rows=8, frames=2, dtype=torch.float32, device="cpu")
+    assert (temporal[0, 0] == 0).tolist() == [[True, False], [False, True]]  # pixel 0: in the box at frame 1 only
+    cross = control.cross_mask(rows=4, tokens=4, keys=4, heads=2, dtype=torch.float32, device="cpu")
+    assert cross.shape == (8, 4, 4) and (cross[:4] == 0).all()  # per head; the negative prompt's half is free
+    allowed = (cross[4] == 0).tolist()  # frame 1, conditional, head 1: pixel 0 in the box, pixel 1 outside
     assert allowed[0] == [True, False, True, False] and allowed[1] == [True, True, False, True]
 
 
@@ -105,7 +105,7 @@ class CrossAttentionProbe:
             query, key = (x.view(rows, -1, heads, dim).transpose(1, 2) for x in (query, key))
             scores = query @ key.transpose(-1, -2) * attn.scale
             if attention_mask is not None:
-                scores = scores + attention_mask[:, None]
+                scores = scores + attention_mask.view(rows, heads, tokens, -1)
             mass = scores.softmax(-1)[rows // 2:, ..., self.positions].sum(-1).mean(1)  # (frames, tokens)
             side = int(tokens ** 0.5)
             inside = torch.zeros(side, side, dtype=torch.bool)
