@@ -183,3 +183,14 @@ def test_energy_guidance_lowers_the_box_energy(pipes):
     assert pipe.unet.attn_processors.keys() == previous.keys()
     assert torch.equal(guided[:4], guided[4:]) and not torch.equal(guided, model_input)
     assert after < before
+
+
+@pytest.mark.parametrize("backend", ["animatediff", "t2v-zero"])
+def test_energy_guidance_runs_inside_both_pipelines(pipes, backend):
+    pipe = pipes[backend]
+    guided = Layout(BALL.entities, strength=0.5, guidance=50.0)
+    settings = SETTINGS.replace(steps=2)  # step 0 guided
+    plain = pipe(PROMPT, ramp_depth(), settings, output_type="float", layout=Layout(BALL.entities, strength=0.5))
+    out = pipe(PROMPT, ramp_depth(), settings, output_type="float", layout=guided)
+    assert out.settings["layout"]["guidance"] == 50.0 and np.isfinite(out.frames).all()
+    assert not np.array_equal(out.frames, plain.frames)  # the guided steps moved the latents
