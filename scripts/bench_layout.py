@@ -42,7 +42,8 @@ def bench(name: str, components, frames: int, size: int, repeats: int, device: t
     with torch.no_grad():
         embeddings = text_encoder.to(device)(tokens.to(device))[0].repeat_interleave(frames, dim=0)
     latent = size // 8
-    sample = torch.randn((2, unet.config.in_channels, frames, latent, latent), generator=torch.Generator().manual_seed(0))
+    sample = torch.randn((2, unet.config.in_channels, frames, latent, latent),
+                         generator=torch.Generator().manual_seed(0))
     sample, t = sample.to(device), torch.tensor(500, device=device)
     positions = [token_positions(tokenizer, PROMPT, e.phrase) for e in LAYOUT.entities]
     control = LayoutControl(LAYOUT, frames, (latent, latent), positions, num_steps=1, cfg=True)
