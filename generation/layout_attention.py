@@ -126,15 +126,22 @@ class LayoutControl:
             self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
         return self._masks[key]
 
-    def temporal_mask(self, rows: int, frames: int, dtype, device) -> torch.Tensor:
-        """Additive (rows, 1, frames, frames) mask for the motion modules' (videos·h·w, frames) batches."""
+    def temporal_mask(self, rows: int, frames: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """For the motion modules' (videos·h·w, frames) batches: (rows whose pixel changes region over
+        the frames, their additive (n, 1, frames, frames) mask), or None when no pixel does (a pixel that
+        stays in one region attends to every frame anyway, so only these rows need a mask)."""
         pixels = rows // self.videos
         h, w = self.grid(pixels)
         key = ("temporal", h, w, frames, self.videos, dtype, device)
         if key not in self._masks:
             labels = self.labels(h, w, frames).T  # (q, f)
-            same = labels[:, :, None] == labels[:, None, :]  # (q, f, f)
-            self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
+            moving = (labels != labels[:, :1]).any(1).nonzero()[:, 0]
+            if len(moving) == 0:
+                self._masks[key] = None
+            else:
+                same = labels[moving, :, None] == labels[moving, None, :]  # (n, f, f)
+                index = torch.cat([moving + v * pixels for v in range(self.videos)])
+                self._masks[key] = (index.to(device), _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device))
         return self._masks[key]
 
     # -- energy guidance -----------------------------------------------------------------------
@@ -204,8 +211,10 @@ class LayoutAttnProcessor:
                                         hidden_states.device)
             return _masked_self_attention(attn, hidden_states, mask, first_frame)
         if self.kind == "temporal" and encoder_hidden_states is None:
-            mask = control.temporal_mask(rows, tokens, hidden_states.dtype, hidden_states.device)
-            return _masked_self_attention(attn, hidden_states, mask)
+            masked_rows = control.temporal_mask(rows, tokens, hidden_states.dtype, hidden_states.device)
+            if masked_rows is None:
+                return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            return _masked_self_attention(attn, hidden_states, masked_rows[1], rows=masked_rows[0])
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
     def _recorded_cross(self, attn, hidden_states, context):
@@ -232,10 +241,11 @@ def _additive(allowed: torch.Tensor, dtype, device) -> torch.Tensor:
     return mask.to(device)
 
 
-def _masked_self_attention(attn, hidden_states, mask, first_frame=None):
-    """Self-attention with an additive `mask` (rows, 1, queries, keys); keys and values from frame 1 when
-    `first_frame` (CrossFrameAttnProcessor.first_frame) is given. As diffusers' AttnProcessor2_0 for
-    the transformer blocks' 3-D hidden states (no spatial or group norm there)."""
+def _masked_self_attention(attn, hidden_states, mask, first_frame=None, rows=None):
+    """Self-attention with an additive `mask` (rows, 1, queries, keys) — only on `rows` (an index) when
+    given, the others unmasked; keys and values from frame 1 when `first_frame`
+    (CrossFrameAttnProcessor.first_frame) is given. As diffusers' AttnProcessor2_0 for the transformer
+    blocks' 3-D hidden states (no spatial norm there)."""
     residual = hidden_states
     if attn.group_norm is not None:
         hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
@@ -248,7 +258,12 @@ def _masked_self_attention(attn, hidden_states, mask, first_frame=None):
         query = attn.norm_q(query)
     if attn.norm_k is not None:
         key = attn.norm_k(key)
-    out = scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
+    if rows is None:
+        out = scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
+    else:
+        out = scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
+        out[rows] = scaled_dot_product_attention(query[rows], key[rows], value[rows], attn_mask=mask, dropout_p=0.0,
+                                                 is_causal=False)
     out = out.transpose(1, 2).flatten(2).to(query.dtype)
     out = attn.to_out[1](attn.to_out[0](out))
     if attn.residual_connection:

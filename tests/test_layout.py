@@ -81,8 +81,11 @@ def test_masks_follow_regions_and_paths():
     assert spatial.shape == (4, 1, 4, 4) and spatial[0, 0, 0].tolist() == [True, False, True, False]
     frame_one_keys = control.spatial_mask(rows=4, tokens=4, key_frame_one=True, dtype=torch.float32, device="cpu")
     assert (frame_one_keys[1, 0, 1] == 0).tolist() == [True, False, True, False]  # frame 2's box, frame 1's keys
-    temporal = control.temporal_mask(rows=8, frames=2, dtype=torch.float32, device="cpu")
+    rows, temporal = control.temporal_mask(rows=8, frames=2, dtype=torch.float32, device="cpu")
+    assert rows.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]  # every pixel changes region: every row is masked
     assert (temporal[0, 0] == 0).tolist() == [[True, False], [False, True]]  # pixel 0: in the box at frame 1 only
+    still = Layout((LayoutEntity("a", "x", {0: (0.0, 0.0, 0.5, 1.0)}),), strength=1.0)
+    assert LayoutControl(still, 2, (2, 2), [[2]], 1, cfg=True).temporal_mask(8, 2, torch.float32, "cpu") is None
     cross = control.cross_mask(rows=4, tokens=4, keys=4, heads=2, dtype=torch.float32, device="cpu")
     assert cross.shape == (8, 4, 4) and (cross[:4] == 0).all()  # per head; the negative prompt's half is free
     allowed = (cross[4] == 0).tolist()  # frame 1, conditional, head 1: pixel 0 in the box, pixel 1 outside
