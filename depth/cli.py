@@ -51,7 +51,7 @@ def _run_depth(args) -> int:
     # 2. model
     model = create_depth_model(name, weights=args.weights)
     # 3. frames -> raw inverse depth -> stabilized [0, 1]
-    progress = Progress("depth")
+    progress = Progress("depth", quiet=args.quiet)
     raw = model.predict(frames, batch_size=args.batch_size, progress=progress)
     depth01 = stabilize(raw)
     # 4. outputs

@@ -13,6 +13,7 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -99,12 +100,13 @@ class ClipGenerator:
 
     def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                  negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
-                 on_stage: Callable[[str], None] | None = None) -> GeneratedClip:
+                 on_stage: Callable[[str], None] | None = None,
+                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write".
+        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar is then off).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -132,7 +134,8 @@ class ClipGenerator:
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+        with _steps_reported(pipe, on_step):
+            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
@@ -185,6 +188,34 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes
+
+
+@contextlib.contextmanager
+def _steps_reported(pipe, on_step):
+    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`."""
+    if on_step is None:
+        yield
+        return
+
+    class StepCounter:
+        def __init__(self, iterable=None, total=None):
+            self.done, self.total = 0, total if total is not None else len(iterable)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n: int = 1):
+            self.done += n
+            on_step(self.done, self.total)
+
+    pipe.progress_bar = StepCounter  # an instance attribute: shadows DiffusionPipeline.progress_bar
+    try:
+        yield
+    finally:
+        del pipe.progress_bar
 
 
 def _jsonable(info: dict) -> dict:

@@ -37,12 +37,13 @@ def _print_json(doc) -> None:
 
 def _run_build(args) -> int:
     from storyreel.core.errors import UsageError
+    from storyreel.core.progress import Progress
     from storyreel.index.build import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
-                   min_clip_s=args.min_seconds, workers=args.workers)
+    report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds, min_clip_s=args.min_seconds,
+                   workers=args.workers, progress=Progress("index build", quiet=args.quiet))
     if args.json:
         _print_json(report.to_dict())
     else:

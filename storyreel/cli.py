@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from storyreel.core.errors import UsageError, UserError
+    from storyreel.core.progress import setup_cli_logging
 
     args = build_parser().parse_args(argv)
+    setup_cli_logging(quiet=args.quiet)  # library messages (logger "storyreel") become stderr lines
     try:
         return args.run(args) or 0
     except UsageError as err:
