@@ -1,4 +1,4 @@
-"""`storyreel index build|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
+"""`storyreel index build|export|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ def add_commands(commands) -> None:
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
+
+    p = add_command(sub, "export", _run_export, "write the index as parquet + FAISS files (clip-retrieval layout)",
+                    models=None, json="print the export summary as JSON")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument("--format", required=True, choices=("parquet",),
+                   help="parquet: metadata and FLOAT[dim] embeddings as parquet, plus the FAISS index file")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, or an earlier export)")
 
     for name, run, help_text in (
         ("stats", _run_stats, "videos, clips, errors, model id, index type, dim"),
@@ -50,6 +57,18 @@ def _run_build(args) -> int:
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")
+    return 0
+
+
+def _run_export(args) -> int:
+    from storyreel.index.export import export_parquet
+
+    summary = export_parquet(args.index, args.out)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {summary['out']}: {summary['clips']} clips, metadata/, img_emb/ (FLOAT[{summary['dim']}]), "
+              f"image.index ({summary['index_type']})")
     return 0
 
 

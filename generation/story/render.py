@@ -6,6 +6,7 @@ Outputs in OUT_DIR:
     plots/NN.mp4      one generated clip per plot (+ NN.mp4.json sidecar, NN.png storyboard row)
     story.mp4         the plots concatenated (same fps and size throughout)
     storyboard.png    one row per plot: source keyframes | depth | generated keyframes, with the text
+    story.otio        OpenTimelineIO timeline: a track of the plots, one of their source clips (otio.py)
     manifest.json     story hash, resolved settings, clip ids and scores, component ids, seeds,
                       timings and eval metrics per plot
 
@@ -57,6 +58,7 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
     """
     from storyreel import index as index_package
     from storyreel.core.models import resolve_preset
+    from storyreel.generation.story.otio import write_story_otio
     from storyreel.index.embed import load_clip
 
     preset = resolve_preset(preset)
@@ -106,6 +108,7 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
         progress.update(force=True, stage="assembling story.mp4 and storyboard.png")
         assemble_story([out_dir / p["output"] for p in plots], out_dir / "story.mp4", fps=plots[0]["settings"]["fps"])
         assemble_storyboard([_row_png(out_dir / p["output"]) for p in plots], out_dir / "storyboard.png")
+        write_story_otio(manifest, out_dir)
     progress.close()
     if log is not None:  # the CLI prints it itself (unless --quiet)
         print(summary_table(plots), file=log)
