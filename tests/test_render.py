@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -169,7 +170,20 @@ def test_render_command_prints_summary(workspace, tmp_path, run_cli):
     manifest = json.loads(proc.stdout)
     assert manifest["story"]["frames"] == 24
     assert "plot   clip    score  frames" in proc.stderr  # the summary table
-    assert "[render] plot=3/3 stage=write" in proc.stderr  # progress
+    assert "[render] plot=3/3 stage=write" in proc.stderr  # progress: plain lines, stderr is not a terminal
+    assert "[render > steps] steps=1/4" in proc.stderr  # denoising steps inside a plot
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+
+
+def test_render_shows_plot_and_step_bars_on_a_terminal(workspace, tmp_path):
+    from test_progress import ETA, cli
+
+    story = write_story(workspace, "title: T\ndefaults: {frames: 4, fps: 8, height: 32, width: 32, steps: 3, seed: 0}\n"
+                                   "plots:\n  - text: A bear walks.\n")
+    code, stderr = cli("render", story, "--index", workspace / "index", "--out", tmp_path / "out", "--models", "tiny")
+    assert code == 0
+    assert re.search(r"render: 100%.*1/1", stderr) and re.search(r"render > steps:.*3/3", stderr)
+    assert ETA.search(stderr) and "plot   clip    score" in stderr  # the summary table after the bars
 
 
 def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):

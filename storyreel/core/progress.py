@@ -103,6 +103,8 @@ class Progress:
             if fields:
                 bar.set_postfix({k: _fmt(v) for k, v in fields.items()}, refresh=False)
             bar.update(count - bar.n)
+            if total is not None and count >= total:
+                bar.refresh()  # the last update may fall inside tqdm's mininterval: show the finished state
         elif fields:
             bar.set_postfix({k: _fmt(v) for k, v in fields.items()})
 
@@ -164,4 +166,3 @@ def setup_cli_logging(quiet: bool = False) -> None:
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
