@@ -1,8 +1,7 @@
 """`storyreel` commands of the `depth` package (see storyreel/cli.py and docs/CLI.md).
 
-    storyreel depth SOURCE --out depth.mp4|depth.png [--png-dir DIR] [--bits 8|16] [--model NAME] [--weights FILE]
-                     [--raw FILE.npy]
-                     [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]
+    storyreel depth SOURCE --out depth.mp4|depth.png [--png-dir DIR] [--bits 8|16] [--model NAME]
+                     [--weights FILE] [--raw FILE.npy] [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]
 """
 
 from __future__ import annotations
