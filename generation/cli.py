@@ -92,10 +92,12 @@ def dx_dy(text: str) -> tuple[float, float]:
 
 def _run_generate(args) -> int:
     from storyreel.core.models import resolve_preset
+    from storyreel.core.progress import Progress
     from storyreel.generation.generate import generate_clip
     from storyreel.generation.settings import GenerationSettings
 
     preset = resolve_preset(args.models)
+    progress = Progress("generate", quiet=args.quiet)
     settings = GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
         tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
@@ -104,8 +106,10 @@ def _run_generate(args) -> int:
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
         characters=args.character, lora_scale=args.lora_scale,
+        on_step=lambda done, total: progress.update(steps=done, of=total),
     )
-    for note in summary["notes"]:
+    progress.close()
+    for note in summary["notes"] if not args.quiet else ():
         print(f"storyreel: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
@@ -302,7 +306,7 @@ def _run_plan(args) -> int:
 
     for token, character in story.characters.items():
         pack = out.resolve().parent / character.pack  # relative packs are relative to the story file
-        if not pack.is_file():
+        if not pack.is_file() and not args.quiet:
             print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
                   f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
                   file=sys.stderr)

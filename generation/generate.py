@@ -106,7 +106,7 @@ class ClipGenerator:
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar is then off).
+        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar stays off).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -153,8 +153,11 @@ class ClipGenerator:
 def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                   preset: str = "default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  characters=(), lora_scale: float = 1.0) -> dict:
-    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
+                  characters=(), lora_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content.
+
+    `on_step(done, total)`: called after each denoising step.
+    """
     from storyreel.depth.media import index_context, open_source
 
     settings = settings or GenerationSettings.for_preset(preset)
@@ -169,7 +172,7 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale, backend=settings.backend)
     return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
-                              index_dir=index_dir, structure_kind=structure_kind).sidecar
+                              index_dir=index_dir, structure_kind=structure_kind, on_step=on_step).sidecar
 
 
 def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,
@@ -192,10 +195,8 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
 
 @contextlib.contextmanager
 def _steps_reported(pipe, on_step):
-    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`."""
-    if on_step is None:
-        yield
-        return
+    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`;
+    without `on_step` nothing is printed (library code reports only through callbacks)."""
 
     class StepCounter:
         def __init__(self, iterable=None, total=None):
@@ -209,7 +210,8 @@ def _steps_reported(pipe, on_step):
 
         def update(self, n: int = 1):
             self.done += n
-            on_step(self.done, self.total)
+            if on_step is not None:
+                on_step(self.done, self.total)
 
     pipe.progress_bar = StepCounter  # an instance attribute: shadows DiffusionPipeline.progress_bar
     try:

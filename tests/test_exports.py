@@ -35,6 +35,13 @@ def train_pack(tiny, path, mode):
     return load_pack(path)
 
 
+@pytest.fixture(scope="module")
+def timeinv_pack(tiny, tmp_path_factory):
+    """(path, pack) of a TimeInv pack trained with the tiny models, shared read-only."""
+    path = tmp_path_factory.mktemp("packs") / "teddy.safetensors"
+    return path, train_pack(tiny, path, "timeinv")
+
+
 def animatediff(tiny):
     """A plain diffusers AnimateDiffPipeline from the same tiny components."""
     from diffusers import AnimateDiffPipeline
@@ -51,10 +58,10 @@ def frames(pipe, prompt="a bear walks"):
                 generator=torch.Generator().manual_seed(0)).frames[0]
 
 
-def test_lora_exports_load_into_plain_diffusers_and_match_the_pack(tiny, tmp_path):
-    pack = train_pack(tiny, tmp_path / "teddy.safetensors", "timeinv")
-    export_pack(tmp_path / "teddy.safetensors", tmp_path / "diffusers.safetensors", "diffusers")
-    export_pack(tmp_path / "teddy.safetensors", tmp_path / "kohya.safetensors", "kohya")
+def test_lora_exports_load_into_plain_diffusers_and_match_the_pack(tiny, timeinv_pack, tmp_path):
+    pack_path, pack = timeinv_pack
+    export_pack(pack_path, tmp_path / "diffusers.safetensors", "diffusers")
+    export_pack(pack_path, tmp_path / "kohya.safetensors", "kohya")
 
     plain = frames(animatediff(tiny))
     ours = animatediff(tiny)  # the pack's LoRA put in by storyreel's own loader: what the export must equal
@@ -79,7 +86,7 @@ def test_lora_exports_load_into_plain_diffusers_and_match_the_pack(tiny, tmp_pat
     assert np.allclose(frames(kohya), expected, atol=1e-5)
 
 
-def test_ti_export_loads_with_load_textual_inversion(tiny, tmp_path, run_cli):
+def test_ti_export_loads_with_load_textual_inversion(tiny, timeinv_pack, tmp_path, run_cli):
     ti = train_pack(tiny, tmp_path / "ti_pack.safetensors", "ti")
     proc = run_cli("character", "export", tmp_path / "ti_pack.safetensors", "--format", "ti",
                    "--out", tmp_path / "ti.safetensors", "--json")
@@ -92,8 +99,8 @@ def test_ti_export_loads_with_load_textual_inversion(tiny, tmp_path, run_cli):
     assert not np.allclose(frames(pipe, "a <teddy> walks"), frames(animatediff(tiny), "a bear walks"))
 
     # A TimeInv pack: the mean of the rows 25-step sampling reads (documented approximation).
-    timeinv = train_pack(tiny, tmp_path / "timeinv.safetensors", "timeinv")
-    export_pack(tmp_path / "timeinv.safetensors", tmp_path / "timeinv_ti.safetensors", "ti")
+    pack_path, timeinv = timeinv_pack
+    export_pack(pack_path, tmp_path / "timeinv_ti.safetensors", "ti")
     with safe_open(str(tmp_path / "timeinv_ti.safetensors"), "pt") as f:
         assert "approximation: mean of the" in f.metadata()["storyreel_note"]
         exported = f.get_tensor("<teddy>")
