@@ -21,6 +21,7 @@ import numpy as np
 MIN_SIDE, MAX_SIDE = 16, 16384
 MAX_FPS = 1000.0
 MIN_FRAMES = 2
+TIME_TOLERANCE_S = 1e-3  # frame timestamps this close to i / fps count as a constant frame rate
 
 # decord2 3.4 fails ("DECORDArrayCopyFromTo: The size must exactly match") for these output widths,
 # whether scaled to or native (found by probing every width up to 400). We decode one of them at
@@ -85,6 +86,26 @@ def probe(path: str) -> VideoInfo:
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise BadVideo(f"absurd frame size {width}x{height}")
     return VideoInfo(num_frames, fps, width, height)
+
+
+def frame_times(path: str, info: VideoInfo) -> np.ndarray:
+    """(num_frames + 1,) float seconds: when each frame starts, relative to the first frame, and last
+    the time the last frame ends. From the container's timestamps, so variable-frame-rate videos get
+    their real times; `i / fps` when the timestamps agree with it within TIME_TOLERANCE_S (a constant
+    frame rate: times stay exact), for gifs, and when the timestamps are unusable (not increasing)."""
+    even = np.arange(info.num_frames + 1, dtype=np.float64) / info.fps
+    if _is_gif(path):
+        return even
+    try:
+        stamps = _reader(path).get_frame_timestamp(np.arange(info.num_frames)).astype(np.float64)
+    except Exception:  # noqa: BLE001 - decord's own error types; the even times are the fallback
+        return even
+    if stamps.shape != (info.num_frames, 2) or not np.all(np.isfinite(stamps)):
+        return even
+    times = np.append(stamps[:, 0], stamps[-1, 1]) - stamps[0, 0]
+    if np.any(np.diff(times) <= 0) or np.max(np.abs(times - even)) < TIME_TOLERANCE_S:
+        return even
+    return times
 
 
 def scaled_size(info: VideoInfo, short_side: int) -> tuple[int, int]:
