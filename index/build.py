@@ -148,6 +148,8 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
         record.error, record.clips = str(err), []
     except OSError as err:  # unreadable, or deleted/replaced while the build runs
         record.error, record.clips = entry_error(file.path, err), []
+    except Exception as err:  # noqa: BLE001 - one strange file must not stop the build; the type names the bug
+        record.error, record.clips = f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})", []
     return record
 
 

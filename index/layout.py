@@ -69,9 +69,10 @@ def repair_current(index_dir: Path) -> str | None:
     found = generations(index_dir)
     if named is None and not found:
         return None  # a new index
-    usable = [g for g in found if has_files(index_dir / g)] or [g for g in found
-                                                                 if (index_dir / g / CATALOG).is_file()]
-    what = f"{CURRENT} named {named!r}, which is not a generation folder" if named else f"{CURRENT} was missing"
+    usable = ([g for g in found if has_files(index_dir / g)]
+              or [g for g in found if (index_dir / g / CATALOG).is_file()])
+    what = f"{CURRENT} named {named!r}, which is not a generation folder" if named else \
+        f"{CURRENT} was missing or empty"
     if not usable:
         (index_dir / CURRENT).unlink(missing_ok=True)
         return f"{what}, and no generation is left: building a new index"

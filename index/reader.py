@@ -56,6 +56,8 @@ class Index:
         self.generation = generation
         # Both files are opened now: a later build may delete this generation, and open files survive that.
         # Damaged files get one line naming them and the repair (index/repair.py).
+        if problem := repair.file_problem(folder / layout.CATALOG):
+            raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG, problem))
         try:
             self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
             meta = read_meta(self._con)

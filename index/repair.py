@@ -31,15 +31,22 @@ def first_line(err: Exception) -> str:
     return (text.splitlines()[0] if text else type(err).__name__)[:160]
 
 
+def file_problem(path: Path) -> str | None:
+    """'missing' or 'empty file', else None."""
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty file"
+    return None
+
+
 def catalog_problem(path: Path) -> str | None:
     """Why the catalog at `path` cannot be used, or None. Reads every table (DuckDB checksums each
     block it reads, so a cut-off or overwritten file fails here rather than halfway through a build)."""
     import duckdb
 
-    if not path.is_file():
-        return "missing"
-    if path.stat().st_size == 0:
-        return "empty file"
+    if problem := file_problem(path):
+        return problem
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as err:
@@ -63,10 +70,8 @@ def read_vectors(path: Path):
     """(FAISS index, None) or (None, why it cannot be read)."""
     import faiss
 
-    if not path.is_file():
-        return None, "missing"
-    if path.stat().st_size == 0:
-        return None, "empty file"
+    if problem := file_problem(path):
+        return None, problem
     try:
         return faiss.read_index(str(path)), None
     except RuntimeError as err:  # FAISS reports every read failure as RuntimeError

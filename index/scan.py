@@ -113,12 +113,17 @@ def _readable_link(path: str) -> bool:
 def find_videos(video_dir: str | Path) -> list[FileStat]:
     """Every video file under `video_dir` (recursive, extension case-insensitive), sorted by path.
 
-    Entries that cannot be read are returned too, with `error` set (see `stat_entry`); a subfolder
-    that cannot be listed is skipped (os.walk's default), and symlinked folders are not followed,
-    so a link cycle cannot make the walk endless.
+    Entries that cannot be read are returned too, with `error` set (see `stat_entry`), and so is a
+    subfolder that cannot be listed. Symlinked folders are not followed, so a link cycle cannot make
+    the walk endless.
     """
     found = []
-    for root, dirs, files in os.walk(os.path.abspath(video_dir)):
+
+    def unlistable(err: OSError) -> None:  # a subfolder we may not read is listed, not skipped silently
+        if err.filename and os.path.abspath(err.filename) != os.path.abspath(video_dir):
+            found.append(FileStat(err.filename, 0, 0, f"cannot list the folder ({os_error_reason(err)})"))
+
+    for root, dirs, files in os.walk(os.path.abspath(video_dir), onerror=unlistable):
         dirs.sort()
         for name in files:
             if name.lower().endswith(VIDEO_EXTENSIONS):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,25 @@ class VideoInfo:
     height: int
 
 
+@contextmanager
+def _decoder_path(path: str):
+    """A name for `path` that decord and OpenCV can open. They take UTF-8 text, and a Linux file name
+    can be any bytes: such a file is opened here and handed over as /proc/self/fd/N (the decoder
+    opens its own handle, so ours closes once the decoder is open)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        if not os.path.isdir("/proc/self/fd"):
+            raise BadVideo("the file name is not valid UTF-8, which the decoder cannot open here; rename it") from None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    yield str(path)
+
+
 def _reader(path: str, width: int = -1, height: int = -1):
     # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
     # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
@@ -49,7 +69,10 @@ def _reader(path: str, width: int = -1, height: int = -1):
     import decord
 
     try:
-        return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
+        with _decoder_path(path) as name:
+            return decord.VideoReader(name, width=width, height=height, num_threads=1)
+    except BadVideo:
+        raise
     except Exception as err:  # noqa: BLE001 - decord raises its own DECORDError / RuntimeError variants
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadVideo(f"not a readable video ({first_line[:160]})") from None
@@ -59,7 +82,8 @@ def _frame_size(path: str) -> tuple[int, int]:
     """(width, height) from the container, without decoding (decord has no accessor for it)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with _decoder_path(path) as name:
+        cap = cv2.VideoCapture(name)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
