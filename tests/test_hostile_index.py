@@ -3,12 +3,14 @@ or succeeds, and nothing already indexed is lost.
 
 The table `CASES` is (command, input) → (exit code, stderr pattern); each row runs on a copy of one
 small published index. The acceptance test builds a generated hostile folder: a non-UTF-8 name, a
-symlink loop, a dangling link, a FIFO, an unreadable file and a file deleted during the build.
+symlink loop, a dangling link, a FIFO, an unreadable file, a folder that cannot be listed and a file
+deleted during the build.
 
 Unreadable file: the tests run as root, and root reads a chmod-000 file anyway. The file is chmod 000
 (so as any other user it really fails) and, for root, the build's `open` is patched to raise the
-PermissionError a user would get for that one path. The FIFO named *.mp4 is a second entry that
-really fails for root: opening it would block forever, so the scan must refuse it from its stat.
+PermissionError a user would get for that one path (`os.scandir` likewise for the locked folder).
+The FIFO named *.mp4 is a second entry that really fails for root: opening it would block forever,
+so the scan must refuse it from its stat.
 """
 
 from __future__ import annotations
@@ -238,13 +240,22 @@ def test_hostile_folder_indexes_every_good_video_and_lists_each_bad_entry(embedd
     os.symlink("loop.mp4", folder / "loop.mp4")
     os.symlink(folder / "missing_target.mp4", folder / "dangling.mp4")
     os.mkfifo(folder / "fifo.mp4")
+    (folder / "locked").mkdir()  # a subfolder we may not list (patched below, as for the unreadable file)
+    write_video(folder / "locked" / "hidden.mp4", [Shot("static", 30, 5)], size=SIZE)
 
     def open_as_a_user(path, *args, **kwargs):  # root reads chmod-000 files; a user gets this
         if str(path).endswith("unreadable.mp4"):
             raise PermissionError(13, "Permission denied", str(path))
         return open(path, *args, **kwargs)
 
+    def scandir_as_a_user(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    real_scandir = os.scandir
     monkeypatch.setattr(scan, "open", open_as_a_user, raising=False)
+    monkeypatch.setattr(os, "scandir", scandir_as_a_user)
     committed = []
 
     def delete_later_file(record):  # after the first commit: zz_deleted.mp4 sorts last, not decoded yet
@@ -253,12 +264,13 @@ def test_hostile_folder_indexes_every_good_video_and_lists_each_bad_entry(embedd
             os.unlink(folder / "zz_deleted.mp4")
 
     report = index.build(folder, tmp_path / "idx", "tiny", embedder=embedder, on_video_committed=delete_later_file)
-    assert (report.videos, report.errors) == (3, 5)
+    assert (report.videos, report.errors) == (3, 6)
 
     errors = json.loads(cli("index", "errors", "--index", tmp_path / "idx", "--json").stdout)
     assert {Path(e["video"]).name: e["reason"] for e in errors} == {
         "dangling.mp4": f"dangling symlink (points to {folder / 'missing_target.mp4'})",
         "fifo.mp4": "not a regular file (a FIFO)",
+        "locked": "cannot list the folder (Permission denied)",
         "loop.mp4": "symlink loop (points to loop.mp4)",
         "unreadable.mp4": "cannot read the file (Permission denied); check its permissions",
         "zz_deleted.mp4": "disappeared during the build (No such file or directory)",
@@ -275,7 +287,7 @@ def test_hostile_folder_indexes_every_good_video_and_lists_each_bad_entry(embedd
         assert idx.read_frames(clip.clip_id, [0]).shape == (1, SIZE[1], SIZE[0], 3)
     # A rerun finds every stored path again (the non-UTF-8 one too): nothing is decoded, nothing retried.
     again = index.build(folder, tmp_path / "idx", "tiny", embedder=embedder)
-    assert (again.frames_decoded, again.unchanged, again.removed) == (0, 7, 1)
+    assert (again.frames_decoded, again.unchanged, again.removed) == (0, 8, 1)
 
 
 # --- variable frame rate --------------------------------------------------------------------------
