@@ -135,6 +135,9 @@ CASES = [
          ["index", "stats", "--index", "{idx}"], 1,
          r"CURRENT names generation 'gen-000007', which is missing; rerun `storyreel index build VIDEO_DIR",
          intact=False),
+    Case("a killed build's work copy is garbage: build",
+         lambda idx: (idx / "staging").mkdir() or (idx / "staging" / "catalog.duckdb").write_bytes(b"junk" * 99),
+         ["index", "build", "{videos}", "--index", "{idx}"], 0, r"\[index build\] files=0/0 clips=3 errors=0"),
     # Data loss 2: an empty or wrong folder would drop every video; the build stops first.
     Case("build from an empty folder", _nothing, ["index", "build", "{empty}", "--index", "{idx}"], 1,
          r"lacks 3 of the 3 files in the index .+; this build would drop them and their clip ids\. "
