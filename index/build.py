@@ -147,7 +147,7 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
     except BadVideo as err:
         record.error, record.clips = str(err), []
     except OSError as err:  # unreadable, or deleted/replaced while the build runs
-        record.error, record.clips = entry_error(file.path, err), []
+        record.error, record.clips = entry_error(err), []
     except Exception as err:  # noqa: BLE001 - one strange file must not stop the build; the type names the bug
         record.error, record.clips = f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})", []
     return record

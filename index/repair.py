@@ -98,9 +98,8 @@ def check_generation(index_dir: Path, generation: str) -> dict[str, str]:
     vectors, vectors_bad = read_vectors(folder / layout.VECTORS)
     if vectors_bad:
         problems[layout.VECTORS] = vectors_bad
-    elif not catalog_bad and vectors.ntotal != clip_count(folder / layout.CATALOG):
-        problems[layout.VECTORS] = (f"holds {vectors.ntotal} vectors for "
-                                    f"{clip_count(folder / layout.CATALOG)} catalog clips")
+    elif not catalog_bad and vectors.ntotal != (clips := clip_count(folder / layout.CATALOG)):
+        problems[layout.VECTORS] = f"holds {vectors.ntotal} vectors for {clips} catalog clips"
     return problems
 
 

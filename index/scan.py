@@ -72,7 +72,7 @@ def os_error_reason(err: OSError) -> str:
     return err.strerror or type(err).__name__
 
 
-def entry_error(path: str, err: OSError) -> str:
+def entry_error(err: OSError) -> str:
     """The errors-table reason for an OSError met while reading a listed file."""
     if isinstance(err, FileNotFoundError):
         return f"disappeared during the build ({os_error_reason(err)})"
@@ -92,22 +92,17 @@ def stat_entry(path: str) -> FileStat:
             return FileStat(path, 0, 0, f"disappeared while the folder was scanned ({os_error_reason(err)})")
         if stat.S_ISLNK(link.st_mode):
             what = "symlink loop" if err.errno == errno.ELOOP else "dangling symlink"
-            target = display_path(os.readlink(path)) if _readable_link(path) else "?"
+            try:
+                target = display_path(os.readlink(path))
+            except OSError:  # replaced since the lstat
+                target = "?"
             return FileStat(path, link.st_size, link.st_mtime_ns, f"{what} (points to {target})")
         return FileStat(path, link.st_size, link.st_mtime_ns, f"cannot stat ({os_error_reason(err)})")
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device or other special file")
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device or other special file")
         return FileStat(path, 0, st.st_mtime_ns, f"not a regular file ({kind})")
     return FileStat(path, st.st_size, st.st_mtime_ns)
-
-
-def _readable_link(path: str) -> bool:
-    try:
-        os.readlink(path)
-        return True
-    except OSError:
-        return False
 
 
 def find_videos(video_dir: str | Path) -> list[FileStat]:
