@@ -89,3 +89,21 @@ def test_index_build_shows_bars_with_eta_on_a_terminal_and_nothing_with_quiet(tm
                       "--quiet")
     assert code == 0 and quiet == ""  # --quiet: no bar, no note
     assert "2 videos" in capsys.readouterr().out
+
+
+def test_an_error_after_a_bar_starts_on_its_own_line(tmp_path, monkeypatch):
+    import importlib
+
+    from storyreel.core.errors import UserError
+    from storyreel.testing.synthetic import make_corpus
+
+    def fail(record):
+        raise UserError("disk full")
+
+    make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
+    build_module = importlib.import_module("storyreel.index.build")  # the package's `build` is the function
+    real_build = build_module.build
+    monkeypatch.setattr(build_module, "build", lambda *a, **k: real_build(*a, **k, on_video_committed=fail))
+    code, stderr = cli("index", "build", tmp_path / "videos", "--index", tmp_path / "index", "--models", "tiny")
+    assert code == 1 and "files" in stderr
+    assert stderr.endswith("\nstoryreel: error: disk full\n")  # the bars were closed first

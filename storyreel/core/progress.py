@@ -22,6 +22,9 @@ import os
 import sys
 import threading
 import time
+import weakref
+
+_OPEN_BARS: weakref.WeakSet = weakref.WeakSet()  # Progress objects with a tqdm bar on screen
 
 
 class Progress:
@@ -82,6 +85,7 @@ class Progress:
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None
+            _OPEN_BARS.discard(self)
 
     # -- terminal: tqdm ------------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class Progress:
             sized = {"dynamic_ncols": True} if columns and lines else {"ncols": 100, "nrows": 24}
             self._bar = tqdm(total=total, desc=self.label, unit=count_name or "it", file=self.stream,
                              position=self._position, leave=self._position == 0, mininterval=0.2, **sized)
+            _OPEN_BARS.add(self)
         bar = self._bar
         if count is not None:
             if total != bar.total or count < bar.n:  # a new total (next file, next plot): restart the clock
@@ -126,6 +131,12 @@ class Progress:
             return
         self._last = now
         print(f"[{self.label}] {' '.join(parts)}", file=self.stream, flush=True)
+
+
+def close_open_bars() -> None:
+    """Close every bar still on screen (nested ones first), so an error line that follows starts on its own line."""
+    for progress in sorted(_OPEN_BARS, key=lambda p: -p._position):
+        progress.close()
 
 
 def _terminal_size(stream) -> tuple[int, int]:
