@@ -10,8 +10,9 @@ OUT_DIR gets, for the last published generation of the index:
     index_infos.json             model id, dimension, index type and search parameters, clip count
 
 The embeddings are the vectors the FAISS index holds (mean-pooled, L2-normalized CLIP frame vectors;
-inner product = cosine), read back from it. Everything is read through the public reader
-(index/reader.py), never from the storage files directly.
+inner product = cosine), read back from it: exact for Flat, HNSW and IVF-Flat indexes, the compressed
+codes' reconstruction for the PQ index of very large corpora (index_infos.json "embeddings_exact").
+Everything is read through the public reader (index/reader.py), never from the storage files directly.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def export_parquet(index_dir, out_dir) -> dict:
         infos = {"format": "storyreel index export/1", "index": str(index.path), "model_id": index.model_id,
                  "dim": int(index.dim), "index_type": getattr(index, "index_type", None),
                  "search_params": search_params(index.vector_index), "clips": len(rows),
-                 "metric": "inner_product", "faiss_ids": "clip_id"}
+                 "metric": "inner_product", "faiss_ids": "clip_id",
+                 "embeddings_exact": "PQ" not in str(getattr(index, "index_type", ""))}
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "metadata").mkdir(parents=True)
@@ -73,8 +75,8 @@ def stored_vectors(vector_index, ids: np.ndarray) -> np.ndarray:
     """float32 (len(ids), d): the vector the FAISS index holds for each id (an IVF index gets a direct map)."""
     import faiss
 
-    if not hasattr(vector_index, "id_map"):  # IVF indexes store ids in their lists: map id -> entry first
-        faiss.extract_index_ivf(vector_index).make_direct_map()
+    if not hasattr(vector_index, "id_map"):  # IVF indexes keep ids in their lists: hash id -> entry first
+        faiss.extract_index_ivf(vector_index).set_direct_map_type(faiss.DirectMap.Hashtable)
     out = np.empty((len(ids), vector_index.d), dtype=np.float32)
     for i, clip_id in enumerate(ids.tolist()):
         out[i] = vector_index.reconstruct(int(clip_id))
