@@ -1,4 +1,4 @@
-"""`storyreel index build|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
+"""`storyreel index build|export|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import sys
 
 from storyreel.core.cli import add_command
+from storyreel.index.scan import display_path
 
 
 def add_commands(commands) -> None:
@@ -20,6 +21,17 @@ def add_commands(commands) -> None:
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
+    p.add_argument("--allow-removals", action="store_true",
+                   help="let the build drop more than half of the index's videos (they left VIDEO_DIR)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild damaged index files from what is intact (vectors from the catalog)")
+
+    p = add_command(sub, "export", _run_export, "write the index as parquet + FAISS files (clip-retrieval layout)",
+                    models=None, json="print the export summary as JSON")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument("--format", required=True, choices=("parquet",),
+                   help="parquet: metadata and FLOAT[dim] embeddings as parquet, plus the FAISS index file")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, or an earlier export)")
 
     for name, run, help_text in (
         ("stats", _run_stats, "videos, clips, errors, model id, index type, dim"),
@@ -37,18 +49,32 @@ def _print_json(doc) -> None:
 
 def _run_build(args) -> int:
     from storyreel.core.errors import UsageError
+    from storyreel.core.progress import Progress
     from storyreel.index.build import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
-                   min_clip_s=args.min_seconds, workers=args.workers)
+                   min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
+                   repair=args.repair, progress=Progress("index build", quiet=args.quiet))
     if args.json:
         _print_json(report.to_dict())
     else:
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")
+    return 0
+
+
+def _run_export(args) -> int:
+    from storyreel.index.export import export_parquet
+
+    summary = export_parquet(args.index, args.out)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {summary['out']}: {summary['clips']} clips, metadata/, img_emb/ (FLOAT[{summary['dim']}]), "
+              f"image.index ({summary['index_type']})")
     return 0
 
 
@@ -78,12 +104,12 @@ def _run_stats(args) -> int:
 def _run_ls(args) -> int:
     rows = _read_index(args, lambda idx: [row.to_dict() for row in idx.clips()])
     return _report(args, rows, [f"{r['clip_id']:>8}  {r['start_s']:8.2f}-{r['end_s']:<8.2f} {r['motion']:<10} "
-                                f"{r['motion_magnitude']:6.2f}  {r['video']}" for r in rows])
+                                f"{r['motion_magnitude']:6.2f}  {display_path(r['video'])}" for r in rows])
 
 
 def _run_errors(args) -> int:
     rows = _read_index(args, lambda idx: idx.errors())
-    lines = [f"{r['video']}: {r['reason']}" for r in rows]
+    lines = [f"{display_path(r['video'])}: {r['reason']}" for r in rows]
     return _report(args, rows, lines or [f"no errors: every video under the index {args.index} was indexed"])
 
 
