@@ -17,7 +17,6 @@ Prints a table and one JSON line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import time
@@ -54,27 +53,29 @@ def bench(name: str, components, frames: int, size: int, repeats: int, device: t
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    # Each arm's processors are set before its timed step (setting them is per call, not per step).
-    arms = {"plain": (contextlib.nullcontext, None), "installed": (lambda: layout_attention(unet, control), False),
-            "masked": (lambda: layout_attention(unet, control), True)}
-
+    # The layout processors stay installed (as for a whole call); "plain" swaps the UNet's own back in.
     def timed(arm: str) -> float:
-        context, active = arms[arm]
-        with context():
-            if active is not None:
-                control.begin(0, range(frames))
-                control.active = active
-            start = time.perf_counter()
-            step()
-            return time.perf_counter() - start
+        wrapped = unet.attn_processors
+        if arm == "plain":
+            unet.set_attn_processor({name: proc.inner for name, proc in wrapped.items()})
+        control.begin(0, range(frames))
+        control.active = arm == "masked"
+        start = time.perf_counter()
+        step()
+        elapsed = time.perf_counter() - start
+        unet.set_attn_processor(wrapped)
+        return elapsed
 
+    arms = ("plain", "installed", "masked")
+    installed = layout_attention(unet, control)
+    installed.__enter__()
     for arm in arms:  # warm-up: allocator, kernels, the masks' first build
         timed(arm)
     times = {arm: [] for arm in arms}
-    names = list(arms)
     for r in range(repeats):  # interleaved, and the order rotates so no arm always runs first
-        for arm in names[r % 3:] + names[:r % 3]:
+        for arm in arms[r % 3:] + arms[:r % 3]:
             times[arm].append(timed(arm))
+    installed.__exit__(None, None, None)
     medians = {arm: statistics.median(values) for arm, values in times.items()}
     return {"models": name, "frames": frames, "size": size, "repeats": repeats,
             **{f"{arm}_s": round(m, 5) for arm, m in medians.items()},
