@@ -104,7 +104,7 @@ class ClipGenerator:
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write".
+        "generate", "step i/N" after each denoising step, "write".
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -132,7 +132,12 @@ class ClipGenerator:
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+        # Each denoising step is a stage too ("step 3/25"; steps count on across windows), so a caller's
+        # progress can move, or stop the run by raising, between steps.
+        steps = settings.steps
+        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning,
+                      callback_on_step_end=None if on_stage is None else
+                      lambda pipe, step, timestep, tensors: stage(f"step {step % steps + 1}/{steps}"))
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
