@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from storyreel.core.errors import UserError
-from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
+from storyreel.generation.story.demo import STORY
+from storyreel.testing.workspace import make_story_workspace
 from storyreel.ui.app import PageProgress, StoryreelApp, UIConfig
 from storyreel.ui.paths import Roots
 
@@ -28,20 +29,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from storyreel import index
-    from storyreel.generation.training.train import TrainSettings, train_character
-    from storyreel.testing.synthetic import make_corpus
-
-    root = tmp_path_factory.mktemp("ui")
-    make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
-    index.build(root / "videos", root / "index", preset="tiny")
-    (root / "packs").mkdir()
-    for name, token, word, colour, shape in CHARACTERS:
-        write_character_images(root / "images" / name.lower(), colour, shape, count=2)
-        train_character(root / "images" / name.lower(), root / "packs" / f"{name.lower()}.safetensors",
-                        TrainSettings(token=token, init_word=word, steps=2, size=32, frames=2), preset="tiny")
-    (root / "story.yaml").write_text(STORY)
-    return root
+    return make_story_workspace(tmp_path_factory.mktemp("ui"))
 
 
 @pytest.fixture(scope="module")

@@ -97,7 +97,14 @@ class PageProgress:
 
 
 def error_line(err: Exception) -> str:
-    return f"**Error:** {err}"
+    return f"**Error:** {md(err)}"
+
+
+def md(text) -> str:
+    """Text shown in a Markdown status as typed: tokens such as <rex> are not HTML tags."""
+    import html
+
+    return html.escape(str(text), quote=False)
 
 
 class StoryreelApp:
@@ -253,7 +260,7 @@ class StoryreelApp:
         try:
             story = parse_story(text, path)
         except UserError as err:
-            return f"**Not valid:** {err}", text, [], []
+            return f"**Not valid:** {md(err)}", text, [], []
         return f"Loaded {path.name}: {len(story.plots)} plots.", text, *story_tables(story, path)
 
     def save_yaml(self, story_path: str, text: str):
@@ -265,7 +272,7 @@ class StoryreelApp:
         try:
             story = parse_story(text, path)
         except UserError as err:
-            return f"**Not saved:** {err}", [], []
+            return f"**Not saved:** {md(err)}", [], []
         write_text_atomic(path, text if text.endswith("\n") else text + "\n")
         return f"Saved {path.name}: {len(story.plots)} plots.", *story_tables(story, path)
 
@@ -336,7 +343,7 @@ class StoryreelApp:
             raise UserError("a pack needs a token (e.g. <rex>) and an init word (e.g. dog)")
         summary = train_character(images, out, settings, preset=resolve_preset(self.config.preset),
                                   progress=PageProgress(bar or (lambda *a, **k: None), "train"))
-        return (f"Trained {summary['token']} for {summary['steps']} steps from {summary['images']} images "
+        return md(f"Trained {summary['token']} for {summary['steps']} steps from {summary['images']} images "
                 f"into {out}."), self.pack_rows()
 
     def pack_files(self) -> list[Path]:
@@ -367,7 +374,7 @@ class StoryreelApp:
         path = self.roots.resolve(pack_path, "pack file")
         pack = load_pack(path)
         images = [] if pack.concept_images is None else [img.cpu().numpy() for img in pack.concept_images]
-        return f"{path.name}: token {pack.token}, {len(images)} concept images.", images
+        return md(f"{path.name}: token {pack.token}, {len(images)} concept images."), images
 
     # -- Render tab ---------------------------------------------------------------------------------
 
@@ -496,7 +503,8 @@ class StoryreelApp:
                 with gr.Row():
                     pack_path = gr.Textbox(label="Pack to preview", elem_id="char-preview-path", scale=4)
                     preview = gr.Button("Preview", elem_id="char-preview")
-                pack_images = gr.Gallery(label="Concept images", columns=8, height="auto", elem_id="char-gallery")
+                pack_images = gr.Gallery(label="Concept images", columns=8, height=180, object_fit="contain",
+                                         elem_id="char-gallery")
             with gr.Tab("Render", id="render"):
                 with gr.Row():
                     render_story_path = gr.Textbox(label="Story file", value=story_text, elem_id="render-story")
