@@ -135,9 +135,16 @@ def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page
     editor.fill(saved.decode())  # the page shows what the file holds again
 
 
-def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, data):
+def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, app, data):
     tab(page, "Render")
     page.locator("#render-go").click()
+    # Another browser tab searches while the render runs: long work does not block the page.
+    other = page.context.browser.new_page()
+    other.goto(app[1])
+    tab(other, "Search")
+    assert search(other, "a zoom in", "any motion")
+    assert "Rendered" not in page.locator("#render-status").inner_text()
+    other.close()
     status(page, "render-status", "Rendered 3 plots: 0 kept, 3 rendered")
     assert (data / "out" / "render" / "story.mp4").is_file()
     assert page.locator("#render-video video").get_attribute("src").endswith("story.mp4")
@@ -145,6 +152,28 @@ def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, dat
 
     page.locator("#render-go").click()
     status(page, "render-status", "Rendered 3 plots: 3 kept, 0 rendered")
+
+
+def test_cancel_stops_a_render_between_steps_and_keeps_finished_plots(app, data):
+    """The Cancel button's handler during a render (the bar is what the page's gr.Progress receives)."""
+    import json
+
+    ui = app[0]
+    story = data / "story.yaml"
+    story.write_text(story.read_text().replace("seed: 0}", "seed: 1}"))  # every plot changes
+    seen = []
+
+    def bar(fraction, desc=""):
+        seen.append(desc)
+        if "plot=2/3" in desc and "step 1/4" in desc:
+            ui.cancel_render()
+
+    shown, rows, *_ = ui.render(str(story), str(data / "index"), str(data / "out" / "render"), bar)
+    assert shown.startswith("Render cancelled: 1 finished plots are kept")
+    assert [r[2] for r in rows] == ["rendered"]
+    manifest = json.loads((data / "out" / "render" / "manifest.json").read_text())
+    assert list(manifest["plots"]) == ["0"]
+    assert "render: plot=1/3 stage=step 4/4" in seen and not any("plot=3/3" in d for d in seen)
 
 
 def test_bad_paths_show_one_line(page, data):
