@@ -69,14 +69,14 @@ class PageProgress:
 
     def __init__(self, bar, label: str, cancel: threading.Event | None = None):
         self.bar, self.label, self.cancel = bar, label, cancel
-        self.last: dict = {}
+        self.done_fraction = 0.0  # the bar never moves back (a plot's "write" stage names no step)
 
     def update(self, force: bool = False, **fields) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled(f"{self.label} cancelled")
-        self.last = fields
         text = " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        self.bar(self.fraction(fields), desc=f"{self.label}: {text}")
+        self.done_fraction = max(self.done_fraction, self.fraction(fields) or 0.0)
+        self.bar(self.done_fraction, desc=f"{self.label}: {text}")
 
     done = update
 
@@ -150,7 +150,7 @@ class StoryreelApp:
         folder = self.roots.resolve(index_dir, "index folder")
         if not videos.is_dir():
             raise UserError(f"video folder {videos} does not exist or is not a folder")
-        progress = PageProgress(bar or (lambda *a, **k: None), "index")
+        progress = PageProgress(_no_bar if bar is None else bar, "index")
         report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress)
         status = (f"Indexed {report.videos} videos: {report.new} new, {report.changed} changed, "
                   f"{report.unchanged} unchanged, {report.removed} removed; {report.clips} clips, "
@@ -342,7 +342,7 @@ class StoryreelApp:
         if not settings.token or not settings.init_word:
             raise UserError("a pack needs a token (e.g. <rex>) and an init word (e.g. dog)")
         summary = train_character(images, out, settings, preset=resolve_preset(self.config.preset),
-                                  progress=PageProgress(bar or (lambda *a, **k: None), "train"))
+                                  progress=PageProgress(_no_bar if bar is None else bar, "train"))
         return md(f"Trained {summary['token']} for {summary['steps']} steps from {summary['images']} images "
                 f"into {out}."), self.pack_rows()
 
@@ -386,7 +386,7 @@ class StoryreelApp:
         folder = self.roots.resolve(index_dir, "index folder")
         out = self.roots.resolve(out_dir, "output folder")
         self.render_cancel.clear()
-        progress = PageProgress(bar or (lambda *a, **k: None), "render", self.render_cancel)
+        progress = PageProgress(_no_bar if bar is None else bar, "render", self.render_cancel)
         log = _Lines()
         try:
             manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log)
@@ -672,3 +672,7 @@ class _Lines:
     def flush(self) -> None:
         pass
 
+
+
+def _no_bar(*args, **kwargs) -> None:
+    """The bar of a handler called without a page (a gr.Progress is falsy, so callers test `is None`)."""
