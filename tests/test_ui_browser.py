@@ -6,7 +6,11 @@ the demo story with two character packs trained for 2 steps, the `tiny` preset.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -37,8 +41,10 @@ def app(data):
     config = UIConfig(index=data / "index", story=data / "story.yaml", out=data / "out", roots=(data / "videos",),
                       preset="tiny", port=free_port(), temp_dir=data / "tmp")
     ui = StoryreelApp(config)
-    page, url = ui.launch(block=False, quiet=True)
-    yield ui, url
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        page, url = ui.launch(block=False)
+    yield ui, url, said.getvalue()
     page.close()
 
 
@@ -109,6 +115,22 @@ def test_search_shows_k_thumbnails_plays_a_clip_and_filters_by_motion(page, data
     assert all(f" {label} " in c for c in captions)
     search(page, "the camera pans left", "any motion")  # leave the filter off for the other tests
 
+    # "Use for plot N" pins the picked clip in the story file.
+    fill(page, "search-plot", "2")
+    page.locator("#search-pin").click()
+    status(page, "search-status", f"Plot 2 of story.yaml now uses clip {clip_id}.")
+    from storyreel.generation.story import load_story
+
+    assert [p.clip for p in load_story(data / "story.yaml").plots] == [None, clip_id, None]
+
+    # A query image, uploaded into the app's temporary folder.
+    page.locator("#search-image input[type=file]").set_input_files(str(data / "images" / "teddy" / "0.png"))
+    page.locator("#search-image img").wait_for()
+    page.locator("#search-go").click()
+    status(page, "search-status", "4 clips for the image.")
+    assert page.locator("#search-results img").count() == 4
+    assert any((data / "tmp").rglob("0.png"))
+
 
 def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page, data):
     story = data / "story.yaml"
@@ -145,7 +167,7 @@ def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, app
     assert search(other, "a zoom in", "any motion")
     assert "Rendered" not in page.locator("#render-status").inner_text()
     other.close()
-    page.get_by_text("render: plot=3/3 stage=step").first.wait_for()  # the bar names the plot and the step
+    page.get_by_text(re.compile(r"render: plot=\d/3 stage=")).first.wait_for()  # the bar names the plot and stage
     status(page, "render-status", "Rendered 3 plots: 0 kept, 3 rendered")
     assert (data / "out" / "render" / "story.mp4").is_file()
     assert page.locator("#render-video video").get_attribute("src").endswith("story.mp4")
@@ -162,17 +184,26 @@ def test_cancel_stops_a_render_between_steps_and_keeps_finished_plots(page, data
     story.write_text(story.read_text().replace("seed: 0}", "seed: 1}"))  # every plot changes
     tab(page, "Render")
     page.locator("#render-go").click()
-    page.get_by_text("render: plot=2/3 stage=step").first.wait_for()
+    manifest = data / "out" / "render" / "manifest.json"
+    while json.loads(manifest.read_text())["plots"]["0"]["settings"]["seed"] != 1:  # until plot 1 is new
+        time.sleep(0.05)
     page.locator("#render-cancel").click()
     shown = status(page, "render-status", "Render cancelled")
-    kept = json.loads((data / "out" / "render" / "manifest.json").read_text())["plots"]
+    kept = json.loads(manifest.read_text())["plots"]
     assert list(kept) in (["0"], ["0", "1"])  # plot 1, and plot 2 if its last step had begun
     assert shown.startswith(f"Render cancelled: {len(kept)} finished plots are kept")
-    assert page.locator("#render-plots tbody tr").count() == len(kept)
 
 
-def test_bad_paths_show_one_line(page, data):
+def test_index_tab_builds_and_bad_paths_show_one_line(page, data):
+    from playwright.sync_api import expect
+
     tab(page, "Index")
+    fill(page, "index-videos", str(data / "videos"))
+    fill(page, "index-dir", str(data / "out" / "index2"))
+    page.locator("#index-build").click()
+    status(page, "index-status", "Indexed 3 videos: 3 new, 0 changed, 0 unchanged, 0 removed; 9 clips, 0 files failed")
+    expect(page.locator("#index-stats")).to_contain_text(str(data / "out" / "index2"))  # its stats table
+
     fill(page, "index-videos", str(data / "videos" / "missing"))
     page.locator("#index-build").click()
     shown = status(page, "index-status", "Error:")
@@ -203,9 +234,51 @@ def test_roots_refuse_paths_outside_and_progress_reads_the_library_fields(tmp_pa
     assert PageProgress.fraction({"stage": "loading models"}) is None
 
 
+def test_the_app_binds_localhost_and_says_so(app):
+    ui, url, said = app
+    assert url == f"http://127.0.0.1:{ui.config.port}"
+    assert said.startswith(f"storyreel ui: serving on {url} (bound to 127.0.0.1: only this machine can open it;")
+    with socket.create_connection(("127.0.0.1", ui.config.port)):
+        pass  # listening on the loopback address
+
+
 def test_an_upload_over_the_limit_is_refused(app, tmp_path):
     ui = app[0]
     big = tmp_path / "big.png"
     big.write_bytes(b"\0" * (ui.max_upload_bytes + 1))
     with pytest.raises(UserError, match="uploads are limited to 20 MB"):
         ui.check_upload(big)
+
+
+def test_story_tables_and_plan_write_what_the_yaml_editor_would(app, data, tmp_path):
+    """The Table and Plan handlers, without the browser: rows become story fields, validated the same way."""
+    from storyreel.generation.story import load_story
+
+    ui = app[0]
+    path = data / "out" / "table.yaml"
+    characters = [["<teddy>", "Teddy", "bear", str(data / "packs" / "teddy.safetensors"), ""]]
+    plots = [["Teddy naps.", "static", "", "8", "", "", "", "", ""],
+             ["Teddy wakes.", "", "3", "", "0.4", "", "", "", ""]]
+    shown, text, _, rows = ui.save_tables(str(path), characters, plots)
+    assert shown == "Saved table.yaml: 2 plots."
+    story = load_story(path)
+    assert [(p.text, p.motion, p.frames, p.clip, p.tau) for p in story.plots] == [
+        ("Teddy naps.", "static", 8, None, None), ("Teddy wakes.", None, None, 3, 0.4)]
+    assert rows[1][:3] == ["Teddy wakes.", "", 3]
+    saved = path.read_bytes()
+    plots[0][3] = "0"
+    shown, text, _, _ = ui.save_tables(str(path), characters, plots)
+    assert shown.startswith("**Not saved:** ") and "plots[0].frames: must be an integer >= 1, got 0" in shown
+    assert path.read_bytes() == saved and text is None
+
+    shown, text = ui.plan(str(path), "Teddy walks home. Then Teddy sleeps.", "Teddy=<teddy>", "", "")
+    assert shown == "Planned 2 plots: check them, then Save."
+    assert "prompt: <teddy> walks home." in text and path.read_bytes() == saved  # not saved until Save
+
+
+def test_ui_command_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
+    from storyreel.cli import main
+
+    assert main(["ui", "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"storyreel: error: --index {tmp_path / 'nope'} does not exist or is not a folder\n"
