@@ -1,7 +1,7 @@
 """`storyreel` commands of the `depth` package (see storyreel/cli.py and docs/CLI.md).
 
-    storyreel depth SOURCE --out depth.mp4 [--model NAME] [--weights FILE] [--raw FILE.npy]
-                     [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]
+    storyreel depth SOURCE --out depth.mp4 [--depth-model NAME] [--weights FILE] [--raw FILE.npy]
+                     [--sheet PNG] [--index INDEX_DIR] [--json] [--models P] [--device D] [--dtype T]
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ def add_commands(commands) -> None:
         commands, "depth", _run_depth, "stable MiDaS depth video of a video, an image or an indexed clip",
         description="Estimate MiDaS depth for every frame of SOURCE, stabilize it over the clip and "
                     "write a gray depth video (near = bright) with a <out>.json sidecar.",
+        models="model preset whose depth model to use (default: with --index, the preset the index was built "
+               "with; else $STORYREEL_MODELS, else default)",
+        components=("depth",),
     )
     parser.add_argument("source", metavar="SOURCE", help="video file, image file, or clip id (with --index)")
     parser.add_argument("--out", required=True, help="depth video to write (.mp4)")
-    parser.add_argument("--model", help="depth model of the registry (tiny, dpt_hybrid_384, dpt_large_384, "
-                                        "dpt_beit_large_512); default: the preset's")
     parser.add_argument("--weights", help="checkpoint file in the official MiDaS layout (.pt)")
     parser.add_argument("--raw", help="also save the raw network output (float32 F x H x W, .npy)")
     parser.add_argument("--sheet", help="also save a PNG of source keyframes above their depth maps")
@@ -31,8 +32,9 @@ def _run_depth(args) -> int:
     import json
     from pathlib import Path
 
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UserError
-    from storyreel.core.models import get_preset
+    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
     from storyreel.core.progress import Progress
     from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
     from storyreel.depth.model import create_depth_model
@@ -41,15 +43,18 @@ def _run_depth(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out {out} must end in .mp4")
-    name = args.model or get_preset(args.models).depth
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    device, dtype = device_and_dtype(args)
     # 1. source first: a bad path should not wait for model loading
     with index_context(args.index) as index:
         source = open_source(args.source, index)
         frames = source.read(list(range(source.num_frames)))
+        # the index records the model it was built with: its preset's depth model, unless --models says
+        preset = (preset_for_model_id(index.model_id) if index is not None and args.models is None else None)
+    name = with_overrides(preset or get_preset(args.models), depth=args.depth_model).depth
     # 2. model
-    model = create_depth_model(name, weights=args.weights)
+    model = create_depth_model(name, weights=args.weights, device=device, dtype=dtype)
     # 3. frames -> raw inverse depth -> stabilized [0, 1]
     progress = Progress("depth")
     raw = model.predict(frames, batch_size=args.batch_size, progress=progress)

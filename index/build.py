@@ -243,18 +243,20 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
     return index_type
 
 
-def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
-          frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
+def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
+          frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None, device=None, dtype=None,
           on_video_committed: Callable[[VideoRecord], None] | None = None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
+    preset: a name or a ModelPreset (its CLIP embeds); device/dtype: where and in what precision
+    (storyreel.core.devices' defaults: CUDA in fp16 when present).
     progress: a `Progress` for the per-file lines on stderr (default: one line a second).
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
     catalog transaction commits, i.e. once the file is safe: a build killed after that point resumes
     without decoding it again. It runs on the build's thread, between files (a slow callback slows the
     build; an exception aborts it, leaving a resumable staging catalog).
     """
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.index.embed import load_clip
 
@@ -265,7 +267,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         raise UserError("need 0 < min_clip_s <= max_clip_s and frames_per_clip >= 1")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
-    embedder = embedder or load_clip(resolve_preset(preset))
+    embedder = embedder or load_clip(get_preset(preset), device=device, dtype=dtype)
     progress = progress or Progress("index build")
     t0 = time.monotonic()
 
