@@ -69,8 +69,10 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
                 tiny = write_tiny_checkpoint(folder, seed=spec.seed or 0)
         where = {"base": tiny.get("base_dir"), "motion_adapter": tiny.get("motion_adapter_dir"),
                  "controlnet": tiny.get("controlnet_dir")}
-        folders = {role: where[role] if is_built_in(ids[role]) else _locate(ids[role], role) for role in ids}
-        if _is_single_file(spec.base):
+        single_file = _is_single_file(spec.base)
+        folders = {role: where[role] if is_built_in(ids[role]) else _locate(ids[role], role)
+                   for role in ids if not (role == "base" and single_file)}
+        if single_file:
             config = tiny["base_dir"] if _config_is_built_in(preset) else _locate(PRESETS[preset.name].generator.base,
                                                                                    "base", SD15_CONFIG_FILES)
             folders["base"] = read_single_file(spec.base, config, dtype=dtype)
@@ -116,12 +118,18 @@ def _locate(model: str, role: str, files=None):
 def read_single_file(checkpoint, config_dir, *, dtype: torch.dtype = torch.float32) -> dict:
     """The SD1.5 models of a single-file (original LDM layout) checkpoint, as ComfyUI and A1111 keep them.
 
-    diffusers' `from_single_file` converts the weights; `config_dir` is an SD1.5-layout diffusers folder
-    whose configs describe the architecture (the preset's base: for `default` only its `*.json` and
-    `tokenizer/` need be in the cache), so nothing is fetched. Returns the models for `load_components`.
+    diffusers' single-file converters (what `from_single_file` runs) rename the weights; `config_dir` is
+    an SD1.5-layout diffusers folder whose configs describe the architecture (the preset's base: for
+    `default` only its `*.json` and `tokenizer/` need be in the cache), so nothing is fetched. Returns
+    the models for `load_components`.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, load_single_file_checkpoint
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+        load_single_file_checkpoint,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config_dir = Path(config_dir)
@@ -132,15 +140,28 @@ def read_single_file(checkpoint, config_dir, *, dtype: torch.dtype = torch.float
     if not any(key.startswith("model.diffusion_model.") for key in state):
         raise UserError(f"--base {checkpoint}: not a Stable Diffusion 1.x single-file checkpoint "
                         "(no model.diffusion_model.* weights)")
+    models = {}
     with _quiet_libraries():
-        common = dict(config=str(config_dir), local_files_only=True, torch_dtype=dtype)
-        unet = UNet2DConditionModel.from_single_file(state, subfolder="unet", **common)
-        vae = AutoencoderKL.from_single_file(state, subfolder="vae", **common)
+        for name, cls, convert in (("unet", UNet2DConditionModel, convert_ldm_unet_checkpoint),
+                                   ("vae", AutoencoderKL, convert_ldm_vae_checkpoint)):
+            config = cls.load_config(config_dir / name)
+            models[name] = cls.from_config(config)
+            _load_exactly(models[name], convert(state, config), checkpoint, name)
         text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
-        missing, _ = text_encoder.load_state_dict(convert_ldm_clip_checkpoint(state), strict=False)
-        if [key for key in missing if not key.endswith("position_ids")]:
-            raise UserError(f"--base {checkpoint}: its text encoder lacks {missing[0]} (not an SD1.x checkpoint?)")
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder.to(dtype), "dir": config_dir}
+        _load_exactly(text_encoder, convert_ldm_clip_checkpoint(state), checkpoint, "text encoder")
+        if dtype != torch.float32:
+            models = {name: model.to(dtype) for name, model in models.items()}
+            text_encoder = text_encoder.to(dtype)
+    return {**models, "text_encoder": text_encoder, "dir": config_dir}
+
+
+def _load_exactly(model: torch.nn.Module, weights: dict, checkpoint, what: str) -> None:
+    """Every weight of `model` from `weights` (CLIP's position ids are a buffer, recomputed): else a UserError."""
+    missing, _ = model.load_state_dict(weights, strict=False)
+    missing = [key for key in missing if not key.endswith("position_ids")]
+    if missing:
+        raise UserError(f"--base {checkpoint}: its {what} lacks {missing[0]} ({len(missing)} weights missing); "
+                        "expected a Stable Diffusion 1.x checkpoint matching the preset's architecture")
 
 
 def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[str, str] | None = None,
