@@ -27,7 +27,7 @@ def unet_to_ldm(state: dict, config: dict) -> dict:
              "mid_block.attentions.0": "middle_block.1"}
     for j in range(2):
         names[f"mid_block.resnets.{j}"] = f"middle_block.{2 * j}"
-    for i, kind in enumerate(config["down_block_types"]):
+    for i in range(len(config["down_block_types"])):
         for j in range(layers):
             block = 1 + i * (layers + 1) + j
             names[f"down_blocks.{i}.resnets.{j}"] = f"input_blocks.{block}.0"
