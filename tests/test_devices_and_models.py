@@ -215,3 +215,18 @@ def test_doctor_reports_what_is_missing_with_its_fetch_command(run_cli, hf_cache
     proc = run_cli("doctor", env={"STORYREEL_MODELS": "tiny"})
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1].startswith("ready: preset tiny")
     assert "get it: hf download lllyasviel/Annotators --include dpt_hybrid-midas-501f0c75.pt" in proc.stdout
+
+
+def test_a_story_files_models_section(tmp_path):
+    from storyreel.generation.story.format import load_story
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.safetensors").write_bytes(b"")
+    story = tmp_path / "story.yaml"
+    story.write_text("models: {preset: tiny, base: models/mine.safetensors, scheduler: EulerDiscreteScheduler,\n"
+                     "         controlnet: org/depth-cn}\nplots:\n  - text: A cat sleeps.\n")
+    assert load_story(story).models == {"preset": "tiny", "base": str(tmp_path / "models" / "mine.safetensors"),
+                                        "scheduler": "EulerDiscreteScheduler", "controlnet": "org/depth-cn"}
+    story.write_text("models:\n  bse: x\nplots:\n  - text: A cat sleeps.\n")
+    with pytest.raises(UserError, match=r"story.yaml:2: models: unknown field 'bse' \(did you mean 'base'\?\)"):
+        load_story(story)
