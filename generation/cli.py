@@ -314,11 +314,11 @@ def _add_render(commands) -> None:
 
 def _run_render(args) -> int:
     from storyreel.core.devices import device_and_dtype
-    from storyreel.core.models import COMPONENT_FLAGS
+    from storyreel.core.models import COMPONENT_ARGS
     from storyreel.generation.story.render import render_story
 
     device, dtype = device_and_dtype(args)
-    overrides = {key: getattr(args, flag.replace("-", "_")) for flag, key in COMPONENT_FLAGS.items()}
+    overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
     manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
                             overrides=overrides, device=device, dtype=dtype, cpu_offload=args.cpu_offload)
     if args.json:

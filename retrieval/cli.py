@@ -38,7 +38,7 @@ def _run_search(args) -> int:
         raise UsageError("give exactly one query: a TEXT or --image PATH")
     device, dtype = device_and_dtype(args)
     with open_index(args.index) as index:
-        embedder = clip_for_index(index.model_id, args.models, args.clip, device=device, dtype=dtype)
+        embedder = clip_for_index(index.model_id, args.models, args.clip_model, device=device, dtype=dtype)
         hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
                       min_seconds=args.min_seconds, embedder=embedder)
         if args.sheet:

@@ -16,9 +16,9 @@ from storyreel.core.devices import DEVICE_HELP, DTYPE_HELP
 
 MODELS_HELP = "model preset: tiny or default (else $STORYREEL_MODELS, else default)"
 JSON_HELP = "print one JSON document on stdout"
-# flag, dest, help of each swappable component (storyreel/core/models.py COMPONENT_FLAGS has the same names)
+# flag, dest, help of each swappable component (dests: storyreel/core/models.py COMPONENT_ARGS)
 COMPONENT_HELP = {
-    "clip": ("--clip", "clip", "CLIP instead of the preset's: an open_clip NAME:PRETRAINED_TAG "
+    "clip": ("--clip", "clip_model", "CLIP instead of the preset's: an open_clip NAME:PRETRAINED_TAG "
              "(ViT-B-16:laion2b_s34b_b88k) or hf-hub:ORG/REPO"),
     "depth": ("--depth-model", "depth_model", "depth model instead of the preset's: a MiDaS registry name, or a "
               "transformers depth-estimation model (repo id or local folder, e.g. Depth Anything V2)"),

@@ -150,9 +150,10 @@ def resolve_preset(name: str | None = None) -> str:
 
 # -- swapping components: `--clip`, `--depth-model`, `--base`, ... and a story file's `models:` section --------
 
-# The overridable components: flag name (docs/CLI.md) -> the keyword of `with_overrides`.
-COMPONENT_FLAGS = {"clip": "clip", "depth-model": "depth", "base": "base", "motion-adapter": "motion_adapter",
-                   "controlnet": "controlnet", "scheduler": "scheduler"}
+# The overridable components: parsed-argument name of its flag (storyreel/core/cli.py: --clip, --depth-model,
+# --base, --motion-adapter, --controlnet, --scheduler) -> the keyword of `with_overrides`.
+COMPONENT_ARGS = {"clip_model": "clip", "depth_model": "depth", "base": "base", "motion_adapter": "motion_adapter",
+                  "controlnet": "controlnet", "scheduler": "scheduler"}
 BUILT_IN = "storyreel/tiny-"  # ids of the generator models storyreel/testing/tiny.py builds in code
 
 
@@ -208,7 +209,7 @@ def preset_from_args(args, **fallbacks) -> ModelPreset:
     """The preset of a parsed command: --models, then whichever of --clip, --depth-model, --base,
     --motion-adapter, --controlnet, --scheduler it has and was given (`fallbacks`: values for the ones
     not given, e.g. a story file's `models:` section)."""
-    given = {key: getattr(args, flag.replace("-", "_"), None) for flag, key in COMPONENT_FLAGS.items()}
+    given = {key: getattr(args, dest, None) for dest, key in COMPONENT_ARGS.items()}
     given = {key: value if value is not None else fallbacks.get(key) for key, value in given.items()}
     return with_overrides(getattr(args, "models", None), **given)
 
