@@ -146,22 +146,28 @@ def read_single_file(checkpoint, config_dir, *, dtype: torch.dtype = torch.float
                                    ("vae", AutoencoderKL, convert_ldm_vae_checkpoint)):
             config = cls.load_config(config_dir / name)
             models[name] = cls.from_config(config)
-            _load_exactly(models[name], convert(state, config), checkpoint, name)
+            _load_exactly(models[name], lambda c=convert, k=config: c(state, k), checkpoint, name)
         text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(config_dir / "text_encoder"))
-        _load_exactly(text_encoder, convert_ldm_clip_checkpoint(state), checkpoint, "text encoder")
+        _load_exactly(text_encoder, lambda: convert_ldm_clip_checkpoint(state), checkpoint, "text encoder")
         if dtype != torch.float32:
             models = {name: model.to(dtype) for name, model in models.items()}
             text_encoder = text_encoder.to(dtype)
     return {**models, "text_encoder": text_encoder, "dir": config_dir}
 
 
-def _load_exactly(model: torch.nn.Module, weights: dict, checkpoint, what: str) -> None:
-    """Every weight of `model` from `weights` (CLIP's position ids are a buffer, recomputed): else a UserError."""
-    missing, _ = model.load_state_dict(weights, strict=False)
+def _load_exactly(model: torch.nn.Module, convert, checkpoint, what: str) -> None:
+    """Every weight of `model` from `convert()` (CLIP's position ids are a buffer, recomputed), else a UserError:
+    a checkpoint of another architecture misses keys or has other shapes."""
+    expected = "expected a Stable Diffusion 1.x checkpoint matching the preset's architecture"
+    try:
+        missing, _ = model.load_state_dict(convert(), strict=False)
+    except (KeyError, RuntimeError, ValueError, IndexError) as err:
+        problem = str(err).strip().splitlines()[-1].strip()[:200]
+        raise UserError(f"--base {checkpoint}: its {what} does not fit ({problem}); {expected}") from None
     missing = [key for key in missing if not key.endswith("position_ids")]
     if missing:
         raise UserError(f"--base {checkpoint}: its {what} lacks {missing[0]} ({len(missing)} weights missing); "
-                        "expected a Stable Diffusion 1.x checkpoint matching the preset's architecture")
+                        f"{expected}")
 
 
 def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[str, str] | None = None,
