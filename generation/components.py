@@ -176,8 +176,8 @@ def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[s
 
     `motion_adapter_dir` None: the image UNet alone (Text2Video-Zero). `scheduler`: the class to
     sample with, configured from `base_dir/scheduler` plus its overrides. `base_dir` may instead be
-    `read_single_file`'s models (with the folder of their tokenizer and scheduler). Weights stored only
-    as the fp16 variant (`*.fp16.safetensors`) are read as such.
+    `read_single_file`'s models (with the folder of their tokenizer and scheduler). fp16-variant weights
+    (`*.fp16.safetensors`) are read for fp16, and whenever they are the only ones there.
     """
     import diffusers
     from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel, UNetMotionModel
@@ -195,7 +195,7 @@ def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[s
             raise UserError(f"model folder {folder} is missing; expected a diffusers-format checkpoint there")
 
     def read(cls, folder, weights="diffusion_pytorch_model.safetensors"):
-        return cls.from_pretrained(folder, torch_dtype=dtype, variant=_variant(folder, weights))
+        return cls.from_pretrained(folder, torch_dtype=dtype, variant=_variant(folder, weights, dtype))
 
     with _quiet_libraries():
         unet = loaded["unet"] if loaded else read(UNet2DConditionModel, base_dir / "unet")
@@ -219,11 +219,14 @@ def load_components(base_dir, motion_adapter_dir, controlnet_dir, *, ids: dict[s
     return components
 
 
-def _variant(folder: Path, weights: str) -> str | None:
-    """"fp16" when a folder holds only the fp16 variant of its weights (a cache fetched with `*.fp16.*`)."""
+def _variant(folder: Path, weights: str, dtype: torch.dtype) -> str | None:
+    """"fp16" when the folder has the fp16 variant of its weights and it is what to read: fp16 inference
+    (half the bytes to load), or a cache fetched with `*.fp16.safetensors` alone."""
     from storyreel.core.hub import fp16_variant
 
-    return "fp16" if not (folder / weights).is_file() and (folder / fp16_variant(weights)).is_file() else None
+    if not (folder / fp16_variant(weights)).is_file():
+        return None
+    return "fp16" if dtype == torch.float16 or not (folder / weights).is_file() else None
 
 
 @contextlib.contextmanager
