@@ -31,15 +31,17 @@ def _run_search(args) -> int:
     from storyreel.core.errors import UsageError
     from storyreel.index import open_index
     from storyreel.index.embed import clip_for_index
-    from storyreel.retrieval.query import search
+    from storyreel.index.scan import display_path
+    from storyreel.retrieval.query import load_image, search
     from storyreel.retrieval.sheet import contact_sheet
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")
     device, dtype = device_and_dtype(args)
+    image = load_image(args.image) if args.image is not None else None  # a bad image fails before CLIP loads
     with open_index(args.index) as index:
         embedder = clip_for_index(index.model_id, args.models, args.clip_model, device=device, dtype=dtype)
-        hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
+        hits = search(index, text=args.text, image=image, k=args.k, motion=args.motion,
                       min_seconds=args.min_seconds, embedder=embedder)
         if args.sheet:
             path = contact_sheet(index, hits, args.sheet)
@@ -53,5 +55,5 @@ def _run_search(args) -> int:
     for hit in hits:
         c = hit.clip
         print(f"{hit.rank:>3}  {hit.score:6.3f}  clip {c.clip_id:<6} {c.start_s:7.2f}-{c.end_s:<7.2f}s  "
-              f"{c.motion:<9}  {c.video}")
+              f"{c.motion:<9}  {display_path(c.video)}")
     return 0
