@@ -158,10 +158,12 @@ def _add_character(commands) -> None:
 def _run_character_train(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import preset_from_args
+
+    device, dtype = device_and_dtype(args, training=True)  # a bad --device fails before the heavy imports
+    preset = preset_from_args(args)
+
     from storyreel.generation.training.train import TrainSettings, train_character
 
-    preset = preset_from_args(args)
-    device, dtype = device_and_dtype(args, training=True)
     settings = TrainSettings(
         token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
         lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames, size=args.size,
