@@ -94,11 +94,13 @@ def dx_dy(text: str) -> tuple[float, float]:
 def _run_generate(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import preset_from_args
+    from storyreel.core.progress import Progress
     from storyreel.generation.generate import generate_clip
     from storyreel.generation.settings import GenerationSettings
 
     preset = preset_from_args(args)
     device, dtype = device_and_dtype(args)
+    progress = Progress("generate", quiet=args.quiet)
     settings = GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
         tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
@@ -108,8 +110,10 @@ def _run_generate(args) -> int:
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
         device=device, dtype=dtype,
         characters=args.character, lora_scale=args.lora_scale,
+        on_step=lambda done, total: progress.update(steps=done, of=total),
     )
-    for note in summary["notes"]:
+    progress.close()
+    for note in summary["notes"] if not args.quiet else ():
         print(f"storyreel: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
@@ -153,11 +157,41 @@ def _add_character(commands) -> None:
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                         help="recompute UNet activations in backward (much less memory, slower; "
                              "default: on with CUDA)")
+    _add_character_export(sub)
+
+
+def _add_character_export(sub) -> None:
+    from storyreel.generation.characters.export import DEFAULT_TI_STEPS, FORMATS
+
+    parser = add_command(sub, "export", _run_character_export,
+                         "write a character pack as a diffusers or kohya LoRA, or a textual-inversion embedding",
+                         models=None, json="print the export summary as JSON")
+    parser.add_argument("pack", metavar="PACK", help="character pack (.safetensors) from `character train`")
+    parser.add_argument("--format", required=True, choices=FORMATS,
+                        help="diffusers: LoRA for pipe.load_lora_weights; kohya: lora_unet_* LoRA for ComfyUI/A1111; "
+                             "ti: the token's embedding for load_textual_inversion")
+    parser.add_argument("--out", required=True, metavar="FILE", help="file to write (.safetensors)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_TI_STEPS,
+                        help="ti of a TimeInv pack: average the rows this many sampling steps read "
+                             f"(default {DEFAULT_TI_STEPS})")
+
+
+def _run_character_export(args) -> int:
+    from storyreel.generation.characters.export import export_pack
+
+    summary = export_pack(args.pack, args.out, args.format, steps=args.steps)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['out']} ({summary['format']}, token {summary['token']}, {summary['tensors']} tensors)"
+              + (f"; {summary['note']}" if summary["note"] else ""))
+    return 0
 
 
 def _run_character_train(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import preset_from_args
+    from storyreel.core.progress import Progress
 
     device, dtype = device_and_dtype(args, training=True)  # a bad --device fails before the heavy imports
     preset = preset_from_args(args)
@@ -171,7 +205,8 @@ def _run_character_train(args) -> int:
         checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
     )
     summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,
-                              reg_clips=args.reg_clips, resume=args.resume, device=device, dtype=dtype)
+                              reg_clips=args.reg_clips, resume=args.resume, device=device, dtype=dtype,
+                              progress=Progress("character train", quiet=args.quiet))
     print(json.dumps(summary) if args.json else
           f"wrote {summary['pack']}: token {summary['token']} ({summary['mode']}, {summary['buckets']} rows), "
           f"{summary['steps']} steps, final loss {summary['final_loss']:.4f}, {summary['images']} images")
@@ -283,7 +318,7 @@ def _run_plan(args) -> int:
 
     for token, character in story.characters.items():
         pack = out.resolve().parent / character.pack  # relative packs are relative to the story file
-        if not pack.is_file():
+        if not pack.is_file() and not args.quiet:
             print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
                   f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
                   file=sys.stderr)
@@ -317,12 +352,16 @@ def _add_render(commands) -> None:
 def _run_render(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import COMPONENT_ARGS
-    from storyreel.generation.story.render import render_story
+    from storyreel.core.progress import Progress
+    from storyreel.generation.story.render import render_story, summary_table
 
     device, dtype = device_and_dtype(args)
     overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
     manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
-                            overrides=overrides, device=device, dtype=dtype, cpu_offload=args.cpu_offload)
+                            progress=Progress("render", quiet=args.quiet), overrides=overrides, device=device,
+                            dtype=dtype, cpu_offload=args.cpu_offload)
+    if not args.quiet:
+        print(summary_table(list(manifest["plots"].values())), file=sys.stderr)
     if args.json:
         print(json.dumps(manifest))
     else:
@@ -337,9 +376,10 @@ def _add_demo(commands) -> None:
 
 
 def _run_demo(args) -> int:
+    from storyreel.core.progress import Progress
     from storyreel.generation.story.demo import run_demo
 
-    result = run_demo(args.out)
+    result = run_demo(args.out, Progress("demo", quiet=args.quiet))
     print(f"demo done: index {result['index']}, story {result['story']}, "
           f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")
     print("tiny models are random, so the frames are noise-like: the demo proves the plumbing. "

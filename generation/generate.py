@@ -13,6 +13,7 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -103,12 +104,13 @@ class ClipGenerator:
 
     def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                  negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
-                 on_stage: Callable[[str], None] | None = None) -> GeneratedClip:
+                 on_stage: Callable[[str], None] | None = None,
+                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write".
+        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar stays off).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -136,7 +138,8 @@ class ClipGenerator:
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+        with _steps_reported(pipe, on_step):
+            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
@@ -154,8 +157,11 @@ class ClipGenerator:
 def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                   preset="default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  characters=(), lora_scale: float = 1.0) -> dict:
-    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
+                  characters=(), lora_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content.
+
+    `on_step(done, total)`: called after each denoising step.
+    """
     from storyreel.depth.media import index_context, open_source
 
     settings = settings or GenerationSettings.for_preset(preset)
@@ -170,7 +176,7 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale, backend=settings.backend)
     return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
-                              index_dir=index_dir, structure_kind=structure_kind).sidecar
+                              index_dir=index_dir, structure_kind=structure_kind, on_step=on_step).sidecar
 
 
 def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_dir=None,
@@ -189,6 +195,33 @@ def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes
+
+
+@contextlib.contextmanager
+def _steps_reported(pipe, on_step):
+    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`;
+    without `on_step` nothing is printed (library code reports only through callbacks)."""
+
+    class StepCounter:
+        def __init__(self, iterable=None, total=None):
+            self.done, self.total = 0, total if total is not None else len(iterable)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n: int = 1):
+            self.done += n
+            if on_step is not None:
+                on_step(self.done, self.total)
+
+    pipe.progress_bar = StepCounter  # an instance attribute: shadows DiffusionPipeline.progress_bar
+    try:
+        yield
+    finally:
+        del pipe.progress_bar
 
 
 def _jsonable(info: dict) -> dict:

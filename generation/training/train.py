@@ -342,11 +342,11 @@ class CharacterTrainer:
             result = self.step()
             if progress is not None:
                 rate = (self.step_count - first) / max(time.monotonic() - start, 1e-9)
-                progress.update(step=f"{result.step}/{self.settings.steps}", loss=result.loss, steps_per_s=rate)
+                progress.update(step=result.step, of=self.settings.steps, loss=result.loss, steps_per_s=rate)
             if checkpoint_path and self.step_count % self.settings.checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_path)
         if progress is not None:
-            progress.done(step=f"{self.step_count}/{self.settings.steps}",
+            progress.done(step=self.step_count, of=self.settings.steps,
                           loss=self.losses[-1] if self.losses else float("nan"))
 
     def pack(self) -> CharacterPack:
@@ -450,10 +450,10 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_ind
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     `device`: where the models train (default CUDA when present); `dtype`: the autocast dtype (default
     bf16, else fp16, on CUDA; fp32 on the CPU). `settings.gradient_checkpointing` None: on with CUDA.
+    progress: a `Progress` (storyreel/core/progress.py) told each step; None reports nothing.
     """
     from storyreel.core.devices import pick_device, pick_dtype
     from storyreel.core.models import get_preset
-    from storyreel.core.progress import Progress
     from storyreel.generation.characters.pack import save_pack
     from storyreel.generation.components import create_components
 
@@ -479,7 +479,7 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_ind
     checkpoint = checkpoint_path_for(out)
     if resume:
         trainer.load_checkpoint(checkpoint)
-    trainer.fit(checkpoint, progress or Progress("character"))
+    trainer.fit(checkpoint, progress)
     trainer.save_checkpoint(checkpoint)
     save_pack(trainer.pack(), out)
     return {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,

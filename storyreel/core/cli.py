@@ -5,9 +5,10 @@
     parser.add_argument("source")   # then the command's own arguments
 
 Every command that loads models takes `--models PRESET`, `--device` and `--dtype`, every command that
-prints results takes `--json` (docs/CLI.md), worded the same everywhere; `components` adds the flags
-that swap one component of the preset (`--clip`, `--depth-model`, `--base`, ...: storyreel/core/models.py
-`with_overrides`). `run(args) -> int` is what storyreel/cli.py calls.
+prints results takes `--json` and every command takes `--quiet` (docs/CLI.md), worded the same
+everywhere; `components` adds the flags that swap one component of the preset (`--clip`,
+`--depth-model`, `--base`, ...: storyreel/core/models.py `with_overrides`). `run(args) -> int` is what
+storyreel/cli.py calls.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from storyreel.core.devices import DEVICE_HELP, DTYPE_HELP
 
 MODELS_HELP = "model preset: tiny or default (else $STORYREEL_MODELS, else default)"
 JSON_HELP = "print one JSON document on stdout"
+QUIET_HELP = "no progress bars or notes on stderr (errors and warnings still print)"
 # flag, dest, help of each swappable component (dests: storyreel/core/models.py COMPONENT_ARGS)
 COMPONENT_HELP = {
     "clip": ("--clip", "clip_model", "CLIP instead of the preset's: an open_clip NAME:PRETRAINED_TAG "
@@ -34,12 +36,13 @@ GENERATOR = ("base", "motion_adapter", "controlnet", "scheduler")
 def add_command(commands, name: str, run, help: str, *, description: str | None = None,
                 models: str | None = MODELS_HELP, json: str | None = JSON_HELP, device: bool | None = None,
                 components: tuple[str, ...] = ()):
-    """A subcommand of `commands` (an argparse subparsers action) with --models and --json unless set to None.
+    """A subcommand of `commands` (an argparse subparsers action): --quiet, and --models and --json unless None.
 
     `device` (default: whenever there is --models): add --device and --dtype. `components`: keys of
     COMPONENT_HELP ("generator" stands for base, motion adapter, ControlNet and scheduler).
     """
     parser = commands.add_parser(name, help=help, description=description or help)
+    parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     if models:
         parser.add_argument("--models", metavar="PRESET", help=models)
     if device if device is not None else bool(models):
