@@ -10,6 +10,7 @@ import contextlib
 import io
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -228,10 +229,25 @@ def test_roots_refuse_paths_outside_and_progress_reads_the_library_fields(tmp_pa
     with pytest.raises(UserError, match="outside the folders"):
         roots.resolve("link/passwd", "story file")
 
-    assert PageProgress.fraction({"files": "3/4"}) == 0.75
-    assert PageProgress.fraction({"plot": "2/4", "stage": "step 1/2"}) == 0.375
-    assert PageProgress.fraction({"plot": "3/4", "stage": "unchanged, kept"}) == 0.5
-    assert PageProgress.fraction({"stage": "loading models"}) is None
+    shown = []
+    build = PageProgress(lambda fraction, desc: shown.append((fraction, desc)), "index")
+    build.update(files=3, of=4, clips=40)  # 3 files done
+    build.child("frames").update(frames=50, of=100)  # half of the fourth
+    assert shown == [(0.75, "index: files=3/4 clips=40"), (0.875, "index: files=3/4 clips=40 frames=50/100")]
+
+    shown.clear()
+    cancel = threading.Event()
+    render = PageProgress(lambda fraction, desc: shown.append((fraction, desc)), "render", cancel,
+                          unit_in_progress=True)
+    steps = render.child("steps")
+    render.update(force=True, plot=2, of=4, stage="generate")  # plot 2 under way
+    steps.update(steps=1, of=2)
+    render.update(force=True, plot=2, of=4, stage="write")  # no step named: the bar stays
+    assert shown == [(0.25, "render: plot=2/4 stage=generate"), (0.375, "render: plot=2/4 stage=generate steps=1/2"),
+                     (0.375, "render: plot=2/4 stage=write")]
+    cancel.set()
+    with pytest.raises(UserError, match="render cancelled"):
+        steps.update(steps=2, of=2)
 
 
 def test_the_app_binds_localhost_and_says_so(app):

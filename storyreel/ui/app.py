@@ -64,36 +64,60 @@ class Cancelled(UserError):
 
 
 class PageProgress:
-    """The library's progress interface (`update(force=False, **fields)`, `done(**fields)`) drawn on a
-    gr.Progress bar; fractions come from the "i/n" fields the library reports (files, plot, step)."""
+    """The library's progress interface (storyreel/core/progress.py: `update(force=False, of=None, **fields)`,
+    `done`, `child(label)`, `close`) drawn on one gr.Progress bar.
 
-    def __init__(self, bar, label: str, cancel: threading.Event | None = None):
-        self.bar, self.label, self.cancel = bar, label, cancel
-        self.done_fraction = 0.0  # the bar never moves back (a plot's "write" stage names no step)
+    The first field of an update with `of` counts toward it ("files=3, of=10"). A child (a render's steps
+    within the current plot) moves the bar inside its parent's current unit: with `unit_in_progress` the
+    parent's count names the unit being worked on (render: plot 2 of 3 is under way), else the units done
+    (index build: 3 of 10 files finished). Every update checks `cancel` first and raises Cancelled."""
 
-    def update(self, force: bool = False, **fields) -> None:
+    def __init__(self, bar, label: str, cancel: threading.Event | None = None, *, unit_in_progress: bool = False,
+                 parent: PageProgress | None = None):
+        self.bar, self.label, self.cancel, self.parent = bar, label, cancel, parent
+        self.unit_in_progress = unit_in_progress
+        # Shared by a parent and its children: what each last reported, and how far the bar got.
+        self.state = parent.state if parent else {"main": ({}, None), "child": ({}, None), "fraction": 0.0}
+
+    def update(self, force: bool = False, of: int | None = None, **fields) -> None:
         if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled(f"{self.label} cancelled")
-        text = " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        self.done_fraction = max(self.done_fraction, self.fraction(fields) or 0.0)
-        self.bar(self.done_fraction, desc=f"{self.label}: {text}")
+            raise Cancelled(f"{(self.parent or self).label} cancelled")
+        count = None
+        if of is not None and fields:
+            name = next(iter(fields))
+            count = (int(fields[name]), int(of))
+            fields[name] = f"{count[0]}/{count[1]}"
+        if self.parent is None:
+            self.state["main"] = (fields, count)
+            self.state["child"] = ({}, None)  # a new plot or file: its steps start again
+        else:
+            self.state["child"] = (fields, count)
+        self.state["fraction"] = max(self.state["fraction"], self.fraction())
+        self.bar(self.state["fraction"], desc=self.describe())
 
-    done = update
+    def done(self, **fields) -> None:
+        self.update(force=True, **fields)
 
-    @staticmethod
-    def fraction(fields: dict) -> float | None:
-        def ratio(value):
-            match = re.fullmatch(r"(\d+)/(\d+)", str(value)) or re.search(r"step (\d+)/(\d+)", str(value))
-            return (int(match[1]), int(match[2])) if match and int(match[2]) > 0 else None
+    def child(self, label: str) -> PageProgress:
+        return PageProgress(self.bar, label, self.cancel, parent=self)
 
-        plot, stage = ratio(fields.get("plot")), ratio(fields.get("stage"))
-        if plot:  # render: plots done plus the share of this plot's steps
-            return (plot[0] - 1 + (stage[0] / stage[1] if stage else 0.0)) / plot[1]
-        for key in ("files", "step"):
-            if ratio(fields.get(key)):
-                done, total = ratio(fields[key])
-                return done / total
-        return None
+    def close(self) -> None:
+        pass
+
+    def fraction(self) -> float:
+        (_, main), (_, child) = self.state["main"], self.state["child"]
+        if main is None or main[1] == 0:
+            return 0.0
+        within = child[0] / child[1] if child and child[1] else 0.0
+        root = self.parent or self
+        done_units = main[0] - 1 if root.unit_in_progress else main[0]
+        return min(1.0, (max(done_units, 0) + (within if done_units < main[1] else 0.0)) / main[1])
+
+    def describe(self) -> str:
+        root = self.parent or self
+        parts = [f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                 for fields, _ in (self.state["main"], self.state["child"]) for k, v in fields.items()]
+        return f"{root.label}: {' '.join(parts)}"
 
 
 def error_line(err: Exception) -> str:
@@ -384,7 +408,8 @@ class StoryreelApp:
         folder = self.roots.resolve(index_dir, "index folder")
         out = self.roots.resolve(out_dir, "output folder")
         self.render_cancel.clear()
-        progress = PageProgress(_no_bar if bar is None else bar, "render", self.render_cancel)
+        progress = PageProgress(_no_bar if bar is None else bar, "render", self.render_cancel,
+                                unit_in_progress=True)
         log = _Lines()
         try:
             manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log)

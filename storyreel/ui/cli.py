@@ -14,7 +14,7 @@ def add_commands(commands) -> None:
     parser = add_command(commands, "ui", _run_ui, "web app: index, search, story, characters, render",
                          description="Serve a web page (Gradio) with Index, Search, Story, Characters and Render "
                                      "tabs. Paths typed into the page must lie inside the index, story and "
-                                     "output folders or a --root.", json=None)
+                                     "output folders or a --root.", json=None, device=False)
     parser.add_argument("--index", metavar="INDEX_DIR", help="index folder the page opens with")
     parser.add_argument("--story", metavar="STORY.yaml", help="story file the page opens with")
     parser.add_argument("--out", metavar="DIR", default="storyreel-ui",
