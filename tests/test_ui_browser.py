@@ -298,3 +298,18 @@ def test_ui_command_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert main(["ui", "--index", str(tmp_path / "nope"), "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err == f"storyreel: error: --index {tmp_path / 'nope'} does not exist or is not a folder\n"
+
+
+def test_characters_tab_trains_a_pack_with_progress_and_lists_it(app, data):
+    """The Train handler as the page calls it (uploads are temp files; the bar is the page's gr.Progress)."""
+    ui = app[0]
+    shown = []
+    out = data / "out" / "packs" / "cat.safetensors"
+    status, rows = ui.train([str(data / "images" / "teddy" / "0.png")], "<cat>", "cat", 2, str(out),
+                            lambda fraction, desc: shown.append((fraction, desc)))
+    assert status == f"Trained &lt;cat> for 2 steps from 1 images into {out}."
+    assert [fraction for fraction, _ in shown][-1] == 1.0 and shown[-1][1].startswith("train: step=2/2")
+    assert [str(out), "<cat>", "timeinv", "1 images"] in rows
+    assert ui.preview_pack(str(out))[0] == "cat.safetensors: token &lt;cat>, 1 concept images."
+    with pytest.raises(UserError, match="outside the folders"):
+        ui.train([str(data / "images" / "teddy" / "0.png")], "<cat>", "cat", 2, "/tmp/cat.safetensors")
