@@ -1,7 +1,8 @@
 """`storyreel` commands of the `depth` package (see storyreel/cli.py and docs/CLI.md).
 
-    storyreel depth SOURCE --out depth.mp4|depth.png [--png-dir DIR] [--bits 8|16] [--model NAME]
+    storyreel depth SOURCE --out depth.mp4|depth.png [--png-dir DIR] [--bits 8|16] [--depth-model NAME]
                      [--weights FILE] [--raw FILE.npy] [--sheet PNG] [--index INDEX_DIR] [--json] [--models P]
+                     [--device D] [--dtype T]
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ def add_commands(commands) -> None:
         commands, "depth", _run_depth, "stable MiDaS depth video of a video, an image or an indexed clip",
         description="Estimate MiDaS depth for every frame of SOURCE, stabilize it over the clip and "
                     "write a gray depth video (near = bright) with a <out>.json sidecar.",
+        models="model preset whose depth model to use (default: with --index, the preset the index was built "
+               "with; else $STORYREEL_MODELS, else default)",
+        components=("depth",),
     )
     parser.add_argument("source", metavar="SOURCE", help="video file, image file, or clip id (with --index)")
     parser.add_argument("--out", required=True,
@@ -22,8 +26,6 @@ def add_commands(commands) -> None:
     parser.add_argument("--png-dir", metavar="DIR", help="also write every depth frame as DIR/000000.png, ...")
     parser.add_argument("--bits", type=int, choices=(8, 16), default=8,
                         help="bits per pixel of PNG output (--out .png, --png-dir): 8 or 16 (default 8)")
-    parser.add_argument("--model", help="depth model of the registry (tiny, dpt_hybrid_384, dpt_large_384, "
-                                        "dpt_beit_large_512); default: the preset's")
     parser.add_argument("--weights", help="checkpoint file in the official MiDaS layout (.pt)")
     parser.add_argument("--raw", help="also save the raw network output (float32 F x H x W, .npy)")
     parser.add_argument("--sheet", help="also save a PNG of source keyframes above their depth maps")
@@ -35,8 +37,9 @@ def _run_depth(args) -> int:
     import json
     from pathlib import Path
 
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UserError
-    from storyreel.core.models import get_preset
+    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
     from storyreel.core.progress import Progress
     from storyreel.depth.media import (
         index_context,
@@ -53,9 +56,9 @@ def _run_depth(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".png"):
         raise UserError(f"--out {out} must end in .mp4 (a depth video) or .png (a depth image)")
-    name = args.model or get_preset(args.models).depth
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    device, dtype = device_and_dtype(args)
     # 1. source first: a bad path should not wait for model loading
     with index_context(args.index) as index:
         source = open_source(args.source, index)
@@ -63,8 +66,11 @@ def _run_depth(args) -> int:
             raise UserError(f"--out {out}: a .png holds one depth image but {source.label} has {source.num_frames} "
                             f"frames; write a .mp4, and use --png-dir DIR for one PNG per frame")
         frames = source.read(list(range(source.num_frames)))
+        # the index records the model it was built with: its preset's depth model, unless --models says
+        preset = (preset_for_model_id(index.model_id) if index is not None and args.models is None else None)
+    name = with_overrides(preset or get_preset(args.models), depth=args.depth_model).depth
     # 2. model
-    model = create_depth_model(name, weights=args.weights)
+    model = create_depth_model(name, weights=args.weights, device=device, dtype=dtype)
     # 3. frames -> raw inverse depth -> stabilized [0, 1]
     progress = Progress("depth", quiet=args.quiet)
     raw = model.predict(frames, batch_size=args.batch_size, progress=progress)

@@ -24,6 +24,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import sidecar_path
+from storyreel.core.models import get_preset
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
 from storyreel.generation.components import create_components
@@ -50,12 +51,15 @@ class ClipGenerator:
     `lora_scale`. A clip can name the characters present in it: the others' LoRA is silenced for it.
     """
 
-    def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
+    def __init__(self, preset, *, device=None, dtype: torch.dtype | None = None,
                  cpu_offload: bool = False, characters=(), lora_scale: float = 1.0, backend: str = "animatediff"):
+        from storyreel.core.devices import pick_device, pick_dtype
+
+        # `preset`: a name or a ModelPreset with swapped components (storyreel.core.models.with_overrides)
         self.preset, self.lora_scale, self.cpu_offload = preset, lora_scale, cpu_offload
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(device) if device is None or isinstance(device, str) else device
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
-        self.dtype = dtype or (torch.float16 if self.device != "cpu" else torch.float32)
+        self.dtype = dtype or pick_dtype(None, self.device)
         self.characters = [str(p) for p in characters]
         self._pipes, self._depth_model = {}, None
         self.pipeline(backend)
@@ -68,7 +72,7 @@ class ClipGenerator:
             else:
                 from storyreel.generation.zero import StructureGuidedZeroPipeline as pipeline_class
             pipe = pipeline_class.from_components(create_components(self.preset, dtype=self.dtype, backend=backend))
-            if self.cpu_offload and self.device != "cpu":
+            if self.cpu_offload and self.device.type != "cpu":
                 pipe.enable_model_cpu_offload(device=self.device)  # one model on the GPU at a time
             else:
                 pipe.to(self.device)
@@ -142,7 +146,7 @@ class ClipGenerator:
 
         stage("write")
         start = time.perf_counter()
-        metadata = {"kind": "generated", "preset": self.preset, **result.settings,
+        metadata = {"kind": "generated", "preset": get_preset(self.preset).name, **result.settings,
                     "structure": _jsonable(structure_info),
                     "characters": [{"token": token, "pack": packs[token]} for token in present],
                     "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
@@ -153,7 +157,7 @@ class ClipGenerator:
 
 
 def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
-                  preset: str = "default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
+                  preset="default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
                   characters=(), lora_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> dict:
     """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content.
@@ -177,7 +181,7 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
                               index_dir=index_dir, structure_kind=structure_kind, on_step=on_step).sidecar
 
 
-def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,
+def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_dir=None,
                    kind: str = "auto", model=None) -> tuple[torch.Tensor, dict, list[str]]:
     """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source).
 

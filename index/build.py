@@ -294,12 +294,14 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
     return index_type
 
 
-def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
+def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
           on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
-          repair: bool = False) -> BuildReport:
+          repair: bool = False, device=None, dtype=None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
+    preset: a name or a ModelPreset (its CLIP embeds); device/dtype: where and in what precision
+    (storyreel.core.devices' defaults: CUDA in fp16 when present).
     allow_removals: let the build drop more than half of the index's videos (or all of them) when they
     are gone from `video_dir`; without it such a build stops first (scan.check_removals).
     repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
@@ -312,7 +314,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     without decoding it again. It runs on the build's thread, between files (a slow callback slows the
     build; an exception aborts it, leaving a resumable staging catalog).
     """
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.index.embed import load_clip
 
@@ -324,7 +326,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                         f"({max_clip_s:g}), and frames_per_clip ({frames_per_clip}) at least 1")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
-    embedder = embedder or load_clip(resolve_preset(preset))
+    embedder = embedder or load_clip(get_preset(preset), device=device, dtype=dtype)
     progress = progress or Progress("index build", quiet=True)
     frames_progress = progress.child("frames")
     t0 = time.monotonic()

@@ -15,7 +15,7 @@ def add_commands(commands) -> None:
     sub = index_parser.add_subparsers(dest="index_command", required=True, metavar="ACTION")
 
     p = add_command(sub, "build", _run_build, "index every video under VIDEO_DIR (incremental, crash-safe)",
-                    json="print the build report as JSON")
+                    json="print the build report as JSON", components=("clip",))
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
@@ -48,15 +48,19 @@ def _print_json(doc) -> None:
 
 
 def _run_build(args) -> int:
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UsageError
+    from storyreel.core.models import preset_from_args
     from storyreel.core.progress import Progress
     from storyreel.index.build import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
+    device, dtype = device_and_dtype(args)
+    report = build(args.video_dir, args.index, preset_from_args(args), max_clip_s=args.max_seconds,
                    min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
-                   repair=args.repair, progress=Progress("index build", quiet=args.quiet))
+                   repair=args.repair, progress=Progress("index build", quiet=args.quiet), device=device,
+                   dtype=dtype)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -302,6 +302,19 @@ def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_d
     assert sorted(p.name for p in (tmp_path / "index").glob("**/depth_cache/*.npy"))  # reg depth was cached
 
 
+def test_autocast_training_keeps_fp32_weights(components, image_dir):
+    # What a GPU runs (bf16 autocast, gradient checkpointing), on the CPU: the trained tensors stay fp32.
+    trainer = CharacterTrainer(components, components.ids, TrainSettings(
+        token="<teddy>", init_word="bear", steps=2, size=32, frames=2, learning_rate=5e-2, num_buckets=4,
+        gradient_checkpointing=True), load_concept_images(image_dir), gray_depth, autocast_dtype=torch.bfloat16)
+    table_before = trainer.table.rows.detach().clone()
+    trainer.fit()
+    assert trainer.device.type == "cpu" and len(trainer.losses) == 2 and np.isfinite(trainer.losses).all()
+    assert trainer.table.rows.dtype == torch.float32 and not torch.equal(trainer.table.rows, table_before)
+    assert all(p.dtype == torch.float32 and p.grad is not None for p in trainer.lora_params)
+    assert components.unet.is_gradient_checkpointing
+
+
 def test_training_shows_a_bar_with_eta_on_a_terminal(components, image_dir):
     from test_progress import ETA, Terminal
 

@@ -182,11 +182,13 @@ def test_pinned_clip_not_in_index_is_a_one_line_error(workspace, tmp_path):
 
 def test_render_command_prints_summary(workspace, tmp_path, run_cli):
     story = write_story(workspace)
-    proc = run_cli("render", story, "--index", workspace / "index", "--out", tmp_path / "cli", "--models", "tiny",
-                   "--json")
+    # no --models: the index was built with `tiny`, so the render takes that preset (and its CLIP) from it
+    proc = run_cli("render", story, "--index", workspace / "index", "--out", tmp_path / "cli", "--json",
+                   env={"STORYREEL_MODELS": "default"})
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)
-    assert manifest["story"]["frames"] == 24
+    assert manifest["story"]["frames"] == 24 and manifest["preset"] == "tiny"
+    assert manifest["models"]["clip"] == "open_clip:tiny:seed0"
     assert "plot   clip    score  frames" in proc.stderr  # the summary table
     assert "[render] plot=3/3 stage=write" in proc.stderr  # progress: plain lines, stderr is not a terminal
     assert "[render > steps] steps=1/4" in proc.stderr  # denoising steps inside a plot

@@ -52,20 +52,24 @@ RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can 
 logger = logging.getLogger(__name__)
 
 
-def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, backend: str | None = None,
-                 progress: Progress | None = None, log=None) -> dict:
+def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | None = None,
+                 progress: Progress | None = None, log=None, overrides: dict | None = None, device=None,
+                 dtype=None, cpu_offload: bool = False) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest.
 
     `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
+    Models: `preset` (--models), else the story's `models: preset`, else the preset the index was built
+    with, else $STORYREEL_MODELS / default; `overrides` (with_overrides keywords, e.g. from --base) win
+    over the story's `models:` section. CLIP is the index's own unless a clip is swapped in.
+    `device`/`dtype`/`cpu_offload`: as ClipGenerator takes them.
     `progress`: a `Progress` (storyreel/core/progress.py) told each plot's stage and, in a child bar, its
     denoising steps; None reports nothing. `log`: a stream for the summary table and notes (None: logging).
     """
     from storyreel import index as index_package
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
     from storyreel.generation.story.otio import write_story_otio
-    from storyreel.index.embed import load_clip
+    from storyreel.index.embed import clip_for_index
 
-    preset = resolve_preset(preset)
     progress = progress or Progress("render", quiet=True)
     steps = progress.child("steps")
     story = load_story(story_path)
@@ -74,11 +78,16 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
     out_dir = Path(out_dir)
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     previous = _read_manifest(out_dir / "manifest.json")
+    swaps = {("depth" if key == "depth_model" else key): value
+             for key, value in story.models.items() if key != "preset"}
+    swaps.update({key: value for key, value in (overrides or {}).items() if value is not None})
 
     with index_package.open_index(index_dir) as index:
         # 1. Check the story against the index before any model loads.
         validate_pins(story, lambda clip_id: _clip_exists(index, clip_id))
-        embedder = load_clip(preset)
+        preset = preset or story.models.get("preset") or preset_for_model_id(index.model_id)
+        preset = with_overrides(get_preset(preset), **swaps)
+        embedder = clip_for_index(index.model_id, clip=swaps.get("clip"), device=device, dtype=dtype)
         models = _model_ids(preset, embedder.model_id)
 
         # 2. Retrieve a source clip for every plot (cheap; decides which plots changed).
@@ -98,7 +107,8 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
             else:
                 if generator is None:
                     progress.update(force=True, stage="loading models")
-                    generator = PlotGenerator(story, preset, embedder, settings["backend"], log=log)
+                    generator = PlotGenerator(story, preset, embedder, settings["backend"], log=log,
+                                              device=device, dtype=dtype, cpu_offload=cpu_offload)
                 entry = generator.render_plot(
                     i, settings, pick, index, video,
                     lambda stage, n=i + 1: progress.update(force=True, plot=n, of=len(picks), stage=stage),
@@ -190,13 +200,15 @@ def _clip_exists(index, clip_id: int) -> bool:
 class PlotGenerator:
     """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
-    def __init__(self, story: Story, preset: str, embedder, backend: str, log=None):
+    def __init__(self, story: Story, preset, embedder, backend: str, log=None, device=None, dtype=None,
+                 cpu_offload: bool = False):
         from storyreel.generation.characters.pack import load_pack
         from storyreel.generation.generate import ClipGenerator
 
         self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
         # `backend` (the first plot to render's) loads now; another one a later plot asks for, on first use.
-        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend)
+        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend,
+                                   device=device, dtype=dtype, cpu_offload=cpu_offload)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
         # One outline colour per entity name across the whole storyboard, in order of first appearance.
         names = dict.fromkeys(e.name for plot in story.plots for e in plot.entities or [])
@@ -286,30 +298,33 @@ def summary_table(plots: list[dict]) -> str:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _model_ids(preset: str, clip_model_id: str) -> dict:
+def _model_ids(preset, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    from storyreel.core.models import get_preset
+    from storyreel.core.models import PRESETS, get_preset
 
     models = get_preset(preset)
     generator = models.generator
-    return {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
-            "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
+    ids = {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
+           "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
+    if generator.scheduler != PRESETS[models.name].generator.scheduler:  # swapped (--scheduler)
+        ids["scheduler"] = generator.scheduler.name
+    return ids
 
 
-def _plot_key(story: Story, i: int, clip, models: dict, preset: str) -> str:
+def _plot_key(story: Story, i: int, clip, models: dict, preset) -> str:
     parts = {"plot": plot_hash(story, i, preset), "clip": clip.clip_id, "video": clip.video_fingerprint,
              "models": models,
              "version": MANIFEST_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _manifest(story: Story, preset: str, models: dict, plots: list[dict]) -> dict:
+def _manifest(story: Story, preset, models: dict, plots: list[dict]) -> dict:
     return {
         "version": MANIFEST_VERSION,
         "title": story.title,
         "story_file": str(story.source),
         "story_sha256": hashlib.sha256(Path(story.source).read_bytes()).hexdigest(),
-        "preset": preset,
+        "preset": models["preset"],
         "models": models,
         "plan": {"consistency": story.consistency},
         "plots": {str(p["index"]): p for p in plots},
