@@ -58,6 +58,46 @@ FROM clips c JOIN videos v ON v.path = c.video
 """
 
 
+@dataclass(frozen=True)
+class ClipFilter:
+    """Which clips a search may return (None = no constraint): camera motion label, duration range in
+    seconds, and source video (a file path, or a folder: every video under it). Applied inside the
+    vector search (index/vectors.py `search_among`), so a rare label still fills k results."""
+
+    motion: str | None = None
+    min_seconds: float | None = None
+    max_seconds: float | None = None
+    video: str | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    def matches(self, row: ClipRow) -> bool:
+        seconds = row.end_s - row.start_s
+        return ((self.motion is None or row.motion == self.motion)
+                and (self.min_seconds is None or seconds >= self.min_seconds - 1e-9)
+                and (self.max_seconds is None or seconds <= self.max_seconds + 1e-9)
+                and (self.video is None or row.video == self.video
+                     or row.video.startswith(self.video.rstrip("/") + "/")))
+
+    def sql(self) -> tuple[str, list]:
+        """(WHERE condition over `clips c`, parameters) selecting exactly the rows `matches` accepts."""
+        terms, params = ["TRUE"], []
+        if self.motion is not None:
+            terms.append("c.motion = ?")
+            params.append(self.motion)
+        if self.min_seconds is not None:
+            terms.append("c.end_s - c.start_s >= ?")
+            params.append(self.min_seconds - 1e-9)
+        if self.max_seconds is not None:
+            terms.append("c.end_s - c.start_s <= ?")
+            params.append(self.max_seconds + 1e-9)
+        if self.video is not None:
+            terms.append("(c.video = ? OR starts_with(c.video, ?))")
+            params += [self.video, self.video.rstrip("/") + "/"]
+        return " AND ".join(terms), params
+
+
 def clip_row(record) -> ClipRow:
     cid, video, sf, ef, ss, es, fps, w, h, motion, mag, fp = record
     return ClipRow(int(cid), video, int(sf), int(ef), float(ss), float(es), float(fps), int(w), int(h),

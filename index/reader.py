@@ -14,7 +14,7 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.index import layout
-from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
+from storyreel.index.catalog import CLIP_ROW_SQL, ClipFilter, ClipRow, clip_row, from_blobs, read_meta
 
 
 @runtime_checkable
@@ -39,7 +39,8 @@ class ClipIndex(Protocol):
 
     def frame_vectors(self, clip_ids) -> dict[int, np.ndarray]: ...
 
-    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def close(self) -> None: ...
 
@@ -123,17 +124,37 @@ class Index:
             grouped.setdefault(int(cid), []).append(blob)
         return {cid: from_blobs(grouped[cid], self.dim) for cid in ids if cid in grouped}
 
-    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest clips by inner product: (clip ids int64, scores float32), best first."""
+    def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest clips by inner product: (clip ids int64, scores float32), best first.
+
+        `where` (a ClipFilter) restricts the search to the clips it matches, inside FAISS: n results
+        come back whenever n clips match (index/vectors.py `search_among`).
+        """
+        from storyreel.index.vectors import search_among
+
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if q.shape[1] != self.dim:
             raise UserError(f"query vector has dimension {q.shape[1]}, the index {self.path} has {self.dim}")
+        if where:
+            return search_among(self.vector_index, q, n, self._filtered_ids(where), self._clip_vectors)
         n = min(int(n), self.vector_index.ntotal)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores, ids = self.vector_index.search(q, n)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def _filtered_ids(self, where: ClipFilter) -> np.ndarray:
+        condition, params = where.sql()
+        rows = self._con.execute(f"SELECT c.clip_id FROM clips c WHERE {condition}", params).fetchnumpy()
+        return np.asarray(rows["clip_id"], dtype=np.int64)
+
+    def _clip_vectors(self, clip_ids: np.ndarray) -> np.ndarray:
+        """(len(clip_ids), dim) float32: each clip's normalized mean frame vector (what FAISS holds)."""
+        frames = self.frame_vectors(clip_ids)
+        return np.stack([clip_vector(frames[int(c)]) for c in clip_ids]) if len(clip_ids) else \
+            np.zeros((0, self.dim), np.float32)
 
     # --- summaries --------------------------------------------------------------------------------
 
@@ -198,6 +219,12 @@ def vector_ids(vector_index) -> np.ndarray:
     parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
              for i in range(ivf.nlist) if invlists.list_size(i)]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def clip_vector(frame_vectors: np.ndarray) -> np.ndarray:
+    """A clip's vector: the L2-normalized mean of its per-frame vectors (float32), as the builder stores it."""
+    mean = np.asarray(frame_vectors, np.float32).mean(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 def frame_offsets(row: ClipRow, indices=None) -> np.ndarray:

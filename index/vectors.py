@@ -150,3 +150,83 @@ def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10)
         if recall >= TUNE_RECALL:
             break
     return search_params(index)
+
+
+# --- filtered search ------------------------------------------------------------------------------
+
+EXACT_MAX = 4096  # allowed ids up to this many: score them all exactly (one small matrix product)
+
+
+def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
+                 clip_vectors) -> tuple[np.ndarray, np.ndarray]:
+    """Best `n` of the `allowed` clip ids by inner product: (ids int64, scores float32), best first.
+
+    Returns min(n, len(allowed)) results whenever that many allowed ids are indexed. A FAISS id
+    selector restricts the search itself (a post-filter on an IVF index runs out of candidates for
+    a rare label). When the approximate pass finds too few (the probed lists hold fewer matches),
+    the search widens (IVF nprobe x4, HNSW efSearch x4) and finally scores every allowed id
+    exactly; very selective filters (<= EXACT_MAX ids) go straight to that exact pass.
+    `clip_vectors(ids)` gives the (len(ids), dim) clip vectors stored for ids (the exact pass).
+    """
+    import faiss
+
+    allowed = np.unique(np.asarray(allowed, dtype=np.int64))
+    n = min(int(n), len(allowed))
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if len(allowed) > EXACT_MAX:
+        selector = faiss.IDSelectorBatch(allowed)
+        for params in _widening_params(vector_index, selector):
+            try:
+                scores, ids = vector_index.search(query, n, params=params)
+            except RuntimeError:  # an index type that takes no selector: the exact pass below
+                break
+            keep = ids[0] >= 0
+            if keep.sum() >= n:
+                return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+    return exact_search(query[0], n, allowed, clip_vectors)
+
+
+def exact_search(query: np.ndarray, n: int, ids: np.ndarray, clip_vectors,
+                 chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Top `n` of `ids` scored exactly against their stored clip vectors (chunked: bounded memory)."""
+    best_ids, best_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        scores = (clip_vectors(part) @ query).astype(np.float32)
+        best_ids = np.concatenate([best_ids, part])
+        best_scores = np.concatenate([best_scores, scores])
+        if len(best_ids) > n:
+            top = np.argpartition(-best_scores, n - 1)[:n]
+            best_ids, best_scores = best_ids[top], best_scores[top]
+    order = np.lexsort((best_ids, -best_scores))[:n]  # best first, ties by id
+    return best_ids[order], best_scores[order]
+
+
+def _widening_params(vector_index, selector):
+    """FAISS search parameters with `selector`: the index's tuned setting, then wider ones."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(vector_index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        nprobe = max(1, ivf.nprobe)
+        while True:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, ivf.nlist))
+            if hasattr(quantizer, "hnsw"):
+                params.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, quantizer.hnsw.efSearch))
+            yield params
+            if nprobe >= ivf.nlist:
+                return
+            nprobe *= 4
+    inner = faiss.downcast_index(vector_index.index if hasattr(vector_index, "id_map") else vector_index)
+    if hasattr(inner, "hnsw"):
+        ef = max(16, inner.hnsw.efSearch)
+        for _ in range(3):
+            yield faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+            ef *= 4
+    else:
+        yield faiss.SearchParameters(sel=selector)
