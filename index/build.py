@@ -6,7 +6,9 @@
    camera motion → CLIP. It is split into `decode_video` (threads, `workers` of them) and
    `embed_video` (the main thread), which overlap: while one video is embedded the next ones decode.
 3. writer  (index/catalog.py + index/layout.py): one DuckDB transaction per video in a staging
-   catalog (the resume point after a crash), then the FAISS index, then an atomic publish.
+   catalog (the resume point after a crash; frame vectors go to one new float16 segment file), then
+   the vector index update (index/vectors.py `plan_update`: add to the trained index, compact, or
+   retrain), then an atomic publish. Work is proportional to the change, not to the index.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class BuildReport:
     frames_decoded: int
     seconds: float
     index_type: str
+    index_update: str = ""  # what the build did to the vector index and why (vectors.plan_update)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,12 +145,16 @@ def embed_video(record: VideoRecord, embedder) -> VideoRecord:
     """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip."""
     if not record.clips:
         return record
+    from storyreel.index.layout import FRAMES_DTYPE
+    from storyreel.index.vectors import clip_vectors
+
     k = len(record.clips[0].frames)
     vectors = embedder.embed_images(np.concatenate([c.frames for c in record.clips]))
+    # Rounded to the index's float16 storage here, so the mapper's output is exactly what is stored.
+    vectors = np.asarray(vectors).astype(FRAMES_DTYPE).astype(np.float32)
     for i, clip in enumerate(record.clips):
         clip.frame_vectors = vectors[i * k:(i + 1) * k]
-        mean = clip.frame_vectors.mean(axis=0)
-        clip.vector = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
+        clip.vector = clip_vectors(clip.frame_vectors[None])[0]
         clip.frames = None
     return record
 
@@ -196,8 +203,9 @@ def _overlapped(files, settings, embedder, workers):
 # --- writer / runner ------------------------------------------------------------------------------
 
 def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings):
-    """(connection, resumed): a writable staging catalog based on the current generation, resumed if a
-    killed build left one (then it may already hold commits the published generation lacks)."""
+    """(connection, resumed, segment file): a writable staging catalog based on the current generation,
+    resumed if a killed build left one (then it may already hold commits the published generation
+    lacks), and the segment file this build appends frame vectors to."""
     import duckdb
 
     base = layout.current_generation(index_dir) or ""
@@ -207,18 +215,24 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
         con = duckdb.connect(str(staging / layout.CATALOG))
         meta = catalog.read_meta(con)
         if meta.get("base_generation") == base and all(meta.get(k) == v for k, v in wanted.items()):
-            return con, True  # every video committed before the kill is already there
+            return con, True, _segment_file(con, staging, settings, dim)  # commits before the kill are there
         con.close()
     shutil.rmtree(staging, ignore_errors=True)
     fresh = index_dir / (layout.STAGING + ".tmp")
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     if base:
+        # The catalog holds no vectors (~30 bytes a clip); segments and the vector index are linked at publish.
         shutil.copy2(index_dir / base / layout.CATALOG, fresh / layout.CATALOG)
     con = duckdb.connect(str(fresh / layout.CATALOG))
     if not base:
         catalog.create_catalog(con, model_id, dim, settings.to_dict())
     meta = catalog.read_meta(con)
+    if meta.get("schema_version") != str(catalog.SCHEMA_VERSION):
+        con.close()
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise UserError(f"index {index_dir} was written by an older storyreel (catalog schema "
+                        f"{meta.get('schema_version')}); build into a new --index folder (or delete {index_dir})")
     for key, value in wanted.items():
         if meta[key] != value:
             con.close()
@@ -228,19 +242,143 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
     catalog.set_meta(con, base_generation=base)
     con.close()
     os.rename(fresh, staging)
-    return duckdb.connect(str(staging / layout.CATALOG)), False
+    con = duckdb.connect(str(staging / layout.CATALOG))
+    return con, False, _segment_file(con, staging, settings, dim)
 
 
-def _write_vectors(con, staging: Path, dim: int) -> str:
+def _segment_file(con, staging: Path, settings: BuildSettings, dim: int) -> layout.SegmentFile:
+    """This build's frame-vector segment, cut back to the rows the catalog commits point at."""
+    segment = int(catalog.read_meta(con)["next_segment"])
+    committed = con.execute("SELECT coalesce(max(row) + 1, 0) FROM clips WHERE segment = ?", [segment]).fetchone()[0]
+    return layout.SegmentFile(staging / layout.frames_name(segment), segment, settings.frames_per_clip, dim,
+                              committed_rows=int(committed))
+
+
+def _segment_vectors(folder: Path, con, settings: BuildSettings, dim: int, where: str = "TRUE", params=()):
+    """(clip ids, clip vectors float32) of the clips matching `where`, from the segment files in `folder`."""
+    from storyreel.index.vectors import clip_vectors
+
+    ids, segments, rows = catalog.clip_locations(con, where, params)
+    vectors = np.zeros((len(ids), dim), np.float32)
+    for segment in np.unique(segments).tolist():
+        at = np.flatnonzero(segments == segment)
+        frames = layout.read_segment(folder / layout.frames_name(segment), settings.frames_per_clip, dim)
+        for start in range(0, len(at), 65_536):  # bounded memory at any size
+            part = at[start:start + 65_536]
+            vectors[part] = clip_vectors(frames[rows[part]])
+    return ids, vectors
+
+
+def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: BuildSettings,
+                   segment: layout.SegmentFile) -> tuple[str, str]:
+    """Finish the staging folder: link the unchanged files of the published generation, bring the
+    vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update)."""
     import faiss
 
-    from storyreel.index.vectors import build_vector_index, choose_index_spec
+    from storyreel.index.vectors import build_vector_index, choose_index_spec, index_family, plan_update
 
-    ids, vectors = catalog.all_clip_vectors(con, dim)
-    index_type = choose_index_spec(len(ids), dim)
-    vector_index = build_vector_index(ids, vectors)
-    atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
-    return index_type
+    meta = catalog.read_meta(con)
+    base = layout.current_generation(index_dir)
+    segments = [s for (s,) in con.execute("SELECT DISTINCT segment FROM clips ORDER BY segment").fetchall()]
+    if base:
+        layout.link_into(index_dir / base, [layout.frames_name(s) for s in segments if s != segment.segment]
+                         + [layout.VECTORS], staging)
+    if segment.rows == 0 or segment.segment not in segments:  # nothing of this build's segment is live
+        segment.close()
+        (staging / layout.frames_name(segment.segment)).unlink(missing_ok=True)
+    base_next = int(meta["base_next_clip_id"])
+    total, added = con.execute("SELECT count(*), count(*) FILTER (WHERE clip_id >= ?) FROM clips",
+                               [base_next]).fetchone()
+    removed = con.execute("SELECT count(*) FROM removed").fetchone()[0]
+    action, reason = plan_update(meta["index_type"], int(meta["base_count"]), int(meta["trained_for"]),
+                                 int(total), int(added), int(removed), dim)
+    index_type, trained_for = meta["index_type"], int(meta["trained_for"])
+    if action in ("build", "retrain"):
+        ids, vectors = _segment_vectors(staging, con, settings, dim)
+        index_type, trained_for = choose_index_spec(len(ids), dim), len(ids)
+        vector_index = build_vector_index(ids, vectors, spec=index_type)
+    elif action == "compact" and index_family(index_type) == "hnsw":  # a graph cannot drop ids: rebuild it
+        vector_index = build_vector_index(*_segment_vectors(staging, con, settings, dim), spec=index_type)
+    elif action == "compact":
+        vector_index = faiss.read_index(str(staging / layout.VECTORS))
+        ids, vectors = _segment_vectors(staging, con, settings, dim, "clip_id >= ?", [base_next])
+        apply_changes(vector_index, ids, vectors, _removed_ids(con))
+    if action in ("build", "retrain", "compact"):
+        # A new file replaces the link (the published generation keeps its own copy).
+        atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
+        con.execute("DELETE FROM removed")
+        catalog.set_meta(con, base_next_clip_id=meta["next_clip_id"], base_count=vector_index.ntotal)
+    catalog.set_meta(con, index_type=index_type, trained_for=trained_for, index_update=reason,
+                     next_segment=segment.segment + 1)
+    return index_type, reason
+
+
+def _removed_ids(con) -> np.ndarray:
+    return np.asarray(con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"], np.int64)
+
+
+def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
+    """Add the clips newer than the base file and drop the removed ids, in place (writer and readers)."""
+    import faiss
+
+    if len(removed):
+        vector_index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(removed, dtype=np.int64)))
+    for start in range(0, len(ids), 100_000):
+        vector_index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
+
+
+def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: layout.SegmentFile,
+            nothing_changed: bool):
+    """Publish the staging folder as the next generation (or drop it when nothing changed).
+    Returns (generation, index type, index update, (videos, clips, errors) counts). Closes `con`."""
+    staging = index_dir / layout.STAGING
+    if nothing_changed:
+        meta = catalog.read_meta(con)
+        index_type, index_update = meta["index_type"], "unchanged"
+    else:
+        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment)
+        con.execute("DELETE FROM meta WHERE key = 'base_generation'")
+        con.execute("CHECKPOINT")
+    counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
+                         "(SELECT count(*) FROM errors)").fetchone()
+    segment.close()
+    con.close()
+    if nothing_changed:
+        shutil.rmtree(staging, ignore_errors=True)
+        generation = layout.current_generation(index_dir)
+    else:
+        generation = layout.publish(index_dir, staging)
+    return generation, index_type, index_update, counts
+
+
+def write_videos(index_dir, records, *, model_id: str, dim: int, settings: BuildSettings | None = None,
+                 removed: list[str] = ()) -> BuildReport:
+    """The writer alone: commit already-mapped `VideoRecord`s (and drop the `removed` paths), publish.
+
+    What `build` does after its mapper, for records made elsewhere: scripts/bench_scale.py and the
+    tests write large synthetic catalogs through it without decoding any video.
+    """
+    settings = settings or BuildSettings()
+    index_dir = Path(index_dir).resolve()
+    t0 = time.monotonic()
+    clips_added = count = 0
+    with layout.build_lock(index_dir):
+        layout.remove_unpublished(index_dir, keep_staging=True)
+        con, _, segment = _open_staging(index_dir, model_id, dim, settings)
+        try:
+            if removed:
+                catalog.drop_videos(con, list(removed))
+            for record in records:
+                clips_added += len(catalog.commit_video(con, record, segment))
+                count += 1
+            generation, index_type, index_update, counts = _finish(con, index_dir, settings, dim, segment, False)
+        finally:
+            segment.close()
+            con.close()
+    return BuildReport(str(index_dir), generation, videos=int(counts[0]), new=count, changed=0, unchanged=0,
+                       removed=len(removed), errors=int(counts[2]), clips_added=clips_added, clips=int(counts[1]),
+                       frames_decoded=0, seconds=round(time.monotonic() - t0, 3), index_type=index_type,
+                       index_update=index_update)
 
 
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
@@ -271,7 +409,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
 
     with layout.build_lock(index_dir):
         layout.remove_unpublished(index_dir, keep_staging=True)
-        con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings)
+        con, resumed, segment = _open_staging(index_dir, embedder.model_id, embedder.dim, settings)
         try:
             diff = diff_against_catalog(find_videos(video_dir), catalog.known_files(con))
             todo = diff.todo
@@ -282,7 +420,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                 catalog.touch_videos(con, diff.touched)
             clips_added = frames_decoded = 0
             for done, record in enumerate(run_pipeline(todo, settings, embedder, workers), start=1):
-                clips_added += len(catalog.commit_video(con, record))
+                clips_added += len(catalog.commit_video(con, record, segment))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)
                 progress.update(files=f"{done}/{len(todo)}", clips=clips_added,
@@ -290,28 +428,18 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                 if on_video_committed is not None:
                     on_video_committed(record)
             nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
-            if nothing_changed:
-                index_type = catalog.read_meta(con)["index_type"]
-            else:
-                index_type = _write_vectors(con, index_dir / layout.STAGING, embedder.dim)
-                catalog.set_meta(con, index_type=index_type)
-                con.execute("DELETE FROM meta WHERE key = 'base_generation'")
-                con.execute("CHECKPOINT")
-            counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
-                                 "(SELECT count(*) FROM errors)").fetchone()
+            generation, index_type, index_update, counts = _finish(con, index_dir, settings, embedder.dim,
+                                                                   segment, nothing_changed)
         finally:
+            segment.close()
             con.close()
-        if nothing_changed:
-            shutil.rmtree(index_dir / layout.STAGING, ignore_errors=True)
-            generation = published_before
-        else:
-            generation = layout.publish(index_dir, index_dir / layout.STAGING)
 
     report = BuildReport(str(index_dir), generation, videos=int(counts[0]), new=len(diff.new),
                          changed=len(diff.changed), unchanged=len(diff.unchanged) + len(diff.touched),
                          removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
                          clips=int(counts[1]), frames_decoded=frames_decoded,
-                         seconds=round(time.monotonic() - t0, 3), index_type=index_type)
+                         seconds=round(time.monotonic() - t0, 3), index_type=index_type,
+                         index_update=index_update)
     progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

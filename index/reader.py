@@ -14,7 +14,7 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.index import layout
-from storyreel.index.catalog import CLIP_ROW_SQL, ClipFilter, ClipRow, clip_row, from_blobs, read_meta
+from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
 
 
 @runtime_checkable
@@ -46,7 +46,9 @@ class ClipIndex(Protocol):
 
 
 class Index:
-    """One published index generation: DuckDB catalog (read-only) + FAISS vectors (in memory)."""
+    """One published index generation: DuckDB catalog (read-only), the base FAISS index brought up to
+    date in memory (clips newer than it added, removed ones dropped: index/vectors.py `plan_update`),
+    and the float16 per-frame vectors memory-mapped from their segment files."""
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
@@ -55,15 +57,30 @@ class Index:
         folder = index_dir / generation
         self.path = index_dir
         self.generation = generation
-        # Both files are opened now: a later build may delete this generation, and open files survive that.
+        # Every file is opened now: a later build may delete this generation, and open files survive that.
         self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
-        self.vector_index = faiss.read_index(str(folder / layout.VECTORS))
         meta = read_meta(self._con)
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            self._con.close()
+            raise UserError(f"index {index_dir} was written by an older storyreel (catalog schema "
+                            f"{meta.get('schema_version')}); rebuild it into a new folder with `storyreel index build`")
         self.meta = meta
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
         self.index_type: str = meta["index_type"]
         self.settings: dict = json.loads(meta["settings"])
+        k = int(self.settings["frames_per_clip"])
+        segments = [s for (s,) in self._con.execute("SELECT DISTINCT segment FROM clips").fetchall()]
+        self._segments = {s: layout.read_segment(folder / layout.frames_name(s), k, self.dim) for s in segments}
+        self.vector_index = faiss.read_index(str(folder / layout.VECTORS))
+        newer = self._con.execute("SELECT clip_id FROM clips WHERE clip_id >= ? ORDER BY clip_id",
+                                  [int(meta["base_next_clip_id"])]).fetchnumpy()["clip_id"]
+        removed = self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"]
+        if len(newer) or len(removed):
+            from storyreel.index.build import apply_changes
+
+            newer = np.asarray(newer, np.int64)
+            apply_changes(self.vector_index, newer, self._clip_vectors(newer), np.asarray(removed, np.int64))
 
     def close(self) -> None:
         self._con.close()
@@ -117,12 +134,11 @@ class Index:
         ids = [int(c) for c in clip_ids]
         if not ids:
             return {}
-        rows = self._con.execute("SELECT clip_id, vector FROM frames WHERE clip_id IN (SELECT unnest(?)) "
-                                 "ORDER BY clip_id, k", [ids]).fetchall()
-        grouped: dict[int, list[bytes]] = {}
-        for cid, blob in rows:
-            grouped.setdefault(int(cid), []).append(blob)
-        return {cid: from_blobs(grouped[cid], self.dim) for cid in ids if cid in grouped}
+        got = self._con.execute("SELECT clip_id, segment, row FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                                [ids]).fetchall()
+        where = {int(cid): (int(seg), int(row)) for cid, seg, row in got}
+        return {cid: np.asarray(self._segments[where[cid][0]][where[cid][1]], np.float32)
+                for cid in ids if cid in where}
 
     def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -152,9 +168,19 @@ class Index:
 
     def _clip_vectors(self, clip_ids: np.ndarray) -> np.ndarray:
         """(len(clip_ids), dim) float32: each clip's normalized mean frame vector (what FAISS holds)."""
-        frames = self.frame_vectors(clip_ids)
-        return np.stack([clip_vector(frames[int(c)]) for c in clip_ids]) if len(clip_ids) else \
-            np.zeros((0, self.dim), np.float32)
+        from storyreel.index.vectors import clip_vectors
+
+        clip_ids = np.asarray(clip_ids, np.int64)
+        got = self._con.execute("SELECT clip_id, segment, row FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                                [clip_ids.tolist()]).fetchnumpy()
+        order = {int(c): i for i, c in enumerate(got["clip_id"])}
+        at = np.array([order[int(c)] for c in clip_ids], np.int64)
+        segments, rows = np.asarray(got["segment"], np.int64)[at], np.asarray(got["row"], np.int64)[at]
+        out = np.zeros((len(clip_ids), self.dim), np.float32)
+        for segment in np.unique(segments).tolist():
+            where = np.flatnonzero(segments == segment)
+            out[where] = clip_vectors(self._segments[segment][rows[where]])
+        return out
 
     # --- summaries --------------------------------------------------------------------------------
 
@@ -196,9 +222,9 @@ class Index:
         if self.vector_index.d != self.dim:
             problems.append(f"vector index dimension {self.vector_index.d} != catalog dim {self.dim}")
         k = int(self.settings["frames_per_clip"])
-        bad_frames = self._con.execute(
-            "SELECT count(*) FROM clips c LEFT JOIN (SELECT clip_id, count(*) n FROM frames GROUP BY clip_id) f "
-            "USING (clip_id) WHERE coalesce(f.n, 0) != ?", [k]).fetchone()[0]
+        bad_frames = sum(1 for seg, row in self._con.execute("SELECT segment, row FROM clips").fetchall()
+                         if seg not in self._segments or not 0 <= row < len(self._segments[seg])
+                         or self._segments[seg].shape[1] != k)
         if bad_frames:
             problems.append(f"{bad_frames} clip(s) do not have {k} frame vectors")
         orphans = self._con.execute(
@@ -223,8 +249,9 @@ def vector_ids(vector_index) -> np.ndarray:
 
 def clip_vector(frame_vectors: np.ndarray) -> np.ndarray:
     """A clip's vector: the L2-normalized mean of its per-frame vectors (float32), as the builder stores it."""
-    mean = np.asarray(frame_vectors, np.float32).mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    from storyreel.index.vectors import clip_vectors
+
+    return clip_vectors(np.asarray(frame_vectors)[None])[0]
 
 
 def frame_offsets(row: ClipRow, indices=None) -> np.ndarray:

@@ -36,6 +36,58 @@ TUNE_RECALL = 0.97  # recall@10 the tuned parameters must reach on the tuning qu
 TUNE_QUERIES = 256
 
 
+COMPACT_FRACTION = 0.25  # fold added/removed vectors into the base file once they reach this share of it
+RETRAIN_GROWTH = 4  # retrain a trained (IVF) index when the corpus grows (or shrinks) by this factor
+
+
+def clip_vectors(frames: np.ndarray) -> np.ndarray:
+    """(n, K, dim) per-frame vectors → (n, dim) float32 clip vectors: the L2-normalized mean.
+
+    The one definition, used by the builder, the reader and the tests' fake index alike."""
+    frames = np.asarray(frames, dtype=np.float32)
+    mean = frames.mean(axis=1)
+    return (mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def index_family(spec: str) -> str:
+    """The kind of index a factory string names: flat, hnsw, ivf (full vectors) or ivf-pq."""
+    if spec == "Flat":
+        return "flat"
+    if spec.startswith("HNSW"):
+        return "hnsw"
+    return "ivf" if spec.endswith(",Flat") else "ivf-pq"
+
+
+def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, added: int, removed: int,
+                dim: int) -> tuple[str, str]:
+    """What a build does to the vector index: (action, reason for the build report).
+
+    - "build"/"retrain": a new index from every clip vector, when there is none yet, when the corpus
+      moved to another kind of index (choose_index_spec), or when a trained (IVF) index holds
+      RETRAIN_GROWTH x more (or fewer) vectors than it was trained on;
+    - "compact": rewrite the base file as base + added - removed (same training), once the changes
+      reach COMPACT_FRACTION of it (or ids must leave an HNSW graph, which cannot remove them);
+    - "add": leave the base file; readers add the new vectors to the trained index and remove the
+      dropped ids when they open it (work proportional to the change);
+    - "keep": nothing changed.
+    """
+    wanted = choose_index_spec(total, dim)
+    if not base_spec:
+        return "build", f"built {wanted} over {total:,} clips"
+    if index_family(wanted) != index_family(base_spec):
+        return "retrain", f"retrained: {total:,} clips need {wanted} instead of {base_spec}"
+    if "IVF" in base_spec and not trained_for / RETRAIN_GROWTH <= total <= RETRAIN_GROWTH * trained_for:
+        return "retrain", (f"retrained as {wanted}: {total:,} clips is outside {RETRAIN_GROWTH}x the "
+                           f"{trained_for:,} the index was trained for")
+    if added == 0 and removed == 0:
+        return "keep", f"kept the {base_spec} index ({total:,} clips)"
+    if (removed and index_family(base_spec) == "hnsw") or added + removed > COMPACT_FRACTION * max(base_count, 1):
+        return "compact", (f"compacted the {base_spec} index: +{added:,} / -{removed:,} vectors "
+                           f"into its {base_count:,} (same training)")
+    return "add", (f"added {added:,} vectors to the trained {base_spec} index and removed {removed:,} ids "
+                   f"(base {base_count:,}; trained for {trained_for:,} clips)")
+
+
 def _power_of_two(x: float) -> int:
     return 2 ** max(0, round(math.log2(max(x, 1.0))))
 

@@ -1,0 +1,106 @@
+"""The index at scale: builds write what changed (segments, the trained vector index kept), filtered
+search fills k on a rare label, and readers in other processes keep answering during a build."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from storyreel.index import open_index
+from storyreel.index.build import write_videos
+from storyreel.index.reader import vector_ids
+from storyreel.index.vectors import plan_update
+from storyreel.testing.synthetic import clustered_vectors, synthetic_video_records
+
+DIM = 16
+
+
+def files_of(index_dir) -> dict[str, int]:
+    """{file name: inode} of the published generation."""
+    folder = index_dir / (index_dir / "CURRENT").read_text().strip()
+    return {p.name: p.stat().st_ino for p in folder.iterdir()}
+
+
+def test_vector_index_update_rule():
+    # no index yet / a new kind of index / outgrown (or shrunk) its training by 4x: retrain
+    assert plan_update("", 0, 0, 500, 500, 0, 512)[0] == "build"
+    assert plan_update("Flat", 900, 900, 1_200, 300, 0, 512) == (
+        "retrain", "retrained: 1,200 clips need HNSW32 instead of Flat")
+    assert plan_update("IVF256,Flat", 12_000, 12_000, 48_001, 36_001, 0, 512)[0] == "retrain"
+    assert plan_update("IVF256,Flat", 12_000, 12_000, 2_999, 0, 9_001, 512)[0] == "retrain"
+    # small changes are added to the trained index; large ones fold into its file; HNSW cannot remove
+    assert plan_update("IVF256,Flat", 12_000, 12_000, 12_100, 100, 0, 512)[0] == "add"
+    assert plan_update("IVF256,Flat", 12_000, 12_000, 15_001, 3_001, 0, 512)[0] == "compact"
+    assert plan_update("HNSW32", 5_000, 5_000, 4_999, 0, 1, 512)[0] == "compact"
+    assert plan_update("HNSW32", 5_000, 5_000, 5_000, 0, 0, 512)[0] == "keep"
+
+
+def test_builds_write_only_what_changed_and_read_like_a_clean_build(tmp_path):
+    vectors = clustered_vectors(12_100, DIM, centres=300, seed=1)
+    base, extra = vectors[:12_000], vectors[12_000:]
+    write = lambda index_dir, records, **kw: write_videos(index_dir, records, model_id="m", dim=DIM, **kw)  # noqa: E731
+    first = write(tmp_path / "idx", synthetic_video_records(base, 1_000))
+    assert first.index_type == "IVF256,Flat" and first.index_update == "built IVF256,Flat over 12,000 clips"
+    before = files_of(tmp_path / "idx")
+    assert sorted(before) == ["catalog.duckdb", "frames-000001.f16", "vectors.faiss"]
+    # 8 float16 frame vectors per clip, nothing else per clip outside the catalog and FAISS
+    assert os.path.getsize(tmp_path / "idx" / first.generation / "frames-000001.f16") == 12_000 * 8 * DIM * 2
+
+    added = write(tmp_path / "idx", synthetic_video_records(extra, 100, first_video=12))
+    assert added.index_update.startswith("added 100 vectors to the trained IVF256,Flat index and removed 0 ids")
+    after = files_of(tmp_path / "idx")
+    # the trained index and the first segment are the same files (hard links), not rewritten
+    assert {name: after[name] for name in before if name != "catalog.duckdb"} == \
+        {name: ino for name, ino in before.items() if name != "catalog.duckdb"}
+    assert sorted(after) == ["catalog.duckdb", "frames-000001.f16", "frames-000002.f16", "vectors.faiss"]
+
+    removed = write(tmp_path / "idx", [], removed=["/synthetic/video_0000003.mp4"])
+    assert removed.index_update.startswith("added 100 vectors to the trained IVF256,Flat index and removed 1,000 ids")
+    assert files_of(tmp_path / "idx")["vectors.faiss"] == before["vectors.faiss"]
+
+    # A clean build of the final corpus: same rows, same frame vectors, same ids in the vector index.
+    final = [r for r in synthetic_video_records(base, 1_000) if not r.file.path.endswith("0000003.mp4")]
+    clean = write(tmp_path / "clean", [*final, *synthetic_video_records(extra, 100, first_video=12)])
+    with open_index(tmp_path / "idx") as inc, open_index(tmp_path / "clean") as ref:
+        assert inc.verify() == [] and ref.verify() == []
+        unnumbered = lambda idx: [r.to_dict() | {"clip_id": 0} for r in idx.clips()]  # noqa: E731
+        assert unnumbered(inc) == unnumbered(ref)
+        inc_ids, ref_ids = sorted(inc.clip_ids()), sorted(ref.clip_ids())
+        assert len(inc_ids) == len(ref_ids) == 11_100 == clean.clips
+        inc_frames, ref_frames = inc.frame_vectors(inc_ids), ref.frame_vectors(ref_ids)
+        for a, b in zip(inc_ids[::97], ref_ids[::97]):
+            np.testing.assert_array_equal(inc_frames[a], ref_frames[b])
+        assert sorted(vector_ids(inc.vector_index).tolist()) == inc_ids
+        # search answers from the up-to-date index: a new clip finds itself
+        new_id = max(inc_ids)
+        ids, scores = inc.search_vectors(inc_frames[new_id][0], 1)
+        assert ids.tolist() == [new_id] and scores[0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_cli_motion_filter_returns_k_for_a_1_percent_label(tmp_path, run_cli):
+    """12,000 clips on an IVF index with the tiny CLIP's model id; 120 (1%) are zoom-in, all far from the
+    query text, so the probed lists hold none of them; `search --motion zoom-in -k 10` still gives 10."""
+    from storyreel.index.embed import load_clip
+    from storyreel.retrieval import search
+
+    embedder = load_clip("tiny")
+    query = embedder.embed_text(["a scene"])[0]
+    vectors = clustered_vectors(12_000, embedder.dim, centres=300, noise=0.5, seed=3)
+    rare = set(np.argsort(vectors @ query)[:120].tolist())
+    motions = ["zoom-in" if i in rare else "static" for i in range(len(vectors))]
+    write_videos(tmp_path / "idx", synthetic_video_records(vectors, 1_000, motions=motions),
+                 model_id=embedder.model_id, dim=embedder.dim)
+    with open_index(tmp_path / "idx") as idx:
+        assert idx.index_type.startswith("IVF")
+        unfiltered, _ = idx.search_vectors(query, 100)
+        assert not rare & set(unfiltered.tolist())  # a post-filter of these candidates would find nothing
+        hits = search(idx, text="a scene", k=10, motion="zoom-in", embedder=embedder)
+    assert len(hits) == 10 and {h.clip.clip_id for h in hits} <= rare
+    proc = run_cli("search", "a scene", "--index", tmp_path / "idx", "--motion", "zoom-in", "-k", "10",
+                   "--models", "tiny", "--json", check=True)
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 10 and all(r["motion"] == "zoom-in" for r in rows)
+    assert [r["clip_id"] for r in rows] == [h.clip.clip_id for h in hits]
