@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -101,22 +104,39 @@ def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.nda
     return np.arange(first, first + span + 1, step, dtype=np.int64), step
 
 
-def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
-    """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP)."""
+CHUNK_CLIPS = 16  # clips decoded (then embedded) at a time: the mapper's memory is flat in video length
+
+
+def decode_parts(file: FileStat, settings: BuildSettings, on_frames: Callable[[int, int], None] | None = None):
+    """Decode stage of the mapper, streamed: shots, clips, sampled frames and camera motion (no CLIP).
+
+    Yields the file's `VideoRecord` first (clips empty), then lists of at most CHUNK_CLIPS
+    `ClipRecord`s with their frames, in order. Memory stays flat in video length: pass 1 feeds the
+    cut detector a batch of small frames at a time, pass 2 decodes one chunk of clips at a time. If
+    the file fails part way, `record.error` is set and nothing more is yielded (drop what came).
+    `on_frames(done, total)` reports pass-1 progress within the file.
+    """
     from storyreel.index.motion import camera_motion
-    from storyreel.index.shots import detect_cuts, split_into_clips
+    from storyreel.index.shots import CutDetector, split_into_clips
 
     record = VideoRecord(file, fingerprint(file.path))
     try:
         info = record.info = probe(file.path)
-        # Pass 1: every frame, small, for the cut detector.
-        shot_size = scaled_size(info, settings.shot_short_side)
-        small = [f for _, f in iter_frames(file.path, range(info.num_frames), shot_size)]
-        small = np.concatenate(small)
-        record.frames_decoded += len(small)
-        num_frames = len(small)
-        spans = split_into_clips(num_frames, detect_cuts(small), info.fps, settings.min_clip_s, settings.max_clip_s)
-        del small
+    except BadVideo as err:
+        record.error = str(err)
+    yield record
+    if record.error is not None:
+        return
+    try:
+        # Pass 1: every frame, small, for the cut detector (a batch at a time).
+        detector = CutDetector()
+        for _, batch in iter_frames(file.path, np.arange(info.num_frames), scaled_size(info, settings.shot_short_side)):
+            detector.add(batch)
+            record.frames_decoded += len(batch)
+            if on_frames is not None:
+                on_frames(record.frames_decoded, info.num_frames)
+        num_frames = record.frames_decoded
+        spans = split_into_clips(num_frames, detector.cuts(), info.fps, settings.min_clip_s, settings.max_clip_s)
         if not spans:
             raise BadVideo(f"no clip: {num_frames / info.fps:.2f} s of video is shorter than the "
                            f"minimum clip length {settings.min_clip_s:g} s")
@@ -126,42 +146,68 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
             embed_at = segment_centres(start, end, settings.frames_per_clip)
             motion_at, step = motion_indices(start, end, info.fps, settings.motion_frames)
             plans.append((start, end, embed_at, motion_at, step))
-        wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in plans]))
-        frames = {}
-        for idx, batch in iter_frames(file.path, wanted, scaled_size(info, settings.analysis_short_side)):
-            frames.update(zip(idx.tolist(), batch))
-        record.frames_decoded += len(wanted)
-        for start, end, embed_at, motion_at, step in plans:
-            motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
-            record.clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
-                                           frames=np.stack([frames[i] for i in embed_at.tolist()])))
-        record.info = info
+        for first in range(0, len(plans), CHUNK_CLIPS):
+            chunk = plans[first:first + CHUNK_CLIPS]
+            wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in chunk]))
+            frames = {}
+            for idx, batch in iter_frames(file.path, wanted, scaled_size(info, settings.analysis_short_side)):
+                frames.update(zip(idx.tolist(), batch))
+            record.frames_decoded += len(wanted)
+            clips = []
+            for start, end, embed_at, motion_at, step in chunk:
+                motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
+                clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
+                                        frames=np.stack([frames[i] for i in embed_at.tolist()])))
+            del frames
+            yield clips
     except BadVideo as err:
-        record.error, record.clips = str(err), []
+        record.error = str(err)
+
+
+def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
+    """The whole decode stage for one file: its record with every clip's frames (see `decode_parts`)."""
+    parts = decode_parts(file, settings)
+    record = next(parts)
+    for clips in parts:
+        record.clips += clips
+    if record.error is not None:
+        record.clips = []
     return record
 
 
-def embed_video(record: VideoRecord, embedder) -> VideoRecord:
-    """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip."""
-    if not record.clips:
-        return record
+def embed_clips(clips: list[ClipRecord], embedder) -> list[ClipRecord]:
+    """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip (frames dropped)."""
+    if not clips:
+        return clips
     from storyreel.index.layout import FRAMES_DTYPE
     from storyreel.index.vectors import clip_vectors
 
-    k = len(record.clips[0].frames)
-    vectors = embedder.embed_images(np.concatenate([c.frames for c in record.clips]))
+    k = len(clips[0].frames)
+    vectors = embedder.embed_images(np.concatenate([c.frames for c in clips]))
     # Rounded to the index's float16 storage here, so the mapper's output is exactly what is stored.
     vectors = np.asarray(vectors).astype(FRAMES_DTYPE).astype(np.float32)
-    for i, clip in enumerate(record.clips):
+    for i, clip in enumerate(clips):
         clip.frame_vectors = vectors[i * k:(i + 1) * k]
         clip.vector = clip_vectors(clip.frame_vectors[None])[0]
         clip.frames = None
+    return clips
+
+
+def embed_video(record: VideoRecord, embedder) -> VideoRecord:
+    """Embed stage for a whole decoded record (see `embed_clips`)."""
+    embed_clips(record.clips, embedder)
     return record
 
 
-def map_video(file: FileStat, settings: BuildSettings, embedder) -> VideoRecord:
-    """The whole mapper for one file (what a Ray worker would run)."""
-    return embed_video(decode_video(file, settings), embedder)
+def map_video(file: FileStat, settings: BuildSettings, embedder, on_frames=None) -> VideoRecord:
+    """The whole mapper for one file (what a Ray worker runs), one chunk of clips in memory at a time."""
+    parts = decode_parts(file, settings, on_frames)
+    record = next(parts)
+    for clips in parts:
+        record.clips += embed_clips(clips, embedder)
+    if record.error is not None:
+        record.clips = []
+    return record
 
 
 def embed_threads(workers: int) -> int:
@@ -171,33 +217,77 @@ def embed_threads(workers: int) -> int:
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - max(1, workers)))
 
 
-def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1):
-    """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads."""
+def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1, on_frames=None):
+    """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads.
+    `on_frames(path, done, total)`: progress of the cut detector within a file (any thread)."""
     import torch
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(embed_threads(workers))
     try:
-        yield from _overlapped(files, settings, embedder, workers)
+        yield from _overlapped(files, settings, embedder, workers, on_frames)
     finally:
         torch.set_num_threads(torch_threads)
 
 
-def _overlapped(files, settings, embedder, workers):
+_END = object()  # a decode thread's last item for a file
+PARTS_AHEAD = 2  # decoded chunks of clips that may wait per file
+
+
+def _overlapped(files, settings, embedder, workers, on_frames=None):
+    """Decode threads put each file's parts (`decode_parts`) on that file's small queue; this thread
+    embeds them in file order. Bounded everywhere: at most `workers` + 1 files in flight, each with at
+    most PARTS_AHEAD chunks of frames waiting, whatever the length of the videos."""
+    cancelled = threading.Event()
+
+    def decode_into(file, out: queue.Queue) -> None:
+        def put(item) -> bool:
+            while not cancelled.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            report = (lambda done, total: on_frames(file.path, done, total)) if on_frames else None
+            for part in decode_parts(file, settings, report):
+                if not put(part):
+                    return
+            put(_END)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(err)
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        pending = []
-        ahead = max(1, workers) + 1  # bounded: at most this many decoded videos wait in memory
-        it = iter(files)
-        for f in it:
-            pending.append(pool.submit(decode_video, f, settings))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            decoded = pending.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(decode_video, nxt, settings))
-            yield embed_video(decoded, embedder)
+        try:
+            pending = deque()
+            it = iter(files)
+
+            def submit_next() -> None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    out = queue.Queue(maxsize=PARTS_AHEAD)
+                    pool.submit(decode_into, nxt, out)
+                    pending.append(out)
+
+            for _ in range(max(1, workers) + 1):
+                submit_next()
+            while pending:
+                out = pending.popleft()
+                record = out.get()
+                if isinstance(record, BaseException):
+                    raise record
+                submit_next()
+                while (part := out.get()) is not _END:
+                    if isinstance(part, BaseException):
+                        raise part
+                    record.clips += embed_clips(part, embedder)
+                if record.error is not None:
+                    record.clips = []
+                yield record
+        finally:
+            cancelled.set()
 
 
 # --- writer / runner ------------------------------------------------------------------------------
@@ -419,7 +509,11 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
             if diff.touched:
                 catalog.touch_videos(con, diff.touched)
             clips_added = frames_decoded = 0
-            for done, record in enumerate(run_pipeline(todo, settings, embedder, workers), start=1):
+
+            def decoding(path: str, done: int, total: int) -> None:  # within one (long) video
+                progress.update(decoding=f"{os.path.basename(path)} {done}/{total} frames")
+
+            for done, record in enumerate(run_pipeline(todo, settings, embedder, workers, decoding), start=1):
                 clips_added += len(catalog.commit_video(con, record, segment))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)

@@ -104,3 +104,49 @@ def test_cli_motion_filter_returns_k_for_a_1_percent_label(tmp_path, run_cli):
     rows = json.loads(proc.stdout)
     assert len(rows) == 10 and all(r["motion"] == "zoom-in" for r in rows)
     assert [r["clip_id"] for r in rows] == [h.clip.clip_id for h in hits]
+
+
+def test_long_video_decodes_in_flat_memory(tmp_path, monkeypatch):
+    """The mapper holds a bounded number of decoded frames whatever the video's length: a long
+    video (5 minutes: 2.5x CHUNK_CLIPS clips) peaks at the same live decoded bytes as a 1-minute one
+    (pass 1 streams small frames through the cut detector, pass 2 decodes CHUNK_CLIPS clips at a time).
+    The 2-hour run with peak RSS is scripts/bench_long_video.py (too slow for the suite). Low fps and
+    small frames keep this cheap."""
+    import sys
+    import weakref
+
+    from storyreel.index.build import CHUNK_CLIPS, BuildSettings, map_video
+    from storyreel.index.embed import load_clip
+    from storyreel.index.scan import FileStat
+    from storyreel.testing.synthetic import write_long_video
+
+    build_module = sys.modules["storyreel.index.build"]  # (the package exports its `build` function by that name)
+    live = {"bytes": 0, "peak": 0}
+
+    def release(nbytes):
+        live["bytes"] -= nbytes
+
+    real_iter_frames = build_module.iter_frames
+
+    def counting_iter_frames(*args, **kwargs):  # every decoded batch counts until it is freed
+        for idx, batch in real_iter_frames(*args, **kwargs):
+            live["bytes"] += batch.nbytes
+            live["peak"] = max(live["peak"], live["bytes"])
+            weakref.finalize(batch, release, batch.nbytes)
+            yield idx, batch
+
+    monkeypatch.setattr(build_module, "iter_frames", counting_iter_frames)
+    settings = BuildSettings(frames_per_clip=2, analysis_short_side=32, motion_frames=3)
+    embedder = load_clip("tiny")
+    peaks, progress = {}, []
+    for minutes in (1, 5):
+        path = tmp_path / f"long{minutes}.mp4"
+        frames = write_long_video(path, minutes * 60, fps=2.0, size=(64, 48))
+        live["peak"] = 0
+        record = map_video(FileStat(str(path), path.stat().st_size, path.stat().st_mtime_ns), settings, embedder,
+                           on_frames=lambda done, total: progress.append((done, total)))
+        assert record.error is None and len(record.clips) >= minutes * 6  # a cut every 10 s, clips up to 8 s
+        assert progress[-1] == (frames, frames)
+        peaks[minutes] = live["peak"]
+    assert len(record.clips) > 2 * CHUNK_CLIPS
+    assert peaks[5] <= 1.1 * peaks[1], peaks

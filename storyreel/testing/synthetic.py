@@ -206,3 +206,27 @@ def synthetic_video_records(vectors: np.ndarray, clips_per_video: int, *, frames
                  for i, vec in enumerate(part)]
         info = VideoInfo(len(part) * clip_frames, fps, 64, 48)
         yield VideoRecord(FileStat(path, 1000 + v, first_video + v), f"fp{first_video + v}", info, clips)
+
+
+def write_long_video(path, seconds: float, fps: float = 24.0, size: tuple[int, int] = (64, 48),
+                     shot_seconds: float = 10.0, seed: int = 0) -> int:
+    """Encode a long video cheaply and streaming (memory flat in length): `seconds` of `size` frames,
+    a hard cut every `shot_seconds` to a new random texture that slides 1 px a frame. Returns the
+    frame count. For the long-video test and scripts/bench_long_video.py."""
+    from storyreel.core.video import write_mp4
+
+    width, height = size
+    total = int(round(seconds * fps))
+    shot_frames = max(1, int(round(shot_seconds * fps)))
+    rng = np.random.default_rng(seed)
+
+    def frames():
+        for first in range(0, total, shot_frames):
+            count = min(shot_frames, total - first)
+            tile = rng.integers(0, 256, size=(height // 4 + 1, (width + count) // 4 + 2, 3), dtype=np.uint8)
+            scene = tile.repeat(4, 0).repeat(4, 1)[:height]
+            for i in range(count):
+                yield scene[:, i:i + width]
+
+    write_mp4(path, frames(), fps=fps, crf=28)
+    return total
