@@ -473,8 +473,12 @@ def write_videos(index_dir, records, *, model_id: str, dim: int, settings: Build
 
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
-          on_video_committed: Callable[[VideoRecord], None] | None = None) -> BuildReport:
+          on_video_committed: Callable[[VideoRecord], None] | None = None, engine: str = "local",
+          address: str | None = None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
+
+    engine: "local" (decode threads + CLIP here) or "ray" (the mapper on Ray workers, index/ray_engine.py;
+    `address` names the cluster, default a local Ray with `workers` CPUs); the writer is this process.
 
     progress: a `Progress` for the per-file lines on stderr (default: one line a second).
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
@@ -491,6 +495,10 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         raise UserError(f"video folder {video_dir} does not exist or is not a folder")
     if min_clip_s <= 0 or max_clip_s < min_clip_s or frames_per_clip < 1:
         raise UserError("need 0 < min_clip_s <= max_clip_s and frames_per_clip >= 1")
+    if engine not in ("local", "ray"):
+        raise UserError(f"unknown --engine {engine!r}; choose local or ray")
+    if address is not None and engine != "ray":
+        raise UserError("--address names a Ray cluster; use it with --engine ray")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
     embedder = embedder or load_clip(resolve_preset(preset))
@@ -513,7 +521,14 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
             def decoding(path: str, done: int, total: int) -> None:  # within one (long) video
                 progress.update(decoding=f"{os.path.basename(path)} {done}/{total} frames")
 
-            for done, record in enumerate(run_pipeline(todo, settings, embedder, workers, decoding), start=1):
+            if engine == "ray":
+                from storyreel.index import ray_engine
+
+                records = ray_engine.run_pipeline(todo, settings, resolve_preset(preset), embedder.model_id,
+                                                  address, workers)
+            else:
+                records = run_pipeline(todo, settings, embedder, workers, decoding)
+            for done, record in enumerate(records, start=1):
                 clips_added += len(catalog.commit_video(con, record, segment))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)

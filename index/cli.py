@@ -17,7 +17,10 @@ def add_commands(commands) -> None:
                     json="print the build report as JSON")
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="decode threads; with --engine ray: mapper actors (default 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the mapper runs: here (default) or on Ray workers (pip install 'storyreel[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster (default: a local Ray)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
 
@@ -42,13 +45,14 @@ def _run_build(args) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
-                   min_clip_s=args.min_seconds, workers=args.workers)
+                   min_clip_s=args.min_seconds, workers=args.workers, engine=args.engine, address=args.address)
     if args.json:
         _print_json(report.to_dict())
     else:
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")
+        print(f"vector index: {report.index_update}")
     return 0
 
 

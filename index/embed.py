@@ -49,13 +49,23 @@ class ClipEmbedder:
         self.interpolation = "bilinear" if cfg["interpolation"] == "bilinear" else "bicubic"
         self.fill = cfg["fill_color"] / 255.0
         self._mean, self._std = (torch.tensor(_rgb(cfg[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
+        self.device = torch.device("cpu")
+
+    def to(self, device) -> ClipEmbedder:
+        """Run on `device` ("cuda" on a GPU worker of the Ray engine); vectors still come back as numpy."""
+        import torch
+
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
 
     def preprocess(self, frames: np.ndarray):
         """uint8 (N,H,W,3) → normalized float tensor (N,3,S,S), batched: open_clip's eval transform on tensors."""
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         (h, w), (th, tw) = x.shape[-2:], self.image_size
         if self.resize_mode == "squash":
             nh, nw = th, tw
@@ -79,15 +89,15 @@ class ClipEmbedder:
         with torch.inference_mode():
             for i in range(0, len(frames), self.batch_size):
                 feats = self.model.encode_image(self.preprocess(frames[i:i + self.batch_size]))
-                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).numpy())
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            feats = self.model.encode_text(self.tokenizer(list(texts)))
-            return torch.nn.functional.normalize(feats.float(), dim=-1).numpy()
+            feats = self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
+            return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
 
 
 def _rgb(value) -> tuple[float, float, float]:
