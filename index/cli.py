@@ -17,7 +17,7 @@ def add_commands(commands) -> None:
                     json="print the build report as JSON")
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("--workers", type=int, default=1, help="decode threads; with --engine ray: mapper actors (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="decode threads; --engine ray: mapper actors (default 1)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where the mapper runs: here (default) or on Ray workers (pip install 'storyreel[ray]')")
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster (default: a local Ray)")
