@@ -13,7 +13,8 @@ from storyreel.index import open_index
 from storyreel.index.build import write_videos
 from storyreel.index.reader import vector_ids
 from storyreel.index.vectors import plan_update
-from storyreel.testing.synthetic import clustered_vectors, synthetic_video_records
+from storyreel.testing.synthetic import clustered_vectors
+from storyreel.testing.synthetic_records import synthetic_video_records
 
 DIM = 16
 
