@@ -32,6 +32,7 @@ from storyreel.core.files import atomic_write
 from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
 from storyreel.index import catalog, layout
 from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+from storyreel.index.vectors import TUNING_CAPTIONS
 
 
 @dataclass(frozen=True)
@@ -360,9 +361,10 @@ def _segment_vectors(folder: Path, con, settings: BuildSettings, dim: int, where
 
 
 def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: BuildSettings,
-                   segment: layout.SegmentFile) -> tuple[str, str]:
+                   segment: layout.SegmentFile, text_queries=None) -> tuple[str, str]:
     """Finish the staging folder: link the unchanged files of the published generation, bring the
-    vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update)."""
+    vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update).
+    `text_queries()`: text-like query vectors to tune a new index's search parameters with."""
     import faiss
 
     from storyreel.index.vectors import build_vector_index, choose_index_spec, index_family, plan_update
@@ -386,9 +388,12 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
     if action in ("build", "retrain"):
         ids, vectors = _segment_vectors(staging, con, settings, dim)
         index_type, trained_for = choose_index_spec(len(ids), dim), len(ids)
-        vector_index = build_vector_index(ids, vectors, spec=index_type)
+        queries = text_queries() if text_queries is not None and index_family(index_type) != "flat" else None
+        vector_index = build_vector_index(ids, vectors, spec=index_type, tune_queries=queries)
     elif action == "compact" and index_family(index_type) == "hnsw":  # a graph cannot drop ids: rebuild it
-        vector_index = build_vector_index(*_segment_vectors(staging, con, settings, dim), spec=index_type)
+        queries = text_queries() if text_queries is not None else None
+        vector_index = build_vector_index(*_segment_vectors(staging, con, settings, dim), spec=index_type,
+                                          tune_queries=queries)
     elif action == "compact":
         vector_index = faiss.read_index(str(staging / layout.VECTORS))
         ids, vectors = _segment_vectors(staging, con, settings, dim, "clip_id >= ?", [base_next])
@@ -418,7 +423,7 @@ def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: n
 
 
 def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: layout.SegmentFile,
-            nothing_changed: bool):
+            nothing_changed: bool, text_queries=None):
     """Publish the staging folder as the next generation (or drop it when nothing changed).
     Returns (generation, index type, index update, (videos, clips, errors) counts). Closes `con`."""
     staging = index_dir / layout.STAGING
@@ -426,7 +431,7 @@ def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: la
         meta = catalog.read_meta(con)
         index_type, index_update = meta["index_type"], "unchanged"
     else:
-        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment)
+        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment, text_queries)
         con.execute("DELETE FROM meta WHERE key = 'base_generation'")
         con.execute("CHECKPOINT")
     counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
@@ -442,8 +447,10 @@ def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: la
 
 
 def write_videos(index_dir, records, *, model_id: str, dim: int, settings: BuildSettings | None = None,
-                 removed: list[str] = ()) -> BuildReport:
+                 removed: list[str] = (), tune_queries: np.ndarray | None = None) -> BuildReport:
     """The writer alone: commit already-mapped `VideoRecord`s (and drop the `removed` paths), publish.
+    `tune_queries`: text-like query vectors a new vector index is tuned with (build uses the CLIP text
+    encoder on vectors.TUNING_CAPTIONS).
 
     What `build` does after its mapper, for records made elsewhere: scripts/bench_scale.py and the
     tests write large synthetic catalogs through it without decoding any video.
@@ -461,7 +468,9 @@ def write_videos(index_dir, records, *, model_id: str, dim: int, settings: Build
             for record in records:
                 clips_added += len(catalog.commit_video(con, record, segment))
                 count += 1
-            generation, index_type, index_update, counts = _finish(con, index_dir, settings, dim, segment, False)
+            generation, index_type, index_update, counts = _finish(
+                con, index_dir, settings, dim, segment, False,
+                None if tune_queries is None else (lambda: tune_queries))
         finally:
             segment.close()
             con.close()
@@ -537,8 +546,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                 if on_video_committed is not None:
                     on_video_committed(record)
             nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
-            generation, index_type, index_update, counts = _finish(con, index_dir, settings, embedder.dim,
-                                                                   segment, nothing_changed)
+            generation, index_type, index_update, counts = _finish(
+                con, index_dir, settings, embedder.dim, segment, nothing_changed,
+                lambda: embedder.embed_text(list(TUNING_CAPTIONS)))
         finally:
             segment.close()
             con.close()

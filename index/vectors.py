@@ -12,7 +12,10 @@ ids (IVF indexes store ids natively, the others are wrapped in `IndexIDMap2`).
 
 Search-time parameters (IVF `nprobe`, HNSW `efSearch`) are tuned when the index is built: sampled
 database vectors are used as queries, their exact neighbours (themselves excluded) are the truth,
-and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. (autofaiss also caps
+and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real queries are CLIP
+*text* embeddings, which lie outside the image vectors' distribution (the modality gap) and need
+more search effort for the same recall; so the build also embeds TUNING_CAPTIONS with the index's
+text encoder and the setting must reach TUNE_RECALL on those queries too. (autofaiss also caps
 parameters by a measured latency budget; we do not, so that the same vectors always give the same
 index, whatever else the machine is doing. scripts/bench_search.py measures latency.)
 FAISS stores those parameters in the index file; `search_params(index)` gives them as a
@@ -107,10 +110,31 @@ def choose_index_spec(n: int, dim: int) -> str:
     return f"OPQ{code_bytes}_{4 * code_bytes},IVF{clusters}_HNSW{HNSW_NEIGHBOURS},PQ{code_bytes}"
 
 
-def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = None):
+TUNING_CAPTIONS = (  # caption-style text queries the build tunes search parameters with (see module doc)
+    "a dog running on a beach", "a man walking down a city street at night", "two people talking in a kitchen",
+    "a car driving along a mountain road", "waves crashing on rocks", "a child playing with a ball in a park",
+    "a close-up of a woman smiling", "birds flying over a lake at sunset", "a crowd cheering in a stadium",
+    "a cat sleeping on a sofa", "rain falling on a window", "a chef cooking in a restaurant kitchen",
+    "an aerial view of a forest", "a train passing through the countryside", "snow falling in a quiet village",
+    "a person riding a bicycle", "fireworks in the night sky", "a boat sailing on the sea",
+    "a horse galloping across a field", "people dancing at a party", "a busy market with many people",
+    "the camera pans across a desert", "a hand writing on paper", "a river flowing through a canyon",
+    "a plane taking off from a runway", "a teddy bear sitting on a bed", "a group of friends laughing",
+    "clouds moving over hills", "a robot walking in a lab", "a soldier marching", "a girl reading a book",
+    "city lights seen from above", "a fish swimming in a coral reef", "an old man sitting on a bench",
+    "a storm over the ocean", "a close-up of flowers in the wind", "a basketball game", "a dark forest at night",
+    "a cartoon character jumping", "a spaceship flying through space", "a woman singing on a stage",
+    "a bird on a branch", "trees swaying in the wind", "a person typing on a laptop", "a campfire at night",
+    "a wedding ceremony outdoors", "a skier going down a slope", "a lion walking in the savanna",
+)
+
+
+def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = None,
+                       tune_queries: np.ndarray | None = None):
     """A FAISS inner-product index over L2-normalized float32 `vectors` whose ids are `ids` (int64).
 
-    `spec` overrides `choose_index_spec` (tests, benchmarks). Search parameters come tuned.
+    `spec` overrides `choose_index_spec` (tests, benchmarks). Search parameters come tuned on
+    database vectors and, when given, on `tune_queries` (text-like queries, module doc).
     """
     import faiss
 
@@ -131,7 +155,7 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
         index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
-    tune_search_params(index, ids, vectors)
+    tune_search_params(index, ids, vectors, queries=tune_queries)
     return index
 
 
@@ -181,8 +205,12 @@ def _candidate_params(index) -> list[str]:
     return []
 
 
-def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10) -> str:
-    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them."""
+def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10,
+                       queries: np.ndarray | None = None) -> str:
+    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them.
+
+    The tuning queries are sampled database vectors (their own vector left out of truth and results)
+    and, if given, `queries` (e.g. text embeddings): the setting must reach the target on both."""
     import faiss
 
     candidates = _candidate_params(index)
@@ -191,15 +219,20 @@ def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10)
         return search_params(index)
     rng = np.random.default_rng(1)
     rows = np.sort(rng.choice(n, size=min(TUNE_QUERIES, n), replace=False))
-    queries = vectors[rows]
-    # Exact neighbours; each query's own vector is dropped from truth and results.
-    _, exact_rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    truth = [set(ids[r[r != own][:k]]) for r, own in zip(exact_rows, rows)]
+    # Exact neighbours; each database query's own vector is dropped from truth and results.
+    _, exact_rows = faiss.knn(vectors[rows], vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    sets = [(vectors[rows], [set(ids[r[r != own][:k]]) for r, own in zip(exact_rows, rows)], ids[rows])]
+    if queries is not None and len(queries):
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        _, exact_rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        sets.append((queries, [set(ids[r]) for r in exact_rows], np.full(len(queries), -2, np.int64)))
     for params in candidates:
         set_search_params(index, params)
-        _, found = index.search(queries, k + 1)
-        recall = np.mean([len(t & set(f[f != ids[own]][:k])) / k for t, f, own in zip(truth, found, rows)])
-        if recall >= TUNE_RECALL:
+        recalls = []
+        for qs, truth, own_ids in sets:
+            _, found = index.search(qs, k + 1)
+            recalls.append(np.mean([len(t & set(f[f != own][:k])) / k for t, f, own in zip(truth, found, own_ids)]))
+        if min(recalls) >= TUNE_RECALL:
             break
     return search_params(index)
 
