@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import shutil
@@ -29,9 +30,10 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
+from storyreel.core.video import BadVideo, VideoInfo, frame_times, iter_frames, probe, scaled_size, segment_centres
 from storyreel.index import catalog, layout
-from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+from storyreel.index import repair as repair_files
+from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
 from storyreel.index.vectors import TUNING_CAPTIONS
 
 
@@ -57,6 +59,8 @@ class ClipRecord:
     frame_indices: np.ndarray           # (K,) absolute indices of the embedded frames
     motion: str
     motion_magnitude: float
+    start_s: float = 0.0                # from the frame timestamps (core/video.py frame_times)
+    end_s: float = 0.0
     frames: np.ndarray | None = None    # (K,h,w,3) uint8, dropped after embedding
     frame_vectors: np.ndarray | None = None  # (K, dim)
     vector: np.ndarray | None = None          # (dim,) mean-pooled, L2-normalized
@@ -90,6 +94,7 @@ class BuildReport:
     seconds: float
     index_type: str
     index_update: str = ""  # what the build did to the vector index and why (vectors.plan_update)
+    notes: list[str] = field(default_factory=list)  # repairs the build made (also printed on stderr)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,11 +125,17 @@ def decode_parts(file: FileStat, settings: BuildSettings, on_frames: Callable[[i
     from storyreel.index.motion import camera_motion
     from storyreel.index.shots import CutDetector, split_into_clips
 
-    record = VideoRecord(file, fingerprint(file.path))
+    record = VideoRecord(file, "")
+    if file.error is not None:  # found by the scan: dangling link, loop, not a regular file, ...
+        record.error = file.error
+        yield record
+        return
     try:
+        record.fingerprint = fingerprint(file.path)
         info = record.info = probe(file.path)
-    except BadVideo as err:
-        record.error = str(err)
+        times = frame_times(file.path, info)
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        record.error = _decode_error(err)
     yield record
     if record.error is not None:
         return
@@ -158,11 +169,21 @@ def decode_parts(file: FileStat, settings: BuildSettings, on_frames: Callable[[i
             for start, end, embed_at, motion_at, step in chunk:
                 motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
                 clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
+                                        float(times[start]), float(times[end]),
                                         frames=np.stack([frames[i] for i in embed_at.tolist()])))
             del frames
             yield clips
-    except BadVideo as err:
-        record.error = str(err)
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        record.error = _decode_error(err)
+
+
+def _decode_error(err: Exception) -> str:
+    """The errors-table reason for a file that failed: one strange file must not stop the build."""
+    if isinstance(err, BadVideo):
+        return str(err)
+    if isinstance(err, OSError):  # unreadable, or deleted/replaced while the build runs
+        return entry_error(err)
+    return f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})"  # the type names the bug
 
 
 def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
@@ -293,21 +314,25 @@ def _overlapped(files, settings, embedder, workers, on_frames=None):
 
 # --- writer / runner ------------------------------------------------------------------------------
 
-def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings):
-    """(connection, resumed, segment file): a writable staging catalog based on the current generation,
-    resumed if a killed build left one (then it may already hold commits the published generation
-    lacks), and the segment file this build appends frame vectors to."""
+def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings, fresh: bool = False):
+    """(connection, resumed, segment file): a writable staging catalog based on the current generation
+    (an empty one if `fresh`), resumed if a killed build left one (then it may hold commits the
+    published generation lacks), and the segment file this build appends frame vectors to."""
     import duckdb
 
-    base = layout.current_generation(index_dir) or ""
+    base = "" if fresh else layout.current_generation(index_dir) or ""
     staging = index_dir / layout.STAGING
     wanted = {"model_id": model_id, "settings": json.dumps(settings.to_dict(), sort_keys=True)}
     if (staging / layout.CATALOG).exists():
-        con = duckdb.connect(str(staging / layout.CATALOG))
-        meta = catalog.read_meta(con)
+        try:
+            con = duckdb.connect(str(staging / layout.CATALOG))
+            meta = catalog.read_meta(con)
+        except duckdb.Error:  # a damaged work copy: start again from the published generation
+            con, meta = None, {}
         if meta.get("base_generation") == base and all(meta.get(k) == v for k, v in wanted.items()):
             return con, True, _segment_file(con, staging, settings, dim)  # commits before the kill are there
-        con.close()
+        if con is not None:
+            con.close()
     shutil.rmtree(staging, ignore_errors=True)
     fresh = index_dir / (layout.STAGING + ".tmp")
     shutil.rmtree(fresh, ignore_errors=True)
@@ -337,6 +362,26 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
     return con, False, _segment_file(con, staging, settings, dim)
 
 
+def _check_published(index_dir: Path, repair: bool, notes: list[str]) -> tuple[dict, bool, int]:
+    """(damaged files, start a fresh catalog?, first clip id for it) of the published generation;
+    UserError naming the damage unless `repair`."""
+    generation = layout.current_generation(index_dir)
+    damage = repair_files.check_generation(index_dir, generation) if generation else {}
+    if not damage:
+        return damage, False, 0
+    if not repair:
+        file, problem = next(iter(damage.items()))
+        raise UserError(repair_files.damage_message(index_dir, generation, file, problem))
+    # The catalog, or frame vectors it points at, are lost: decode every video again.
+    fresh = any(file == layout.CATALOG or file.startswith("frames-") for file in damage)
+    first_id = repair_files.next_id_after_vectors(index_dir, generation) if fresh else 0
+    for file, problem in damage.items():
+        notes.append(f"{generation}/{file} was damaged ({problem}); " + (
+            f"rebuilt it by decoding every video again (new clip ids start at {first_id})" if fresh and
+            file != layout.VECTORS else "rebuilt it from the frame vectors"))
+    return damage, fresh, first_id
+
+
 def _segment_file(con, staging: Path, settings: BuildSettings, dim: int) -> layout.SegmentFile:
     """This build's frame-vector segment, cut back to the rows the catalog commits point at."""
     segment = int(catalog.read_meta(con)["next_segment"])
@@ -346,7 +391,8 @@ def _segment_file(con, staging: Path, settings: BuildSettings, dim: int) -> layo
 
 
 def _segment_vectors(folder: Path, con, settings: BuildSettings, dim: int, where: str = "TRUE", params=()):
-    """(clip ids, clip vectors float32) of the clips matching `where`, from the segment files in `folder`."""
+    """(clip ids, clip vectors float32) of the clips matching `where`, from the segment files in `folder`.
+    Every clip's vector can be rebuilt from these files: the vector index is derived data (`--repair`)."""
     from storyreel.index.vectors import clip_vectors
 
     ids, segments, rows = catalog.clip_locations(con, where, params)
@@ -361,10 +407,12 @@ def _segment_vectors(folder: Path, con, settings: BuildSettings, dim: int, where
 
 
 def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: BuildSettings,
-                   segment: layout.SegmentFile, text_queries=None) -> tuple[str, str]:
+                   segment: layout.SegmentFile, text_queries=None, damage: dict | None = None) -> tuple[str, str]:
     """Finish the staging folder: link the unchanged files of the published generation, bring the
     vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update).
-    `text_queries()`: text-like query vectors to tune a new index's search parameters with."""
+    `text_queries()`: text-like query vectors to tune a new index's search parameters with.
+    `damage`: the published generation's damaged files (_check_published); a damaged vector index is
+    rebuilt from the frame vectors (`rebuild_vectors`), never linked."""
     import faiss
 
     from storyreel.index.vectors import build_vector_index, choose_index_spec, index_family, plan_update
@@ -372,9 +420,10 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
     meta = catalog.read_meta(con)
     base = layout.current_generation(index_dir)
     segments = [s for (s,) in con.execute("SELECT DISTINCT segment FROM clips ORDER BY segment").fetchall()]
+    vectors_ok = bool(meta["index_type"]) and layout.VECTORS not in (damage or {})
     if base:
         layout.link_into(index_dir / base, [layout.frames_name(s) for s in segments if s != segment.segment]
-                         + [layout.VECTORS], staging)
+                         + ([layout.VECTORS] if vectors_ok else []), staging)
     if segment.rows == 0 or segment.segment not in segments:  # nothing of this build's segment is live
         segment.close()
         (staging / layout.frames_name(segment.segment)).unlink(missing_ok=True)
@@ -384,6 +433,8 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
     removed = con.execute("SELECT count(*) FROM removed").fetchone()[0]
     action, reason = plan_update(meta["index_type"], int(meta["base_count"]), int(meta["trained_for"]),
                                  int(total), int(added), int(removed), dim)
+    if not vectors_ok and action not in ("build", "retrain"):
+        action, reason = "retrain", f"rebuilt the damaged vector index from the frame vectors ({total:,} clips)"
     index_type, trained_for = meta["index_type"], int(meta["trained_for"])
     if action in ("build", "retrain"):
         ids, vectors = _segment_vectors(staging, con, settings, dim)
@@ -423,7 +474,7 @@ def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: n
 
 
 def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: layout.SegmentFile,
-            nothing_changed: bool, text_queries=None):
+            nothing_changed: bool, text_queries=None, damage: dict | None = None):
     """Publish the staging folder as the next generation (or drop it when nothing changed).
     Returns (generation, index type, index update, (videos, clips, errors) counts). Closes `con`."""
     staging = index_dir / layout.STAGING
@@ -431,7 +482,8 @@ def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: la
         meta = catalog.read_meta(con)
         index_type, index_update = meta["index_type"], "unchanged"
     else:
-        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment, text_queries)
+        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment, text_queries,
+                                                  damage)
         con.execute("DELETE FROM meta WHERE key = 'base_generation'")
         con.execute("CHECKPOINT")
     counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
@@ -482,10 +534,14 @@ def write_videos(index_dir, records, *, model_id: str, dim: int, settings: Build
 
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
-          on_video_committed: Callable[[VideoRecord], None] | None = None, engine: str = "local",
-          address: str | None = None) -> BuildReport:
+          on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
+          repair: bool = False, engine: str = "local", address: str | None = None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
+    allow_removals: let the build drop more than half of the index's videos (or all of them) when they
+    are gone from `video_dir`; without it such a build stops first (scan.check_removals).
+    repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
+    a damaged index stops with one line.
     engine: "local" (decode threads + CLIP here) or "ray" (the mapper on Ray workers, index/ray_engine.py;
     `address` names the cluster, default a local Ray with `workers` CPUs); the writer is this process.
 
@@ -502,8 +558,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
     if not video_dir.is_dir():
         raise UserError(f"video folder {video_dir} does not exist or is not a folder")
-    if min_clip_s <= 0 or max_clip_s < min_clip_s or frames_per_clip < 1:
-        raise UserError("need 0 < min_clip_s <= max_clip_s and frames_per_clip >= 1")
+    if not (0 < min_clip_s <= max_clip_s < math.inf) or frames_per_clip < 1:
+        raise UserError(f"clip lengths must be finite with 0 < --min-seconds ({min_clip_s:g}) <= --max-seconds "
+                        f"({max_clip_s:g}), and frames_per_clip ({frames_per_clip}) at least 1")
     if engine not in ("local", "ray"):
         raise UserError(f"unknown --engine {engine!r}; choose local or ray")
     if address is not None and engine != "ray":
@@ -515,12 +572,21 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     t0 = time.monotonic()
 
     with layout.build_lock(index_dir):
+        notes = [note] if (note := layout.repair_current(index_dir)) else []
         layout.remove_unpublished(index_dir, keep_staging=True)
-        con, resumed, segment = _open_staging(index_dir, embedder.model_id, embedder.dim, settings)
+        damage, fresh, first_id = _check_published(index_dir, repair, notes)
+        for note in notes:
+            print(f"[index build] note: {note}", file=progress.stream, flush=True)
+        con, resumed, segment = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
         try:
-            diff = diff_against_catalog(find_videos(video_dir), catalog.known_files(con))
+            if first_id:
+                catalog.set_meta(con, next_clip_id=max(first_id, int(catalog.read_meta(con)["next_clip_id"])))
+            known = catalog.known_files(con)
+            diff = diff_against_catalog(find_videos(video_dir), known)
+            if not allow_removals:
+                check_removals(diff, len(known), video_dir, index_dir)
             todo = diff.todo
-            published_before = layout.current_generation(index_dir)
+            published_before = None if damage else layout.current_generation(index_dir)
             if diff.removed:
                 catalog.drop_videos(con, diff.removed)
             if diff.touched:
@@ -548,7 +614,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
             nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
             generation, index_type, index_update, counts = _finish(
                 con, index_dir, settings, embedder.dim, segment, nothing_changed,
-                lambda: embedder.embed_text(list(TUNING_CAPTIONS)))
+                lambda: embedder.embed_text(list(TUNING_CAPTIONS)), damage)
         finally:
             segment.close()
             con.close()
@@ -558,7 +624,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                          removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
                          clips=int(counts[1]), frames_decoded=frames_decoded,
                          seconds=round(time.monotonic() - t0, 3), index_type=index_type,
-                         index_update=index_update)
+                         index_update=index_update, notes=notes)
     progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

@@ -11,6 +11,7 @@ Tables (one catalog per index generation, see index/layout.py):
   errors(path, size, mtime_ns, fingerprint, reason)
 The per-frame CLIP vectors are not in the catalog: a clip's K vectors are row `row` of the float16
 frame file of `segment` (index/layout.py `SegmentFile`), which the catalog row points into.
+Paths are stored as `scan.db_path` text (lossless for non-UTF-8 names); rows give back `scan.os_path`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from storyreel.index.scan import db_path, os_path
 
 SCHEMA_VERSION = 2
 
@@ -97,13 +100,13 @@ class ClipFilter:
             params.append(self.max_seconds + 1e-9)
         if self.video is not None:
             terms.append("(c.video = ? OR starts_with(c.video, ?))")
-            params += [self.video, self.video.rstrip("/") + "/"]
+            params += [db_path(self.video), db_path(self.video.rstrip("/") + "/")]
         return " AND ".join(terms), params
 
 
 def clip_row(record) -> ClipRow:
     cid, video, sf, ef, ss, es, fps, w, h, motion, mag, fp = record
-    return ClipRow(int(cid), video, int(sf), int(ef), float(ss), float(es), float(fps), int(w), int(h),
+    return ClipRow(int(cid), os_path(video), int(sf), int(ef), float(ss), float(es), float(fps), int(w), int(h),
                    motion, float(mag), fp)
 
 
@@ -132,10 +135,11 @@ def known_files(con) -> dict[str, tuple[int, int, str]]:
     """{path: (size, mtime_ns, fingerprint)} for every file the catalog has seen (indexed or failed)."""
     rows = con.execute("SELECT path, size, mtime_ns, fingerprint FROM videos "
                        "UNION ALL SELECT path, size, mtime_ns, fingerprint FROM errors").fetchall()
-    return {path: (int(size), int(mtime), fp) for path, size, mtime, fp in rows}
+    return {os_path(path): (int(size), int(mtime), fp) for path, size, mtime, fp in rows}
 
 
 def _forget(con, path: str) -> None:
+    path = db_path(path)
     # Clips already in the base vector index become tombstones; newer ones were never in it.
     con.execute("INSERT INTO removed SELECT clip_id FROM clips WHERE video = ? AND clip_id < "
                 "(SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'base_next_clip_id')", [path])
@@ -157,7 +161,7 @@ def touch_videos(con, touched) -> None:
     con.execute("BEGIN")
     for f, _ in touched:
         for table in ("videos", "errors"):
-            con.execute(f"UPDATE {table} SET mtime_ns = ? WHERE path = ?", [f.mtime_ns, f.path])
+            con.execute(f"UPDATE {table} SET mtime_ns = ? WHERE path = ?", [f.mtime_ns, db_path(f.path)])
     con.execute("COMMIT")
 
 
@@ -171,6 +175,7 @@ def commit_video(con, record, frames) -> list[int]:
     order). Returns the new clip ids.
     """
     f = record.file
+    path = db_path(f.path)
     first_row = frames.append(np.stack([c.frame_vectors for c in record.clips])) if record.clips else 0
     con.execute("BEGIN")
     try:
@@ -178,20 +183,20 @@ def commit_video(con, record, frames) -> list[int]:
         clip_ids: list[int] = []
         if record.error is not None:
             con.execute("INSERT INTO errors VALUES (?, ?, ?, ?, ?)",
-                        [f.path, f.size, f.mtime_ns, record.fingerprint, record.error])
+                        [path, f.size, f.mtime_ns, record.fingerprint, record.error])
         else:
             info = record.info
             con.execute("INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [f.path, f.size, f.mtime_ns, record.fingerprint, info.num_frames, info.fps,
+                        [path, f.size, f.mtime_ns, record.fingerprint, info.num_frames, info.fps,
                          info.width, info.height])
             next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_clip_id'").fetchone()[0])
             clip_ids = list(range(next_id, next_id + len(record.clips)))
             next_id += len(clip_ids)
             if clip_ids:
                 # One statement of column lists (DuckDB's executemany costs ~2 ms a row).
-                columns = [clip_ids, [f.path] * len(clip_ids), [c.start_frame for c in record.clips],
-                           [c.end_frame for c in record.clips], [c.start_frame / info.fps for c in record.clips],
-                           [c.end_frame / info.fps for c in record.clips], [c.motion for c in record.clips],
+                columns = [clip_ids, [path] * len(clip_ids), [c.start_frame for c in record.clips],
+                           [c.end_frame for c in record.clips], [float(c.start_s) for c in record.clips],
+                           [float(c.end_s) for c in record.clips], [c.motion for c in record.clips],
                            [float(c.motion_magnitude) for c in record.clips], [frames.segment] * len(clip_ids),
                            list(range(first_row, first_row + len(clip_ids)))]
                 con.execute("INSERT INTO clips SELECT " + ", ".join(["unnest(?)"] * len(columns)),

@@ -13,8 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.index import layout
+from storyreel.index import layout, repair
 from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
+from storyreel.index.scan import os_path
 
 
 @runtime_checkable
@@ -52,14 +53,24 @@ class Index:
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
-        import faiss
 
         folder = index_dir / generation
         self.path = index_dir
         self.generation = generation
         # Every file is opened now: a later build may delete this generation, and open files survive that.
-        self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
-        meta = read_meta(self._con)
+        # Damaged files get one line naming them and the repair (index/repair.py).
+        if problem := repair.file_problem(folder / layout.CATALOG):
+            raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG, problem))
+        try:
+            self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
+            meta = read_meta(self._con)
+            missing = [key for key in repair.REQUIRED_META if key not in meta]
+            if missing:
+                raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG,
+                                                      f"meta lacks {', '.join(missing)}"))
+        except duckdb.Error as err:
+            raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG,
+                                                  repair.first_line(err))) from None
         if meta.get("schema_version") != str(SCHEMA_VERSION):
             self._con.close()
             raise UserError(f"index {index_dir} was written by an older storyreel (catalog schema "
@@ -71,8 +82,16 @@ class Index:
         self.settings: dict = json.loads(meta["settings"])
         k = int(self.settings["frames_per_clip"])
         segments = [s for (s,) in self._con.execute("SELECT DISTINCT segment FROM clips").fetchall()]
+        for name in [layout.frames_name(s) for s in segments]:
+            if problem := repair.file_problem(folder / name):
+                self._con.close()
+                raise UserError(repair.damage_message(index_dir, generation, name, problem))
         self._segments = {s: layout.read_segment(folder / layout.frames_name(s), k, self.dim) for s in segments}
-        self.vector_index = faiss.read_index(str(folder / layout.VECTORS))
+        vectors, problem = repair.read_vectors(folder / layout.VECTORS)
+        if problem:
+            self._con.close()
+            raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
+        self.vector_index = vectors
         newer = self._con.execute("SELECT clip_id FROM clips WHERE clip_id >= ? ORDER BY clip_id",
                                   [int(meta["base_next_clip_id"])]).fetchnumpy()["clip_id"]
         removed = self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"]
@@ -186,7 +205,7 @@ class Index:
 
     def errors(self) -> list[dict]:
         rows = self._con.execute("SELECT path, reason FROM errors ORDER BY path").fetchall()
-        return [{"video": path, "reason": reason} for path, reason in rows]
+        return [{"video": os_path(path), "reason": reason} for path, reason in rows]
 
     def stats(self) -> dict:
         count = lambda sql: int(self._con.execute(sql).fetchone()[0])  # noqa: E731
@@ -271,12 +290,13 @@ def open_index(index_dir) -> Index:
         if generation is None:
             raise UserError(f"{index_dir} is not a storyreel index (no {layout.CURRENT} file); "
                             f"build one with `storyreel index build VIDEO_DIR --index {index_dir}`")
-        if (index_dir / generation / layout.CATALOG).exists() and (index_dir / generation / layout.VECTORS).exists():
+        if (index_dir / generation).is_dir():
             try:
                 return Index(index_dir, generation)
             except Exception:
                 if layout.current_generation(index_dir) == generation:
                     raise
                 continue  # replaced while we opened it: retry with the new one
-    raise UserError(f"{index_dir}: {layout.CURRENT} names generation {generation}, which is missing; "
-                    f"rerun `storyreel index build` into this folder")
+    raise UserError(f"{index_dir}: {layout.CURRENT} names generation {generation!r}, which is missing; rerun "
+                    f"`storyreel index build VIDEO_DIR --index {index_dir}` (it repairs {layout.CURRENT} from "
+                    f"the newest complete generation)")

@@ -13,6 +13,7 @@ Pipeline (each step a function below):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -67,6 +68,8 @@ def search(
         raise UserError("the search TEXT is empty; describe the clip you want")
     if k < 1:
         raise UserError(f"-k must be at least 1 (got {k})")
+    if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
+        raise UserError(f"--min-seconds must be a finite number of seconds, 0 or more (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
     for name, value in (("--min-seconds", min_seconds), ("--max-seconds", max_seconds)):

@@ -27,6 +27,7 @@ def synthetic_video_records(vectors: np.ndarray, clips_per_video: int, *, frames
         clips = [ClipRecord(i * clip_frames, (i + 1) * clip_frames,
                             np.linspace(i * clip_frames, (i + 1) * clip_frames - 1, frames_per_clip).astype(np.int64),
                             motions[start + i] if motions is not None else "static", 0.0,
+                            i * clip_frames / fps, (i + 1) * clip_frames / fps,
                             frame_vectors=np.repeat(vec[None], frames_per_clip, axis=0), vector=vec)
                  for i, vec in enumerate(part)]
         info = VideoInfo(len(part) * clip_frames, fps, 64, 48)
