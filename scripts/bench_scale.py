@@ -91,7 +91,9 @@ def bench(n: int, root: Path, k: int = 10) -> dict:
     truth = kept_ids[exact]
     np.save(root / "queries.npy", queries)
     proc = subprocess.run([sys.executable, __file__, "--search-child", str(index_dir), str(root / "queries.npy")],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"search process failed:\n{proc.stderr}")
     child = json.loads(proc.stdout.splitlines()[-1])
     recall = float(np.mean([len(set(t.tolist()) & set(f)) / k for t, f in zip(truth, child.pop("found"))]))
     shutil.rmtree(index_dir)
