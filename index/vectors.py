@@ -66,7 +66,8 @@ def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, a
     """What a build does to the vector index: (action, reason for the build report).
 
     - "build"/"retrain": a new index from every clip vector, when there is none yet, when the corpus
-      moved to another kind of index (choose_index_spec), or when a trained (IVF) index holds
+      moved to another kind of index (choose_index_spec; full-vector IVF becomes compressed codes
+      only when the vectors outgrow FLAT_MEMORY_BUDGET), or when a trained (IVF) index holds
       RETRAIN_GROWTH x more (or fewer) vectors than it was trained on;
     - "compact": rewrite the base file as base + added - removed (same training), once the changes
       reach COMPACT_FRACTION of it (or ids must leave an HNSW graph, which cannot remove them);
@@ -77,7 +78,12 @@ def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, a
     wanted = choose_index_spec(total, dim)
     if not base_spec:
         return "build", f"built {wanted} over {total:,} clips"
-    if index_family(wanted) != index_family(base_spec):
+    # Another kind of index: at once for the small kinds (cheap to build); from full IVF vectors to
+    # compressed codes only when the vectors outgrow their memory budget (else the 4x rule below
+    # retrains into it), so a corpus sitting at the 1M boundary does not retrain for one video.
+    stay_flat_ivf = (index_family(base_spec), index_family(wanted)) == ("ivf", "ivf-pq") and \
+        total * dim * 4 <= FLAT_MEMORY_BUDGET
+    if index_family(wanted) != index_family(base_spec) and not stay_flat_ivf:
         return "retrain", f"retrained: {total:,} clips need {wanted} instead of {base_spec}"
     if "IVF" in base_spec and not trained_for / RETRAIN_GROWTH <= total <= RETRAIN_GROWTH * trained_for:
         return "retrain", (f"retrained as {wanted}: {total:,} clips is outside {RETRAIN_GROWTH}x the "

@@ -75,14 +75,17 @@ def timed(fn, *args, **kwargs) -> float:
     return time.perf_counter() - t
 
 
-def bench(n: int, root: Path, k: int = 10) -> dict:
+def bench(n: int, root: Path, k: int = 10, keep: bool = False) -> dict:
     import faiss
 
     index_dir = root / f"index-{n}"
     vectors = clustered_vectors(n + 4 * PER_VIDEO + QUERIES, DIM, centres=max(100, min(50_000, n // 20)), seed=n)
     base, extra, queries = vectors[:n], vectors[n:n + 3 * PER_VIDEO], vectors[-QUERIES:]
     write = lambda records, **kw: write_videos(index_dir, records, model_id="bench", dim=DIM, **kw)  # noqa: E731
-    build_s = timed(write, synthetic_video_records(base, PER_VIDEO))
+    if (index_dir / "CURRENT").exists():  # --dir with an index of these N clips kept from an earlier run
+        build_s = float("nan")
+    else:
+        build_s = timed(write, synthetic_video_records(base, PER_VIDEO))
     videos = n // PER_VIDEO
     adds, removes = [], []
     for i in range(3):
@@ -106,7 +109,8 @@ def bench(n: int, root: Path, k: int = 10) -> dict:
         raise SystemExit(f"search process failed:\n{proc.stderr}")
     child = json.loads(proc.stdout.splitlines()[-1])
     recall = float(np.mean([len(set(t.tolist()) & set(f)) / k for t, f in zip(truth, child.pop("found"))]))
-    shutil.rmtree(index_dir)
+    if not keep:
+        shutil.rmtree(index_dir)
     return {"n": n, "index": report.index_type, "build_s": round(build_s, 1),
             "add_s": round(float(np.median(adds)), 3), "remove_s": round(float(np.median(removes)), 3),
             "index_update": report.index_update, "bytes_per_clip": round(disk / report.clips), **child,
@@ -118,12 +122,15 @@ def main() -> int:
         return search_child(sys.argv[2], sys.argv[3], 10)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--dir", help="work folder (default: a temporary one; needs ~9 KB a clip)")
+    parser.add_argument("--dir", help="keep the indexes in this folder (INDEX: DIR/index-N) and reuse them "
+                        "in later runs (default: a temporary folder; needs ~10 KB a clip)")
     args = parser.parse_args()
     results = []
-    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.dir) if args.dir else Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         for n in sorted(args.n):
-            results.append(bench(n, Path(tmp)))
+            results.append(bench(n, root, keep=bool(args.dir)))
             print(json.dumps(results[-1]), file=sys.stderr)
     first = results[0]
     print(f"{'clips':>9} {'index':<14} {'build s':>8} {'add s':>7} {'remove s':>9} {'B/clip':>7} {'RSS MB':>7} "

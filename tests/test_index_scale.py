@@ -37,6 +37,11 @@ def test_vector_index_update_rule():
     assert plan_update("IVF256,Flat", 12_000, 12_000, 15_001, 3_001, 0, 512)[0] == "compact"
     assert plan_update("HNSW32", 5_000, 5_000, 4_999, 0, 1, 512)[0] == "compact"
     assert plan_update("HNSW32", 5_000, 5_000, 5_000, 0, 0, 512)[0] == "keep"
+    # one video past 1M clips does not retrain into compressed codes while the full vectors fit memory
+    assert plan_update("IVF4096,Flat", 1_000_000, 1_000_000, 1_000_100, 100, 0, 512)[0] == "add"
+    assert plan_update("IVF4096,Flat", 1_000_000, 1_000_000, 4_000_001, 3_000_001, 0, 512) == (
+        "retrain", "retrained as OPQ64_256,IVF16384_HNSW32,PQ64: 4,000,001 clips is outside 4x the 1,000,000 "
+        "the index was trained for")
 
 
 def test_builds_write_only_what_changed_and_read_like_a_clean_build(tmp_path):
