@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import queue
@@ -35,6 +36,8 @@ from storyreel.index import catalog, layout
 from storyreel.index import repair as repair_files
 from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
 from storyreel.index.vectors import TUNING_CAPTIONS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,14 @@ def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.nda
 CHUNK_CLIPS = 16  # clips decoded (then embedded) at a time: the mapper's memory is flat in video length
 
 
-def decode_parts(file: FileStat, settings: BuildSettings, on_frames: Callable[[int, int], None] | None = None):
+def decode_parts(file: FileStat, settings: BuildSettings, progress=None):
     """Decode stage of the mapper, streamed: shots, clips, sampled frames and camera motion (no CLIP).
 
     Yields the file's `VideoRecord` first (clips empty), then lists of at most CHUNK_CLIPS
     `ClipRecord`s with their frames, in order. Memory stays flat in video length: pass 1 feeds the
     cut detector a batch of small frames at a time, pass 2 decodes one chunk of clips at a time. If
     the file fails part way, `record.error` is set and nothing more is yielded (drop what came).
-    `on_frames(done, total)` reports pass-1 progress within the file.
+    progress: a `Progress` (storyreel/core/progress.py) told the frames decoded within this file.
     """
     from storyreel.index.motion import camera_motion
     from storyreel.index.shots import CutDetector, split_into_clips
@@ -145,8 +148,8 @@ def decode_parts(file: FileStat, settings: BuildSettings, on_frames: Callable[[i
         for _, batch in iter_frames(file.path, np.arange(info.num_frames), scaled_size(info, settings.shot_short_side)):
             detector.add(batch)
             record.frames_decoded += len(batch)
-            if on_frames is not None:
-                on_frames(record.frames_decoded, info.num_frames)
+            if progress is not None:
+                progress.update(frames=record.frames_decoded, of=info.num_frames)
         num_frames = record.frames_decoded
         spans = split_into_clips(num_frames, detector.cuts(), info.fps, settings.min_clip_s, settings.max_clip_s)
         if not spans:
@@ -186,9 +189,9 @@ def _decode_error(err: Exception) -> str:
     return f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})"  # the type names the bug
 
 
-def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
+def decode_video(file: FileStat, settings: BuildSettings, progress=None) -> VideoRecord:
     """The whole decode stage for one file: its record with every clip's frames (see `decode_parts`)."""
-    parts = decode_parts(file, settings)
+    parts = decode_parts(file, settings, progress)
     record = next(parts)
     for clips in parts:
         record.clips += clips
@@ -221,9 +224,9 @@ def embed_video(record: VideoRecord, embedder) -> VideoRecord:
     return record
 
 
-def map_video(file: FileStat, settings: BuildSettings, embedder, on_frames=None) -> VideoRecord:
+def map_video(file: FileStat, settings: BuildSettings, embedder, progress=None) -> VideoRecord:
     """The whole mapper for one file (what a Ray worker runs), one chunk of clips in memory at a time."""
-    parts = decode_parts(file, settings, on_frames)
+    parts = decode_parts(file, settings, progress)
     record = next(parts)
     for clips in parts:
         record.clips += embed_clips(clips, embedder)
@@ -239,15 +242,17 @@ def embed_threads(workers: int) -> int:
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - max(1, workers)))
 
 
-def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1, on_frames=None):
+def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1, frames_progress=None):
     """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads.
-    `on_frames(path, done, total)`: progress of the cut detector within a file (any thread)."""
+
+    frames_progress: a `Progress` told the frames decoded within the file being decoded.
+    """
     import torch
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(embed_threads(workers))
     try:
-        yield from _overlapped(files, settings, embedder, workers, on_frames)
+        yield from _overlapped(files, settings, embedder, workers, frames_progress)
     finally:
         torch.set_num_threads(torch_threads)
 
@@ -256,7 +261,7 @@ _END = object()  # a decode thread's last item for a file
 PARTS_AHEAD = 2  # decoded chunks of clips that may wait per file
 
 
-def _overlapped(files, settings, embedder, workers, on_frames=None):
+def _overlapped(files, settings, embedder, workers, frames_progress=None):
     """Decode threads put each file's parts (`decode_parts`) on that file's small queue; this thread
     embeds them in file order. Bounded everywhere: at most `workers` + 1 files in flight, each with at
     most PARTS_AHEAD chunks of frames waiting, whatever the length of the videos."""
@@ -273,8 +278,7 @@ def _overlapped(files, settings, embedder, workers, on_frames=None):
             return False
 
         try:
-            report = (lambda done, total: on_frames(file.path, done, total)) if on_frames else None
-            for part in decode_parts(file, settings, report):
+            for part in decode_parts(file, settings, frames_progress):
                 if not put(part):
                     return
             put(_END)
@@ -532,12 +536,15 @@ def write_videos(index_dir, records, *, model_id: str, dim: int, settings: Build
                        index_update=index_update)
 
 
-def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
+def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
           on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
-          repair: bool = False, engine: str = "local", address: str | None = None) -> BuildReport:
+          repair: bool = False, device=None, dtype=None, engine: str = "local", address: str | None = None
+          ) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
+    preset: a name or a ModelPreset (its CLIP embeds); device/dtype: where and in what precision
+    (storyreel.core.devices' defaults: CUDA in fp16 when present).
     allow_removals: let the build drop more than half of the index's videos (or all of them) when they
     are gone from `video_dir`; without it such a build stops first (scan.check_removals).
     repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
@@ -545,13 +552,14 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     engine: "local" (decode threads + CLIP here) or "ray" (the mapper on Ray workers, index/ray_engine.py;
     `address` names the cluster, default a local Ray with `workers` CPUs); the writer is this process.
 
-    progress: a `Progress` for the per-file lines on stderr (default: one line a second).
+    progress: a `Progress` (storyreel/core/progress.py) told files done and, in a child bar, the frames
+    decoded within the current file; None reports nothing.
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
     catalog transaction commits, i.e. once the file is safe: a build killed after that point resumes
     without decoding it again. It runs on the build's thread, between files (a slow callback slows the
     build; an exception aborts it, leaving a resumable staging catalog).
     """
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.index.embed import load_clip
 
@@ -567,8 +575,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         raise UserError("--address names a Ray cluster; use it with --engine ray")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
-    embedder = embedder or load_clip(resolve_preset(preset))
-    progress = progress or Progress("index build")
+    embedder = embedder or load_clip(get_preset(preset), device=device, dtype=dtype)
+    progress = progress or Progress("index build", quiet=True)
+    frames_progress = progress.child("frames")
     t0 = time.monotonic()
 
     with layout.build_lock(index_dir):
@@ -576,7 +585,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         layout.remove_unpublished(index_dir, keep_staging=True)
         damage, fresh, first_id = _check_published(index_dir, repair, notes)
         for note in notes:
-            print(f"[index build] note: {note}", file=progress.stream, flush=True)
+            logger.warning("note: %s", note)  # a repair: shown even with --quiet
         con, resumed, segment = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
         try:
             if first_id:
@@ -592,22 +601,19 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
             if diff.touched:
                 catalog.touch_videos(con, diff.touched)
             clips_added = frames_decoded = 0
-
-            def decoding(path: str, done: int, total: int) -> None:  # within one (long) video
-                progress.update(decoding=f"{os.path.basename(path)} {done}/{total} frames")
-
+            progress.update(force=True, files=0, of=len(todo))
             if engine == "ray":
                 from storyreel.index import ray_engine
 
-                records = ray_engine.run_pipeline(todo, settings, resolve_preset(preset), embedder.model_id,
+                records = ray_engine.run_pipeline(todo, settings, get_preset(preset).name, embedder.model_id,
                                                   address, workers)
             else:
-                records = run_pipeline(todo, settings, embedder, workers, decoding)
+                records = run_pipeline(todo, settings, embedder, workers, frames_progress)
             for done, record in enumerate(records, start=1):
                 clips_added += len(catalog.commit_video(con, record, segment))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)
-                progress.update(files=f"{done}/{len(todo)}", clips=clips_added,
+                progress.update(files=done, of=len(todo), clips=clips_added,
                                 frames_per_s=frames_decoded / elapsed, last=os.path.basename(record.file.path))
                 if on_video_committed is not None:
                     on_video_committed(record)
@@ -618,6 +624,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         finally:
             segment.close()
             con.close()
+            frames_progress.close()
 
     report = BuildReport(str(index_dir), generation, videos=int(counts[0]), new=len(diff.new),
                          changed=len(diff.changed), unchanged=len(diff.unchanged) + len(diff.touched),
@@ -625,6 +632,6 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                          clips=int(counts[1]), frames_decoded=frames_decoded,
                          seconds=round(time.monotonic() - t0, 3), index_type=index_type,
                          index_update=index_update, notes=notes)
-    progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
+    progress.done(files=len(todo), of=len(todo), clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

@@ -23,17 +23,13 @@ class VideoMapper:
     """A Ray Data actor: CLIP loaded once, then `map_video` on each batch of files."""
 
     def __init__(self, settings: dict, preset: str, model_id: str):
-        import torch
-
         from storyreel.index.build import BuildSettings
         from storyreel.index.embed import load_clip
 
         self.settings = BuildSettings(**settings)
-        self.embedder = load_clip(preset)
+        self.embedder = load_clip(preset)  # on the worker's GPU when it has one (storyreel.core.devices)
         if self.embedder.model_id != model_id:
             raise RuntimeError(f"worker loaded CLIP {self.embedder.model_id}, the build uses {model_id}")
-        if torch.cuda.is_available():
-            self.embedder.to("cuda")
 
     def __call__(self, batch: dict) -> dict:
         from storyreel.index.build import map_video

@@ -58,7 +58,8 @@ def search(
     video file, or a folder: clips of the videos under it). k hits come back whenever k clips match.
 
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
-    otherwise `storyreel.index.embed.load_clip(preset)` loads it. Its model must be the index's model.
+    otherwise the CLIP the index recorded is loaded (`preset`: that preset's CLIP instead). Its model
+    must be the index's model.
     """
     from storyreel.index.motion import MOTION_LABELS
 
@@ -88,14 +89,13 @@ def search(
 
     # 1. Embed the query with the index's model.
     if embedder is None:
-        from storyreel.core.models import resolve_preset
-        from storyreel.index.embed import load_clip
+        from storyreel.index.embed import clip_for_index
 
-        embedder = load_clip(resolve_preset(preset))
+        embedder = clip_for_index(index.model_id, preset)
     if embedder.model_id != index.model_id:
         raise UserError(
             f"the index {index.path} was built with model {index.model_id}, but the query model is "
-            f"{embedder.model_id}; search with the --models preset the index was built with"
+            f"{embedder.model_id}; leave out --models/--clip to use the index's own model"
         )
     query = embed_query(embedder, text=text, image=image)
     # 2.-3. Candidates that pass the filters; 4. re-rank; 5. top k.

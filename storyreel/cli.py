@@ -26,10 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from storyreel.core.errors import UsageError, UserError
+    from storyreel.core.progress import close_open_bars, setup_cli_logging
 
     args = build_parser().parse_args(argv)
+    setup_cli_logging(quiet=args.quiet)  # library messages (logger "storyreel") become stderr lines
     try:
-        return args.run(args) or 0
+        try:
+            return args.run(args) or 0
+        finally:
+            close_open_bars()  # a bar a failed command left open would swallow the start of the error line
     except UsageError as err:
         print(f"storyreel: error: {err}", file=sys.stderr)
         return 2

@@ -145,12 +145,17 @@ def test_long_video_decodes_in_flat_memory(tmp_path, monkeypatch):
     settings = BuildSettings(frames_per_clip=2, analysis_short_side=32, motion_frames=3)
     embedder = load_clip("tiny")
     peaks, progress = {}, []
+
+    class FramesProgress:  # what storyreel.core.progress.Progress receives from the mapper
+        def update(self, **fields):
+            progress.append((fields["frames"], fields["of"]))
+
     for minutes in (1, 5):
         path = tmp_path / f"long{minutes}.mp4"
         frames = write_long_video(path, minutes * 60, fps=2.0, size=(64, 48))
         live["peak"] = 0
         record = map_video(FileStat(str(path), path.stat().st_size, path.stat().st_mtime_ns), settings, embedder,
-                           on_frames=lambda done, total: progress.append((done, total)))
+                           progress=FramesProgress())
         assert record.error is None and len(record.clips) >= minutes * 6  # a cut every 10 s, clips up to 8 s
         assert progress[-1] == (frames, frames)
         peaks[minutes] = live["peak"]
