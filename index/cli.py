@@ -67,10 +67,10 @@ def _run_build(args) -> int:
     if args.json:
         _print_json(report.to_dict())
     else:
+        print(f"vector index: {report.index_update}")  # the summary stays the last line
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")
-        print(f"vector index: {report.index_update}")
     return 0
 
 
