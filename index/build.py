@@ -416,7 +416,7 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
     vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update).
     `text_queries()`: text-like query vectors to tune a new index's search parameters with.
     `damage`: the published generation's damaged files (_check_published); a damaged vector index is
-    rebuilt from the frame vectors (`rebuild_vectors`), never linked."""
+    rebuilt from the frame vectors (`_segment_vectors`), never linked."""
     import faiss
 
     from storyreel.index.vectors import build_vector_index, choose_index_spec, index_family, plan_update
