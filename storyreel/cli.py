@@ -13,7 +13,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli",
-                   "storyreel.models_cli")
+                   "storyreel.models_cli", "storyreel.ui.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
