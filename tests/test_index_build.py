@@ -318,7 +318,6 @@ def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus,
     for p in passes:  # each generation looked the same every time it was read
         assert seen.setdefault(p["generation"], (p["clips"], p["digest"])) == (p["clips"], p["digest"])
     published_gen = (tmp_path / "idx" / "CURRENT").read_text().strip()
-    print(f"reader passes: {len(passes)}")
     assert len(seen) == 2 and published_gen in seen and seen[published_gen][0] > len(published["rows"])
     report = json.loads(resumed.stdout)
     assert report["new"] == 2  # b.mp4 was committed before the kill and is not decoded again
