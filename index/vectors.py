@@ -37,6 +37,7 @@ TRAIN_POINTS_PER_CLUSTER = 64  # autofaiss trains on 30–256 points per cluster
 KMEANS_ITERATIONS = 10  # FAISS defaults to 25; 10 gives nearly the same centroids at 40% of the cost
 TUNE_RECALL = 0.97  # recall@10 the tuned parameters must reach on the tuning queries
 TUNE_QUERIES = 256
+TWO_LEVEL_LISTS = 8192  # IVF lists from this many are trained by two-level k-means (`_train_two_level`)
 
 
 COMPACT_FRACTION = 0.25  # fold added/removed vectors into the base file once they reach this share of it
@@ -158,11 +159,81 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
         ivf.cp.niter = KMEANS_ITERATIONS
         rng = np.random.default_rng(0)
         count = min(n, TRAIN_POINTS_PER_CLUSTER * ivf.nlist)
-        index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
+        sample = vectors[np.sort(rng.choice(n, size=count, replace=False))]
+        if ivf.nlist >= TWO_LEVEL_LISTS and index_family(spec) == "ivf" and \
+                not isinstance(index, faiss.IndexPreTransform):
+            _train_two_level(ivf, sample)
+        else:
+            index.train(sample)
+    if tune_queries is not None and len(tune_queries) and index_family(spec) == "ivf":
+        route_without_offset(faiss.extract_index_ivf(index), query_offset(tune_queries, vectors), vectors,
+                             tune_queries)
+    if "IVF" in spec and hasattr(quantizer := faiss.downcast_index(faiss.extract_index_ivf(index).quantizer), "hnsw"):
+        quantizer.hnsw.efSearch = 128  # an HNSW quantizer's search assigns each vector its list: near-exact
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
     tune_search_params(index, ids, vectors, queries=tune_queries)
     return index
+
+
+def _train_two_level(ivf, sample: np.ndarray) -> None:
+    """Train many lists cheaply: √K coarse k-means clusters, each split by its own small k-means
+    (faiss.contrib.clustering). Flat k-means costs K x points per iteration: hours at K = 16k."""
+    import faiss
+    from faiss.contrib.clustering import two_level_clustering
+
+    centroids, _ = two_level_clustering(sample, int(math.sqrt(ivf.nlist)), ivf.nlist,
+                                        clustering_niter=KMEANS_ITERATIONS, spherical=True)
+    ivf.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    ivf.is_trained = True
+    faiss.downcast_index(ivf.quantizer).is_trained = True
+
+
+def query_offset(queries: np.ndarray, vectors: np.ndarray, sample: int = 100_000) -> np.ndarray:
+    """Unit direction from the database vectors' mean to the queries' mean: the modality gap when the
+    queries are CLIP text embeddings of images like the database's (module doc, `route_without_offset`)."""
+    step = max(1, len(vectors) // sample)
+    gap = np.asarray(queries, np.float64).mean(axis=0) - np.asarray(vectors[::step], np.float64).mean(axis=0)
+    return (gap / max(np.linalg.norm(gap), 1e-12)).astype(np.float32)
+
+
+def route_without_offset(ivf, offset: np.ndarray, vectors: np.ndarray, queries: np.ndarray) -> bool:
+    """Make the IVF lists' routing ignore the direction `offset` (unit), when that routes the tuning
+    `queries` and database vectors to their true neighbours' lists better: every centroid c becomes
+    c - (c·o)o, before any vector is added. Returns whether it did.
+
+    Text queries carry a strong component along the modality gap shared by all of them. Its dot
+    product with the centroids varies from list to list (noise of size |c|/√dim), and over thousands
+    of lists that noise can outrank a query's weak pull toward its own list, so nprobe must grow to
+    find it. With the offset projected out of the centroids, q·c' = (q - (q·o)o)·c': the query is
+    routed as if it had no offset, while database vectors (x·o ≈ 0) are routed as before. Lists
+    still hold the full vectors and scores stay exact inner products with the query as given, so
+    this changes which lists are probed, nothing else; it lives in the index file (filtered search
+    and added vectors go through the same centroids). When the offset's dot product with the
+    database vectors does decide the true neighbours (low dimensions), routing with it is right, and
+    the measurement below keeps the centroids as trained."""
+    import faiss
+
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    projected = centroids - np.outer(centroids @ offset, offset)
+    rng = np.random.default_rng(2)
+    own = vectors[np.sort(rng.choice(len(vectors), size=min(TUNE_QUERIES, len(vectors)), replace=False))]
+    probes = [p for p in (1, 4, 16, 64) if p < ivf.nlist] or [1]
+    coverage = {}
+    for name, cents in (("trained", centroids), ("projected", projected)):
+        found = []
+        for qs in (np.ascontiguousarray(queries, np.float32), own):
+            _, truth = faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+            _, truth_lists = faiss.knn(vectors[truth.ravel()], cents, 1, metric=faiss.METRIC_INNER_PRODUCT)
+            _, probed = faiss.knn(qs, cents, max(probes), metric=faiss.METRIC_INNER_PRODUCT)
+            truth_lists = truth_lists.reshape(len(qs), 10)
+            found.append(np.mean([np.isin(truth_lists, probed[:, :p]).mean() for p in probes]))
+        coverage[name] = min(found)  # the worse of text-like and database queries
+    if coverage["projected"] <= coverage["trained"]:
+        return False
+    ivf.quantizer.reset()
+    ivf.quantizer.add(np.ascontiguousarray(projected, dtype=np.float32))
+    return True
 
 
 def search_params(index) -> str:
