@@ -15,7 +15,10 @@ database vectors are used as queries, their exact neighbours (themselves exclude
 and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real queries are CLIP
 *text* embeddings, which lie outside the image vectors' distribution (the modality gap) and need
 more search effort for the same recall; so the build also embeds TUNING_CAPTIONS with the index's
-text encoder and the setting must reach TUNE_RECALL on those queries too. (autofaiss also caps
+text encoder and the setting must reach TUNE_RECALL on those queries too. Those text queries also
+teach the IVF routing: their shared offset from the image vectors (`query_offset`) is projected out
+of the centroids when that routes them to their neighbours' lists better (`route_without_offset`),
+so they need about the nprobe database vectors need, not every list. (autofaiss also caps
 parameters by a measured latency budget; we do not, so that the same vectors always give the same
 index, whatever else the machine is doing. scripts/bench_search.py measures latency.)
 FAISS stores those parameters in the index file; `search_params(index)` gives them as a
