@@ -40,7 +40,6 @@ TRAIN_POINTS_PER_CLUSTER = 64  # autofaiss trains on 30–256 points per cluster
 KMEANS_ITERATIONS = 10  # FAISS defaults to 25; 10 gives nearly the same centroids at 40% of the cost
 TUNE_RECALL = 0.97  # recall@10 the tuned parameters must reach on the tuning queries
 TUNE_QUERIES = 256
-TWO_LEVEL_LISTS = 8192  # IVF lists from this many are trained by two-level k-means (`_train_two_level`)
 
 
 COMPACT_FRACTION = 0.25  # fold added/removed vectors into the base file once they reach this share of it
@@ -162,34 +161,14 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
         ivf.cp.niter = KMEANS_ITERATIONS
         rng = np.random.default_rng(0)
         count = min(n, TRAIN_POINTS_PER_CLUSTER * ivf.nlist)
-        sample = vectors[np.sort(rng.choice(n, size=count, replace=False))]
-        if ivf.nlist >= TWO_LEVEL_LISTS and index_family(spec) == "ivf" and \
-                not isinstance(index, faiss.IndexPreTransform):
-            _train_two_level(ivf, sample)
-        else:
-            index.train(sample)
+        index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
     if tune_queries is not None and len(tune_queries) and index_family(spec) == "ivf":
         route_without_offset(faiss.extract_index_ivf(index), query_offset(tune_queries, vectors), vectors,
                              tune_queries)
-    if "IVF" in spec and hasattr(quantizer := faiss.downcast_index(faiss.extract_index_ivf(index).quantizer), "hnsw"):
-        quantizer.hnsw.efSearch = 128  # an HNSW quantizer's search assigns each vector its list: near-exact
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
     tune_search_params(index, ids, vectors, queries=tune_queries)
     return index
-
-
-def _train_two_level(ivf, sample: np.ndarray) -> None:
-    """Train many lists cheaply: √K coarse k-means clusters, each split by its own small k-means
-    (faiss.contrib.clustering). Flat k-means costs K x points per iteration: hours at K = 16k."""
-    import faiss
-    from faiss.contrib.clustering import two_level_clustering
-
-    centroids, _ = two_level_clustering(sample, int(math.sqrt(ivf.nlist)), ivf.nlist,
-                                        clustering_niter=KMEANS_ITERATIONS, spherical=True)
-    ivf.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    ivf.is_trained = True
-    faiss.downcast_index(ivf.quantizer).is_trained = True
 
 
 def query_offset(queries: np.ndarray, vectors: np.ndarray, sample: int = 100_000) -> np.ndarray:
