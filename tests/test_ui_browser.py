@@ -133,31 +133,38 @@ def test_search_shows_k_thumbnails_plays_a_clip_and_filters_by_motion(page, data
     assert any((data / "tmp").rglob("0.png"))
 
 
-def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page, app, data):
+def layout_pixels(ui, story: Path, *points) -> tuple:
+    """RGB of the handler's layout picture at (x, y) fractions of its first row's first keyframe."""
     from PIL import Image
 
+    from storyreel.core.sheet import LINE_HEIGHT
     from storyreel.generation.story.render import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
+
+    picture = Image.open(ui.story_layouts(str(story))).convert("RGB")
+    return tuple(picture.getpixel((LAYOUT_GAP + round(x * LAYOUT_TILE_HEIGHT),  # below the plot's caption line
+                                   LAYOUT_GAP + LINE_HEIGHT + round(y * LAYOUT_TILE_HEIGHT))) for x, y in points)
+
+
+def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page, app, data):
+    from playwright.sync_api import expect
 
     story = data / "story.yaml"
     tab(page, "Story")
     page.get_by_role("tab", name="YAML").click()
     editor = page.locator("#story-yaml textarea")
     assert "Teddy walks through the forest." in editor.input_value()
+    picture = page.locator("#story-layouts img")
+    shown_before = picture.get_attribute("src")  # drawn when the page loaded
     editor.fill(WORKSPACE_STORY.replace("Teddy walks through the forest.", "Teddy runs through the forest."))
     editor.blur()
     page.locator("#story-save").click()
     status(page, "story-status", "Saved story.yaml: 3 plots")
     assert "Teddy runs through the forest." in story.read_text()
-    # The planned plot's entity boxes over its keyframes (no clip pinned or rendered yet: grey frames).
-    page.locator("#story-layouts img").first.wait_for()
-    assert page.locator("#story-layouts img").count() == 1
-    [(png, caption)] = app[0].story_layouts(str(story))
-    assert caption == "plot 3: Teddy and Robo meet in a clearing."
-    picture = Image.open(png).convert("RGB")
-    at = lambda x, y: picture.getpixel((LAYOUT_GAP + round(x * LAYOUT_TILE_HEIGHT),  # noqa: E731
-                                        LAYOUT_GAP + round(y * LAYOUT_TILE_HEIGHT)))
-    # First keyframe (frame 0): Teddy [0.1, 0.3, 0.45, 0.9] in red, Robo [0.6, 0.2, 0.9, 0.9] in lime.
-    assert (at(0.1, 0.6), at(0.25, 0.6), at(0.6, 0.6), at(0.75, 0.6)) == (
+    # The planned plot's entity boxes over its keyframes, redrawn on save (no clip pinned or rendered
+    # yet: grey frames). Frame 0: Teddy [0.1, 0.3, 0.45, 0.9] in red, Robo [0.6, 0.2, 0.9, 0.9] in lime.
+    expect(picture).not_to_have_attribute("src", shown_before)
+    assert picture.get_attribute("src").endswith("layout.png")
+    assert layout_pixels(app[0], story, (0.1, 0.6), (0.25, 0.6), (0.6, 0.6), (0.75, 0.6)) == (
         (255, 0, 0), (128, 128, 128), (0, 255, 0), (128, 128, 128))
 
     saved = story.read_bytes()
@@ -191,6 +198,9 @@ def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, app
 
     page.locator("#render-go").click()
     status(page, "render-status", "Rendered 3 plots: 3 kept, 0 rendered")
+    # Once rendered, the layout picture draws the boxes over the retrieved clip's keyframe, not grey.
+    edge, inside = layout_pixels(app[0], data / "story.yaml", (0.1, 0.6), (0.25, 0.6))
+    assert edge == (255, 0, 0) and inside != (128, 128, 128)
 
 
 def test_cancel_stops_a_render_between_steps_and_keeps_finished_plots(page, data):

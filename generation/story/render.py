@@ -48,7 +48,7 @@ MANIFEST_VERSION = 1
 KEYFRAMES = 3          # keyframes per storyboard panel
 PANEL_HEIGHT = 96      # storyboard row height in pixels
 LAYOUT_TILE_HEIGHT = 160  # keyframe height in a plot's layout picture (paint_layouts), pixels
-LAYOUT_GAP = 4         # white frame around a layout picture's keyframes, pixels
+LAYOUT_GAP = 8         # white space around and between a layout picture's keyframes, pixels
 RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can be skipped
 
 logger = logging.getLogger(__name__)
@@ -284,10 +284,11 @@ def entity_colours(story: Story) -> dict[str, str]:
     return {name: BOX_COLOURS[n % len(BOX_COLOURS)] for n, name in enumerate(names)}
 
 
-def paint_layouts(story: Story, out_dir, *, index=None, render_dir=None, preset=None) -> list[tuple[int, Path]]:
-    """The plan's layout, rendered or not: each plot with entities as `out_dir`/layout-NN.png, its entity
-    boxes outlined and labelled (the storyboard's painter and colours) on KEYFRAMES keyframes. Returns
-    [(plot index, png)] (the UI's Story tab shows them).
+def paint_layouts(story: Story, path, *, index=None, render_dir=None, preset=None) -> Path | None:
+    """The plan's layout, rendered or not, as the PNG `path`: a row per plot with entities, its text above
+    KEYFRAMES keyframes with the entity boxes outlined and labelled (the storyboard's painter and
+    colours). Returns `path`, or None (nothing written) when no plot has entities. The UI's Story tab
+    shows it.
 
     The keyframes are the plot's source clip's when `index` holds it: the pinned clip, else the clip the
     render in `render_dir` retrieved for the plot (its manifest). They are cover-cropped to the plot's
@@ -299,10 +300,9 @@ def paint_layouts(story: Story, out_dir, *, index=None, render_dir=None, preset=
     from storyreel.core.sheet import SheetRow, paint_sheet
     from storyreel.generation.layout import interpolate_boxes
 
-    out_dir = Path(out_dir)
     colours = entity_colours(story)
     rendered = _read_manifest(Path(render_dir) / "manifest.json").get("plots", {}) if render_dir else {}
-    pictures = []
+    rows = []
     for i, plot in enumerate(story.plots):
         if not plot.entities:
             continue
@@ -313,17 +313,20 @@ def paint_layouts(story: Story, out_dir, *, index=None, render_dir=None, preset=
             clip = index.clip(clip_id)
             images = [np.asarray(ImageOps.fit(Image.fromarray(frame), size, Image.BILINEAR))
                       for frame in index.read_frames(clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))]
+            source = f"clip {clip_id}"
         else:
             images = [np.full((size[1], size[0], 3), 128, np.uint8)] * KEYFRAMES
+            source = "no clip yet"
         keyframes = _keyframe_indices(settings.frames)[:len(images)]
         boxes = [(e.name, interpolate_boxes(e.boxes, settings.frames)) for e in plot.entities]
         tiles = [[(b[f], name, colours[name]) for name, b in boxes] for f in keyframes]
-        path = out_dir / f"layout-{i:02d}.png"
         # One panel per keyframe, so the gap separates grey keyframes too.
-        paint_sheet(path, [SheetRow([[image] for image in images[:len(keyframes)]], boxes=[[t] for t in tiles])],
-                    tile_height=LAYOUT_TILE_HEIGHT, gap=LAYOUT_GAP, background="white")
-        pictures.append((i, path))
-    return pictures
+        rows.append(SheetRow([[image] for image in images[:len(keyframes)]],
+                             [f"plot {i + 1} ({source}, frames {', '.join(map(str, keyframes))}): {plot.text}"[:160]],
+                             boxes=[[t] for t in tiles]))
+    if not rows:
+        return None
+    return paint_sheet(path, rows, tile_height=LAYOUT_TILE_HEIGHT, gap=LAYOUT_GAP, background="white", ink="black")
 
 
 def assemble_storyboard(rows: list[Path], out: Path) -> None:

@@ -346,9 +346,9 @@ class StoryreelApp:
         return f"Planned {len(story.plots)} plots: check them, then Save.", story_yaml(story, path)
 
     def story_layouts(self, story_path: str):
-        """Gallery items [(png, caption)]: each plot with entities, its boxes over its source clip's keyframes
-        (pinned, or the last render's) or neutral frames (generation/story/render.py paint_layouts). An
-        unreadable story shows none: its error is in the status line already."""
+        """The layout picture (png path, or None): each plot with entities, its boxes over its source clip's
+        keyframes (pinned, or the last render's) or neutral frames (generation/story/render.py
+        paint_layouts). An unreadable story shows none: its error is in the status line already."""
         import contextlib
 
         from storyreel import index
@@ -359,16 +359,17 @@ class StoryreelApp:
             path = self.roots.resolve(story_path, "story file")
             story = load_story(path) if path.is_file() else None
         except UserError:
-            return []
+            return None
         if story is None:
-            return []
+            return None
         with contextlib.ExitStack() as stack:
             opened = None
             if self.config.index is not None and Path(self.config.index).is_dir():
                 opened = stack.enter_context(index.open_index(self.config.index))
-            pictures = paint_layouts(story, tempfile.mkdtemp(prefix="layouts-", dir=self.temp), index=opened,
-                                     render_dir=self.config.out / "render", preset=self.config.preset)
-        return [(str(png), f"plot {i + 1}: {story.plots[i].text}") for i, png in pictures]
+            # A fresh file per call: the page then never shows a cached older picture.
+            picture = Path(tempfile.mkdtemp(prefix="layout-", dir=self.temp)) / "layout.png"
+            return paint_layouts(story, picture, index=opened, render_dir=self.config.out / "render",
+                                 preset=self.config.preset)
 
     # -- Characters tab -----------------------------------------------------------------------------
 
@@ -538,9 +539,8 @@ class StoryreelApp:
                                              elem_id="plan-llm-url")
                         llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
                     plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                layouts = gr.Gallery(label="Entity boxes over each planned plot's source keyframes (grey: no clip "
-                                           "pinned or rendered yet)", columns=2, height="auto", object_fit="contain",
-                                     allow_preview=False, elem_id="story-layouts")
+                layouts = gr.Image(label="Entity boxes over each planned plot's source keyframes", type="filepath",
+                                   interactive=False, elem_id="story-layouts")
             with gr.Tab("Characters", id="characters"):
                 with gr.Row():
                     uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
