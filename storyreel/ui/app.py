@@ -539,8 +539,10 @@ class StoryreelApp:
                                              elem_id="plan-llm-url")
                         llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
                     plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                layouts = gr.Image(label="Entity boxes over each planned plot's source keyframes", type="filepath",
-                                   interactive=False, elem_id="story-layouts")
+                gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
+                            "is pinned or rendered):")
+                # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
+                layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
             with gr.Tab("Characters", id="characters"):
                 with gr.Row():
                     uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
