@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.core.files import _umask, atomic_write, sidecar_path, write_text_atomic
+from storyreel.core.files import _umask, atomic_write, check_output_path, sidecar_path, temp_dir, write_text_atomic
 from storyreel.core.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
@@ -32,17 +31,11 @@ def output_format(path) -> str:
     return FORMATS[suffix]
 
 
-def check_writable(path) -> None:
+def check_writable(path, flag: str = "--out") -> None:
     """Fail early, before minutes of sampling, if `path` cannot be written."""
     path = Path(path)
-    output_format(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"output {path}: folder {parent} does not exist; create it or choose another --out")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output {path}: folder {parent} is not writable; choose another --out")
-    if path.is_dir() and output_format(path) != "png":
-        raise UserError(f"output {path} is a folder; give a file name ending in .mp4 or .gif")
+    kind = output_format(path)
+    check_output_path(path, flag, folder=kind == "png")
 
 
 def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | None = None, crf: int = 18) -> Path:
@@ -84,7 +77,7 @@ def _write_png_folder(frames: np.ndarray, folder: Path) -> None:
 
     if folder.is_dir() and any(not p.name.startswith("frame_") or p.suffix != ".png" for p in folder.iterdir()):
         raise UserError(f"output {folder} is a folder with other files in it; choose a new folder for PNG frames")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = temp_dir(folder)
     try:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
