@@ -154,16 +154,24 @@ def setting_problem(name: str, value) -> str | None:
     integer = name in INTEGER_SETTINGS
     if isinstance(value, bool) or not (isinstance(value, int) if integer else _finite_number(value)):
         kind = "an integer" if integer else "a finite number"
-        return f"must be {kind} from {lowest:g} to {highest:g} (got {value!r})"
+        return f"must be {kind} from {_show(lowest)} to {_show(highest)} (got {str(value)[:40]})"
     if not lowest <= value <= highest:
         if name in _MESSAGES and (value < lowest or name == "tau"):  # tau's words fit both sides
-            return f"{_MESSAGES[name]} (got {value:g})"
-        return f"must be from {lowest:g} to {highest:g} (got {value:g})"
+            return f"{_MESSAGES[name]} (got {_show(value)})"
+        return f"must be from {_show(lowest)} to {_show(highest)} (got {_show(value)})"
     return None
 
 
+def _show(value) -> str:
+    """`value` for a message: ints in full (a huge one cannot become a float), floats short."""
+    text = str(value) if isinstance(value, int) else f"{value:g}"
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
 def _finite_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # an int is finite (and may be too big for a float)
 
 
 def memory_estimate(frames: int, height: int, width: int) -> int:

@@ -13,6 +13,7 @@ Pipeline (each step a function below):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -24,6 +25,9 @@ from storyreel.retrieval.motion_words import motion_in_query
 
 if TYPE_CHECKING:
     from storyreel.index import ClipRow
+
+# More results than anyone reads; FAISS allocates k rows per query up front.
+MAX_RESULTS = 10_000
 
 CANDIDATES_PER_RESULT = 10  # FAISS over-fetch: k·this candidates (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 100
@@ -61,8 +65,10 @@ def search(
         raise UserError("give exactly one query: a TEXT or an --image PATH")
     if text is not None and not text.strip():
         raise UserError("the search TEXT is empty; describe the clip you want")
-    if k < 1:
-        raise UserError(f"-k must be at least 1 (got {k})")
+    if k < 1 or k > MAX_RESULTS:
+        raise UserError(f"-k must be from 1 to {MAX_RESULTS} (got {k})")
+    if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= 86400):
+        raise UserError(f"--min-seconds must be a finite number of seconds from 0 to 86400 (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
     image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads
