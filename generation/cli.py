@@ -233,7 +233,8 @@ def _add_plan(commands) -> None:
                         "server at URL (nothing is sent without this); $STORYREEL_LLM_API_KEY is sent as "
                         "a bearer token if set")
     parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
-    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
+    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds one request may take in all, reply included (default 120; at most 3600)")
 def _run_plan(args) -> int:
     import dataclasses
     import os
@@ -241,14 +242,21 @@ def _run_plan(args) -> int:
     from pathlib import Path
 
     from storyreel.core.errors import UserError
+    from storyreel.core.files import check_output_path
     from storyreel.core.models import resolve_preset
     from storyreel.generation.story.format import preset_defaults
-    from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
+    from storyreel.generation.story.planner import check_llm_options, plan_rule_based, plan_with_llm, write_story
 
     story_path, out = Path(args.story), Path(args.out)
+    check_output_path(out, "--out", create_parents=True)
+    if args.llm:
+        check_llm_options(args.llm, args.llm_timeout)
     try:
         prose = story_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise UserError(f"{story_path}: the story text is not UTF-8 (byte {err.start}); save it as UTF-8 "
+                        "text") from None
+    except OSError as err:
         raise UserError(f"{story_path}: cannot read the story text ({err.strerror or err})") from None
     characters, packs = {}, {}
     for spec in args.character:
@@ -297,12 +305,16 @@ def _add_render(commands) -> None:
     parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
     _add_backend_flags(parser)  # for plots whose story file names no backend
+    parser.add_argument("--force", action="store_true",
+                        help="render into a non-empty folder that is not a storyreel render (its story.mp4, "
+                             "manifest.json and plots/ may be replaced)")
 
 
 def _run_render(args) -> int:
     from storyreel.generation.story.render import render_story
 
-    manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend)
+    manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
+                            force=args.force)
     if args.json:
         print(json.dumps(manifest))
     else:

@@ -14,6 +14,7 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +26,7 @@ from storyreel.core.errors import UserError
 from storyreel.core.files import sidecar_path
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
+from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline
 from storyreel.generation.settings import GenerationSettings
@@ -156,7 +158,11 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
 
     settings = settings or GenerationSettings.for_preset(preset)
     settings.check()  # everything below fails before any model loads, too
+    if not (isinstance(lora_scale, (int, float)) and math.isfinite(lora_scale) and 0 <= lora_scale <= 10):
+        raise UserError(f"--lora-scale must be a finite number from 0 to 10 (got {lora_scale})")
     check_writable(out)
+    for pack in characters:  # a damaged pack fails now, not after the models load
+        load_pack(pack)
     if structure is None and settings.backend != "t2v-zero":
         raise UserError(f"--structure is required for the {settings.backend} backend "
                         "(only t2v-zero can generate from the prompt alone)")

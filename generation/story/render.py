@@ -17,9 +17,11 @@ each plot, so an interrupted render keeps what it finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -46,23 +48,31 @@ RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can 
 
 
 def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, backend: str | None = None,
-                 progress: Progress | None = None, log=None) -> dict:
+                 progress: Progress | None = None, log=None, force: bool = False) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest.
 
     `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
+    `out_dir` must be new, empty or an earlier render's (`force`: any folder; see `claim_output_folder`).
     """
-    from storyreel import index as index_package
     from storyreel.core.models import resolve_preset
-    from storyreel.index.embed import load_clip
 
     preset = resolve_preset(preset)
-    progress = progress or Progress("render")
     story = load_story(story_path)
     if backend and story.backend is None:
         story = dataclasses.replace(story, backend=backend)
+    check_story(story, preset)  # every plot's numbers and every pack, before any model loads
     out_dir = Path(out_dir)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    previous = _read_manifest(out_dir / "manifest.json")
+    claim_output_folder(out_dir, force=force)
+    with render_lock(out_dir):
+        return _render_locked(story, index_dir, out_dir, preset, progress or Progress("render"), log, force)
+
+
+def _render_locked(story: Story, index_dir, out_dir: Path, preset: str, progress: Progress, log, force: bool) -> dict:
+    from storyreel import index as index_package
+    from storyreel.index.embed import load_clip
+
+    previous = _read_manifest(out_dir / "manifest.json", force=force)
+    (out_dir / "plots").mkdir(exist_ok=True)
 
     with index_package.open_index(index_dir) as index:
         # 1. Check the story against the index before any model loads.
@@ -93,7 +103,8 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
                     i, settings, pick, index, video,
                     lambda stage, label=plot_label: progress.update(force=True, plot=label, stage=stage))
                 plots.append({**entry, "key": key, "reused": False})
-            manifest = _manifest(story, preset, models, plots)
+            # Plots this run has not reached yet keep their earlier entries: an interrupted rerun forgets nothing.
+            manifest = _manifest(story, preset, models, _merged_plots(previous, plots, len(picks)))
             write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
         # 4. Assemble the story video and the storyboard from the plot files.
@@ -102,6 +113,88 @@ def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, b
         assemble_storyboard([_row_png(out_dir / p["output"]) for p in plots], out_dir / "storyboard.png")
     print(summary_table(plots), file=log or sys.stderr)  # looked up now: callers may redirect stderr
     return manifest
+
+
+# -- checks and the output folder --------------------------------------------------------------------
+
+MARKER = ".storyreel-render"  # in OUT_DIR: this folder is a storyreel render (written before anything else)
+LOCK = ".storyreel-render.lock"  # flock'ed while a render writes to OUT_DIR
+
+
+def check_story(story: Story, preset: str) -> None:
+    """One-line UserErrors, before any model loads: every plot's settings in range, every character's
+    token valid and equal to its pack's token, every pack intact."""
+    from storyreel.generation.characters.pack import load_pack
+    from storyreel.generation.characters.tokens import check_token
+
+    where = story.source or "story"
+    for i in range(len(story.plots)):
+        try:
+            plot_settings(story, i, preset).check()
+        except UserError as err:
+            raise UserError(f"{where}: plots[{i}]: {err}") from None
+    for token, character in story.characters.items():
+        check_token(token, f"{where}: characters.{token}:")
+        pack = load_pack(character.pack)
+        if pack.token != token:
+            raise UserError(f"{where}: characters.{token}: pack {character.pack} is for token {pack.token!r}; "
+                            f"write the character as {pack.token!r} or train a pack with --token '{token}'")
+
+
+def claim_output_folder(out_dir: Path, *, force: bool = False) -> None:
+    """Make `out_dir` a render folder: new, empty, or already one (its marker file, or an earlier
+    storyreel manifest). Any other folder is refused unless `force`, so no unrelated file is overwritten."""
+    from storyreel.core.files import check_output_path, write_text_atomic
+
+    check_output_path(out_dir, "--out", folder=True, create_parents=True)
+    if out_dir.is_dir() and not (out_dir / MARKER).is_file():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK)
+        if others and not force and not _is_earlier_render(out_dir):
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise UserError(f"--out {out_dir} is a folder with other files in it ({shown}) and not a storyreel "
+                            "render; choose a new or empty folder, or pass --force to render into it")
+    for name in ("plots",):
+        if (out_dir / name).exists() and not (out_dir / name).is_dir():
+            raise UserError(f"--out {out_dir}: {out_dir / name} is a file; move it away or choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / MARKER).is_file():
+            write_text_atomic(out_dir / MARKER, json.dumps({"kind": "storyreel-render", "version": MANIFEST_VERSION})
+                              + "\n")
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot write there ({err.strerror or err})") from None
+
+
+def _is_earlier_render(out_dir: Path) -> bool:
+    """A render folder written before renders left a marker: its manifest is a storyreel one."""
+    try:
+        return bool(_read_manifest(out_dir / "manifest.json")) and (out_dir / "plots").is_dir()
+    except UserError:
+        return False
+
+
+@contextlib.contextmanager
+def render_lock(out_dir: Path):
+    """Hold OUT_DIR's lock while rendering: a second render into the same folder stops with one line.
+
+    An flock dies with its process, so a killed render never leaves a stale lock behind.
+    """
+    import fcntl
+
+    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise UserError(f"--out {out_dir}: another storyreel render is writing there"
+                            f"{f' (process {holder})' if holder else ''}; wait for it to finish or choose "
+                            "another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- retrieval ---------------------------------------------------------------------------------------
@@ -277,12 +370,32 @@ def _manifest(story: Story, preset: str, models: dict, plots: list[dict]) -> dic
     }
 
 
-def _read_manifest(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _merged_plots(previous: dict, plots: list[dict], num_plots: int) -> list[dict]:
+    """This run's plot entries, then the earlier manifest's entries for the story's other plots."""
+    done = {p["index"] for p in plots}
+    earlier = [entry for key, entry in previous.get("plots", {}).items()
+               if key.isdigit() and int(key) < num_plots and int(key) not in done]
+    return sorted(plots + earlier, key=lambda p: p["index"])
+
+
+def _read_manifest(path: Path, force: bool = False) -> dict:
+    """The earlier render's manifest ({} if none). A file that is not one is refused, not overwritten
+    (`force`: ignored and replaced)."""
+    if not path.exists():
         return {}
-    return manifest if isinstance(manifest, dict) and manifest.get("version") == MANIFEST_VERSION else {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        plots = manifest["plots"]
+        ok = (manifest.get("version") == MANIFEST_VERSION and isinstance(plots, dict)
+              and all(isinstance(p, dict) and p.get("index") == int(k) for k, p in plots.items()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if ok:
+        return manifest
+    if force:
+        return {}
+    raise UserError(f"--out {path} is not a storyreel render manifest; move it away, choose another --out, "
+                    "or pass --force to replace it")
 
 
 def _row_png(video: Path) -> Path:
