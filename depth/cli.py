@@ -32,6 +32,7 @@ def _run_depth(args) -> int:
     from pathlib import Path
 
     from storyreel.core.errors import UserError
+    from storyreel.core.files import check_output_path
     from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
@@ -41,9 +42,21 @@ def _run_depth(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise UserError(f"--out {out} must end in .mp4")
+    # Every output is checked before any decoding or model loading: no run that fails at the end.
+    outputs = [("--out", out), ("--raw", args.raw and Path(args.raw)), ("--sheet", args.sheet and Path(args.sheet))]
+    for flag, path in outputs:
+        if path:
+            check_output_path(path, flag, create_parents=True)
+    named = [p.resolve() for _, p in outputs if p]
+    if len(set(named)) < len(named):
+        raise UserError("--out, --raw and --sheet must be different files")
+    if args.raw and Path(args.raw).suffix.lower() != ".npy":
+        raise UserError(f"--raw {args.raw} must end in .npy")
+    if args.sheet and Path(args.sheet).suffix.lower() != ".png":
+        raise UserError(f"--sheet {args.sheet} must end in .png")
+    if not 1 <= args.batch_size <= 4096:
+        raise UserError(f"--batch-size must be from 1 to 4096 (got {args.batch_size})")
     name = args.model or get_preset(args.models).depth
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
     # 1. source first: a bad path should not wait for model loading
     with index_context(args.index) as index:
         source = open_source(args.source, index)

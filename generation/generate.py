@@ -187,7 +187,7 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
     conditioning, info = depth.conditioning_for_source(
         source, model=model or depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
         source_kind=kind)
-    notes = []
+    notes = [info.pop("cache_note")] if "cache_note" in info else []
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes

@@ -134,7 +134,7 @@ def check_story(story: Story, preset: str) -> None:
         except UserError as err:
             raise UserError(f"{where}: plots[{i}]: {err}") from None
     for token, character in story.characters.items():
-        check_token(token, f"{where}: characters.{token}:")
+        check_token(token, f"{where}: characters:")
         pack = load_pack(character.pack)
         if pack.token != token:
             raise UserError(f"{where}: characters.{token}: pack {character.pack} is for token {pack.token!r}; "
