@@ -90,16 +90,22 @@ def dx_dy(text: str) -> tuple[float, float]:
     return float(parts[0]), float(parts[1])
 
 
-def _run_generate(args) -> int:
-    from storyreel.core.models import resolve_preset
-    from storyreel.generation.generate import generate_clip
+def generate_settings(args, preset: str):
+    """The GenerationSettings `generate`'s flags ask for (unchecked: `generate_clip` checks them first)."""
     from storyreel.generation.settings import GenerationSettings
 
-    preset = resolve_preset(args.models)
-    settings = GenerationSettings.for_preset(
+    return GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
         tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
         motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
+
+
+def _run_generate(args) -> int:
+    from storyreel.core.models import resolve_preset
+    from storyreel.generation.generate import generate_clip
+
+    preset = resolve_preset(args.models)
+    settings = generate_settings(args, preset)
     summary = generate_clip(
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,

@@ -14,7 +14,6 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,7 +28,7 @@ from storyreel.generation.characters import CharacterConditioning, load_characte
 from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline
-from storyreel.generation.settings import GenerationSettings
+from storyreel.generation.settings import GenerationSettings, check_lora_scale
 
 
 @dataclass
@@ -158,8 +157,7 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
 
     settings = settings or GenerationSettings.for_preset(preset)
     settings.check()  # everything below fails before any model loads, too
-    if not (isinstance(lora_scale, (int, float)) and math.isfinite(lora_scale) and 0 <= lora_scale <= 10):
-        raise UserError(f"--lora-scale must be a finite number from 0 to 10 (got {lora_scale})")
+    check_lora_scale(lora_scale)
     check_writable(out)
     for pack in characters:  # a damaged pack fails now, not after the models load
         load_pack(pack)

@@ -174,6 +174,13 @@ def _finite_number(value) -> bool:
     return isinstance(value, int) or math.isfinite(value)  # an int is finite (and may be too big for a float)
 
 
+def check_lora_scale(lora_scale) -> None:
+    """The characters' LoRA strength: 0 (table only) to 10 (far past "as trained"), finite."""
+    if isinstance(lora_scale, bool) or not (isinstance(lora_scale, (int, float)) and math.isfinite(lora_scale)
+                                            and 0 <= lora_scale <= 10):
+        raise UserError(f"--lora-scale must be a finite number from 0 to 10 (got {lora_scale})")
+
+
 def memory_estimate(frames: int, height: int, width: int) -> int:
     """Bytes a clip of this many frames at this size needs at least (`BYTES_PER_PIXEL` per pixel)."""
     return int(frames) * int(height) * int(width) * BYTES_PER_PIXEL

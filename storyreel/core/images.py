@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,11 @@ def read_rgb(path, what: str = "image") -> np.ndarray:
         with Image.open(path) as image:
             check_image_size(*image.size, path, what)
             return np.array(ImageOps.exif_transpose(image).convert("RGB"))  # a writable copy
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError as err:  # PIL's own check, at open, for the most extreme sizes
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} megapixels" if pixels else "too many pixels"
+        raise UserError(f"{what} {path} is {size}, above the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit; "
+                        "downscale it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise UserError(f"{what} {path}: not a readable image ({type(err).__name__}); "
                         f"give one of {', '.join(IMAGE_SUFFIXES)}") from None
