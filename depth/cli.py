@@ -32,7 +32,7 @@ def _run_depth(args) -> int:
     from pathlib import Path
 
     from storyreel.core.errors import UserError
-    from storyreel.core.files import check_output_path
+    from storyreel.core.files import check_output_path, sidecar_path
     from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.depth.media import index_context, open_source, write_depth_video, write_npy, write_sheet
@@ -70,11 +70,19 @@ def _run_depth(args) -> int:
     # 4. outputs
     meta = {"model": model.model_id, "source": source.label, "frames": int(len(depth01)),
             "size": [int(depth01.shape[1]), int(depth01.shape[2])], "fps": source.fps}
-    write_depth_video(out, depth01, source.fps, meta)
-    if args.raw:
-        write_npy(Path(args.raw), raw)
-    if args.sheet:
-        write_sheet(Path(args.sheet), frames, depth01)
+    written = []
+    try:  # all outputs or none: a later write that fails takes the earlier ones with it
+        write_depth_video(out, depth01, source.fps, meta)
+        written += [out, sidecar_path(out)]
+        if args.raw:
+            write_npy(Path(args.raw), raw)
+            written.append(Path(args.raw))
+        if args.sheet:
+            write_sheet(Path(args.sheet), frames, depth01)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     progress.done(frames=len(depth01), out=str(out))
     report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet}
     if args.json:

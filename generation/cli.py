@@ -335,8 +335,10 @@ def _add_demo(commands) -> None:
 
 
 def _run_demo(args) -> int:
+    from storyreel.core.files import check_output_path
     from storyreel.generation.story.demo import run_demo
 
+    check_output_path(args.out, "--out", folder=True, create_parents=True)
     result = run_demo(args.out)
     print(f"demo done: index {result['index']}, story {result['story']}, "
           f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")

@@ -27,12 +27,15 @@ def _run_search(args) -> int:
     import sys
 
     from storyreel.core.errors import UsageError
+    from storyreel.core.files import check_output_path
     from storyreel.index import open_index
     from storyreel.retrieval.query import search
     from storyreel.retrieval.sheet import contact_sheet
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")
+    if args.sheet:
+        check_output_path(args.sheet, "--sheet", create_parents=True)  # before CLIP loads and searches
     with open_index(args.index) as index:
         hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
                       min_seconds=args.min_seconds, preset=args.models)
