@@ -79,9 +79,11 @@ def _run_depth(args) -> int:
             written.append(Path(args.raw))
         if args.sheet:
             write_sheet(Path(args.sheet), frames, depth01)
-    except BaseException:
+    except BaseException as err:
         for path in written:
             path.unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, permissions changed meanwhile, ...
+            raise UserError(f"cannot write the depth outputs ({err.strerror or err}); none was kept") from None
         raise
     progress.done(frames=len(depth01), out=str(out))
     report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet}

@@ -359,6 +359,19 @@ def test_damaged_depth_cache_entry_is_discarded_and_recomputed_with_a_note(h, tm
     assert info["cache"] == "hit" and "cache_note" not in info
 
 
+def test_depth_writes_all_outputs_or_none(run_cli, h, tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("storyreel.depth.media.write_sheet", disk_full)
+    proc = run_cli("depth", "0", "--index", h.index, "--out", tmp_path / "d.mp4", "--raw", tmp_path / "d.npy",
+                   "--sheet", tmp_path / "d.png", env=ENV)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == ("storyreel: error: cannot write the depth outputs (No space left on "
+                                            "device); none was kept")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_temp_files_of_a_killed_writer_are_removed_by_the_next_write(run_cli, h, tmp_path):
     from storyreel.core.files import TEMP_MARK
 

@@ -507,8 +507,10 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
     if settings.size is None:
         settings = replace(settings, size=get_preset(preset).generator.train_size)
     out = Path(out)
-    if reg_index and not 1 <= reg_clips <= 100_000:
-        raise UserError(f"--reg-clips must be from 1 to 100000, got {reg_clips}")
+    if reg_index and reg_clips < 1:
+        raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")
+    if reg_index and reg_clips > 100_000:
+        raise UserError(f"--reg-clips must be at most 100000, got {reg_clips}")
     check_output_path(out, "--out")
     check_output_path(checkpoint_path_for(out), "--out (its checkpoint)")
     check_token(settings.token, "--token")
