@@ -94,6 +94,9 @@ class GenerationSettings:
             raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.long not in LONG_MODES:
             raise UserError(f"unknown long-clip mode {self.long!r}; choose one of {', '.join(LONG_MODES)}")
+        if any(isinstance(side, int) and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):
+            raise UserError(f"height and width must be positive multiples of {vae_scale_factor} "
+                            f"(got {self.height}x{self.width})")
         for name in LIMITS:
             value = getattr(self, name)
             if value is not None:
@@ -106,9 +109,6 @@ class GenerationSettings:
         if (t0 is None) != (t1 is None) or (t0 is not None and not 0 <= t0 < t1 < self.steps):
             raise UserError(f"t0 and t1 are step indices with 0 <= t0 < t1 < steps ({self.steps}); "
                             f"give both or neither (got t0={t0}, t1={t1})")
-        if any(side is not None and side % vae_scale_factor for side in (self.height, self.width)):
-            raise UserError(f"height and width must be positive multiples of {vae_scale_factor} "
-                            f"(got {self.height}x{self.width})")
         if not 0 <= self.overlap_frames < self.window_frames:
             raise UserError(f"overlap_frames ({self.overlap_frames}) must be at least 0 and below "
                             f"window_frames ({self.window_frames})")

@@ -65,8 +65,10 @@ def search(
         raise UserError("give exactly one query: a TEXT or an --image PATH")
     if text is not None and not text.strip():
         raise UserError("the search TEXT is empty; describe the clip you want")
-    if k < 1 or k > MAX_RESULTS:
-        raise UserError(f"-k must be from 1 to {MAX_RESULTS} (got {k})")
+    if k < 1:
+        raise UserError(f"-k must be at least 1 (got {k})")
+    if k > MAX_RESULTS:
+        raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
     if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= 86400):
         raise UserError(f"--min-seconds must be a finite number of seconds from 0 to 86400 (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:

@@ -57,6 +57,10 @@ def tampered_pack(source: Path, target: Path, *, tensors=None, metadata=None) ->
     return target
 
 
+def lora_a(tensors: dict) -> str:
+    return sorted(k for k in tensors if ".lora_A." in k)[0]
+
+
 def without(mapping: dict, key: str) -> dict:
     return {k: v for k, v in mapping.items() if k != key}
 
@@ -94,7 +98,8 @@ def h(tmp_path_factory):
         "no_token": dict(metadata=lambda m: without(m, "token")),
         "bad_json": dict(metadata=lambda m: {**m, "base_model": "{not json"}),
         "emoji": dict(metadata=lambda m: {**m, "token": "\U0001F43B"}),
-        "no_lora_key": dict(tensors=lambda d: without(d, sorted(k for k in d if k.startswith("lora."))[0])),
+        "half_lora_pair": dict(tensors=lambda d: without(d, sorted(k for k in d if ".lora_A." in k)[0])),
+        "no_lora_layer": dict(tensors=lambda d: without(without(d, lora_a(d)), lora_a(d).replace("lora_A", "lora_B"))),
     }
     for name, change in variants.items():
         tampered_pack(pack, packs / f"{name}.safetensors", **change)
@@ -166,7 +171,7 @@ ROWS = [
     ("train-lr-nan", lambda h, t: train(h, t / "c.safetensors", "--lr", "nan"), 1, r"--lr must be a finite number"),
     ("train-steps-huge", lambda h, t: train(h, t / "c.safetensors", "--steps", str(10**9)), 1,
      r"--steps must be at most"),
-    # -- tampered character packs (the first five fail before any model loads)
+    # -- tampered character packs (all but the last fail before any model loads)
     *[(f"pack-{name}", lambda h, t, name=name: generate(h, t / "o.mp4", "--character", h.packs / f"{name}.safetensors"),
        1, pattern) for name, pattern in [
         ("shape", r"is damaged: timeinv\.table must be a 2-D float table, got \(1, \d+, 32\)"),
@@ -175,7 +180,8 @@ ROWS = [
         ("no_token", r"is damaged: metadata 'token' is missing"),
         ("bad_json", r"is damaged: bad metadata \(Expecting"),
         ("emoji", r"is damaged: token '\U0001F43B': a character token is 1-64 ASCII"),
-        ("no_lora_key", r"character pack LoRA does not fit this UNet \(1 layers missing"),
+        ("half_lora_pair", r"is damaged: LoRA tensor .*lora_B\.weight has no partner .*lora_A\.weight"),
+        ("no_lora_layer", r"character pack LoRA does not fit this UNet \(2 layers missing, e\.g\. .*lora_A"),
     ]],
     ("story-token-not-packs", lambda h, t: render(h, story(t, f'characters:\n  "<rex>": {{pack: {h.pack}}}\n'
                                                           "plots:\n  - text: <rex> runs.\n"), t / "r"), 1,

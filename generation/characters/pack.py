@@ -148,6 +148,10 @@ def pack_problem(pack: CharacterPack) -> str | None:
             return f"LoRA tensor {key} is not finite floats ({value.dtype})"
         if value.ndim != 2 or pack.lora_rank not in value.shape:
             return f"LoRA tensor {key} has shape {tuple(value.shape)}, not rank {pack.lora_rank}"
+    for key in pack.lora:  # peft saves each layer as a lora_A / lora_B pair
+        partner = key.replace("lora_A", "lora_B") if "lora_A" in key else key.replace("lora_B", "lora_A")
+        if partner != key and partner not in pack.lora:
+            return f"LoRA tensor {key} has no partner {partner}"
     images = pack.concept_images
     if images is not None and (images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3):
         return f"concept.images must be uint8 (N, S, S, 3), got {tuple(images.shape)} {images.dtype}"
