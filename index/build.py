@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -24,9 +25,10 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.core.video import BadVideo, VideoInfo, iter_frames, probe, scaled_size, segment_centres
+from storyreel.core.video import BadVideo, VideoInfo, frame_times, iter_frames, probe, scaled_size, segment_centres
 from storyreel.index import catalog, layout
-from storyreel.index.scan import FileStat, diff_against_catalog, find_videos, fingerprint
+from storyreel.index import repair as repair_files
+from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class ClipRecord:
     frame_indices: np.ndarray           # (K,) absolute indices of the embedded frames
     motion: str
     motion_magnitude: float
+    start_s: float = 0.0                # from the frame timestamps (core/video.py frame_times)
+    end_s: float = 0.0
     frames: np.ndarray | None = None    # (K,h,w,3) uint8, dropped after embedding
     frame_vectors: np.ndarray | None = None  # (K, dim)
     vector: np.ndarray | None = None          # (dim,) mean-pooled, L2-normalized
@@ -83,6 +87,7 @@ class BuildReport:
     frames_decoded: int
     seconds: float
     index_type: str
+    notes: list[str] = field(default_factory=list)  # repairs the build made (also printed on stderr)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,9 +108,14 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
     from storyreel.index.motion import camera_motion
     from storyreel.index.shots import detect_cuts, split_into_clips
 
-    record = VideoRecord(file, fingerprint(file.path))
+    record = VideoRecord(file, "")
+    if file.error is not None:  # found by the scan: dangling link, loop, not a regular file, ...
+        record.error = file.error
+        return record
     try:
+        record.fingerprint = fingerprint(file.path)
         info = record.info = probe(file.path)
+        times = frame_times(file.path, info)
         # Pass 1: every frame, small, for the cut detector.
         shot_size = scaled_size(info, settings.shot_short_side)
         small = [f for _, f in iter_frames(file.path, range(info.num_frames), shot_size)]
@@ -131,10 +141,15 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
         for start, end, embed_at, motion_at, step in plans:
             motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
             record.clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
+                                           float(times[start]), float(times[end]),
                                            frames=np.stack([frames[i] for i in embed_at.tolist()])))
         record.info = info
     except BadVideo as err:
         record.error, record.clips = str(err), []
+    except OSError as err:  # unreadable, or deleted/replaced while the build runs
+        record.error, record.clips = entry_error(err), []
+    except Exception as err:  # noqa: BLE001 - one strange file must not stop the build; the type names the bug
+        record.error, record.clips = f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})", []
     return record
 
 
@@ -195,20 +210,24 @@ def _overlapped(files, settings, embedder, workers):
 
 # --- writer / runner ------------------------------------------------------------------------------
 
-def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings):
-    """(connection, resumed): a writable staging catalog based on the current generation, resumed if a
-    killed build left one (then it may already hold commits the published generation lacks)."""
+def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings, fresh: bool = False):
+    """(connection, resumed): a writable staging catalog based on the current generation (an empty one
+    if `fresh`), resumed if a killed build left one (then it may hold commits the published generation lacks)."""
     import duckdb
 
-    base = layout.current_generation(index_dir) or ""
+    base = "" if fresh else layout.current_generation(index_dir) or ""
     staging = index_dir / layout.STAGING
     wanted = {"model_id": model_id, "settings": json.dumps(settings.to_dict(), sort_keys=True)}
     if (staging / layout.CATALOG).exists():
-        con = duckdb.connect(str(staging / layout.CATALOG))
-        meta = catalog.read_meta(con)
+        try:
+            con = duckdb.connect(str(staging / layout.CATALOG))
+            meta = catalog.read_meta(con)
+        except duckdb.Error:  # a damaged work copy: start again from the published generation
+            con, meta = None, {}
         if meta.get("base_generation") == base and all(meta.get(k) == v for k, v in wanted.items()):
             return con, True  # every video committed before the kill is already there
-        con.close()
+        if con is not None:
+            con.close()
     shutil.rmtree(staging, ignore_errors=True)
     fresh = index_dir / (layout.STAGING + ".tmp")
     shutil.rmtree(fresh, ignore_errors=True)
@@ -231,6 +250,25 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
     return duckdb.connect(str(staging / layout.CATALOG)), False
 
 
+def _check_published(index_dir: Path, repair: bool, notes: list[str]) -> tuple[dict, bool, int]:
+    """(damaged files, start a fresh catalog?, first clip id for it) of the published generation;
+    UserError naming the damage unless `repair`."""
+    generation = layout.current_generation(index_dir)
+    damage = repair_files.check_generation(index_dir, generation) if generation else {}
+    if not damage:
+        return damage, False, 0
+    if not repair:
+        file, problem = next(iter(damage.items()))
+        raise UserError(repair_files.damage_message(index_dir, generation, file, problem))
+    fresh = layout.CATALOG in damage
+    first_id = repair_files.next_id_after_vectors(index_dir, generation) if fresh else 0
+    for file, problem in damage.items():
+        notes.append(f"{generation}/{file} was damaged ({problem}); " + (
+            f"rebuilt it by decoding every video again (new clip ids start at {first_id})" if fresh and
+            file == layout.CATALOG else "rebuilt it from the catalog's clip vectors"))
+    return damage, fresh, first_id
+
+
 def _write_vectors(con, staging: Path, dim: int) -> str:
     import faiss
 
@@ -245,8 +283,14 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
 
 def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
-          on_video_committed: Callable[[VideoRecord], None] | None = None) -> BuildReport:
+          on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
+          repair: bool = False) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
+
+    allow_removals: let the build drop more than half of the index's videos (or all of them) when they
+    are gone from `video_dir`; without it such a build stops first (scan.check_removals).
+    repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
+    a damaged index stops with one line.
 
     progress: a `Progress` for the per-file lines on stderr (default: one line a second).
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
@@ -261,8 +305,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     video_dir, index_dir = Path(video_dir).resolve(), Path(index_dir).resolve()
     if not video_dir.is_dir():
         raise UserError(f"video folder {video_dir} does not exist or is not a folder")
-    if min_clip_s <= 0 or max_clip_s < min_clip_s or frames_per_clip < 1:
-        raise UserError("need 0 < min_clip_s <= max_clip_s and frames_per_clip >= 1")
+    if not (0 < min_clip_s <= max_clip_s < math.inf) or frames_per_clip < 1:
+        raise UserError(f"clip lengths must be finite with 0 < --min-seconds ({min_clip_s:g}) <= --max-seconds "
+                        f"({max_clip_s:g}), and frames_per_clip ({frames_per_clip}) at least 1")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
     embedder = embedder or load_clip(resolve_preset(preset))
@@ -270,12 +315,21 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
     t0 = time.monotonic()
 
     with layout.build_lock(index_dir):
+        notes = [note] if (note := layout.repair_current(index_dir)) else []
         layout.remove_unpublished(index_dir, keep_staging=True)
-        con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings)
+        damage, fresh, first_id = _check_published(index_dir, repair, notes)
+        for note in notes:
+            print(f"[index build] note: {note}", file=progress.stream, flush=True)
+        con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
         try:
-            diff = diff_against_catalog(find_videos(video_dir), catalog.known_files(con))
+            if first_id:
+                catalog.set_meta(con, next_clip_id=max(first_id, int(catalog.read_meta(con)["next_clip_id"])))
+            known = catalog.known_files(con)
+            diff = diff_against_catalog(find_videos(video_dir), known)
+            if not allow_removals:
+                check_removals(diff, len(known), video_dir, index_dir)
             todo = diff.todo
-            published_before = layout.current_generation(index_dir)
+            published_before = None if damage else layout.current_generation(index_dir)
             if diff.removed:
                 catalog.drop_videos(con, diff.removed)
             if diff.touched:
@@ -311,7 +365,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                          changed=len(diff.changed), unchanged=len(diff.unchanged) + len(diff.touched),
                          removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
                          clips=int(counts[1]), frames_decoded=frames_decoded,
-                         seconds=round(time.monotonic() - t0, 3), index_type=index_type)
+                         seconds=round(time.monotonic() - t0, 3), index_type=index_type, notes=notes)
     progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

@@ -8,6 +8,7 @@ Tables (one catalog per index generation, see index/layout.py):
   frames(clip_id, k, frame_index, vector)     per-frame CLIP vectors (K per clip) for re-ranking
   errors(path, size, mtime_ns, fingerprint, reason)
 Vectors are float32 little-endian BLOBs of `dim` values (exact round trip, no list conversion).
+Paths are stored as `scan.db_path` text (lossless for non-UTF-8 names); rows give back `scan.os_path`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from storyreel.index.scan import db_path, os_path
 
 SCHEMA_VERSION = 1
 
@@ -60,7 +63,7 @@ FROM clips c JOIN videos v ON v.path = c.video
 
 def clip_row(record) -> ClipRow:
     cid, video, sf, ef, ss, es, fps, w, h, motion, mag, fp = record
-    return ClipRow(int(cid), video, int(sf), int(ef), float(ss), float(es), float(fps), int(w), int(h),
+    return ClipRow(int(cid), os_path(video), int(sf), int(ef), float(ss), float(es), float(fps), int(w), int(h),
                    motion, float(mag), fp)
 
 
@@ -98,10 +101,11 @@ def known_files(con) -> dict[str, tuple[int, int, str]]:
     """{path: (size, mtime_ns, fingerprint)} for every file the catalog has seen (indexed or failed)."""
     rows = con.execute("SELECT path, size, mtime_ns, fingerprint FROM videos "
                        "UNION ALL SELECT path, size, mtime_ns, fingerprint FROM errors").fetchall()
-    return {path: (int(size), int(mtime), fp) for path, size, mtime, fp in rows}
+    return {os_path(path): (int(size), int(mtime), fp) for path, size, mtime, fp in rows}
 
 
 def _forget(con, path: str) -> None:
+    path = db_path(path)
     con.execute("DELETE FROM frames WHERE clip_id IN (SELECT clip_id FROM clips WHERE video = ?)", [path])
     con.execute("DELETE FROM clips WHERE video = ?", [path])
     con.execute("DELETE FROM videos WHERE path = ?", [path])
@@ -121,7 +125,7 @@ def touch_videos(con, touched) -> None:
     con.execute("BEGIN")
     for f, _ in touched:
         for table in ("videos", "errors"):
-            con.execute(f"UPDATE {table} SET mtime_ns = ? WHERE path = ?", [f.mtime_ns, f.path])
+            con.execute(f"UPDATE {table} SET mtime_ns = ? WHERE path = ?", [f.mtime_ns, db_path(f.path)])
     con.execute("COMMIT")
 
 
@@ -132,17 +136,18 @@ def commit_video(con, record) -> list[int]:
     in the order videos are committed (sorted path order). Returns the new clip ids.
     """
     f = record.file
+    path = db_path(f.path)
     con.execute("BEGIN")
     try:
         _forget(con, f.path)
         clip_ids: list[int] = []
         if record.error is not None:
             con.execute("INSERT INTO errors VALUES (?, ?, ?, ?, ?)",
-                        [f.path, f.size, f.mtime_ns, record.fingerprint, record.error])
+                        [path, f.size, f.mtime_ns, record.fingerprint, record.error])
         else:
             info = record.info
             con.execute("INSERT INTO videos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [f.path, f.size, f.mtime_ns, record.fingerprint, info.num_frames, info.fps,
+                        [path, f.size, f.mtime_ns, record.fingerprint, info.num_frames, info.fps,
                          info.width, info.height])
             next_id = int(con.execute("SELECT value FROM meta WHERE key = 'next_clip_id'").fetchone()[0])
             clip_rows, frame_rows = [], []
@@ -150,8 +155,8 @@ def commit_video(con, record) -> list[int]:
                 cid = next_id
                 next_id += 1
                 clip_ids.append(cid)
-                clip_rows.append([cid, f.path, clip.start_frame, clip.end_frame, clip.start_frame / info.fps,
-                                  clip.end_frame / info.fps, clip.motion, clip.motion_magnitude,
+                clip_rows.append([cid, path, clip.start_frame, clip.end_frame, clip.start_s, clip.end_s,
+                                  clip.motion, clip.motion_magnitude,
                                   to_blob(clip.vector)])
                 frame_rows += [[cid, k, int(fi), to_blob(v)]
                                for k, (fi, v) in enumerate(zip(clip.frame_indices, clip.frame_vectors))]

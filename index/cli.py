@@ -6,6 +6,7 @@ import json
 import sys
 
 from storyreel.core.cli import add_command
+from storyreel.index.scan import display_path
 
 
 def add_commands(commands) -> None:
@@ -20,6 +21,10 @@ def add_commands(commands) -> None:
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
+    p.add_argument("--allow-removals", action="store_true",
+                   help="let the build drop more than half of the index's videos (they left VIDEO_DIR)")
+    p.add_argument("--repair", action="store_true",
+                   help="rebuild damaged index files from what is intact (vectors from the catalog)")
 
     for name, run, help_text in (
         ("stats", _run_stats, "videos, clips, errors, model id, index type, dim"),
@@ -42,7 +47,8 @@ def _run_build(args) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
-                   min_clip_s=args.min_seconds, workers=args.workers)
+                   min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
+                   repair=args.repair)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -78,12 +84,12 @@ def _run_stats(args) -> int:
 def _run_ls(args) -> int:
     rows = _read_index(args, lambda idx: [row.to_dict() for row in idx.clips()])
     return _report(args, rows, [f"{r['clip_id']:>8}  {r['start_s']:8.2f}-{r['end_s']:<8.2f} {r['motion']:<10} "
-                                f"{r['motion_magnitude']:6.2f}  {r['video']}" for r in rows])
+                                f"{r['motion_magnitude']:6.2f}  {display_path(r['video'])}" for r in rows])
 
 
 def _run_errors(args) -> int:
     rows = _read_index(args, lambda idx: idx.errors())
-    lines = [f"{r['video']}: {r['reason']}" for r in rows]
+    lines = [f"{display_path(r['video'])}: {r['reason']}" for r in rows]
     return _report(args, rows, lines or [f"no errors: every video under the index {args.index} was indexed"])
 
 

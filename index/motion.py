@@ -13,6 +13,13 @@ along the position r from the frame centre). Each pair gets a label:
 
 The clip label is the label of more than half of the pairs, else `dynamic`. The magnitude is the
 mean flow length in pixels per source frame at ANALYSIS_WIDTH.
+
+Slow zooms: a zoom of 1% scale per frame moves content well under STATIC_FLOOR px/frame near the
+centre, so every pair reads `static`. For a clip the pairs call static, `clip_zoom_rate` therefore
+fits similarity transforms (scale, rotation, translation; RANSAC, so moving objects are outliers)
+to corners tracked over spans of the clip's samples. Scale is measured over each span of frames,
+where even a slow zoom adds up (1% a frame over 16 frames is 17%), and does not depend on
+how large the flow is at any one pair; at least SLOW_ZOOM_RATE per frame makes the clip a zoom.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ STATIC_FLOOR = 0.5  # median px/frame at ANALYSIS_WIDTH (Open-Sora uses 1.0 on l
 MIN_EXPLAINED = 0.5  # camera model must account for this share of the mean flow length
 MAX_PAIRS = 8  # sampled frame pairs per clip
 BORDER = 0.1  # fraction of each side ignored: content entering/leaving the frame has no true flow
+SLOW_ZOOM_RATE = 0.004  # |log scale| per source frame (0.4%) from which a clip the pairs call static is a zoom
+MIN_TRACKS = 12  # tracked corners the similarity fit needs
+ZOOM_SPAN = 9  # samples per similarity fit (the index hands camera_motion 9 per clip)
+MIN_INLIERS = 0.6  # share of the tracks the fitted similarity must explain
 
 
 class CameraMotion(NamedTuple):
@@ -52,7 +63,52 @@ def camera_motion(frames: np.ndarray, frame_step: int = 1) -> CameraMotion:
     values, counts = np.unique(labels, return_counts=True)
     best = int(np.argmax(counts))
     label = str(values[best]) if counts[best] * 2 > len(labels) else "dynamic"
+    if label == "static":
+        rate = clip_zoom_rate(grey, frame_step)
+        if rate is not None and abs(rate) >= SLOW_ZOOM_RATE:
+            label = "zoom-in" if rate > 0 else "zoom-out"
     return CameraMotion(label, float(np.mean(magnitudes)))
+
+
+def clip_zoom_rate(grey: list[np.ndarray], frame_step: int = 1) -> float | None:
+    """log(scale) per source frame of the camera over the clip; > 0 is content growing (zoom-in).
+
+    The clip is cut into spans of ZOOM_SPAN samples; in each, corners of its first frame are tracked
+    frame to frame to its last, and a similarity transform is fitted to where they went (a long
+    zoom-in pushes corners out of the picture, so spans stay short). None when no span has enough
+    tracked corners that one similarity explains (then the motion is not one camera move).
+    """
+    log_scale, frames = 0.0, 0
+    for first in range(0, len(grey) - 1, ZOOM_SPAN - 1):
+        span = grey[first:first + ZOOM_SPAN]
+        scale = _similarity_scale(span)
+        if scale is not None:
+            log_scale += np.log(scale)
+            frames += (len(span) - 1) * frame_step
+    return log_scale / frames if frames else None
+
+
+def _similarity_scale(grey: list[np.ndarray]) -> float | None:
+    """Scale of the similarity transform (RANSAC) from the first frame's corners to the last frame's."""
+    import cv2
+
+    h, w = grey[0].shape
+    mask = np.zeros((h, w), np.uint8)
+    mask[int(h * BORDER):h - int(h * BORDER), int(w * BORDER):w - int(w * BORDER)] = 255
+    start = cv2.goodFeaturesToTrack(grey[0], maxCorners=200, qualityLevel=0.01, minDistance=4, mask=mask)
+    if start is None or len(start) < MIN_TRACKS:
+        return None
+    points, alive = start, np.ones(len(start), bool)
+    for prev, nxt in zip(grey[:-1], grey[1:]):
+        points, status, _ = cv2.calcOpticalFlowPyrLK(prev, nxt, points, None, winSize=(15, 15), maxLevel=2)
+        alive &= status.reshape(-1) == 1
+    if alive.sum() < MIN_TRACKS:
+        return None
+    matrix, inliers = cv2.estimateAffinePartial2D(start[alive], points[alive], method=cv2.RANSAC,
+                                                  ransacReprojThreshold=1.0)
+    if matrix is None or inliers.mean() < MIN_INLIERS:
+        return None
+    return float(np.hypot(matrix[0, 0], matrix[1, 0]))
 
 
 def _analysis_frames(frames: np.ndarray) -> list[np.ndarray]:

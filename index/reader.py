@@ -13,8 +13,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.index import layout
+from storyreel.index import layout, repair
 from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
+from storyreel.index.scan import os_path
 
 
 @runtime_checkable
@@ -49,15 +50,29 @@ class Index:
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
-        import faiss
 
         folder = index_dir / generation
         self.path = index_dir
         self.generation = generation
         # Both files are opened now: a later build may delete this generation, and open files survive that.
-        self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
-        self.vector_index = faiss.read_index(str(folder / layout.VECTORS))
-        meta = read_meta(self._con)
+        # Damaged files get one line naming them and the repair (index/repair.py).
+        if problem := repair.file_problem(folder / layout.CATALOG):
+            raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG, problem))
+        try:
+            self._con = duckdb.connect(str(folder / layout.CATALOG), read_only=True)
+            meta = read_meta(self._con)
+            missing = [key for key in repair.REQUIRED_META if key not in meta]
+            if missing:
+                raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG,
+                                                      f"meta lacks {', '.join(missing)}"))
+        except duckdb.Error as err:
+            raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG,
+                                                  repair.first_line(err))) from None
+        vectors, problem = repair.read_vectors(folder / layout.VECTORS)
+        if problem:
+            self._con.close()
+            raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
+        self.vector_index = vectors
         self.meta = meta
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
@@ -139,7 +154,7 @@ class Index:
 
     def errors(self) -> list[dict]:
         rows = self._con.execute("SELECT path, reason FROM errors ORDER BY path").fetchall()
-        return [{"video": path, "reason": reason} for path, reason in rows]
+        return [{"video": os_path(path), "reason": reason} for path, reason in rows]
 
     def stats(self) -> dict:
         count = lambda sql: int(self._con.execute(sql).fetchone()[0])  # noqa: E731
@@ -217,12 +232,13 @@ def open_index(index_dir) -> Index:
         if generation is None:
             raise UserError(f"{index_dir} is not a storyreel index (no {layout.CURRENT} file); "
                             f"build one with `storyreel index build VIDEO_DIR --index {index_dir}`")
-        if (index_dir / generation / layout.CATALOG).exists() and (index_dir / generation / layout.VECTORS).exists():
+        if (index_dir / generation).is_dir():
             try:
                 return Index(index_dir, generation)
             except Exception:
                 if layout.current_generation(index_dir) == generation:
                     raise
                 continue  # replaced while we opened it: retry with the new one
-    raise UserError(f"{index_dir}: {layout.CURRENT} names generation {generation}, which is missing; "
-                    f"rerun `storyreel index build` into this folder")
+    raise UserError(f"{index_dir}: {layout.CURRENT} names generation {generation!r}, which is missing; rerun "
+                    f"`storyreel index build VIDEO_DIR --index {index_dir}` (it repairs {layout.CURRENT} from "
+                    f"the newest complete generation)")

@@ -29,6 +29,7 @@ def _run_search(args) -> int:
     from storyreel.core.errors import UsageError
     from storyreel.core.files import check_output_path
     from storyreel.index import open_index
+    from storyreel.index.scan import display_path
     from storyreel.retrieval.query import search
     from storyreel.retrieval.sheet import contact_sheet
 
@@ -51,5 +52,5 @@ def _run_search(args) -> int:
     for hit in hits:
         c = hit.clip
         print(f"{hit.rank:>3}  {hit.score:6.3f}  clip {c.clip_id:<6} {c.start_s:7.2f}-{c.end_s:<7.2f}s  "
-              f"{c.motion:<9}  {c.video}")
+              f"{c.motion:<9}  {display_path(c.video)}")
     return 0

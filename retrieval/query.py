@@ -69,8 +69,8 @@ def search(
         raise UserError(f"-k must be at least 1 (got {k})")
     if k > MAX_RESULTS:
         raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
-    if min_seconds is not None and not (math.isfinite(min_seconds) and 0 <= min_seconds <= 86400):
-        raise UserError(f"--min-seconds must be a finite number of seconds from 0 to 86400 (got {min_seconds})")
+    if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
+        raise UserError(f"--min-seconds must be a finite number of seconds, 0 or more (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
     image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads

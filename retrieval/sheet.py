@@ -7,6 +7,7 @@ from pathlib import Path
 
 from storyreel.core.sheet import SheetRow, fit_text, paint_sheet
 from storyreel.core.video import segment_centres
+from storyreel.index.scan import display_path
 
 FRAMES_PER_ROW = 4
 THUMB_HEIGHT = 96
@@ -26,7 +27,7 @@ def contact_sheet(index, hits, out_path, frames_per_row: int = FRAMES_PER_ROW,
         frames = index.read_frames(clip.clip_id, segment_centres(0, length, max(1, min(frames_per_row, length))))
         lines = [
             f"#{hit.rank}  score {hit.score:.3f}  clip {clip.clip_id}",
-            Path(clip.video).name,
+            display_path(Path(clip.video).name),  # non-UTF-8 names drawn as \xNN
             f"{clip.start_s:.2f}-{clip.end_s:.2f} s  (frames {clip.start_frame}-{clip.end_frame})",
             f"motion {clip.motion} ({clip.motion_magnitude:.2f} px/frame)",
         ]

@@ -181,8 +181,6 @@ ROWS = [
                                               t / "r"), 1, r"defaults\.frames: must be from 1 to 4096"),
     ("story-not-utf8", lambda h, t: render(h, story(t, b"plots:\n  - text: caf\xe9\n"), t / "r"), 1,
      r"story\.yaml: cannot read story file"),
-    ("search-min-seconds-nan", lambda h, t: ["search", "dog", "--index", h.index, "--min-seconds", "nan"], 1,
-     r"--min-seconds must be a finite number"),
     ("train-lr-nan", lambda h, t: train(h, t / "c.safetensors", "--lr", "nan"), 1, r"--lr must be a finite number"),
     ("train-steps-huge", lambda h, t: train(h, t / "c.safetensors", "--steps", str(10**9)), 1,
      r"--steps must be at most"),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from storyreel.core.video import probe, read_frames
-from storyreel.index.motion import ANALYSIS_WIDTH, MOTION_LABELS, camera_motion
+from storyreel.index.motion import ANALYSIS_WIDTH, MOTION_LABELS, _analysis_frames, camera_motion, clip_zoom_rate
 from storyreel.testing.synthetic import SHOT_KINDS, Shot, scene_image, write_video
 
 WIDTH = 160
@@ -46,3 +46,23 @@ def test_rotation_is_dynamic_and_single_frame_is_static():
     assert motion.label == "dynamic" and motion.magnitude > 0.5
     assert camera_motion(frames[:1]) == ("static", 0.0)
     assert set(SHOT_KINDS) | {"dynamic"} == set(MOTION_LABELS)
+
+
+def test_slow_zoom_of_one_percent_per_frame_is_a_zoom_not_static(tmp_path):
+    # 1% scale per frame moves content < STATIC_FLOOR px/frame: every frame pair alone reads static.
+    shots = [Shot("zoom-in", 24, scene_seed=60, speed=1.0), Shot("zoom-out", 24, scene_seed=61, speed=1.0),
+             Shot("static", 24, scene_seed=62)]
+    path = tmp_path / "slow.mp4"
+    cuts = write_video(path, shots, fps=24, size=(WIDTH, 90))
+    frames = read_frames(str(path), range(probe(str(path)).num_frames))
+    bounds = [0, *cuts, len(frames)]
+    clips = {shot.kind: frames[a:b] for shot, a, b in zip(shots, bounds[:-1], bounds[1:])}
+    for kind in ("zoom-in", "zoom-out"):
+        assert camera_motion(clips[kind]).label == kind
+        # As the index samples a clip: 9 frames, 2 source frames apart.
+        assert camera_motion(clips[kind][4:22:2], frame_step=2).label == kind
+        # The fitted scale, not the flow size, decides: log(1.01) per source frame, signed.
+        rate = clip_zoom_rate(_analysis_frames(clips[kind][4:22:2]), frame_step=2)
+        assert rate == pytest.approx(np.log(1.01) * (1 if kind == "zoom-in" else -1), rel=0.1)
+    assert camera_motion(clips["static"]).label == "static"
+    assert camera_motion(clips["static"][4:22:2], frame_step=2).label == "static"

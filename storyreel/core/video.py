@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 MIN_SIDE, MAX_SIDE = 16, 16384
 MAX_FPS = 1000.0
 MIN_FRAMES = 2
+TIME_TOLERANCE_S = 1e-3  # frame timestamps this close to i / fps count as a constant frame rate
 
 # decord2 3.4 fails ("DECORDArrayCopyFromTo: The size must exactly match") for these output widths,
 # whether scaled to or native (found by probing every width up to 400). We decode one of them at
@@ -40,6 +42,25 @@ class VideoInfo:
     height: int
 
 
+@contextmanager
+def _decoder_path(path: str):
+    """A name for `path` that decord and OpenCV can open. They take UTF-8 text, and a Linux file name
+    can be any bytes: such a file is opened here and handed over as /proc/self/fd/N (the decoder
+    opens its own handle, so ours closes once the decoder is open)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        if not os.path.isdir("/proc/self/fd"):
+            raise BadVideo("the file name is not valid UTF-8, which the decoder cannot open here; rename it") from None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    yield str(path)
+
+
 def _reader(path: str, width: int = -1, height: int = -1):
     # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
     # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
@@ -48,7 +69,10 @@ def _reader(path: str, width: int = -1, height: int = -1):
     import decord
 
     try:
-        return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
+        with _decoder_path(path) as name:
+            return decord.VideoReader(name, width=width, height=height, num_threads=1)
+    except BadVideo:
+        raise
     except Exception as err:  # noqa: BLE001 - decord raises its own DECORDError / RuntimeError variants
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BadVideo(f"not a readable video ({first_line[:160]})") from None
@@ -58,7 +82,8 @@ def _frame_size(path: str) -> tuple[int, int]:
     """(width, height) from the container, without decoding (decord has no accessor for it)."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with _decoder_path(path) as name:
+        cap = cv2.VideoCapture(name)
     try:
         return int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
@@ -85,6 +110,26 @@ def probe(path: str) -> VideoInfo:
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise BadVideo(f"absurd frame size {width}x{height}")
     return VideoInfo(num_frames, fps, width, height)
+
+
+def frame_times(path: str, info: VideoInfo) -> np.ndarray:
+    """(num_frames + 1,) float seconds: when each frame starts, relative to the first frame, and last
+    the time the last frame ends. From the container's timestamps, so variable-frame-rate videos get
+    their real times; `i / fps` when the timestamps agree with it within TIME_TOLERANCE_S (a constant
+    frame rate: times stay exact), for gifs, and when the timestamps are unusable (not increasing)."""
+    even = np.arange(info.num_frames + 1, dtype=np.float64) / info.fps
+    if _is_gif(path):
+        return even
+    try:
+        stamps = _reader(path).get_frame_timestamp(np.arange(info.num_frames)).astype(np.float64)
+    except Exception:  # noqa: BLE001 - decord's own error types; the even times are the fallback
+        return even
+    if stamps.shape != (info.num_frames, 2) or not np.all(np.isfinite(stamps)):
+        return even
+    times = np.append(stamps[:, 0], stamps[-1, 1]) - stamps[0, 0]
+    if np.any(np.diff(times) <= 0) or np.max(np.abs(times - even)) < TIME_TOLERANCE_S:
+        return even
+    return times
 
 
 def scaled_size(info: VideoInfo, short_side: int) -> tuple[int, int]:
