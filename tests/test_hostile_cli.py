@@ -328,6 +328,22 @@ def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_pa
         return original(self, prompt, *args, **kwargs)
 
     monkeypatch.setattr(StructureGuidedPipeline, "__call__", sampler)
+    # The three renders share their (read-only, deterministic) models: loaded once, not three times.
+    from storyreel.generation import generate
+    from storyreel.index import embed
+
+    loaded = {}
+
+    def once(load):
+        def cached(*args, **kwargs):
+            key = repr((load.__name__, args, sorted(kwargs.items())))
+            if key not in loaded:
+                loaded[key] = load(*args, **kwargs)
+            return loaded[key]
+        return cached
+
+    monkeypatch.setattr(generate, "ClipGenerator", once(generate.ClipGenerator))
+    monkeypatch.setattr(embed, "load_clip", once(embed.load_clip))
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
