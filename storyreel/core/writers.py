@@ -56,7 +56,11 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
         if metadata is not None:
             sidecar = {**metadata, "output": str(path), "format": kind, "fps": fps, "frames": int(frames.shape[0]),
                        "height": int(frames.shape[1]), "width": int(frames.shape[2])}
-            write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+            try:
+                write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+            except OSError:  # a clip without its sidecar is a partial output: take the clip back
+                shutil.rmtree(path, ignore_errors=True) if kind == "png" else path.unlink(missing_ok=True)
+                raise
     except OSError as err:
         raise UserError(f"output {path}: could not write ({err.strerror or err}); choose another --out") from err
     return path
