@@ -179,8 +179,11 @@ def render_lock(out_dir: Path):
 
     An flock dies with its process, so a killed render never leaves a stale lock behind.
     """
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: render without the lock
+        yield
+        return
     fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
