@@ -131,6 +131,35 @@ def write_depth_video(path: Path, depth01: np.ndarray, fps: float, meta: dict) -
                 metadata={"kind": SIDECAR_KIND, **meta})
 
 
+PNG_BITS = (8, 16)
+
+
+def depth_png_array(depth01: np.ndarray, bits: int) -> np.ndarray:
+    """(H, W) in [0, 1] -> uint8 or uint16 gray, near = bright (full range of the bit depth)."""
+    if bits not in PNG_BITS:
+        raise UserError(f"--bits must be 8 or 16 (got {bits})")
+    top = 2 ** bits - 1
+    return np.clip(np.rint(np.asarray(depth01, dtype=np.float64) * top), 0, top).astype(np.uint8 if bits == 8
+                                                                                        else np.uint16)
+
+
+def write_depth_png(path: Path, depth01: np.ndarray, bits: int = 8) -> None:
+    """One depth map (H, W) in [0, 1] as a gray PNG of `bits` (8 or 16) bits per pixel."""
+    from PIL import Image
+
+    image = Image.fromarray(depth_png_array(depth01, bits))  # uint16 -> mode "I;16", a 16-bit PNG
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def write_depth_pngs(folder: Path, depth01: np.ndarray, bits: int = 8) -> list[Path]:
+    """Every frame of (F, H, W) depth as FOLDER/000000.png, 000001.png, ..."""
+    paths = [Path(folder) / f"{i:06d}.png" for i in range(len(depth01))]
+    for path, frame in zip(paths, depth01):
+        write_depth_png(path, frame, bits)
+    return paths
+
+
 def write_npy(path: Path, array: np.ndarray) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name without it

@@ -6,6 +6,7 @@ work is done by the package's Python API; heavy imports happen inside the `_run_
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -30,7 +31,7 @@ def _add_generate(commands) -> None:
 
     parser = add_command(
         commands, "generate", _run_generate, "generate a clip whose layout follows a structure source's depth",
-        json="print the output's metadata as JSON",
+        json="print the output's metadata as JSON", components=("depth", "generator"),
         description="Structure-guided text-to-video: the prompt renders appearance, the depth of SOURCE "
                     "(a video, a depth video, or a clip id with --index) supplies layout and motion for the "
                     "first --tau of the denoising schedule.",
@@ -101,17 +102,24 @@ def generate_settings(args, preset: str):
 
 
 def _run_generate(args) -> int:
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.devices import device_and_dtype
+    from storyreel.core.models import preset_from_args
+    from storyreel.core.progress import Progress
     from storyreel.generation.generate import generate_clip
 
-    preset = resolve_preset(args.models)
+    preset = preset_from_args(args)
+    device, dtype = device_and_dtype(args)
+    progress = Progress("generate", quiet=args.quiet)
     settings = generate_settings(args, preset)
     summary = generate_clip(
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
+        device=device, dtype=dtype,
         characters=args.character, lora_scale=args.lora_scale,
+        on_step=lambda done, total: progress.update(steps=done, of=total),
     )
-    for note in summary["notes"]:
+    progress.close()
+    for note in summary["notes"] if not args.quiet else ():
         print(f"storyreel: note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
@@ -127,7 +135,8 @@ def _run_generate(args) -> int:
 def _add_character(commands) -> None:
     character = commands.add_parser("character", help="personalized character packs (TimeInv + LoRA)")
     sub = character.add_subparsers(dest="character_command", required=True, metavar="COMMAND")
-    parser = add_command(sub, "train", _run_character_train, "train a character pack from a folder of images")
+    parser = add_command(sub, "train", _run_character_train, "train a character pack from a folder of images",
+                         components=("depth", "generator"))
     parser.add_argument("images_dir", help="folder with 1-50 photos of the character (jpg, png, webp, bmp, tif)")
     parser.add_argument("--token", required=True, help='the new token, e.g. "<teddy>"; must not be a known word')
     parser.add_argument("--init-word", required=True, help="one-token word of the character's class, e.g. bear")
@@ -151,15 +160,50 @@ def _add_character(commands) -> None:
                         help="mix in real clips of the init word's class retrieved from this index")
     parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute UNet activations in backward (much less memory, slower)")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                        help="recompute UNet activations in backward (much less memory, slower; "
+                             "default: on with CUDA)")
+    _add_character_export(sub)
+
+
+def _add_character_export(sub) -> None:
+    from storyreel.generation.characters.export import DEFAULT_TI_STEPS, FORMATS
+
+    parser = add_command(sub, "export", _run_character_export,
+                         "write a character pack as a diffusers or kohya LoRA, or a textual-inversion embedding",
+                         models=None, json="print the export summary as JSON")
+    parser.add_argument("pack", metavar="PACK", help="character pack (.safetensors) from `character train`")
+    parser.add_argument("--format", required=True, choices=FORMATS,
+                        help="diffusers: LoRA for pipe.load_lora_weights; kohya: lora_unet_* LoRA for ComfyUI/A1111; "
+                             "ti: the token's embedding for load_textual_inversion")
+    parser.add_argument("--out", required=True, metavar="FILE", help="file to write (.safetensors)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_TI_STEPS,
+                        help="ti of a TimeInv pack: average the rows this many sampling steps read "
+                             f"(default {DEFAULT_TI_STEPS})")
+
+
+def _run_character_export(args) -> int:
+    from storyreel.generation.characters.export import export_pack
+
+    summary = export_pack(args.pack, args.out, args.format, steps=args.steps)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['out']} ({summary['format']}, token {summary['token']}, {summary['tensors']} tensors)"
+              + (f"; {summary['note']}" if summary["note"] else ""))
+    return 0
 
 
 def _run_character_train(args) -> int:
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.devices import device_and_dtype
+    from storyreel.core.models import preset_from_args
+    from storyreel.core.progress import Progress
+
+    device, dtype = device_and_dtype(args, training=True)  # a bad --device fails before the heavy imports
+    preset = preset_from_args(args)
+
     from storyreel.generation.training.train import TrainSettings, train_character
 
-    preset = resolve_preset(args.models)
     settings = TrainSettings(
         token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
         lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames, size=args.size,
@@ -167,7 +211,8 @@ def _run_character_train(args) -> int:
         checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
     )
     summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,
-                              reg_clips=args.reg_clips, resume=args.resume)
+                              reg_clips=args.reg_clips, resume=args.resume, device=device, dtype=dtype,
+                              progress=Progress("character train", quiet=args.quiet))
     print(json.dumps(summary) if args.json else
           f"wrote {summary['pack']}: token {summary['token']} ({summary['mode']}, {summary['buckets']} rows), "
           f"{summary['steps']} steps, final loss {summary['final_loss']:.4f}, {summary['images']} images")
@@ -181,7 +226,7 @@ def _add_eval(commands) -> None:
     parser = add_command(commands, "eval", _run_eval,
                          "CLIP-T, CLIP-I, temporal consistency and motion of generated clips (compare backends)",
                          models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)",
-                         json="print a JSON list with one row per clip")
+                         json="print a JSON list with one row per clip", components=("clip",))
     parser.add_argument("clip", nargs="+", help="generated clips: mp4/gif files or folders of PNG frames; several "
                         "(e.g. one per backend, from the same prompt) are scored side by side")
     parser.add_argument("--prompt", required=True, help="the prompt the clip was generated from")
@@ -192,15 +237,17 @@ def _add_eval(commands) -> None:
 def _run_eval(args) -> int:
     from dataclasses import asdict
 
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.files import sidecar_path
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import preset_from_args
     from storyreel.generation.characters.pack import load_pack
     from storyreel.generation.evaluate import read_clip_frames, score_clip
     from storyreel.index.embed import load_clip
 
     packs = [load_pack(p) for p in args.character]
     frames = [read_clip_frames(clip) for clip in args.clip]  # every clip readable before CLIP loads
-    embedder = load_clip(resolve_preset(args.models))
+    device, dtype = device_and_dtype(args)
+    embedder = load_clip(preset_from_args(args), device=device, dtype=dtype)
     rows = []
     for clip, clip_frames in zip(args.clip, frames):
         try:  # the generating backend, when the clip has storyreel's sidecar
@@ -229,7 +276,7 @@ def _add_plan(commands) -> None:
     parser = add_command(commands, "plan", _run_plan, "prose story -> story file of single-event plots",
                          models="model preset whose size, frames, steps and cfg the story's defaults get "
                                 "(else $STORYREEL_MODELS, else default)",
-                         json="print the plan as one JSON document")
+                         json="print the plan as one JSON document", device=False)
     parser.add_argument("story", metavar="STORY.txt", help="the story as prose (plain text)")
     parser.add_argument("--out", required=True, metavar="STORY.yaml", help="story file to write")
     parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
@@ -285,7 +332,7 @@ def _run_plan(args) -> int:
 
     for token, character in story.characters.items():
         pack = out.resolve().parent / character.pack  # relative packs are relative to the story file
-        if not pack.is_file():
+        if not pack.is_file() and not args.quiet:
             print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
                   f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
                   file=sys.stderr)
@@ -306,10 +353,13 @@ def _run_plan(args) -> int:
 def _add_render(commands) -> None:
     parser = add_command(commands, "render", _run_render,
                          "render a story file into plot clips, story.mp4 and a storyboard",
-                         json="print the manifest as JSON")
+                         json="print the manifest as JSON", components=("clip", "depth", "generator"),
+                         models="model preset (default: the story's `models: preset`, else the one the index was "
+                                "built with, else $STORYREEL_MODELS, else default)")
     parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see README)")
     parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
+    parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     _add_backend_flags(parser)  # for plots whose story file names no backend
     parser.add_argument("--force", action="store_true",
                         help="render into a non-empty folder that is not a storyreel render (its story.mp4, "
@@ -317,10 +367,18 @@ def _add_render(commands) -> None:
 
 
 def _run_render(args) -> int:
-    from storyreel.generation.story.render import render_story
+    from storyreel.core.devices import device_and_dtype
+    from storyreel.core.models import COMPONENT_ARGS
+    from storyreel.core.progress import Progress
+    from storyreel.generation.story.render import render_story, summary_table
 
+    device, dtype = device_and_dtype(args)
+    overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
     manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
-                            force=args.force)
+                            progress=Progress("render", quiet=args.quiet), overrides=overrides, device=device,
+                            dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
+    if not args.quiet:
+        print(summary_table(list(manifest["plots"].values())), file=sys.stderr)
     if args.json:
         print(json.dumps(manifest))
     else:
@@ -336,10 +394,11 @@ def _add_demo(commands) -> None:
 
 def _run_demo(args) -> int:
     from storyreel.core.files import check_output_path
+    from storyreel.core.progress import Progress
     from storyreel.generation.story.demo import run_demo
 
     check_output_path(args.out, "--out", folder=True, create_parents=True)
-    result = run_demo(args.out)
+    result = run_demo(args.out, Progress("demo", quiet=args.quiet))
     print(f"demo done: index {result['index']}, story {result['story']}, "
           f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")
     print("tiny models are random, so the frames are noise-like: the demo proves the plumbing. "

@@ -13,6 +13,7 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import sidecar_path
+from storyreel.core.models import get_preset
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
 from storyreel.generation.characters.pack import load_pack
@@ -50,12 +52,15 @@ class ClipGenerator:
     `lora_scale`. A clip can name the characters present in it: the others' LoRA is silenced for it.
     """
 
-    def __init__(self, preset: str, *, device: str | None = None, dtype: torch.dtype | None = None,
+    def __init__(self, preset, *, device=None, dtype: torch.dtype | None = None,
                  cpu_offload: bool = False, characters=(), lora_scale: float = 1.0, backend: str = "animatediff"):
+        from storyreel.core.devices import pick_device, pick_dtype
+
+        # `preset`: a name or a ModelPreset with swapped components (storyreel.core.models.with_overrides)
         self.preset, self.lora_scale, self.cpu_offload = preset, lora_scale, cpu_offload
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(device) if device is None or isinstance(device, str) else device
         # fp16 on a GPU is what makes 16 frames at 512x512 fit in 12 GB; the CPU has no fast fp16.
-        self.dtype = dtype or (torch.float16 if self.device != "cpu" else torch.float32)
+        self.dtype = dtype or pick_dtype(None, self.device)
         self.characters = [str(p) for p in characters]
         self._pipes, self._depth_model = {}, None
         self.pipeline(backend)
@@ -68,7 +73,7 @@ class ClipGenerator:
             else:
                 from storyreel.generation.zero import StructureGuidedZeroPipeline as pipeline_class
             pipe = pipeline_class.from_components(create_components(self.preset, dtype=self.dtype, backend=backend))
-            if self.cpu_offload and self.device != "cpu":
+            if self.cpu_offload and self.device.type != "cpu":
                 pipe.enable_model_cpu_offload(device=self.device)  # one model on the GPU at a time
             else:
                 pipe.to(self.device)
@@ -100,12 +105,13 @@ class ClipGenerator:
 
     def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                  negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
-                 on_stage: Callable[[str], None] | None = None) -> GeneratedClip:
+                 on_stage: Callable[[str], None] | None = None,
+                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write".
+        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar stays off).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -133,12 +139,13 @@ class ClipGenerator:
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+        with _steps_reported(pipe, on_step):
+            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
         start = time.perf_counter()
-        metadata = {"kind": "generated", "preset": self.preset, **result.settings,
+        metadata = {"kind": "generated", "preset": get_preset(self.preset).name, **result.settings,
                     "structure": _jsonable(structure_info),
                     "characters": [{"token": token, "pack": packs[token]} for token in present],
                     "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
@@ -149,10 +156,13 @@ class ClipGenerator:
 
 
 def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
-                  preset: str = "default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
+                  preset="default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
                   dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  characters=(), lora_scale: float = 1.0) -> dict:
-    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content."""
+                  characters=(), lora_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> dict:
+    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content.
+
+    `on_step(done, total)`: called after each denoising step.
+    """
     from storyreel.depth.media import index_context, open_source
 
     settings = settings or GenerationSettings.for_preset(preset)
@@ -170,10 +180,10 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
     generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
                               lora_scale=lora_scale, backend=settings.backend)
     return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
-                              index_dir=index_dir, structure_kind=structure_kind).sidecar
+                              index_dir=index_dir, structure_kind=structure_kind, on_step=on_step).sidecar
 
 
-def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], index_dir=None,
+def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_dir=None,
                    kind: str = "auto", model=None) -> tuple[torch.Tensor, dict, list[str]]:
     """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source).
 
@@ -189,6 +199,33 @@ def load_structure(source, *, preset: str, frames: int, size: tuple[int, int], i
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes
+
+
+@contextlib.contextmanager
+def _steps_reported(pipe, on_step):
+    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`;
+    without `on_step` nothing is printed (library code reports only through callbacks)."""
+
+    class StepCounter:
+        def __init__(self, iterable=None, total=None):
+            self.done, self.total = 0, total if total is not None else len(iterable)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n: int = 1):
+            self.done += n
+            if on_step is not None:
+                on_step(self.done, self.total)
+
+    pipe.progress_bar = StepCounter  # an instance attribute: shadows DiffusionPipeline.progress_bar
+    try:
+        yield
+    finally:
+        del pipe.progress_bar
 
 
 def _jsonable(info: dict) -> dict:

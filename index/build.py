@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -29,6 +30,8 @@ from storyreel.core.video import BadVideo, VideoInfo, frame_times, iter_frames, 
 from storyreel.index import catalog, layout
 from storyreel.index import repair as repair_files
 from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,11 @@ def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.nda
     return np.arange(first, first + span + 1, step, dtype=np.int64), step
 
 
-def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
-    """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP)."""
+def decode_video(file: FileStat, settings: BuildSettings, progress=None) -> VideoRecord:
+    """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP).
+
+    progress: a `Progress` (storyreel/core/progress.py) told the frames decoded within this file.
+    """
     from storyreel.index.motion import camera_motion
     from storyreel.index.shots import detect_cuts, split_into_clips
 
@@ -118,7 +124,11 @@ def decode_video(file: FileStat, settings: BuildSettings) -> VideoRecord:
         times = frame_times(file.path, info)
         # Pass 1: every frame, small, for the cut detector.
         shot_size = scaled_size(info, settings.shot_short_side)
-        small = [f for _, f in iter_frames(file.path, range(info.num_frames), shot_size)]
+        small = []
+        for _, batch in iter_frames(file.path, range(info.num_frames), shot_size):
+            small.append(batch)
+            if progress is not None:
+                progress.update(frames=sum(map(len, small)), of=info.num_frames)
         small = np.concatenate(small)
         record.frames_decoded += len(small)
         num_frames = len(small)
@@ -179,32 +189,35 @@ def embed_threads(workers: int) -> int:
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - max(1, workers)))
 
 
-def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1):
-    """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads."""
+def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, workers: int = 1, frames_progress=None):
+    """Yield mapped VideoRecords in `files` order; decoding runs ahead in `workers` threads.
+
+    frames_progress: a `Progress` told the frames decoded within the file being decoded.
+    """
     import torch
 
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(embed_threads(workers))
     try:
-        yield from _overlapped(files, settings, embedder, workers)
+        yield from _overlapped(files, settings, embedder, workers, frames_progress)
     finally:
         torch.set_num_threads(torch_threads)
 
 
-def _overlapped(files, settings, embedder, workers):
+def _overlapped(files, settings, embedder, workers, frames_progress=None):
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
         pending = []
         ahead = max(1, workers) + 1  # bounded: at most this many decoded videos wait in memory
         it = iter(files)
         for f in it:
-            pending.append(pool.submit(decode_video, f, settings))
+            pending.append(pool.submit(decode_video, f, settings, frames_progress))
             if len(pending) >= ahead:
                 break
         while pending:
             decoded = pending.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(decode_video, nxt, settings))
+                pending.append(pool.submit(decode_video, nxt, settings, frames_progress))
             yield embed_video(decoded, embedder)
 
 
@@ -281,24 +294,27 @@ def _write_vectors(con, staging: Path, dim: int) -> str:
     return index_type
 
 
-def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
+def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
           on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
-          repair: bool = False) -> BuildReport:
+          repair: bool = False, device=None, dtype=None) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
+    preset: a name or a ModelPreset (its CLIP embeds); device/dtype: where and in what precision
+    (storyreel.core.devices' defaults: CUDA in fp16 when present).
     allow_removals: let the build drop more than half of the index's videos (or all of them) when they
     are gone from `video_dir`; without it such a build stops first (scan.check_removals).
     repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
     a damaged index stops with one line.
 
-    progress: a `Progress` for the per-file lines on stderr (default: one line a second).
+    progress: a `Progress` (storyreel/core/progress.py) told files done and, in a child bar, the frames
+    decoded within the current file; None reports nothing.
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
     catalog transaction commits, i.e. once the file is safe: a build killed after that point resumes
     without decoding it again. It runs on the build's thread, between files (a slow callback slows the
     build; an exception aborts it, leaving a resumable staging catalog).
     """
-    from storyreel.core.models import resolve_preset
+    from storyreel.core.models import get_preset
     from storyreel.core.progress import Progress
     from storyreel.index.embed import load_clip
 
@@ -310,8 +326,9 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                         f"({max_clip_s:g}), and frames_per_clip ({frames_per_clip}) at least 1")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
-    embedder = embedder or load_clip(resolve_preset(preset))
-    progress = progress or Progress("index build")
+    embedder = embedder or load_clip(get_preset(preset), device=device, dtype=dtype)
+    progress = progress or Progress("index build", quiet=True)
+    frames_progress = progress.child("frames")
     t0 = time.monotonic()
 
     with layout.build_lock(index_dir):
@@ -319,7 +336,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
         layout.remove_unpublished(index_dir, keep_staging=True)
         damage, fresh, first_id = _check_published(index_dir, repair, notes)
         for note in notes:
-            print(f"[index build] note: {note}", file=progress.stream, flush=True)
+            logger.warning("note: %s", note)  # a repair: shown even with --quiet
         con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
         try:
             if first_id:
@@ -335,11 +352,13 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
             if diff.touched:
                 catalog.touch_videos(con, diff.touched)
             clips_added = frames_decoded = 0
-            for done, record in enumerate(run_pipeline(todo, settings, embedder, workers), start=1):
+            progress.update(force=True, files=0, of=len(todo))
+            records = run_pipeline(todo, settings, embedder, workers, frames_progress)
+            for done, record in enumerate(records, start=1):
                 clips_added += len(catalog.commit_video(con, record))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)
-                progress.update(files=f"{done}/{len(todo)}", clips=clips_added,
+                progress.update(files=done, of=len(todo), clips=clips_added,
                                 frames_per_s=frames_decoded / elapsed, last=os.path.basename(record.file.path))
                 if on_video_committed is not None:
                     on_video_committed(record)
@@ -355,6 +374,7 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                                  "(SELECT count(*) FROM errors)").fetchone()
         finally:
             con.close()
+            frames_progress.close()
         if nothing_changed:
             shutil.rmtree(index_dir / layout.STAGING, ignore_errors=True)
             generation = published_before
@@ -366,6 +386,6 @@ def build(video_dir, index_dir, preset: str | None = None, *, max_clip_s: float 
                          removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
                          clips=int(counts[1]), frames_decoded=frames_decoded,
                          seconds=round(time.monotonic() - t0, 3), index_type=index_type, notes=notes)
-    progress.done(files=f"{len(todo)}/{len(todo)}", clips=report.clips, errors=report.errors,
+    progress.done(files=len(todo), of=len(todo), clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

@@ -1,4 +1,4 @@
-"""`storyreel index build|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
+"""`storyreel index build|export|stats|ls|errors|verify` (see storyreel/cli.py and docs/CLI.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def add_commands(commands) -> None:
     sub = index_parser.add_subparsers(dest="index_command", required=True, metavar="ACTION")
 
     p = add_command(sub, "build", _run_build, "index every video under VIDEO_DIR (incremental, crash-safe)",
-                    json="print the build report as JSON")
+                    json="print the build report as JSON", components=("clip",))
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
     p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
@@ -25,6 +25,13 @@ def add_commands(commands) -> None:
                    help="let the build drop more than half of the index's videos (they left VIDEO_DIR)")
     p.add_argument("--repair", action="store_true",
                    help="rebuild damaged index files from what is intact (vectors from the catalog)")
+
+    p = add_command(sub, "export", _run_export, "write the index as parquet + FAISS files (clip-retrieval layout)",
+                    models=None, json="print the export summary as JSON")
+    p.add_argument("--index", required=True, metavar="INDEX_DIR")
+    p.add_argument("--format", required=True, choices=("parquet",),
+                   help="parquet: metadata and FLOAT[dim] embeddings as parquet, plus the FAISS index file")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (new, or an earlier export)")
 
     for name, run, help_text in (
         ("stats", _run_stats, "videos, clips, errors, model id, index type, dim"),
@@ -41,20 +48,37 @@ def _print_json(doc) -> None:
 
 
 def _run_build(args) -> int:
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UsageError
+    from storyreel.core.models import preset_from_args
+    from storyreel.core.progress import Progress
     from storyreel.index.build import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    report = build(args.video_dir, args.index, args.models, max_clip_s=args.max_seconds,
+    device, dtype = device_and_dtype(args)
+    report = build(args.video_dir, args.index, preset_from_args(args), max_clip_s=args.max_seconds,
                    min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
-                   repair=args.repair)
+                   repair=args.repair, progress=Progress("index build", quiet=args.quiet), device=device,
+                   dtype=dtype)
     if args.json:
         _print_json(report.to_dict())
     else:
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")
+    return 0
+
+
+def _run_export(args) -> int:
+    from storyreel.index.export import export_parquet
+
+    summary = export_parquet(args.index, args.out)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"wrote {summary['out']}: {summary['clips']} clips, metadata/, img_emb/ (FLOAT[{summary['dim']}]), "
+              f"image.index ({summary['index_type']})")
     return 0
 
 

@@ -6,6 +6,9 @@ checkpoint file from the Hugging Face cache with `open_clip.load_checkpoint`. Th
 preprocessing (size, mean/std, resize mode, interpolation) and the tokenizer are the ones open_clip
 gives that model; the tiny preset's test saves its state dict as such a file and loads it back
 through that same path.
+
+Embedding runs in batches on the device storyreel.core.devices picks (CUDA when present), in fp16
+there: preprocessing happens on the device too, so only uint8 frames cross the bus.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"  # an hf-hub repo's architecture, pre
 class ClipEmbedder:
     """A CLIP model and its tokenizer: uint8 frames / strings → L2-normalized float32 vectors."""
 
-    def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64):
+    def __init__(self, model, tokenizer, model_id: str, batch_size: int = 64, device=None, dtype=None):
         import open_clip
         import torch
         from open_clip.transform import PreprocessCfg
 
-        self.model = model.eval()
+        from storyreel.core.devices import pick_device, pick_dtype
+
+        self.device = device = pick_device(device) if device is None or isinstance(device, str) else device
+        self.dtype = dtype or pick_dtype(None, device)
+        self.model = model.eval().to(device=device, dtype=self.dtype)
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.batch_size = batch_size
@@ -48,14 +55,14 @@ class ClipEmbedder:
         # open_clip's "random" interpolation is a training augmentation; inference uses bicubic.
         self.interpolation = "bilinear" if cfg["interpolation"] == "bilinear" else "bicubic"
         self.fill = cfg["fill_color"] / 255.0
-        self._mean, self._std = (torch.tensor(_rgb(cfg[k])).view(1, 3, 1, 1) for k in ("mean", "std"))
+        self._mean, self._std = (torch.tensor(_rgb(cfg[k]), device=device).view(1, 3, 1, 1) for k in ("mean", "std"))
 
     def preprocess(self, frames: np.ndarray):
         """uint8 (N,H,W,3) → normalized float tensor (N,3,S,S), batched: open_clip's eval transform on tensors."""
         import torch
         import torch.nn.functional as F
 
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self._mean.device).permute(0, 3, 1, 2).float().div_(255.0)
         (h, w), (th, tw) = x.shape[-2:], self.image_size
         if self.resize_mode == "squash":
             nh, nw = th, tw
@@ -67,7 +74,7 @@ class ClipEmbedder:
             nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
         x = F.interpolate(x, size=(nh, nw), mode=self.interpolation, antialias=True, align_corners=False)
         x = _crop_or_pad(x, th, tw, self.fill).clamp_(0, 1)
-        return (x - self._mean) / self._std
+        return ((x - self._mean) / self._std).to(self.dtype)
 
     def embed_images(self, frames: np.ndarray) -> np.ndarray:
         import torch
@@ -79,15 +86,15 @@ class ClipEmbedder:
         with torch.inference_mode():
             for i in range(0, len(frames), self.batch_size):
                 feats = self.model.encode_image(self.preprocess(frames[i:i + self.batch_size]))
-                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).numpy())
+                out.append(torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     def embed_text(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            feats = self.model.encode_text(self.tokenizer(list(texts)))
-            return torch.nn.functional.normalize(feats.float(), dim=-1).numpy()
+            feats = self.model.encode_text(self.tokenizer(list(texts)).to(self.device))
+            return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy()
 
 
 def _rgb(value) -> tuple[float, float, float]:
@@ -155,8 +162,9 @@ def find_checkpoint(spec: ClipSpec) -> Path:
     raise first_error
 
 
-def clip_embedder(spec: ClipSpec, checkpoint: str | Path | None = None) -> ClipEmbedder:
-    """The embedder of one CLIP spec. `checkpoint` overrides where weights come from."""
+def clip_embedder(spec: ClipSpec, checkpoint: str | Path | None = None, device=None, dtype=None) -> ClipEmbedder:
+    """The embedder of one CLIP spec. `checkpoint` overrides where weights come from; `device`/`dtype`:
+    storyreel.core.devices' defaults when None."""
     hub_folder = None
     if spec.architecture.startswith(HF_HUB):
         hub_folder = hf_file(spec.weights_repo, OPEN_CLIP_CONFIG, what=f"CLIP {spec.model_id}").parent
@@ -165,9 +173,19 @@ def clip_embedder(spec: ClipSpec, checkpoint: str | Path | None = None) -> ClipE
     model = create_clip_model(spec, hub_folder)
     if checkpoint is not None:
         load_checkpoint_into(model, checkpoint)
-    return ClipEmbedder(model, clip_tokenizer(spec, hub_folder), spec.model_id)
+    return ClipEmbedder(model, clip_tokenizer(spec, hub_folder), spec.model_id, device=device, dtype=dtype)
 
 
-def load_clip(preset: str | ModelPreset, checkpoint: str | Path | None = None) -> ClipEmbedder:
+def load_clip(preset: str | ModelPreset, checkpoint: str | Path | None = None, device=None, dtype=None) -> ClipEmbedder:
     """The CLIP embedder of a preset (`tiny`, `default`). `checkpoint` overrides where weights come from."""
-    return clip_embedder(get_preset(preset).clip, checkpoint)
+    return clip_embedder(get_preset(preset).clip, checkpoint, device=device, dtype=dtype)
+
+
+def clip_for_index(model_id: str, preset=None, clip=None, device=None, dtype=None) -> ClipEmbedder:
+    """The CLIP to query an index with: `clip` (a --clip value) if given, else `preset`'s if given, else
+    the model the index recorded (`model_id`)."""
+    from storyreel.core.models import clip_for_model_id, with_overrides
+
+    if clip is not None or preset is not None:
+        return clip_embedder(with_overrides(preset, clip=clip).clip, device=device, dtype=dtype)
+    return clip_embedder(clip_for_model_id(model_id), device=device, dtype=dtype)

@@ -9,7 +9,8 @@ from storyreel.index.motion import MOTION_LABELS
 def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
     p = add_command(commands, "search", _run_search, "find clips by text or image (and camera motion)",
-                    models="model preset (tiny, default); must match the index",
+                    models="model preset whose CLIP to query with (default: the model the index records)",
+                    components=("clip",),
                     json="one JSON document (a list of clip rows) on stdout")
     p.add_argument("text", nargs="?", metavar="TEXT", help="what the clip shows; camera words like "
                    "'pans left' or 'static shot' favour clips with that motion")
@@ -26,20 +27,25 @@ def _run_search(args) -> int:
     import json
     import sys
 
+    from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UsageError
     from storyreel.core.files import check_output_path
     from storyreel.index import open_index
+    from storyreel.index.embed import clip_for_index
     from storyreel.index.scan import display_path
-    from storyreel.retrieval.query import search
+    from storyreel.retrieval.query import load_image, search
     from storyreel.retrieval.sheet import contact_sheet
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")
     if args.sheet:
         check_output_path(args.sheet, "--sheet", create_parents=True)  # before CLIP loads and searches
+    device, dtype = device_and_dtype(args)
+    image = load_image(args.image) if args.image is not None else None  # a bad image fails before CLIP loads
     with open_index(args.index) as index:
-        hits = search(index, text=args.text, image=args.image, k=args.k, motion=args.motion,
-                      min_seconds=args.min_seconds, preset=args.models)
+        embedder = clip_for_index(index.model_id, args.models, args.clip_model, device=device, dtype=dtype)
+        hits = search(index, text=args.text, image=image, k=args.k, motion=args.motion,
+                      min_seconds=args.min_seconds, embedder=embedder)
         if args.sheet:
             path = contact_sheet(index, hits, args.sheet)
             print(f"contact sheet: {path}", file=sys.stderr)

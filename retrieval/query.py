@@ -57,7 +57,8 @@ def search(
     """Best `k` clips for a text query or an image (path, PIL image or uint8 HxWx3 array).
 
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
-    otherwise `storyreel.index.embed.load_clip(preset)` loads it. Its model must be the index's model.
+    otherwise the CLIP the index recorded is loaded (`preset`: that preset's CLIP instead). Its model
+    must be the index's model.
     """
     from storyreel.index.motion import MOTION_LABELS
 
@@ -83,14 +84,13 @@ def search(
 
     # 1. Embed the query with the index's model.
     if embedder is None:
-        from storyreel.core.models import resolve_preset
-        from storyreel.index.embed import load_clip
+        from storyreel.index.embed import clip_for_index
 
-        embedder = load_clip(resolve_preset(preset))
+        embedder = clip_for_index(index.model_id, preset)
     if embedder.model_id != index.model_id:
         raise UserError(
             f"the index {index.path} was built with model {index.model_id}, but the query model is "
-            f"{embedder.model_id}; search with the --models preset the index was built with"
+            f"{embedder.model_id}; leave out --models/--clip to use the index's own model"
         )
     query = embed_query(embedder, text=text, image=image)
     # 2.-3. Candidates that pass the filters; 4. re-rank; 5. top k.

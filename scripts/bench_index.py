@@ -29,8 +29,10 @@ from storyreel.testing.models import BENCH_ONLY_MODELS
 from storyreel.testing.synthetic import make_corpus
 
 
-def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int) -> dict:
-    embedder = clip_embedder(BENCH_ONLY_MODELS[preset]) if preset in BENCH_ONLY_MODELS else load_clip(preset)
+def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int, device=None, dtype=None) -> dict:
+    place = {"device": device, "dtype": dtype}  # storyreel.core.devices: CUDA in fp16 when present
+    embedder = (clip_embedder(BENCH_ONLY_MODELS[preset], **place) if preset in BENCH_ONLY_MODELS
+                else load_clip(preset, **place))
     settings = BuildSettings()
     files = find_videos(corpus)
     embedder.embed_images(decode_video(files[0], settings).clips[0].frames)  # warm-up (allocations, threads)
@@ -71,21 +73,29 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=3, help="shots per video (2 s each)")
     parser.add_argument("--size", default="320x240", help="video size WxH")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--device", help="cpu, cuda (default: cuda when present)")
+    parser.add_argument("--dtype", help="fp32, fp16, bf16 (default: fp16 on a GPU)")
     args = parser.parse_args()
+    from storyreel.core.devices import pick_device, pick_dtype
+
+    device = pick_device(args.device)
+    dtype = pick_dtype(args.dtype, device)
     width, height = (int(v) for v in args.size.split("x"))
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         truths = make_corpus(corpus, num_videos=args.videos, shots_per_video=args.shots, size=(width, height), seed=0)
         source_frames = sum(t.num_frames for t in truths)
-        results = [bench_preset(p, corpus, args.workers, source_frames) for p in args.presets]
+        results = [bench_preset(p, corpus, args.workers, source_frames, device, dtype) for p in args.presets]
 
-    print(f"corpus: {args.videos} videos, {source_frames} frames at {width}x{height}, workers={args.workers}")
+    print(f"corpus: {args.videos} videos, {source_frames} frames at {width}x{height}, workers={args.workers}, "
+          f"{device} {str(dtype).replace('torch.', '')}")
     print(f"{'preset':<16} {'clips':>5} {'decode f/s':>11} {'embed f/s':>10} {'end-to-end f/s':>15} {'e2e/slower':>11}")
     for r in results:
         print(f"{r['preset']:<16} {r['clips']:>5} {r['decode_fps']:>11.1f} {r['embed_fps']:>10.1f} "
               f"{r['end_to_end_fps']:>15.1f} {r['ratio']:>11.3f}")
-    print(json.dumps({"bench": "index", "size": args.size, "workers": args.workers, "results": results}))
+    print(json.dumps({"bench": "index", "size": args.size, "workers": args.workers, "device": str(device),
+                      "dtype": str(dtype).replace("torch.", ""), "results": results}))
     return 0 if all(r["target_met"] for r in results) else 1
 
 

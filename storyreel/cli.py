@@ -34,12 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command. No exception reaches the user as a traceback: a UserError is its one line, anything
     else one line plus the file holding the full traceback (`--debug` prints it instead)."""
     from storyreel.core.errors import UsageError, UserError
+    from storyreel.core.progress import close_open_bars, setup_cli_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _take_debug_flag(argv) or os.environ.get("STORYREEL_DEBUG", "") not in ("", "0")
     args = build_parser().parse_args(argv)
+    setup_cli_logging(quiet=args.quiet)  # library messages (logger "storyreel") become stderr lines
     try:
-        return args.run(args) or 0
+        try:
+            return args.run(args) or 0
+        finally:
+            close_open_bars()  # a bar a failed command left open would swallow the start of the error line
     except UsageError as err:
         print(f"storyreel: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Character training on the tiny preset: what changes, what gets gradient, packs, resume, bad input."""
 
 import copy
+import re
 
 import numpy as np
 import pytest
@@ -292,8 +293,33 @@ def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_d
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["steps"] == 2 and summary["regularization_clips"] == 2 and summary["images"] == 2
+    assert "[character train] step=2/2 loss=" in proc.stderr  # progress lines: stderr is not a terminal
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
     pack = load_pack(out)
     assert pack.settings["steps_done"] == 2 and pack.table.shape == (1000, 32)
     assert pack.settings["size"] == 64  # no --size: the tiny preset's training size
     assert (tmp_path / "teddy.safetensors.ckpt").is_file()
     assert sorted(p.name for p in (tmp_path / "index").glob("**/depth_cache/*.npy"))  # reg depth was cached
+
+
+def test_autocast_training_keeps_fp32_weights(components, image_dir):
+    # What a GPU runs (bf16 autocast, gradient checkpointing), on the CPU: the trained tensors stay fp32.
+    trainer = CharacterTrainer(components, components.ids, TrainSettings(
+        token="<teddy>", init_word="bear", steps=2, size=32, frames=2, learning_rate=5e-2, num_buckets=4,
+        gradient_checkpointing=True), load_concept_images(image_dir), gray_depth, autocast_dtype=torch.bfloat16)
+    table_before = trainer.table.rows.detach().clone()
+    trainer.fit()
+    assert trainer.device.type == "cpu" and len(trainer.losses) == 2 and np.isfinite(trainer.losses).all()
+    assert trainer.table.rows.dtype == torch.float32 and not torch.equal(trainer.table.rows, table_before)
+    assert all(p.dtype == torch.float32 and p.grad is not None for p in trainer.lora_params)
+    assert components.unet.is_gradient_checkpointing
+
+
+def test_training_shows_a_bar_with_eta_on_a_terminal(components, image_dir):
+    from test_progress import ETA, Terminal
+
+    from storyreel.core.progress import Progress
+
+    stream = Terminal()
+    make_trainer(components, image_dir, steps=3).fit(progress=Progress("character train", stream=stream))
+    assert re.search(r"character train: 100%.*3/3.*loss=", stream.getvalue()) and ETA.search(stream.getvalue())

@@ -6,6 +6,7 @@ counters), and a re-indexed clip gets fresh depth.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def cache_files(index_dir: Path) -> set[str]:
     return {p.name for p in (index_dir / "depth_cache").glob("*.npy")}
 
 
-def test_unknown_clip_id_is_a_one_line_user_error(corpus, model):
+def test_unknown_clip_id_is_a_one_line_user_error(corpus, model, run_cli):
     from storyreel.depth import conditioning_for_source
 
     index_dir = corpus / "index"
@@ -61,6 +62,11 @@ def test_unknown_clip_id_is_a_one_line_user_error(corpus, model):
         conditioning_for_source(missing, model=model, size=SIZE, num_frames=FRAMES, index_dir=index_dir)
     assert str(err.value) == f"clip id {missing} is not in the index {index_dir.resolve()}"
     assert "\n" not in str(err.value) and model.predict_calls == calls
+    # `depth --index` without --models: the index records its model (tiny), whose depth model it uses
+    proc = run_cli("depth", str(missing - 1000), "--index", index_dir, "--out", corpus / "clip.mp4", "--json",
+                   env={"STORYREEL_MODELS": "default"})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["model"] == "tiny-seed0"
 
 
 def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -69,6 +70,23 @@ def plot_frames(out):
     return [read_clip_frames(out / "plots" / f"{i:02d}.mp4") for i in range(3)]
 
 
+def assert_timeline_matches(path, manifest, out):
+    """story.otio read back through opentimelineio: one clip per plot on each track, the right ranges."""
+    import opentimelineio as otio
+
+    timeline = otio.adapters.read_from_file(str(path))
+    generated, sources = timeline.tracks
+    plots = [manifest["plots"][str(i)] for i in range(len(manifest["plots"]))]
+    assert [c.media_reference.target_url for c in generated] == [str((out / p["output"]).resolve()) for p in plots]
+    assert [(c.source_range.start_time.to_frames(), c.source_range.duration.to_frames(), c.source_range.duration.rate)
+            for c in generated] == [(0, p["settings"]["frames"], p["settings"]["fps"]) for p in plots]
+    assert [c.media_reference.target_url for c in sources] == [p["clip"]["video"] for p in plots]
+    assert [(c.source_range.start_time.to_frames(), c.source_range.end_time_exclusive().to_frames(),
+             c.source_range.start_time.rate) for c in sources] == [
+        (p["clip"]["start_frame"], p["clip"]["end_frame"], p["clip"]["fps"]) for p in plots]
+    assert [c.metadata["storyreel"]["clip_id"] for c in sources] == [p["clip"]["clip_id"] for p in plots]
+
+
 def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     story = write_story(workspace)
     out = tmp_path / "out"
@@ -78,6 +96,7 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     assert len(sampler_calls) == 3
     for name in ("story.mp4", "storyboard.png", "manifest.json", "plots/00.mp4", "plots/01.mp4", "plots/02.mp4"):
         assert (out / name).is_file(), name
+    assert_timeline_matches(out / "story.otio", manifest, out)
     plots = [manifest["plots"][str(i)] for i in range(3)]
     clip_ids = [p["clip"]["clip_id"] for p in plots]
     assert len(set(clip_ids)) == 3
@@ -163,13 +182,28 @@ def test_pinned_clip_not_in_index_is_a_one_line_error(workspace, tmp_path):
 
 def test_render_command_prints_summary(workspace, tmp_path, run_cli):
     story = write_story(workspace)
-    proc = run_cli("render", story, "--index", workspace / "index", "--out", tmp_path / "cli", "--models", "tiny",
-                   "--json")
+    # no --models: the index was built with `tiny`, so the render takes that preset (and its CLIP) from it
+    proc = run_cli("render", story, "--index", workspace / "index", "--out", tmp_path / "cli", "--json",
+                   env={"STORYREEL_MODELS": "default"})
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)
-    assert manifest["story"]["frames"] == 24
+    assert manifest["story"]["frames"] == 24 and manifest["preset"] == "tiny"
+    assert manifest["models"]["clip"] == "open_clip:tiny:seed0"
     assert "plot   clip    score  frames" in proc.stderr  # the summary table
-    assert "[render] plot=3/3 stage=write" in proc.stderr  # progress
+    assert "[render] plot=3/3 stage=write" in proc.stderr  # progress: plain lines, stderr is not a terminal
+    assert "[render > steps] steps=1/4" in proc.stderr  # denoising steps inside a plot
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+
+
+def test_render_shows_plot_and_step_bars_on_a_terminal(workspace, tmp_path):
+    from test_progress import ETA, cli
+
+    story = write_story(workspace, "title: T\ndefaults: {frames: 4, fps: 8, height: 32, width: 32, steps: 3, seed: 0}\n"
+                                   "plots:\n  - text: A bear walks.\n")
+    code, stderr = cli("render", story, "--index", workspace / "index", "--out", tmp_path / "out", "--models", "tiny")
+    assert code == 0
+    assert re.search(r"render: 100%.*1/1", stderr) and re.search(r"render > steps:.*3/3", stderr)
+    assert ETA.search(stderr) and "plot   clip    score" in stderr  # the summary table after the bars
 
 
 def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):

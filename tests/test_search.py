@@ -107,7 +107,7 @@ def test_query_errors(rng, tmp_path):
     with pytest.raises(UserError) as err:
         search(index, text="q", embedder=FakeEmbedder({"q": np.ones(DIM)}, model_id="other-clip"))
     assert str(err.value) == ("the index /memory was built with model fake-clip, but the query model is "
-                              "other-clip; search with the --models preset the index was built with")
+                              "other-clip; leave out --models/--clip to use the index's own model")
 
 
 def test_image_query_and_contact_sheet(rng, tmp_path):
@@ -172,8 +172,9 @@ def test_cli_image_search_with_sheet(built_index, run_cli, tmp_path):
     with open_index(index_dir) as idx:
         target = next(c for c in idx.clips() if c.motion == "zoom-in")
         image = middle_frame_png(idx, target, tmp_path / "query.png")
-    proc = run_cli("search", "--image", image, "--index", index_dir, "-k", "4", "--json", "--models", "tiny",
-                   "--sheet", tmp_path / "sheet.png", check=True)
+    # no --models: the index records its CLIP (tiny here), which wins over $STORYREEL_MODELS
+    proc = run_cli("search", "--image", image, "--index", index_dir, "-k", "4", "--json",
+                   "--sheet", tmp_path / "sheet.png", check=True, env={"STORYREEL_MODELS": "default"})
     rows = json.loads(proc.stdout)
     assert rows[0]["clip_id"] == target.clip_id and [r["rank"] for r in rows] == [1, 2, 3, 4]
     sheet = Image.open(tmp_path / "sheet.png")

@@ -5,12 +5,14 @@
     pipe("<teddy> walks", depth, settings, text_conditioning=hook)
 
 Modules: tokens (TimeInv table, the text-encoder hook), lora (spatial-attention adapters), pack
-(the safetensors file format and `load_characters`). Training lives in `storyreel.generation.training`.
+(the safetensors file format and `load_characters`), export (the pack as diffusers/kohya LoRA or TI
+files). Training lives in `storyreel.generation.training`.
 """
 
+from storyreel.generation.characters.export import export_pack
 from storyreel.generation.characters.lora import adapter_name_for, add_spatial_lora
 from storyreel.generation.characters.pack import CharacterPack, load_characters, load_pack, save_pack
 from storyreel.generation.characters.tokens import CharacterConditioning, CharacterTokens, TimeInvTable
 
 __all__ = ["CharacterConditioning", "CharacterPack", "CharacterTokens", "TimeInvTable", "adapter_name_for",
-           "add_spatial_lora", "load_characters", "load_pack", "save_pack"]
+           "add_spatial_lora", "export_pack", "load_characters", "load_pack", "save_pack"]

@@ -38,15 +38,18 @@ plots:
 """
 
 
-def run_demo(out_dir) -> dict:
-    """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}."""
+def run_demo(out_dir, progress: Progress | None = None) -> dict:
+    """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}.
+
+    progress: a `Progress` told each step; None reports nothing.
+    """
     from storyreel import index
     from storyreel.generation.story.render import render_story
     from storyreel.generation.training.train import TrainSettings, train_character
     from storyreel.testing.synthetic import make_corpus
 
     out = Path(out_dir)
-    progress = Progress("demo")
+    progress = progress or Progress("demo", quiet=True)
 
     progress.update(force=True, step="1/5 synthetic corpus")
     make_corpus(out / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)

@@ -75,10 +75,15 @@ class Story:
     # Story-wide generation settings the file gives (STORY_SETTINGS); the rest are the preset's.
     defaults: dict[str, Any] = field(default_factory=dict)
     backend: str | None = None  # generation backend of plots without their own (None: the render's)
+    # `models:` section: preset and swapped components (MODEL_FIELDS), as the flags of the same names take
+    # them; relative paths are relative to the story file. The render's flags win over it.
+    models: dict[str, str] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
 
 
-STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "plots")
+STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "models", "plots")
+# `models:` fields: --models and the component flags (storyreel/core/models.py with_overrides).
+MODEL_FIELDS = ("preset", "clip", "depth_model", "base", "motion_adapter", "controlnet", "scheduler")
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
 # `defaults:` fields: the GenerationSettings a story author sets (window sizes and decode chunks are
 # the pipeline's business).
@@ -141,6 +146,14 @@ class _StoryReader:
             items = self.mapping(top["defaults"][1], "defaults", STORY_SETTINGS)
             defaults = {key: self.default_value(key, node) for key, (_, node) in items.items()}
 
+        models = {}
+        if "models" in top:
+            for key, (_, node) in self.mapping(top["models"][1], "models", MODEL_FIELDS).items():
+                value = self.string(node, f"models.{key}", "a model name, repo id or path")
+                local = self.base_dir / value
+                # a path next to the story file, else as written (a repo id, a registry name, an absolute path)
+                models[key] = str(local) if key not in ("preset", "scheduler") and local.exists() else value
+
         plots_node = top["plots"][1]
         if not isinstance(plots_node, yaml.SequenceNode) or not plots_node.value:
             self.fail(plots_node, "plots", "expected a non-empty list of plots")
@@ -157,6 +170,7 @@ class _StoryReader:
             ),
             defaults=defaults,
             backend=self.backend(top["backend"][1], "backend") if "backend" in top else None,
+            models=models,
             source=self.source,
         )
 

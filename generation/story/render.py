@@ -6,6 +6,7 @@ Outputs in OUT_DIR:
     plots/NN.mp4      one generated clip per plot (+ NN.mp4.json sidecar, NN.png storyboard row)
     story.mp4         the plots concatenated (same fps and size throughout)
     storyboard.png    one row per plot: source keyframes | depth | generated keyframes, with the text
+    story.otio        OpenTimelineIO timeline: a track of the plots, one of their source clips (otio.py)
     manifest.json     story hash, resolved settings, clip ids and scores, component ids, seeds,
                       timings and eval metrics per plot
 
@@ -21,8 +22,8 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -46,38 +47,58 @@ KEYFRAMES = 3          # keyframes per storyboard panel
 PANEL_HEIGHT = 96      # storyboard row height in pixels
 RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can be skipped
 
+logger = logging.getLogger(__name__)
 
-def render_story(story_path, index_dir, out_dir, *, preset: str | None = None, backend: str | None = None,
-                 progress: Progress | None = None, log=None, force: bool = False) -> dict:
+
+def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | None = None,
+                 progress: Progress | None = None, log=None, overrides: dict | None = None, device=None,
+                 dtype=None, cpu_offload: bool = False, force: bool = False) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest.
 
     `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
+    Models: `preset` (--models), else the story's `models: preset`, else the preset the index was built
+    with, else $STORYREEL_MODELS / default; `overrides` (with_overrides keywords, e.g. from --base) win
+    over the story's `models:` section. CLIP is the index's own unless a clip is swapped in.
+    `device`/`dtype`/`cpu_offload`: as ClipGenerator takes them.
+    `progress`: a `Progress` (storyreel/core/progress.py) told each plot's stage and, in a child bar, its
+    denoising steps; None reports nothing. `log`: a stream for the summary table and notes (None: logging).
     `out_dir` must be new, empty or an earlier render's (`force`: any folder; see `claim_output_folder`).
     """
-    from storyreel.core.models import resolve_preset
-
-    preset = resolve_preset(preset)
     story = load_story(story_path)
     if backend and story.backend is None:
         story = dataclasses.replace(story, backend=backend)
-    check_story(story, preset)  # every plot's numbers and every pack, before any model loads
+    # Packs, tokens and every plot's numbers, before the output folder is touched or any model loads (the
+    # preset the index decides is known only inside; the settings are checked again with it there).
+    check_story(story, preset or story.models.get("preset"))
     out_dir = Path(out_dir)
     claim_output_folder(out_dir, force=force)
     with render_lock(out_dir):
-        return _render_locked(story, index_dir, out_dir, preset, progress or Progress("render"), log, force)
+        return _render_locked(story, index_dir, out_dir, preset, progress, log, overrides, device, dtype,
+                              cpu_offload, force)
 
 
-def _render_locked(story: Story, index_dir, out_dir: Path, preset: str, progress: Progress, log, force: bool) -> dict:
+def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log, overrides, device, dtype,
+                   cpu_offload: bool, force: bool) -> dict:
     from storyreel import index as index_package
-    from storyreel.index.embed import load_clip
+    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
+    from storyreel.generation.story.otio import write_story_otio
+    from storyreel.index.embed import clip_for_index
 
+    progress = progress or Progress("render", quiet=True)
+    steps = progress.child("steps")
     previous = _read_manifest(out_dir / "manifest.json", force=force)
     (out_dir / "plots").mkdir(exist_ok=True)
+    swaps = {("depth" if key == "depth_model" else key): value
+             for key, value in story.models.items() if key != "preset"}
+    swaps.update({key: value for key, value in (overrides or {}).items() if value is not None})
 
     with index_package.open_index(index_dir) as index:
         # 1. Check the story against the index before any model loads.
         validate_pins(story, lambda clip_id: _clip_exists(index, clip_id))
-        embedder = load_clip(preset)
+        preset = preset or story.models.get("preset") or preset_for_model_id(index.model_id)
+        preset = with_overrides(get_preset(preset), **swaps)
+        check_plot_settings(story, preset)
+        embedder = clip_for_index(index.model_id, clip=swaps.get("clip"), device=device, dtype=dtype)
         models = _model_ids(preset, embedder.model_id)
 
         # 2. Retrieve a source clip for every plot (cheap; decides which plots changed).
@@ -92,26 +113,31 @@ def _render_locked(story: Story, index_dir, out_dir: Path, preset: str, progress
             video = out_dir / "plots" / f"{i:02d}.mp4"
             done = previous.get("plots", {}).get(str(i))
             if done and done.get("key") == key and video.is_file() and _row_png(video).is_file():
-                progress.update(force=True, plot=f"{i + 1}/{len(picks)}", stage="unchanged, kept")
+                progress.update(force=True, plot=i + 1, of=len(picks), stage="unchanged, kept")
                 plots.append({**done, "reused": True})
             else:
                 if generator is None:
                     progress.update(force=True, stage="loading models")
-                    generator = PlotGenerator(story, preset, embedder, settings["backend"], log=log)
-                plot_label = f"{i + 1}/{len(picks)}"
+                    generator = PlotGenerator(story, preset, embedder, settings["backend"], log=log,
+                                              device=device, dtype=dtype, cpu_offload=cpu_offload)
                 entry = generator.render_plot(
                     i, settings, pick, index, video,
-                    lambda stage, label=plot_label: progress.update(force=True, plot=label, stage=stage))
+                    lambda stage, n=i + 1: progress.update(force=True, plot=n, of=len(picks), stage=stage),
+                    on_step=lambda done, total: steps.update(steps=done, of=total))
                 plots.append({**entry, "key": key, "reused": False})
             # Plots this run has not reached yet keep their earlier entries: an interrupted rerun forgets nothing.
             manifest = _manifest(story, preset, models, _merged_plots(previous, plots, len(picks)))
             write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
         # 4. Assemble the story video and the storyboard from the plot files.
+        steps.close()
         progress.update(force=True, stage="assembling story.mp4 and storyboard.png")
         assemble_story([out_dir / p["output"] for p in plots], out_dir / "story.mp4", fps=plots[0]["settings"]["fps"])
         assemble_storyboard([_row_png(out_dir / p["output"]) for p in plots], out_dir / "storyboard.png")
-    print(summary_table(plots), file=log or sys.stderr)  # looked up now: callers may redirect stderr
+        write_story_otio(manifest, out_dir)
+    progress.close()
+    if log is not None:  # the CLI prints it itself (unless --quiet)
+        print(summary_table(plots), file=log)
     return manifest
 
 
@@ -121,24 +147,29 @@ MARKER = ".storyreel-render"  # in OUT_DIR: this folder is a storyreel render (w
 LOCK = ".storyreel-render.lock"  # flock'ed while a render writes to OUT_DIR
 
 
-def check_story(story: Story, preset: str) -> None:
-    """One-line UserErrors, before any model loads: every plot's settings in range, every character's
-    token valid and equal to its pack's token, every pack intact."""
+def check_story(story: Story, preset=None) -> None:
+    """One-line UserErrors, before any model loads: every character's token valid and equal to its pack's
+    token, every pack intact, every plot's settings in range (with `preset`'s defaults; None: the default)."""
     from storyreel.generation.characters.pack import load_pack
     from storyreel.generation.characters.tokens import check_token
 
     where = story.source or "story"
-    for i in range(len(story.plots)):
-        try:
-            plot_settings(story, i, preset).check()
-        except UserError as err:
-            raise UserError(f"{where}: plots[{i}]: {err}") from None
     for token, character in story.characters.items():
         check_token(token, f"{where}: characters:")
         pack = load_pack(character.pack)
         if pack.token != token:
             raise UserError(f"{where}: characters.{token}: pack {character.pack} is for token {pack.token!r}; "
                             f"write the character as {pack.token!r} or train a pack with --token '{token}'")
+    check_plot_settings(story, preset)
+
+
+def check_plot_settings(story: Story, preset=None) -> None:
+    """Every plot's GenerationSettings in range (generation/settings.py `check`), naming the plot."""
+    for i in range(len(story.plots)):
+        try:
+            plot_settings(story, i, preset).check()
+        except UserError as err:
+            raise UserError(f"{story.source or 'story'}: plots[{i}]: {err}") from None
 
 
 def claim_output_folder(out_dir: Path, *, force: bool = False) -> None:
@@ -261,23 +292,26 @@ def _clip_exists(index, clip_id: int) -> bool:
 class PlotGenerator:
     """The models a render needs, loaded once: the clip generator (with every character pack), CLIP for eval."""
 
-    def __init__(self, story: Story, preset: str, embedder, backend: str, log=None):
+    def __init__(self, story: Story, preset, embedder, backend: str, log=None, device=None, dtype=None,
+                 cpu_offload: bool = False):
         from storyreel.generation.characters.pack import load_pack
         from storyreel.generation.generate import ClipGenerator
 
         self.story, self.preset, self.embedder, self.log = story, preset, embedder, log
         # `backend` (the first plot to render's) loads now; another one a later plot asks for, on first use.
-        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend)
+        self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend,
+                                   device=device, dtype=dtype, cpu_offload=cpu_offload)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
 
-    def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage) -> dict:
+    def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage, on_step=None) -> dict:
         from storyreel.generation.evaluate import score_clip
 
         clip = pick["clip"]
         present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
         generated = self.clips.generate(
             settings["prompt"], clip.clip_id, video, plot_settings(self.story, i, self.preset),
-            negative_prompt=settings["negative_prompt"], index_dir=index, present=present, on_stage=stage)
+            negative_prompt=settings["negative_prompt"], index_dir=index, present=present, on_stage=stage,
+            on_step=on_step)
         start = time.perf_counter()
         source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
         depth_frames = generated.depth[_keyframe_indices(len(generated.depth))].permute(0, 2, 3, 1).cpu().numpy()
@@ -289,7 +323,10 @@ class PlotGenerator:
                    "write_eval_s": round(generated.timings["write_s"] + time.perf_counter() - start, 3)}
         notes = pick["notes"] + generated.sidecar["notes"]
         for note in notes:
-            print(f"storyreel: note: plot {i}: {note}", file=self.log or sys.stderr)
+            if self.log is not None:
+                print(f"storyreel: note: plot {i}: {note}", file=self.log)
+            else:
+                logger.info("note: plot %d: %s", i, note)
         return {
             "index": i, "output": str(video.relative_to(video.parent.parent)), "settings": settings,
             "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": notes,
@@ -342,30 +379,33 @@ def summary_table(plots: list[dict]) -> str:
 # -- helpers -----------------------------------------------------------------------------------------
 
 
-def _model_ids(preset: str, clip_model_id: str) -> dict:
+def _model_ids(preset, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    from storyreel.core.models import get_preset
+    from storyreel.core.models import PRESETS, get_preset
 
     models = get_preset(preset)
     generator = models.generator
-    return {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
-            "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
+    ids = {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
+           "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
+    if generator.scheduler != PRESETS[models.name].generator.scheduler:  # swapped (--scheduler)
+        ids["scheduler"] = generator.scheduler.name
+    return ids
 
 
-def _plot_key(story: Story, i: int, clip, models: dict, preset: str) -> str:
+def _plot_key(story: Story, i: int, clip, models: dict, preset) -> str:
     parts = {"plot": plot_hash(story, i, preset), "clip": clip.clip_id, "video": clip.video_fingerprint,
              "models": models,
              "version": MANIFEST_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _manifest(story: Story, preset: str, models: dict, plots: list[dict]) -> dict:
+def _manifest(story: Story, preset, models: dict, plots: list[dict]) -> dict:
     return {
         "version": MANIFEST_VERSION,
         "title": story.title,
         "story_file": str(story.source),
         "story_sha256": hashlib.sha256(Path(story.source).read_bytes()).hexdigest(),
-        "preset": preset,
+        "preset": models["preset"],
         "models": models,
         "plots": {str(p["index"]): p for p in plots},
         "story": {"output": "story.mp4", "storyboard": "storyboard.png",

@@ -73,7 +73,8 @@ class TrainSettings:
     structure_scale: float = 1.0
     checkpoint_every: int = 100
     seed: int = 0
-    gradient_checkpointing: bool = False  # recompute UNet activations in backward: far less memory, ~30% slower
+    # recompute UNet activations in backward: far less memory, ~30% slower; None: on with CUDA (train_character)
+    gradient_checkpointing: bool | None = False
 
     def __post_init__(self):
         import math
@@ -233,10 +234,16 @@ class CharacterTrainer:
         images: list[ConceptImage],
         depth_fn: DepthFn,
         regularization: list[TrainingClip] | None = None,
+        autocast_dtype: torch.dtype = torch.float32,
     ):
         if settings.size is None:
             raise ValueError("settings.size is None: resolve it from the preset first (train_character does)")
         self.c = components
+        # Where the components are (train_character moves them to --device); the weights stay fp32 and
+        # the forward pass autocasts to `autocast_dtype` (bf16, or fp16 with loss scaling; fp32: off).
+        self.device = next(components.unet.parameters()).device
+        self.autocast_dtype = autocast_dtype
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=autocast_dtype == torch.float16)
         self.base_model = dict(base_model)
         self.settings = settings
         self.images = images
@@ -285,11 +292,14 @@ class CharacterTrainer:
         total, timesteps = 0.0, []
         for clip in batch:
             timestep = self.sample_timestep()
-            loss = self.clip_loss(augment(clip, self.generator), timestep, self.generator) / len(batch)
-            loss.backward()  # per clip, so only one clip's graph is alive at a time
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                enabled=self.autocast_dtype != torch.float32):
+                loss = self.clip_loss(augment(clip, self.generator), timestep, self.generator) / len(batch)
+            self.scaler.scale(loss).backward()  # per clip, so only one clip's graph is alive at a time
             total += loss.item()
             timesteps.append(timestep)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.step_count += 1
         self.losses.append(total)
         return StepResult(self.step_count, total, timesteps)
@@ -317,12 +327,14 @@ class CharacterTrainer:
         """
         c, frames = self.c, self.settings.frames
         pixels = clip.pixels.float() / 127.5 - 1.0 if clip.pixels.dtype == torch.uint8 else clip.pixels
+        pixels = pixels.to(self.device)
         with torch.no_grad():
             latents = c.vae.encode(pixels).latent_dist.sample(generator) * c.vae.config.scaling_factor
         latents = latents.expand(frames, -1, -1, -1) if latents.shape[0] == 1 else latents  # (F, C, h, w)
-        depth = clip.depth.expand(frames, 3, -1, -1)
-        noise = torch.randn(latents.shape, generator=generator)
-        t = torch.tensor([timestep])
+        depth = clip.depth.to(self.device).expand(frames, 3, -1, -1)
+        # drawn on the CPU, so a seed gives the same noise on every device
+        noise = torch.randn(latents.shape, generator=generator).to(self.device)
+        t = torch.tensor([timestep], device=self.device)
         noisy = c.scheduler.add_noise(latents, noise, t)
         template = PROMPT_TEMPLATES[int(torch.randint(0, len(PROMPT_TEMPLATES), (1,), generator=generator))]
         embeds = self.tokens.encode([template.format(clip.subject)], timestep).expand(frames, -1, -1)
@@ -340,7 +352,7 @@ class CharacterTrainer:
             target = c.scheduler.get_velocity(latents, noise, t)
         else:
             target = noise
-        return F.mse_loss(prediction, target)
+        return F.mse_loss(prediction.float(), target.float())
 
     # -- run, checkpoint, pack -------------------------------------------------------------------
 
@@ -351,11 +363,11 @@ class CharacterTrainer:
             result = self.step()
             if progress is not None:
                 rate = (self.step_count - first) / max(time.monotonic() - start, 1e-9)
-                progress.update(step=f"{result.step}/{self.settings.steps}", loss=result.loss, steps_per_s=rate)
+                progress.update(step=result.step, of=self.settings.steps, loss=result.loss, steps_per_s=rate)
             if checkpoint_path and self.step_count % self.settings.checkpoint_every == 0:
                 self.save_checkpoint(checkpoint_path)
         if progress is not None:
-            progress.done(step=f"{self.step_count}/{self.settings.steps}",
+            progress.done(step=self.step_count, of=self.settings.steps,
                           loss=self.losses[-1] if self.losses else float("nan"))
 
     def pack(self) -> CharacterPack:
@@ -364,7 +376,7 @@ class CharacterTrainer:
             token=self.settings.token,
             init_word=self.settings.init_word,
             mode=self.settings.mode,
-            table=self.table.rows.detach().clone(),
+            table=self.table.rows.detach().cpu().clone(),
             num_train_timesteps=self.num_train_timesteps,
             lora=self._lora_state(),
             lora_rank=self.settings.lora_rank if self.adapter else 0,
@@ -380,7 +392,7 @@ class CharacterTrainer:
         """Everything needed to continue bit-exactly: weights, optimizer moments, RNG state, losses."""
         state = {
             "step": self.step_count,
-            "table": self.table_param.detach().clone(),
+            "table": self.table_param.detach().cpu().clone(),
             "lora": self._lora_state(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -414,7 +426,7 @@ class CharacterTrainer:
         self.losses = list(state["losses"])
 
     def _lora_state(self) -> dict[str, torch.Tensor]:
-        return lora_state_dict(self.c.unet, self.adapter) if self.adapter else {}
+        return {k: v.cpu() for k, v in lora_state_dict(self.c.unet, self.adapter).items()} if self.adapter else {}
 
     def _timeinv_training(self) -> str:
         """How the table was trained, for the pack's settings metadata."""
@@ -439,11 +451,11 @@ class CharacterTrainer:
 # ---------------------------------------------------------------------------------------------------
 
 
-def depth_conditioning_fn(preset: str) -> DepthFn:
+def depth_conditioning_fn(preset, device=None) -> DepthFn:
     """Static-image depth with the preset's depth model, normalized as generation's conditioning."""
     from storyreel import depth
 
-    model = depth.create_depth_model(depth.model_for_preset(preset))
+    model = depth.create_depth_model(depth.model_for_preset(preset), device=device)
 
     def conditioning(frames: np.ndarray) -> torch.Tensor:
         return depth.to_conditioning(depth.stabilize(model.predict(frames)), frames.shape[1:3], len(frames))
@@ -493,19 +505,26 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 
-def train_character(images_dir, out, settings: TrainSettings, *, preset: str, reg_index=None,
-                    reg_clips: int = 200, resume: bool = False, progress=None) -> dict:
+def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_index=None,
+                    reg_clips: int = 200, resume: bool = False, progress=None, device=None, dtype=None) -> dict:
     """Train a character pack from `images_dir` into `out` (.safetensors); returns a summary dict.
 
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
+    `device`: where the models train (default CUDA when present); `dtype`: the autocast dtype (default
+    bf16, else fp16, on CUDA; fp32 on the CPU). `settings.gradient_checkpointing` None: on with CUDA.
+    progress: a `Progress` (storyreel/core/progress.py) told each step; None reports nothing.
     """
+    from storyreel.core.devices import pick_device, pick_dtype
     from storyreel.core.models import get_preset
-    from storyreel.core.progress import Progress
     from storyreel.generation.characters.pack import save_pack
     from storyreel.generation.components import create_components
 
+    device = pick_device(device) if device is None or isinstance(device, str) else device
+    dtype = dtype or pick_dtype(None, device, training=True)
     if settings.size is None:
         settings = replace(settings, size=get_preset(preset).generator.train_size)
+    if settings.gradient_checkpointing is None:
+        settings = replace(settings, gradient_checkpointing=device.type == "cuda")
     out = Path(out)
     if reg_index and reg_clips < 1:
         raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")
@@ -519,12 +538,14 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset: str, re
     regularization = (regularization_clips(reg_index, settings.init_word, reg_clips, settings.size,
                                            settings.frames, preset) if reg_index else None)
     components = create_components(preset)
-    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset),
-                               regularization)
+    for model in (components.unet, components.controlnet, components.vae, components.text_encoder):
+        model.to(device)
+    trainer = CharacterTrainer(components, components.ids, settings, images, depth_conditioning_fn(preset, device),
+                               regularization, autocast_dtype=dtype)
     checkpoint = checkpoint_path_for(out)
     if resume:
         trainer.load_checkpoint(checkpoint, resume_state)
-    trainer.fit(checkpoint, progress or Progress("character"))
+    trainer.fit(checkpoint, progress)
     trainer.save_checkpoint(checkpoint)
     save_pack(trainer.pack(), out)
     return {"pack": str(out), "token": settings.token, "mode": settings.mode, "steps": trainer.step_count,

@@ -1,7 +1,11 @@
 """Find pretrained weights on disk: a local path or the Hugging Face cache, never the network.
 
 Every preset that uses real weights resolves them through `hf_file`/`hf_folder`, so a missing
-checkpoint always produces the same one-line `MissingWeightsError`.
+checkpoint always produces the same one-line `MissingWeightsError`: what is missing, where it was
+looked for, and the `hf download REPO --include ...` command that fetches only the files needed.
+
+    hf_file("lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt", "depth model dpt_hybrid_384")
+    hf_folder("guoyww/animatediff-motion-adapter-v1-5-3", "the motion adapter", MODEL_FILES)
 """
 
 from __future__ import annotations
@@ -11,11 +15,28 @@ from pathlib import Path
 
 from storyreel.core.errors import MissingWeightsError
 
+# What one diffusers model folder needs; a weights file may also be there as its fp16 variant
+# (`*.fp16.safetensors`), which the loaders then use (storyreel/generation/components.py).
+MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+# What diffusers needs of an SD1.5-layout repo: its configs, the tokenizer and three weights files
+# (not the safety checker, the EMA checkpoints or the single-file copies that make the repo tens of GB).
+SD15_FILES = ("*.json", "tokenizer/*", "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
+              "vae/diffusion_pytorch_model.safetensors")
+# The configs alone: enough to read a single-file checkpoint of that architecture (`--base FILE`).
+SD15_CONFIG_FILES = ("*.json", "tokenizer/*")
+FETCH_HINT = "on a machine with internet (or set HF_HOME), or use --models tiny"
+
 
 def hf_cache_dir() -> str:
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
+
+
+def fetch_command(repo_id: str, files) -> str:
+    """The `hf download` command that fetches only `files` (names or glob patterns) of `repo_id`."""
+    quoted = [f'"{f}"' if any(ch in f for ch in "*?[") else f for f in files]
+    return f"hf download {repo_id} --include {' '.join(quoted)}"
 
 
 def hf_file(repo_id: str, filename: str, what: str) -> Path:
@@ -27,26 +48,45 @@ def hf_file(repo_id: str, filename: str, what: str) -> Path:
         return Path(found)
     raise MissingWeightsError(
         f"missing weights for {what}: {repo_id}/{filename} is not in the Hugging Face cache "
-        f"({hf_cache_dir()}); get it with `huggingface-cli download {repo_id} {filename}` "
-        f"on a machine with internet (or set HF_HOME), or use --models tiny"
+        f"({hf_cache_dir()}); get it with `{fetch_command(repo_id, [filename])}` {FETCH_HINT}"
     )
 
 
-def hf_folder(repo_id: str, what: str, subfolder: str | None = None) -> Path:
-    """Local snapshot folder of a diffusers-format repo in the HF cache, or MissingWeightsError."""
+def fp16_variant(name: str) -> str:
+    """`unet/diffusion_pytorch_model.safetensors` -> `unet/diffusion_pytorch_model.fp16.safetensors`."""
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.fp16.{suffix}" if dot else name
+
+
+def missing_files(folder: Path, files) -> list[str]:
+    """Entries of `files` (names or glob patterns, relative to `folder`) with nothing there; a weights
+    file counts as present when its fp16 variant is."""
+    missing = []
+    for pattern in files:
+        if any(ch in pattern for ch in "*?["):
+            if not any(folder.glob(pattern)):
+                missing.append(pattern)
+        elif not (folder / pattern).is_file() and not (folder / fp16_variant(pattern)).is_file():
+            missing.append(pattern)
+    return missing
+
+
+def hf_folder(repo_id: str, what: str, files=MODEL_FILES, subfolder: str | None = None) -> Path:
+    """Local snapshot folder of a diffusers-format repo in the HF cache holding `files`, or MissingWeightsError
+    naming the files that are not there."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         root = Path(snapshot_download(repo_id, local_files_only=True))
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         root = None
     folder = root / subfolder if (root and subfolder) else root
-    if folder is not None and folder.is_dir():
+    inside = [f"{subfolder}/{f}" for f in files] if subfolder else list(files)
+    missing = inside if folder is None or not folder.is_dir() else missing_files(root, inside)
+    if not missing:
         return folder
-    target = f"{repo_id}" + (f" (subfolder {subfolder})" if subfolder else "")
     raise MissingWeightsError(
-        f"missing weights for {what}: {target} is not in the Hugging Face cache ({hf_cache_dir()}); "
-        f"get it with `huggingface-cli download {repo_id}` on a machine with internet "
-        f"(or set HF_HOME), or use --models tiny"
+        f"missing weights for {what}: {', '.join(missing)} of {repo_id} not in the Hugging Face cache "
+        f"({hf_cache_dir()}); get them with `{fetch_command(repo_id, missing)}` {FETCH_HINT}"
     )

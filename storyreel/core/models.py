@@ -17,7 +17,8 @@ here: `storyreel.index.embed.load_clip`, `storyreel.depth.create_depth_model(pre
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from storyreel.core.errors import UserError
 
@@ -145,3 +146,112 @@ def get_preset(preset: str | ModelPreset | None = None) -> ModelPreset:
 def resolve_preset(name: str | None = None) -> str:
     """The preset name a command uses (what manifests and sidecars record)."""
     return get_preset(name).name
+
+
+# -- swapping components: `--clip`, `--depth-model`, `--base`, ... and a story file's `models:` section --------
+
+# The overridable components: parsed-argument name of its flag (storyreel/core/cli.py: --clip, --depth-model,
+# --base, --motion-adapter, --controlnet, --scheduler) -> the keyword of `with_overrides`.
+COMPONENT_ARGS = {"clip_model": "clip", "depth_model": "depth", "base": "base", "motion_adapter": "motion_adapter",
+                  "controlnet": "controlnet", "scheduler": "scheduler"}
+BUILT_IN = "storyreel/tiny-"  # ids of the generator models storyreel/testing/tiny.py builds in code
+
+
+def is_built_in(model_id: str) -> bool:
+    """A tiny generator component made in code (not a repo, folder or file)."""
+    return model_id.startswith(BUILT_IN)
+
+
+def parse_clip(text: str) -> ClipSpec:
+    """`--clip` value -> ClipSpec: `hf-hub:ORG/REPO`, or open_clip `NAME:PRETRAINED_TAG` (HF repo from open_clip)."""
+    text = text.strip()
+    if text.startswith(HF_HUB):
+        if text.count("/") != 1:
+            raise UserError(f"--clip {text!r}: expected hf-hub:ORG/REPO")
+        return ClipSpec(text)
+    architecture, _, tag = text.partition(":")
+    if not tag:
+        raise UserError(f"--clip {text!r}: expected an open_clip NAME:PRETRAINED_TAG (e.g. "
+                        "ViT-B-32:laion2b_s34b_b79k) or hf-hub:ORG/REPO; open_clip.list_pretrained() lists the tags")
+    import open_clip
+
+    hf_repo = (open_clip.get_pretrained_cfg(architecture, tag) or {}).get("hf_hub", "").strip("/")
+    if not hf_repo:
+        raise UserError(f"--clip {text!r}: open_clip has no pretrained tag {tag!r} with Hugging Face weights for "
+                        f"{architecture!r}; see open_clip.list_pretrained()")
+    return ClipSpec(architecture, pretrained=tag, hf_repo=hf_repo)
+
+
+def with_overrides(preset: str | ModelPreset | None = None, *, clip: str | ClipSpec | None = None,
+                   depth: str | None = None, base: str | None = None, motion_adapter: str | None = None,
+                   controlnet: str | None = None, scheduler: str | None = None) -> ModelPreset:
+    """`preset` with the given components swapped (None: keep the preset's); each swap is one `replace`.
+
+    base/motion_adapter/controlnet: a repo id in the HF cache, a local diffusers folder (base also a
+    single .safetensors/.ckpt file); depth: a registry name or a transformers depth model (repo id or
+    folder); scheduler: a diffusers scheduler class name, with the preset's scheduler settings.
+    """
+    preset = get_preset(preset)
+    if clip is not None:
+        preset = replace(preset, clip=parse_clip(clip) if isinstance(clip, str) else clip)
+    if depth is not None:
+        preset = replace(preset, depth=_local_or_repo(depth, "--depth-model"))
+    generator = preset.generator
+    for role, value in (("base", base), ("motion_adapter", motion_adapter), ("controlnet", controlnet)):
+        if value is not None:
+            generator = replace(generator, **{role: _local_or_repo(value, "--" + role.replace("_", "-"))})
+    if scheduler is not None:
+        generator = replace(generator, scheduler=replace(generator.scheduler, name=_scheduler_class(scheduler)))
+    return replace(preset, generator=generator)
+
+
+def preset_from_args(args, **fallbacks) -> ModelPreset:
+    """The preset of a parsed command: --models, then whichever of --clip, --depth-model, --base,
+    --motion-adapter, --controlnet, --scheduler it has and was given (`fallbacks`: values for the ones
+    not given, e.g. a story file's `models:` section)."""
+    given = {key: getattr(args, dest, None) for dest, key in COMPONENT_ARGS.items()}
+    given = {key: value if value is not None else fallbacks.get(key) for key, value in given.items()}
+    return with_overrides(getattr(args, "models", None), **given)
+
+
+def _local_or_repo(value: str, flag: str) -> str:
+    """A model reference as given: an existing path (made absolute, so records say where) or a repo id."""
+    path = Path(value).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    looks_like_file = value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt"))
+    if value.count("/") == 1 and not looks_like_file:
+        return value  # ORG/NAME: looked up in the Hugging Face cache when loaded
+    if "/" not in value and flag == "--depth-model":
+        return value  # a depth registry name; storyreel.depth.registry checks it
+    raise UserError(f"{flag} {value}: no such file or folder (give a local path or a Hugging Face repo id ORG/NAME)")
+
+
+def _scheduler_class(name: str) -> str:
+    import diffusers
+
+    if not name.endswith("Scheduler") or not hasattr(diffusers, name):
+        known = sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and not n.startswith("Flax"))
+        raise UserError(f"--scheduler {name!r} is not a diffusers scheduler; e.g. {', '.join(known[:8])}, ...")
+    return name
+
+
+# -- what an index records ------------------------------------------------------------------------------
+
+
+def preset_for_model_id(model_id: str) -> ModelPreset | None:
+    """The preset whose CLIP an index was built with (its recorded model id), if any."""
+    return next((p for p in PRESETS.values() if p.clip.model_id == model_id), None)
+
+
+def clip_for_model_id(model_id: str) -> ClipSpec:
+    """The CLIP an index recorded (`open_clip:NAME:TAG`, `open_clip:hf-hub:ORG/REPO`, or a preset's)."""
+    preset = preset_for_model_id(model_id)
+    if preset is not None:
+        return preset.clip
+    prefix = "open_clip:"
+    rest = model_id[len(prefix):] if model_id.startswith(prefix) else None
+    if not rest or rest.split(":")[-1].startswith("seed"):
+        raise UserError(f"the index's CLIP model {model_id!r} is not one storyreel can rebuild; "
+                        "pass --clip or --models")
+    return parse_clip(rest)
