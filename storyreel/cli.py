@@ -17,7 +17,7 @@ import tempfile
 import traceback
 
 COMMAND_MODULES = ("storyreel.index.cli", "storyreel.retrieval.cli", "storyreel.depth.cli", "storyreel.generation.cli",
-                   "storyreel.models_cli")
+                   "storyreel.models_cli", "storyreel.ui.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,9 +5,9 @@
     manifest = render_story("story.yaml", "my_index", "out", preset="tiny")
 """
 
-from storyreel.generation.story.format import Story, load_story, resolved_plot_settings
-from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
+from storyreel.generation.story.format import Story, load_story, parse_story, resolved_plot_settings
+from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, story_yaml, write_story
 from storyreel.generation.story.render import render_story
 
-__all__ = ["Story", "load_story", "plan_rule_based", "plan_with_llm", "render_story", "resolved_plot_settings",
-           "write_story"]
+__all__ = ["Story", "load_story", "parse_story", "plan_rule_based", "plan_with_llm", "render_story",
+           "resolved_plot_settings", "story_yaml", "write_story"]

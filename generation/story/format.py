@@ -105,6 +105,13 @@ def load_story(path: str | Path) -> Story:
         raise UserError(f"{path}: story file not found") from None
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: cannot read story file ({err})") from None
+    return parse_story(text, path)
+
+
+def parse_story(text: str, path: str | Path) -> Story:
+    """Validate `text` as the story file `path` would be read (errors and relative packs refer to `path`),
+    without reading or writing that file: an editor checks its text before saving it."""
+    path = Path(path)
     return _StoryReader(str(path), path.resolve().parent).read(text)
 
 

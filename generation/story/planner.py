@@ -263,6 +263,13 @@ def write_story(story: Story, path: str | Path) -> None:
     Absolute pack paths are written relative to the new file's folder; relative ones as they are.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, story_yaml(story, path))
+
+
+def story_yaml(story: Story, path: str | Path) -> str:
+    """The YAML `write_story` writes for `story` at `path` (pack paths relative to its folder)."""
+    path = Path(path)
     folder = path.resolve().parent
     characters = {}
     for token, character in story.characters.items():
@@ -285,6 +292,4 @@ def write_story(story: Story, path: str | Path) -> None:
             for plot in story.plots
         ],
     }
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)

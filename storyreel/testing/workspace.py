@@ -1,0 +1,26 @@
+"""A small story workspace for the web app's browser tests and screenshots (tests/test_ui_browser.py,
+scripts/ui_screenshots.py): 3 synthetic videos indexed with the tiny preset, the demo story and its two
+character packs, trained for a couple of steps. Tiny models are random: it exercises the plumbing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_story_workspace(root, pack_steps: int = 2) -> Path:
+    """`root`/videos, /index, /packs/{teddy,robo}.safetensors, /story.yaml (generation/story/demo.py's)."""
+    from storyreel import index
+    from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
+    from storyreel.generation.training.train import TrainSettings, train_character
+    from storyreel.testing.synthetic import make_corpus
+
+    root = Path(root)
+    make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
+    index.build(root / "videos", root / "index", preset="tiny")
+    (root / "packs").mkdir(parents=True, exist_ok=True)
+    for name, token, word, colour, shape in CHARACTERS:
+        write_character_images(root / "images" / name.lower(), colour, shape, count=2)
+        train_character(root / "images" / name.lower(), root / "packs" / f"{name.lower()}.safetensors",
+                        TrainSettings(token=token, init_word=word, steps=pack_steps, size=32, frames=2), preset="tiny")
+    (root / "story.yaml").write_text(STORY)
+    return root
