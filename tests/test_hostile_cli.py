@@ -312,7 +312,8 @@ def test_a_second_render_into_the_same_folder_says_one_is_running(run_cli, h, tm
 
 def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_path, monkeypatch):
     """Data-loss case 3 and 4: a rerender interrupted in its second plot still records the third plot
-    (rendered earlier, unchanged), so the next run renders only the changed plot; --force renders into a
+    (rendered earlier, unchanged; the earlier render of the changed plot is no longer current and is
+    dropped), so the next run renders only the changed plot; --force renders into a
     foreign folder without touching the files render does not write."""
     from storyreel.generation.pipeline import StructureGuidedPipeline
     from storyreel.generation.story.render import render_story
@@ -359,7 +360,7 @@ def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         render_story(path, h.index, out, preset="tiny")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sorted(manifest["plots"]) == ["0", "1", "2"]  # plot 2 is not forgotten
+    assert sorted(manifest["plots"]) == ["0", "2"]  # plot 2 is not forgotten; changed plot 1 is not done yet
     assert manifest["plots"]["2"]["key"] == first["plots"]["2"]["key"]
 
     calls.clear()

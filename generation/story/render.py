@@ -107,9 +107,10 @@ def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log
         # 3. Per plot: reuse the previous result, or depth → generate → write.
         generator = None
         plots = []
+        keys = [_plot_key(story, i, pick["clip"], models, preset) for i, pick in enumerate(picks)]
         for i, pick in enumerate(picks):
             settings = resolved_plot_settings(story, i, preset)
-            key = _plot_key(story, i, pick["clip"], models, preset)
+            key = keys[i]
             video = out_dir / "plots" / f"{i:02d}.mp4"
             done = previous.get("plots", {}).get(str(i))
             if done and done.get("key") == key and video.is_file() and _row_png(video).is_file():
@@ -125,8 +126,9 @@ def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log
                     lambda stage, n=i + 1: progress.update(force=True, plot=n, of=len(picks), stage=stage),
                     on_step=lambda done, total: steps.update(steps=done, of=total))
                 plots.append({**entry, "key": key, "reused": False})
-            # Plots this run has not reached yet keep their earlier entries: an interrupted rerun forgets nothing.
-            manifest = _manifest(story, preset, models, _merged_plots(previous, plots, len(picks)))
+            # Unchanged plots this run has not reached yet keep their earlier entries: an interrupted rerun
+            # forgets no finished plot, and the next run keeps them.
+            manifest = _manifest(story, preset, models, _merged_plots(previous, plots, keys))
             write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
         # 4. Assemble the story video and the storyboard from the plot files.
@@ -413,11 +415,12 @@ def _manifest(story: Story, preset, models: dict, plots: list[dict]) -> dict:
     }
 
 
-def _merged_plots(previous: dict, plots: list[dict], num_plots: int) -> list[dict]:
-    """This run's plot entries, then the earlier manifest's entries for the story's other plots."""
+def _merged_plots(previous: dict, plots: list[dict], keys: list[str]) -> list[dict]:
+    """This run's plot entries, then the earlier manifest's entries for the other plots that are still
+    current (same key: unchanged, so a rerun keeps them); entries of changed plots are dropped."""
     done = {p["index"] for p in plots}
-    earlier = [entry for key, entry in previous.get("plots", {}).items()
-               if key.isdigit() and int(key) < num_plots and int(key) not in done]
+    earlier = [entry for i, entry in previous.get("plots", {}).items()
+               if i.isdigit() and int(i) < len(keys) and int(i) not in done and entry.get("key") == keys[int(i)]]
     return sorted(plots + earlier, key=lambda p: p["index"])
 
 
