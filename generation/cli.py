@@ -297,7 +297,7 @@ def _run_plan(args) -> int:
     from storyreel.core.errors import UserError
     from storyreel.core.files import check_output_path
     from storyreel.core.models import resolve_preset
-    from storyreel.generation.story.format import preset_defaults
+    from storyreel.generation.story.format import plot_to_dict, preset_defaults
     from storyreel.generation.story.planner import check_llm_options, plan_rule_based, plan_with_llm, write_story
 
     story_path, out = Path(args.story), Path(args.out)
@@ -320,14 +320,15 @@ def _run_plan(args) -> int:
         if len(parts) == 3:
             packs[parts[1].strip()] = Path(parts[2]).resolve()  # relative to where the command runs
 
+    defaults = preset_defaults(resolve_preset(args.models))
     if args.llm:
         if not args.llm_model:
             raise UserError("--llm needs --llm-model NAME (the model the server should use)")
         story = plan_with_llm(prose, args.llm, args.llm_model, characters, args.llm_timeout, title=story_path.stem,
-                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
+                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"), frames=defaults["frames"])
     else:
         story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
-    story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(args.models)))
+    story = dataclasses.replace(story, defaults=defaults)
     write_story(story, out)
 
     for token, character in story.characters.items():
@@ -336,7 +337,7 @@ def _run_plan(args) -> int:
             print(f"note: {out}: pack for {token} not found yet ({pack}); make it with "
                   f"`storyreel character train IMAGES_DIR --token '{token}' --init-word WORD --out {pack}`",
                   file=sys.stderr)
-    plots = [{f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "lines"} for p in story.plots]
+    plots = [{f.name: None for f in dataclasses.fields(p) if f.name != "lines"} | plot_to_dict(p) for p in story.plots]
     if args.json:
         print(json.dumps({"out": str(out), "title": story.title, "planner": "llm" if args.llm else "rules",
                           "plots": plots}))

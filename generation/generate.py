@@ -106,12 +106,13 @@ class ClipGenerator:
     def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
                  negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
                  on_stage: Callable[[str], None] | None = None,
-                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
+                 on_step: Callable[[int, int], None] | None = None, layout=None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
         `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
         the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
         "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar stays off).
+        `layout`: entity boxes steering attention (generation/layout.py `Layout`).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
@@ -140,7 +141,8 @@ class ClipGenerator:
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
             text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
         with _steps_reported(pipe, on_step):
-            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning)
+            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning,
+                          layout=layout)
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")

@@ -28,6 +28,7 @@ a timestep-dependent token (TimeInv, generation/characters/) returns different e
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -43,6 +44,8 @@ from diffusers.utils import BaseOutput
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
 from storyreel.depth.conditioning import to_conditioning
+from storyreel.generation.layout import Layout, token_positions
+from storyreel.generation.layout_attention import LayoutControl, layout_attention
 from storyreel.generation.settings import GenerationSettings
 
 # Past dependence r of the new frames' noise: VidRD's r = 4 (each new frame shares 97% of its noise
@@ -101,6 +104,8 @@ class Run:
     step_offset: int = 0  # global index of this window's first step (callbacks count across windows)
     structure_passes: int = 0  # ControlNet forward passes actually run
     step_kwargs: dict = field(default_factory=dict)  # eta/generator for scheduler.step, as it accepts them
+    layout: LayoutControl | None = None  # entity boxes steering attention (generation/layout.py)
+    frame_ids: tuple[int, ...] | None = None  # clip frames of the window or chunk being denoised (None: all)
     _expanded: tuple | None = field(default=None, repr=False)  # (hook output, frames, per-frame embeddings)
 
     @property
@@ -190,6 +195,7 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         output_type: str = "uint8",
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
+        layout: Layout | None = None,
     ) -> StructureGuidedPipelineOutput:
         """Generate a clip whose layout follows `depth` for the first τ of the schedule.
 
@@ -198,7 +204,8 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         depth clip. generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is
         drawn on the CPU so results match across devices. callback_on_step_end(pipe, step, timestep,
         {"latents": ...}) runs after denoising steps (steps count on across windows/chunks; each backend
-        says which) and may return replacement latents, as in diffusers.
+        says which) and may return replacement latents, as in diffusers. layout: entity boxes that steer
+        attention for the first `layout.strength` of the steps (generation/layout.py).
         """
         # 1. Check inputs (unset sizes follow the depth clip)
         settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
@@ -217,8 +224,13 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                              tuple(callback_on_step_end_tensor_inputs),
                              step_kwargs=_scheduler_step_kwargs(self.scheduler, generator))
 
-        # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]
-        frames, windows, recorded = self.generate(depth, run, notes)
+        # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]; with a layout its
+        # processors wrap the UNet's for the call (inside them: cross-frame attention, LoRA).
+        layout_record = {}
+        if layout is not None:
+            run.layout, layout_record = self.layout_control(prompt, layout, settings, len(timesteps), notes)
+        with layout_attention(self.unet, run.layout) if run.layout is not None else _nothing():
+            frames, windows, recorded = self.generate(depth, run, notes)
         self.maybe_free_model_hooks()
         if output_type == "uint8":
             frames = (frames * 255).round().astype(np.uint8)
@@ -226,9 +238,23 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # 5. Record every setting needed to regenerate these frames
         recorded = {**settings.to_dict(), "structure_steps": sum(use_structure), "prompt": prompt,
                     "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
-                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids, **recorded}
+                    "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids, **layout_record,
+                    **recorded}
         return StructureGuidedPipelineOutput(frames=frames, settings=recorded, notes=notes,
                                              structure_forward_passes=run.structure_passes, windows=windows)
+
+    def layout_control(self, prompt: str, layout: Layout, settings: GenerationSettings, steps: int,
+                       notes: list[str]) -> tuple[LayoutControl, dict]:
+        """The call's LayoutControl (entity words found in the prompt) and what the sidecar records."""
+        positions = [token_positions(self.tokenizer, prompt, entity.phrase) for entity in layout.entities]
+        for entity, found in zip(layout.entities, positions):
+            if not found:
+                notes.append(f"layout: entity {entity.name!r}: {entity.phrase!r} is not in the prompt; "
+                             "its box masks self-attention only")
+        latent_size = (settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
+        control = LayoutControl(layout, settings.frames, latent_size, positions, steps, settings.cfg > 1.0)
+        return control, {"layout": {**layout.to_dict(), "token_positions": positions,
+                                    "controlled_steps": sum(control.steps)}}
 
     def generate(self, depth: torch.Tensor | None, run: Run, notes: list[str]) -> tuple[np.ndarray, list[dict], dict]:
         """The backend's work: (float32 frames (F, H, W, 3) in [0, 1], windows, settings to record)."""
@@ -246,7 +272,13 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
     def predict_noise(self, model_input, t, embeddings, run: Run, step: int, control=None, controlnet_input=None):
         """One step's guided noise prediction: the ControlNet's residuals while the clamp allows (after τ
         it does not run at all), the UNet, then classifier-free guidance. `controlnet_input`: the
-        latents as the ControlNet takes them, if its layout differs from the UNet's."""
+        latents as the ControlNet takes them, if its layout differs from the UNet's. With a layout, its
+        processors learn the step and frames first, and energy guidance (if any) moves the UNet's input."""
+        if run.layout is not None:
+            frames = embeddings.shape[0] // (2 if run.do_cfg else 1)
+            run.layout.begin(step, run.frame_ids or range(frames))
+            if run.layout.active and run.layout.guided[step]:
+                model_input = run.layout.guide(self.unet, model_input, t, embeddings)
         residuals = {}
         if control is not None and run.use_structure[step]:
             down, mid = self.controlnet(
@@ -353,6 +385,7 @@ class StructureGuidedPipeline(VideoPipelineBase):
                 state = _WindowState(plan, noises[w].to(device) * self.scheduler.init_noise_sigma,
                                      depth[list(plan.frame_ids)], handoff, previous_trajectory)
                 noises[w] = None  # drawn noise is only needed until its window starts
+                run.frame_ids = plan.frame_ids
                 run.step_offset = w * len(run.timesteps)
                 window_latents, previous_trajectory = self._denoise_window(state, run, progress_bar)
                 positions, outputs = zip(*plan.keep)
@@ -375,6 +408,7 @@ class StructureGuidedPipeline(VideoPipelineBase):
                 total = torch.zeros(latents.shape[2], dtype=latents.dtype, device=latents.device)
                 for plan in plans:
                     ids = list(plan.frame_ids)
+                    run.frame_ids = plan.frame_ids
                     window = latents[:, :, ids]
                     model_input = scheduler.scale_model_input(torch.cat([window] * 2) if run.do_cfg else window, t)
                     control = torch.cat([depth[ids]] * 2) if run.do_cfg else depth[ids]
@@ -559,6 +593,11 @@ def clip_noise(plans: list[WindowPlan], noises: list[torch.Tensor]) -> torch.Ten
         positions, outputs = zip(*plan.keep)
         out[:, :, list(outputs)] = noise[:, :, list(positions)]
     return out
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
 
 
 def _scheduler_step_kwargs(scheduler, generator) -> dict:

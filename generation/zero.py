@@ -127,14 +127,20 @@ class _CrossFrameAttention:
         for model in self.models:
             previous = model.attn_processors
             self.saved.append((model, previous))
-            model.set_attn_processor({name: self.processor if name.endswith("attn1.processor") else proc
-                                      for name, proc in previous.items()})
+            # A layout processor (generation/layout.py) stays outermost, with cross-frame attention inside it.
+            model.set_attn_processor({name: _inside(proc, self.processor) if name.endswith("attn1.processor")
+                                      else proc for name, proc in previous.items()})
         return self.processor
 
     def __exit__(self, *exc):
         for model, previous in self.saved:
             model.set_attn_processor(dict(previous))  # set_attn_processor consumes the dict it is given
         self.saved.clear()
+
+
+def _inside(current, processor):
+    """`processor` in place of `current`, or inside it when `current` wraps others (a layout processor)."""
+    return current.wrap(processor) if hasattr(current, "wrap") else processor
 
 
 # ------------------------------------------------------------------------------------- motion
@@ -277,6 +283,7 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
             for c, chunk in enumerate(chunks):
                 run.generator.set_state(start_state)
                 run.step_offset = c * steps
+                run.frame_ids = chunk.frame_ids  # frame 1 first (a step on frame 1 alone uses its first id)
                 if depth is None:
                     latents = self._text_chunk(chunk, run, progress_bar)
                 else:

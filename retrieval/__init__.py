@@ -1,10 +1,12 @@
 """Query an index: text or image → ranked clips (front door: `storyreel.retrieval.search`).
 
 `search(index_dir_or_index, text=..., image=..., k=5, motion=None, min_seconds=None)` returns
-`SearchHit`s (catalog row + score + rank); `contact_sheet(index, hits, png)` draws them.
+`SearchHit`s (catalog row + score + rank); `contact_sheet(index, hits, png)` draws them;
+`prefer_video(hits, video)` puts one source video's clips first (background consistency groups).
 """
 
+from storyreel.retrieval.groups import prefer_video
 from storyreel.retrieval.query import SearchHit, search
 from storyreel.retrieval.sheet import contact_sheet
 
-__all__ = ["search", "SearchHit", "contact_sheet"]
+__all__ = ["search", "SearchHit", "contact_sheet", "prefer_video"]

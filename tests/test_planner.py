@@ -13,7 +13,7 @@ import pytest
 
 from storyreel.cli import build_parser
 from storyreel.core.errors import UserError
-from storyreel.generation.story.format import Character, Plot, Story, load_story, resolved_plot_settings
+from storyreel.generation.story.format import Character, Entity, Plot, Story, load_story, resolved_plot_settings
 from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
 
 CAST = {"Rex": "<rex>", "Mia": "<mia>"}
@@ -132,66 +132,102 @@ class ChatServer:
 
 
 PROSE = "Rex chases a ball in the park. Mia calls him home."
-VALID_PLAN = {
+STAGE1 = {
     "plots": [
         {"text": "Rex chases a ball in the park.", "query": "a dog chasing a ball on grass",
-         "prompt": "<rex> chases a red ball across a sunny park", "motion": "pan-right"},
+         "prompt": "<rex> chases a red ball across the lawn", "motion": "pan-right", "background": "a sunny park",
+         "entities": ["Rex", "ball"], "tau": 0.3, "layout_strength": 0.5},
         {"text": "Mia calls Rex home.", "query": "a girl calling from a porch",
-         "prompt": "Mia calls <rex> from the porch", "motion": None},
+         "prompt": "Mia calls <rex> from the porch", "motion": None, "background": "a sunny park",
+         "entities": ["Mia", "Rex"], "tau": 0.8, "layout_strength": None},
     ],
-    "consistency_groups": {"Rex": [0, 1], "mia": [1]},
+    "entities": {"Rex": "Rex", "Mia": "Mia", "ball": "a red ball"},
+    "consistency": {"entities": {"Rex": [0, 1], "ball": [0], "Mia": [1]}, "backgrounds": {"park": [0, 1]}},
 }
+STAGE2 = {"layouts": [
+    {"plot": 0, "boxes": {"Rex": {"0": [0.05, 0.42, 0.4, 0.95], "7": [0.5, 0.4, 0.9, 0.95]},
+                          "ball": {"0": [0.5, 0.7, 0.6, 0.8]}}},
+    {"plot": 1, "boxes": {"Mia": {"0": [0.1, 0.1, 0.4, 0.9]}, "Rex": {"3": [0.6, 0.5, 0.9, 0.9]}}},
+]}
+BAD_BOX = {"layouts": [{**STAGE2["layouts"][0], "boxes": {**STAGE2["layouts"][0]["boxes"],
+                                                          "ball": {"0": [0.6, 0.7, 0.4, 0.8]}}},
+                       STAGE2["layouts"][1]]}
+BAD_GROUP = {**STAGE1, "consistency": {**STAGE1["consistency"], "entities": {"Rex": [0, 1], "cat": [1]}}}
 
 
-def test_llm_valid_plan(tmp_path):
-    with ChatServer(["Here is the plan:\n```json\n" + json.dumps(VALID_PLAN) + "\n```"]) as server:
-        story = plan_with_llm(PROSE, server.url, "tiny-director", CAST, timeout=5, title="Walk")
-    assert len(server.requests) == 1
-    request = server.requests[0]
-    assert request["path"] == "/v1/chat/completions"
-    assert request["body"]["model"] == "tiny-director" and request["body"]["temperature"] == 0
-    assert [m["role"] for m in request["body"]["messages"]] == ["system", "user"]
-    assert request["body"]["messages"][1]["content"] == (
-        "Characters:\n- Rex: token <rex>\n- Mia: token <mia>\n\nStory:\n" + PROSE)
+def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
+    packs = {}
+    for token in CAST.values():
+        packs[token] = tmp_path / f"{token.strip('<>')}.safetensors"
+        packs[token].write_bytes(b"pack")
+    with ChatServer(["Here is the plan:\n```json\n" + json.dumps(STAGE1) + "\n```", json.dumps(STAGE2)]) as server:
+        story = plan_with_llm(PROSE, server.url, "tiny-director", CAST, timeout=5, title="Walk", packs=packs, frames=8)
+    assert len(server.requests) == 2
+    first, second = (r["body"] for r in server.requests)
+    assert server.requests[0]["path"] == "/v1/chat/completions"
+    assert first["model"] == "tiny-director" and first["temperature"] == 0
+    assert [m["role"] for m in first["messages"]] == [m["role"] for m in second["messages"]] == ["system", "user"]
+    assert first["messages"][1]["content"] == "Characters:\n- Rex: token <rex>\n- Mia: token <mia>\n\nStory:\n" + PROSE
+    assert "frame indices from 0 to 7" in second["messages"][0]["content"]
+    assert json.loads(second["messages"][1]["content"].split("Plan:\n", 1)[1])["plots"][0]["entities"] == {
+        "Rex": "Rex", "ball": "a red ball"}
     assert story.title == "Walk"
+    assert story.consistency == {"entities": {"Rex": [0, 1], "ball": [0], "Mia": [1]}, "backgrounds": {"park": [0, 1]}}
     assert story.plots == [
         Plot(text="Rex chases a ball in the park.", query="a dog chasing a ball on grass",
-             prompt="<rex> chases a red ball across a sunny park", motion="pan-right", characters=["<rex>"]),
-        Plot(text="Mia calls Rex home.", query="a girl calling from a porch",
-             prompt="<mia> calls <rex> from the porch", characters=["<rex>", "<mia>"]),
+             prompt="<rex> chases a red ball across the lawn", motion="pan-right", tau=0.3, characters=["<rex>"],
+             background="a sunny park", layout_strength=0.5,
+             entities=[Entity("Rex", "Rex", {0: (0.05, 0.4, 0.4, 0.95), 7: (0.5, 0.4, 0.9, 0.95)}, "<rex>"),
+                       Entity("ball", "a red ball", {0: (0.5, 0.7, 0.6, 0.8)})]),
+        Plot(text="Mia calls Rex home.", query="a girl calling from a porch", prompt="<mia> calls <rex> from the porch",
+             tau=0.8, characters=["<rex>", "<mia>"], background="a sunny park",
+             entities=[Entity("Mia", "Mia", {0: (0.1, 0.1, 0.4, 0.9)}, "<mia>"),
+                       Entity("Rex", "Rex", {3: (0.6, 0.5, 0.9, 0.9)}, "<rex>")]),
     ]
+    write_story(story, tmp_path / "walk.yaml")  # the plan is a story file: it loads back as the same story
+    text = (tmp_path / "walk.yaml").read_text()
+    assert "0: [0.05, 0.4, 0.4, 0.95]" in text
+    assert load_story(tmp_path / "walk.yaml") == story
 
 
-@pytest.mark.parametrize("bad_reply, problem", [
-    ("I think the story has two scenes.",
-     "the reply must be one JSON object with keys 'plots' and 'consistency_groups'"),
-    (json.dumps({**VALID_PLAN, "plots": [VALID_PLAN["plots"][0], {**VALID_PLAN["plots"][1], "motion": "spin"}]}),
-     "plots[1].motion 'spin' is not one of static, pan-left, pan-right, tilt-up, tilt-down, zoom-in, zoom-out, "
-     "dynamic or null"),
-    (json.dumps({**VALID_PLAN, "consistency_groups": {"Rex": [0, 2], "Mia": [1]}}),
-     "consistency_groups['Rex'] has plot index 2, but there are only plots 0..1"),
-    (json.dumps({**VALID_PLAN, "consistency_groups": {"Rex": [0], "Mia": [1]}}),
-     "plots[1].prompt contains <rex> but consistency_groups does not list plot 1 for Rex"),
-], ids=["not-json", "bad-motion", "index-out-of-range", "group-disagrees-with-prompt"])
-def test_llm_invalid_then_valid_retries_once(bad_reply, problem):
-    with ChatServer([bad_reply, json.dumps(VALID_PLAN)]) as server:
-        story = plan_with_llm(PROSE, server.url + "/v1", "m", CAST, timeout=5)
-    assert len(server.requests) == 2
-    retry = server.requests[1]["body"]["messages"]
+@pytest.mark.parametrize("replies, what, problem", [
+    (["I think the story has two scenes.", json.dumps(STAGE1), json.dumps(STAGE2)], "plan",
+     "the reply must be one JSON object with keys 'plots', 'entities' and 'consistency'"),
+    ([json.dumps(BAD_GROUP), json.dumps(STAGE1), json.dumps(STAGE2)], "plan",
+     "consistency.entities['cat'] names an entity no plot lists"),
+    ([json.dumps(STAGE1), json.dumps(BAD_BOX), json.dumps(STAGE2)], "layout",
+     "plots[0].entities['ball'].boxes[0]: x0 0.6 >= x1 0.4"),
+], ids=["not-json", "bad-group", "bad-box"])
+def test_llm_invalid_reply_gets_one_retry_with_the_error(replies, what, problem):
+    bad = replies[0] if what == "plan" else replies[1]
+    with ChatServer(replies) as server:
+        story = plan_with_llm(PROSE, server.url + "/v1", "m", CAST, timeout=5, frames=8)
+    assert len(server.requests) == 3
+    retry = server.requests[1 if what == "plan" else 2]["body"]["messages"]
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
-    assert retry[2]["content"] == bad_reply
-    assert retry[3]["content"] == (f"That plan is invalid: {problem}. "
-                                   "Reply again with only the corrected JSON object.")
+    assert retry[2]["content"] == bad
+    assert retry[3]["content"] == f"That {what} is invalid: {problem}. Reply again with only the corrected JSON object."
     assert [p.motion for p in story.plots] == ["pan-right", None]
+    assert story.plots[0].entities[1].boxes == {0: (0.5, 0.7, 0.6, 0.8)}
 
 
-def test_llm_invalid_twice_is_a_one_line_error():
-    with ChatServer(["{}", '{"plots": [{"text": "x"}]}']) as server:
+@pytest.mark.parametrize("replies, message", [
+    (["{}", "no json here"], "an invalid plan twice: the reply must be one JSON object with keys 'plots', "
+                             "'entities' and 'consistency'"),
+    ([json.dumps(BAD_GROUP)] * 2, "an invalid plan twice: consistency.entities['cat'] names an entity no plot lists"),
+    ([json.dumps(STAGE1), json.dumps(BAD_BOX), json.dumps(BAD_BOX)],
+     "an invalid layout twice: plots[0].entities['ball'].boxes[0]: x0 0.6 >= x1 0.4"),
+    ([json.dumps({**STAGE1, "plots": [{**STAGE1["plots"][0], "prompt": "<rex> chases a ball"},
+                                      STAGE1["plots"][1]]})] * 2,
+     "an invalid plan twice: plots[0].prompt must contain entity 'ball' as its description 'a red ball', "
+     "word for word"),
+], ids=["not-json", "bad-group", "bad-box", "phrase-not-in-prompt"])
+def test_llm_invalid_twice_is_a_one_line_error(replies, message):
+    with ChatServer(replies) as server:
         with pytest.raises(UserError) as info:
-            plan_with_llm(PROSE, server.url + "/v1/chat/completions", "m", CAST, timeout=5)
-    assert len(server.requests) == 2
-    assert str(info.value) == (f"LLM m at {server.url}/v1/chat/completions returned an invalid plan twice: "
-                               "plots[0].query must be a non-empty string")
+            plan_with_llm(PROSE, server.url + "/v1/chat/completions", "m", CAST, timeout=5, frames=8)
+    assert len(server.requests) == len(replies)
+    assert str(info.value) == f"LLM m at {server.url}/v1/chat/completions returned {message}"
 
 
 def test_llm_server_down_is_a_one_line_error():

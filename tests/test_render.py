@@ -285,3 +285,64 @@ def test_render_mixes_backends_and_a_rerun_regenerates_nothing(workspace, tmp_pa
     # The same story with render --backend t2v-zero: only plots without their own backend change.
     switched = render_story(story, workspace / "index", out, preset="tiny", backend="t2v-zero")
     assert [p["reused"] for p in switched["plots"].values()] == [False, True, False]
+
+
+PLAN_STORY = """\
+title: Plans
+characters:
+  "<teddy>": {pack: packs/teddy.safetensors, name: Teddy, word: bear}
+defaults: {frames: 4, fps: 4, height: 64, width: 64, steps: 3, cfg: 7.5, tau: 0.5, seed: 0}
+plots:
+  - text: Teddy kicks a red ball.
+    background: a green forest
+    layout_strength: 0.5
+    entities:
+      - {name: Teddy, token: "<teddy>", boxes: {0: [0.05, 0.3, 0.45, 0.95], 3: [0.3, 0.3, 0.7, 0.95]}}
+      - {name: ball, description: a red ball, boxes: {0: [0.6, 0.7, 0.75, 0.85], 3: [0.8, 0.6, 0.95, 0.75]}}
+  - text: The ball rolls away.
+    prompt: a red ball rolls away
+    background: a green forest
+    entities:
+      - {name: ball, description: a red ball, boxes: {0: [0.4, 0.6, 0.6, 0.8]}}
+  - text: Teddy waves.
+    tau: 0.3
+    layout_strength: 1
+    entities:
+      - {name: Teddy, token: "<teddy>", boxes: {0: [0.3, 0.2, 0.7, 0.95]}}
+consistency:
+  entities: {Teddy: [0, 2], ball: [0, 1]}
+  backgrounds: {forest: [0, 1]}
+"""
+
+
+def test_render_a_planned_story_with_boxes_and_a_character_pack(workspace, tmp_path, sampler_calls):
+    story, out = write_story(workspace, PLAN_STORY), tmp_path / "out"
+    manifest = render_story(story, workspace / "index", out, preset="tiny")
+    assert len(sampler_calls) == 3
+    assert manifest["plan"] == {"consistency": {"entities": {"Teddy": [0, 2], "ball": [0, 1]},
+                                                "backgrounds": {"forest": [0, 1]}}}
+    plots = [manifest["plots"][str(i)] for i in range(3)]
+    assert [p["settings"]["tau"] for p in plots] == [0.5, 0.5, 0.3]
+    assert [p["layout"]["strength"] for p in plots] == [0.5, 0.4, 1.0]
+    assert [p["layout"]["controlled_steps"] for p in plots] == [1, 1, 3]  # of 3 steps
+    first = plots[0]
+    assert first["settings"]["prompt"] == "<teddy> kicks a red ball, a green forest"
+    assert first["layout"]["token_positions"] == [[1], [3, 4, 5]]  # "<teddy>", "a red ball"
+    assert first["settings"]["layout"]["entities"][0]["boxes"] == {"0": [0.05, 0.3, 0.45, 0.95],
+                                                                   "3": [0.3, 0.3, 0.7, 0.95]}
+    assert first["layout"]["frame_boxes"]["Teddy"][2] == pytest.approx([0.2167, 0.3, 0.6167, 0.95], abs=1e-4)
+    assert [c["token"] for c in first["settings"]["characters"]] == ["<teddy>"]
+    assert plots[0]["clip"]["video"] == plots[1]["clip"]["video"]  # one background group, one source video
+    sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
+    assert sidecar["layout"]["entities"][1]["phrase"] == "a red ball" and sidecar["characters"][0]["token"] == "<teddy>"
+
+    # The storyboard outlines every entity on the generated keyframes, one colour per entity (Teddy red,
+    # the ball lime, in every row).
+    rows = [np.asarray(Image.open(out / "plots" / f"{i:02d}.png").convert("RGB")) for i in range(3)]
+    red, lime = ([int(np.all(row == colour, axis=-1).sum()) for row in rows] for colour in ((255, 0, 0), (0, 255, 0)))
+    assert min(red[0], red[2], lime[0], lime[1]) > 30 and red[1] == lime[2] == 0
+    assert (out / "storyboard.png").is_file()
+
+    sampler_calls.clear()
+    again = render_story(story, workspace / "index", out, preset="tiny")
+    assert sampler_calls == [] and all(p["reused"] for p in again["plots"].values())

@@ -18,6 +18,15 @@ Resolution rules (what `resolved_plot_settings` computes for plot i):
   one wins), else `defaults.tau`. `seed` defaults to `defaults.seed + i`, so plots differ but reruns
   repeat. fps, size, steps, cfg and negative prompt are story-wide (the plots make one video).
 
+Plans (VideoDirectorGPT): a plot may list `entities` (name, description, optional character token,
+boxes [x0, y0, x1, y1] at keyframes: frame index -> box, fractions of the frame), a `background`
+and a `layout_strength` (the fraction of the steps whose attention the boxes mask, generation/layout.py;
+default DEFAULT_LAYOUT_STRENGTH when the plot has entities) and `layout_guidance` (energy guidance,
+default 0). A story may give `consistency` groups: `entities` {name: [plot indices]} (one description
+and token in every plot of the group) and `backgrounds` {name: [plot indices]} (one background text;
+retrieval prefers one source video for them, generation/story/render.py). A plot's background is
+added to its prompt and its default query unless they already contain it.
+
 Pack paths are relative to the story file; `load_story` resolves them to absolute paths and
 `write_story` (generation/story/planner.py) writes them relative to the file it writes.
 """
@@ -37,6 +46,7 @@ from typing import Any, Callable
 import yaml
 
 from storyreel.core.errors import UserError
+from storyreel.generation.layout import DEFAULT_LAYOUT_STRENGTH, Layout, LayoutEntity, box_problem
 from storyreel.generation.settings import BACKENDS, GenerationSettings, setting_problem
 from storyreel.index.motion import MOTION_LABELS
 
@@ -47,6 +57,21 @@ class Character:
     name: str  # how the story text refers to the character ("Rex")
     word: str | None = None  # class word used in retrieval queries ("dog"); default: the name
     tau: float | None = None  # structure-guidance clamp for plots with this character
+
+
+@dataclass
+class Entity:
+    """Something placed in a plot's frame: VideoDirectorGPT's entity with its boxes at keyframes."""
+
+    name: str
+    description: str  # the words for it in the prompt (one phrase for every plot of its group)
+    boxes: dict[int, tuple[float, float, float, float]]  # keyframe (frame index) -> [x0, y0, x1, y1]
+    token: str | None = None  # a character token: the entity is that character (its pack)
+
+    @property
+    def phrase(self) -> str:
+        """The prompt words its region attends to: the character token, else the description."""
+        return self.token or self.description
 
 
 @dataclass
@@ -61,6 +86,10 @@ class Plot:
     clip: int | None = None  # pin a clip id of the index
     characters: list[str] | None = None  # tokens present (default: detected in text/prompt)
     backend: str | None = None  # generation backend of this plot (default: the story's)
+    entities: list[Entity] | None = None  # what is where (boxes at keyframes)
+    background: str | None = None  # the scene behind the entities
+    layout_strength: float | None = None  # fraction of steps whose attention the boxes mask
+    layout_guidance: float | None = None  # energy-guidance step size (0/None: off)
     # Line numbers in the story file, per field ("" = the plot itself), for error messages.
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -75,13 +104,18 @@ class Story:
     # Story-wide generation settings the file gives (STORY_SETTINGS); the rest are the preset's.
     defaults: dict[str, Any] = field(default_factory=dict)
     backend: str | None = None  # generation backend of plots without their own (None: the render's)
+    # Consistency groups: {"entities": {name: [plot indices]}, "backgrounds": {name: [plot indices]}}.
+    consistency: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     # `models:` section: preset and swapped components (MODEL_FIELDS), as the flags of the same names take
     # them; relative paths are relative to the story file. The render's flags win over it.
     models: dict[str, str] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
 
 
-STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "models", "plots")
+STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "models", "consistency",
+                "plots")
+ENTITY_FIELDS = ("name", "description", "token", "boxes")
+CONSISTENCY_KINDS = ("entities", "backgrounds")
 # `models:` fields: --models and the component flags (storyreel/core/models.py with_overrides).
 MODEL_FIELDS = ("preset", "clip", "depth_model", "base", "motion_adapter", "controlnet", "scheduler")
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
@@ -165,6 +199,7 @@ class _StoryReader:
         if not isinstance(plots_node, yaml.SequenceNode) or not plots_node.value:
             self.fail(plots_node, "plots", "expected a non-empty list of plots")
         plots = [self.plot(i, node, characters) for i, node in enumerate(plots_node.value)]
+        consistency = self.consistency(top["consistency"][1], plots) if "consistency" in top else {}
 
         return Story(
             title=self.string(top["title"][1], "title") if "title" in top else Path(self.source).stem,
@@ -177,6 +212,7 @@ class _StoryReader:
             ),
             defaults=defaults,
             backend=self.backend(top["backend"][1], "backend") if "backend" in top else None,
+            consistency=consistency,
             models=models,
             source=self.source,
         )
@@ -263,8 +299,16 @@ class _StoryReader:
                     hint = f"did you mean '{close[0]}'? " if close else ""
                     self.fail(value_node, here, f"unknown motion '{label}' ({hint}labels: {', '.join(MOTION_LABELS)})")
                 values[key] = label
-            elif key == "tau":
+            elif key in ("tau", "layout_strength"):
                 values[key] = self.fraction(value_node, here)
+            elif key == "layout_guidance":
+                values[key] = self.number(value_node, here)
+                if values[key] < 0:
+                    self.fail(value_node, here, f"must be >= 0 (0 turns guidance off), got {values[key]:g}")
+            elif key == "background":
+                values[key] = self.string(value_node, here)
+            elif key == "entities":
+                values[key] = self.entities(value_node, here, characters)
             elif key == "backend":
                 values[key] = self.backend(value_node, here)
             elif key == "characters":
@@ -287,6 +331,99 @@ class _StoryReader:
         lines = {"": node.start_mark.line + 1}
         lines.update({key: value_node.start_mark.line + 1 for key, (_, value_node) in items.items()})
         return Plot(**values, lines=lines)
+
+    def entities(self, node, where: str, characters: dict[str, Character]) -> list[Entity]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, where, f"expected a list of entities, got {_kind(node)}")
+        entities = []
+        for n, entity_node in enumerate(node.value):
+            here = f"{where}[{n}]"
+            items = self.mapping(entity_node, here, ENTITY_FIELDS)
+            for required in ("name", "boxes"):
+                if required not in items:
+                    self.fail(entity_node, here, f"missing field '{required}'")
+            name = self.string(items["name"][1], f"{here}.name")
+            if any(e.name == name for e in entities):
+                self.fail(items["name"][1], f"{here}.name", f"entity '{name}' is listed twice in this plot")
+            token = None
+            if "token" in items:
+                token = self.string(items["token"][1], f"{here}.token")
+                if token not in characters:
+                    known = ", ".join(characters) or "none defined"
+                    self.fail(items["token"][1], f"{here}.token", f"unknown character '{token}' (characters: {known})")
+            if "description" in items:
+                description = self.string(items["description"][1], f"{here}.description")
+            elif token is not None:
+                description = characters[token].name
+            else:
+                self.fail(entity_node, here, "missing field 'description' (the entity's words in the prompt)")
+            entities.append(Entity(name, description, self.boxes(items["boxes"][1], f"{here}.boxes"), token))
+        return entities
+
+    def boxes(self, node, where: str) -> dict[int, tuple[float, float, float, float]]:
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            self.fail(node, where, "expected keyframes {frame index: [x0, y0, x1, y1]}, e.g. {0: [0.1, 0.2, 0.5, 0.9]}")
+        boxes = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node, where, "a frame index")
+            if isinstance(key, str) and key.strip().isdigit():  # JSON keys are strings
+                key = int(key)
+            if isinstance(key, bool) or not isinstance(key, int) or key < 0:
+                self.fail(key_node, where, f"keyframe {key!r} must be a frame index >= 0")
+            here = f"{where}[{key}]"
+            if key in boxes:
+                self.fail(key_node, here, "keyframe given twice")
+            value = None
+            if isinstance(value_node, yaml.SequenceNode):
+                value = [self.scalar(v, here, "a number") for v in value_node.value]
+            problem = box_problem(value) if value is not None else f"expected [x0, y0, x1, y1], got {_kind(value_node)}"
+            if problem:
+                self.fail(value_node, here, problem)
+            boxes[key] = tuple(float(v) for v in value)
+        return boxes
+
+    def consistency(self, node, plots: list[Plot]) -> dict[str, dict[str, list[int]]]:
+        """Groups {kind: {name: [plot indices]}}: plots in range, entities present with one description."""
+        groups = {}
+        for kind, (_, kind_node) in self.mapping(node, "consistency", CONSISTENCY_KINDS).items():
+            groups[kind] = {}
+            for name, (_, members_node) in self.mapping(kind_node, f"consistency.{kind}").items():
+                here = f"consistency.{kind}.{name}"
+                if not isinstance(members_node, yaml.SequenceNode) or not members_node.value:
+                    self.fail(members_node, here, "expected a non-empty list of plot indices")
+                members = []
+                for member in members_node.value:
+                    j = self.integer(member, here, minimum=0)
+                    if j >= len(plots):
+                        self.fail(member, here, f"plot {j} is out of range (plots 0..{len(plots) - 1})")
+                    members.append(j)
+                if kind == "entities":
+                    self.entity_group(name, members, members_node, plots)
+                else:
+                    texts = {plots[j].background for j in members if plots[j].background is not None}
+                    if len(texts) > 1:
+                        self.fail(members_node, here, f"its plots have different backgrounds "
+                                  f"({' / '.join(sorted(texts))}); a background group shares one background text")
+                groups[kind][name] = members
+        return groups
+
+    def entity_group(self, name: str, members: list[int], node, plots: list[Plot]) -> None:
+        where = f"consistency.entities.{name}"
+        if not any(e.name == name for p in plots for e in p.entities or []):
+            known = sorted({e.name for p in plots for e in p.entities or []})
+            self.fail(node, where, f"unknown entity '{name}' (entities: {', '.join(known) or 'none'})")
+        first = None
+        for j in members:
+            entity = next((e for e in plots[j].entities or [] if e.name == name), None)
+            if entity is None:
+                self.fail(node, where, f"plots[{j}] has no entity '{name}'")
+            if first is None:
+                first = (j, entity)
+            elif (entity.description, entity.token) != (first[1].description, first[1].token):
+                line = plots[j].lines.get("entities", plots[j].lines.get(""))
+                raise UserError(f"{self.source}:{line}: plots[{j}].entities.{name}: description/token "
+                                f"{entity.description!r}/{entity.token} differs from plots[{first[0]}]'s "
+                                f"{first[1].description!r}/{first[1].token} (one group, one representation)")
 
     # -- scalars --------------------------------------------------------------------------------
 
@@ -385,7 +522,7 @@ def characters_in_plot(story: Story, i: int) -> list[str]:
     plot = story.plots[i]
     if plot.characters is not None:
         return list(plot.characters)
-    found: set[str] = set()
+    found: set[str] = {e.token for e in plot.entities or [] if e.token}
     _substitute(f"{plot.text}\n{plot.prompt or ''}", story.characters,
                 for_token=lambda t, m: found.add(t) or m, for_name=lambda t, m: found.add(t) or m)
     return [token for token in story.characters if token in found]
@@ -411,12 +548,23 @@ def resolved_plot_settings(story: Story, i: int, preset=None) -> dict:
     """Everything a render needs for plot i, JSON-serializable (the manifest stores it as is)."""
     plot = story.plots[i]
     prompt = names_to_tokens(plot.prompt or plot.text, story.characters)
+    query = plot.query or _with_background(plot.text, plot.background)
+    prompt = _with_background(prompt, plot.background)
     if story.style:
         prompt = f"{prompt.rstrip().rstrip('.')}, {story.style}"
+    layout = {}  # only plots with a plan get these keys: other plots' hashes stay as they were
+    if plot.background is not None:
+        layout["background"] = plot.background
+    if plot.entities:
+        layout["layout"] = {
+            "strength": DEFAULT_LAYOUT_STRENGTH if plot.layout_strength is None else plot.layout_strength,
+            "guidance": plot.layout_guidance or 0.0,
+            "entities": [{"name": e.name, "description": e.description, "token": e.token, "phrase": e.phrase,
+                          "boxes": {str(k): list(v) for k, v in sorted(e.boxes.items())}} for e in plot.entities]}
     return {
         "index": i,
         "text": plot.text,
-        "query": tokens_to_words(plot.query or plot.text, story.characters),
+        "query": tokens_to_words(query, story.characters),
         "prompt": prompt,
         "negative_prompt": story.negative_prompt,
         "motion": plot.motion,
@@ -431,7 +579,39 @@ def resolved_plot_settings(story: Story, i: int, preset=None) -> dict:
             }
             for token in characters_in_plot(story, i)
         ],
+        **layout,
     }
+
+
+def plot_to_dict(plot: Plot, boxes=list) -> dict:
+    """A plot's set fields as plain data (story files, `plan --json`); `boxes`: the list type of a box."""
+    data = {}
+    for f in fields(plot):
+        value = getattr(plot, f.name)
+        if f.name == "lines" or value is None:
+            continue
+        if f.name == "entities":
+            value = [{"name": e.name, "description": e.description, **({"token": e.token} if e.token else {}),
+                      "boxes": {k: boxes(v) for k, v in sorted(e.boxes.items())}} for e in value]
+        data[f.name] = value
+    return data
+
+
+def _with_background(text: str, background: str | None) -> str:
+    """`text`, then ", <background>" unless it already says it (a final period dropped before it)."""
+    if not background or background.lower() in text.lower():
+        return text
+    return f"{text.rstrip().rstrip('.')}, {background}"
+
+
+def layout_of(settings: dict) -> Layout | None:
+    """The generation `Layout` of a plot's resolved settings (`resolved_plot_settings`), or None."""
+    if "layout" not in settings:
+        return None
+    plan = settings["layout"]
+    entities = tuple(LayoutEntity(e["name"], e["phrase"], {int(k): tuple(v) for k, v in e["boxes"].items()})
+                     for e in plan["entities"])
+    return Layout(entities, strength=plan["strength"], guidance=plan["guidance"])
 
 
 def plot_hash(story: Story, i: int, preset=None) -> str:

@@ -6,17 +6,15 @@ Two planners return the same `Story` (generation/story/format.py):
   character names that open the clause before it. Character names become tokens in the prompt; the
   query keeps the plain names. A bare "then" inside a clause ("Rex then jumps") is an adverb, not a
   split, and pronouns are left alone.
-- `plan_with_llm`: asks any OpenAI-compatible chat-completions server for a VideoDirectorGPT-style
-  plan (plots with text, query, prompt, camera motion, and consistency groups saying which
-  characters appear in which plots), validates the JSON and retries once, telling the model what was
-  wrong. Nothing is sent anywhere unless the caller asks for it (`--llm URL`).
+- `plan_with_llm`: asks any OpenAI-compatible chat-completions server for a VideoDirectorGPT plan
+  in its two stages (plots with entities, backgrounds, τ, layout strength and consistency groups;
+  then entity boxes at keyframes; generation/story/plan.py), validates each reply and retries once,
+  telling the model what was wrong. Nothing is sent anywhere unless the caller asks for it (`--llm URL`).
 `write_story` writes a story file that `load_story` reads back as the same `Story`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import re
 from pathlib import Path
@@ -25,7 +23,8 @@ import yaml
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
-from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens
+from storyreel.generation.story import plan
+from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens, plot_to_dict
 from storyreel.generation.story.llm_transport import check_timeout, check_url, post_json
 from storyreel.index.motion import MOTION_LABELS
 
@@ -96,7 +95,8 @@ def plan_rule_based(prose: str, characters: dict[str, str], *, title: str = "Unt
                     packs: dict[str, str | Path] | None = None) -> Story:
     """Split prose into single-event plots; `characters`: {name: token}, e.g. {"Rex": "<rex>"}.
 
-    Each plot gets `query` = its text (plain names) and `prompt` = its text with names → tokens.
+    Each plot gets `query` = its text (plain names) and `prompt` = its text with names → tokens, and
+    its characters as entities side by side in order of mention (one consistency group each).
     `packs`: {token: pack path}; a token without one gets "<token without brackets>.safetensors",
     beside the story file (what `storyreel character train ... --out` should write).
     """
@@ -105,7 +105,8 @@ def plan_rule_based(prose: str, characters: dict[str, str], *, title: str = "Unt
     if not events:
         raise UserError("the story text has no sentences to plan")
     plots = [Plot(text=e, query=e, prompt=names_to_tokens(e, story_characters)) for e in events]
-    return Story(title=title, plots=plots, characters=story_characters)
+    consistency = plan.default_layouts(plots, story_characters)
+    return Story(title=title, plots=plots, characters=story_characters, consistency=consistency)
 
 
 def _story_characters(characters: dict[str, str], packs: dict[str, str | Path] | None) -> dict[str, Character]:
@@ -120,54 +121,48 @@ def _story_characters(characters: dict[str, str], packs: dict[str, str | Path] |
 # ---------------------------------------------------------------------------------------------
 # LLM planning (OpenAI-compatible chat completions, standard library only)
 
-_SYSTEM_PROMPT = """You are a film director planning a short story video made of separate shots.
-Split the story into plots. Each plot is ONE event filmed as one continuous shot (no cut inside).
-Reply with only a JSON object, no other text, of this form:
-{"plots": [{"text": "...", "query": "...", "prompt": "...", "motion": "..."}],
- "consistency_groups": {"CHARACTER NAME": [plot indices]}}
-- text: the event in one plain sentence, naming characters by their names.
-- query: a short description of the visual scene, used to search a stock-video library; plain words
-  only, never a character token (write the kind of thing instead, e.g. "a dog running on grass").
-- prompt: the text-to-video prompt; write each character as its token, exactly as given.
-- motion: the camera motion that suits the shot, one of: {labels}; or null.
-- consistency_groups: for every character, the 0-based indices of the plots it appears in; a plot
-  is in a character's group exactly when its prompt contains that character's token."""
-
-
-class _InvalidPlan(ValueError):
-    """The model's reply does not follow the plan schema; the message is sent back to it."""
-
-
 def plan_with_llm(prose: str, url: str, model: str, characters: dict[str, str], timeout: float = 120.0,
                   *, title: str = "Untitled", packs: dict[str, str | Path] | None = None,
-                  api_key: str | None = None) -> Story:
-    """Ask an OpenAI-compatible server for a plan; `characters`: {name: token}.
+                  api_key: str | None = None, frames: int = 16) -> Story:
+    """Ask an OpenAI-compatible server for a VideoDirectorGPT plan; `characters`: {name: token}.
 
-    `url`: the server ("http://127.0.0.1:8080"), its "/v1" or the full ".../chat/completions".
-    One retry on an invalid reply; a UserError if the server is unreachable or the retry fails too.
+    Two stages (generation/story/plan.py): plots, entities, backgrounds and consistency groups, then
+    each plot's entity boxes at keyframes of a `frames`-frame clip. `url`: the server
+    ("http://127.0.0.1:8080"), its "/v1" or the full ".../chat/completions". Each stage gets one retry
+    with the validation error; a UserError if the server is unreachable or a retry fails too.
     """
     check_llm_options(url, timeout)
     story_characters = _story_characters(characters, packs)
     endpoint = _chat_endpoint(url)
     cast = "\n".join(f"- {name}: token {token}" for name, token in characters.items()) or "- (none)"
-    messages = [
-        {"role": "system", "content": _SYSTEM_PROMPT.replace("{labels}", ", ".join(MOTION_LABELS))},
+    stage1 = [
+        {"role": "system", "content": plan.STAGE1_PROMPT.replace("{labels}", ", ".join(MOTION_LABELS))},
         {"role": "user", "content": f"Characters:\n{cast}\n\nStory:\n{prose.strip()}"},
     ]
+    plots, _, consistency = _ask(endpoint, model, stage1, timeout, api_key, "plan",
+                                 lambda reply: plan.parse_stage1(reply, story_characters))
+    if any(p.entities for p in plots):
+        stage2 = [{"role": "system", "content": plan.STAGE2_PROMPT.replace("{last}", str(frames - 1))},
+                  {"role": "user", "content": plan.stage2_request(plots, frames)}]
+        plots = _ask(endpoint, model, stage2, timeout, api_key, "layout",
+                     lambda reply: plan.parse_stage2(reply, plots, frames))
+    return Story(title=title, plots=plots, characters=story_characters, consistency=consistency)
+
+
+def _ask(endpoint: str, model: str, messages: list[dict], timeout: float, api_key: str | None, what: str, parse):
+    """`parse(reply)` of the model's answer; one retry that tells the model what was wrong."""
     for attempt in range(2):
         reply = _chat(endpoint, model, messages, timeout, api_key)
         try:
-            plots = _parse_plan(reply, story_characters)
-        except _InvalidPlan as problem:
+            return parse(reply)
+        except plan.InvalidPlan as problem:
             if attempt == 1:
-                raise UserError(f"LLM {model} at {endpoint} returned an invalid plan twice: {problem}") from None
-            messages += [
+                raise UserError(f"LLM {model} at {endpoint} returned an invalid {what} twice: {problem}") from None
+            messages = messages + [
                 {"role": "assistant", "content": reply},
-                {"role": "user", "content": f"That plan is invalid: {problem}. "
+                {"role": "user", "content": f"That {what} is invalid: {problem}. "
                                             "Reply again with only the corrected JSON object."},
             ]
-            continue
-        return Story(title=title, plots=plots, characters=story_characters)
     raise AssertionError("unreachable")
 
 
@@ -194,63 +189,6 @@ def _chat(endpoint: str, model: str, messages: list[dict], timeout: float, api_k
     if not isinstance(content, str):
         raise UserError(f"LLM server {endpoint} answered with non-text message content")
     return content
-
-
-def _parse_plan(reply: str, characters: dict[str, Character]) -> list[Plot]:
-    """Validate the model's JSON plan and turn it into plots (tokens in prompts, groups → characters)."""
-    start, end = reply.find("{"), reply.rfind("}")  # tolerate ```json fences and chatter around it
-    try:
-        plan = json.loads(reply[start:end + 1]) if start >= 0 else None
-    except json.JSONDecodeError as err:
-        raise _InvalidPlan(f"the reply is not valid JSON ({err.msg} at character {err.pos})") from None
-    if not isinstance(plan, dict):
-        raise _InvalidPlan("the reply must be one JSON object with keys 'plots' and 'consistency_groups'")
-    raw_plots = plan.get("plots")
-    if not isinstance(raw_plots, list) or not raw_plots:
-        raise _InvalidPlan("'plots' must be a non-empty list")
-
-    plots = []
-    for i, raw in enumerate(raw_plots):
-        if not isinstance(raw, dict):
-            raise _InvalidPlan(f"plots[{i}] must be an object")
-        for key in ("text", "query", "prompt"):
-            if not isinstance(raw.get(key), str) or not raw[key].strip():
-                raise _InvalidPlan(f"plots[{i}].{key} must be a non-empty string")
-        motion = raw.get("motion")
-        if motion is not None and motion not in MOTION_LABELS:
-            raise _InvalidPlan(f"plots[{i}].motion {motion!r} is not one of {', '.join(MOTION_LABELS)} or null")
-        for token in characters:
-            if token in raw["query"]:
-                raise _InvalidPlan(f"plots[{i}].query contains the token {token}; use plain words")
-        prompt = names_to_tokens(raw["prompt"].strip(), characters)
-        plots.append(Plot(text=raw["text"].strip(), query=raw["query"].strip(), prompt=prompt, motion=motion))
-
-    groups = plan.get("consistency_groups", {})
-    if not isinstance(groups, dict):
-        raise _InvalidPlan("'consistency_groups' must be an object {character name: [plot indices]}")
-    token_of = {c.name.lower(): token for token, c in characters.items()} | {t.lower(): t for t in characters}
-    members: dict[str, set[int]] = {token: set() for token in characters}
-    for name, indices in groups.items():
-        token = token_of.get(str(name).lower())
-        if token is None:
-            raise _InvalidPlan(f"consistency_groups names unknown character {name!r} "
-                               f"(characters: {', '.join(c.name for c in characters.values()) or 'none'})")
-        if not isinstance(indices, list) or not all(type(j) is int for j in indices):
-            raise _InvalidPlan(f"consistency_groups[{name!r}] must be a list of plot indices")
-        for j in indices:
-            if not 0 <= j < len(plots):
-                raise _InvalidPlan(f"consistency_groups[{name!r}] has plot index {j}, "
-                                   f"but there are only plots 0..{len(plots) - 1}")
-        members[token].update(indices)
-    for i, plot in enumerate(plots):
-        for token, plot_indices in members.items():
-            if (token in plot.prompt) != (i in plot_indices):
-                state = "contains" if token in plot.prompt else "does not contain"
-                raise _InvalidPlan(f"plots[{i}].prompt {state} {token} but consistency_groups "
-                                   f"{'does not list' if i not in plot_indices else 'lists'} plot {i} "
-                                   f"for {characters[token].name}")
-        plot.characters = [token for token in characters if i in members[token]]
-    return plots
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,10 +224,19 @@ def story_yaml(story: Story, path: str | Path) -> str:
         "negative_prompt": story.negative_prompt,
         "defaults": dict(story.defaults),
         **({"backend": story.backend} if story.backend else {}),
-        "plots": [
-            {f.name: getattr(plot, f.name) for f in dataclasses.fields(plot)
-             if f.name != "lines" and getattr(plot, f.name) is not None}
-            for plot in story.plots
-        ],
+        **({"consistency": story.consistency} if story.consistency else {}),
+        "plots": [plot_to_dict(plot, boxes=_FlowList) for plot in story.plots],
     }
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+    return yaml.dump(data, Dumper=_StoryDumper, sort_keys=False, allow_unicode=True, width=1000)
+
+
+class _FlowList(list):
+    """A box: written on one line, [x0, y0, x1, y1]."""
+
+
+class _StoryDumper(yaml.SafeDumper):
+    pass
+
+
+_StoryDumper.add_representer(_FlowList, lambda dumper, v: dumper.represent_sequence("tag:yaml.org,2002:seq", v,
+                                                                                    flow_style=True))

@@ -7,8 +7,10 @@ Outputs in OUT_DIR:
     story.mp4         the plots concatenated (same fps and size throughout)
     storyboard.png    one row per plot: source keyframes | depth | generated keyframes, with the text
     story.otio        OpenTimelineIO timeline: a track of the plots, one of their source clips (otio.py)
-    manifest.json     story hash, resolved settings, clip ids and scores, component ids, seeds,
-                      timings and eval metrics per plot
+    manifest.json     story hash, the plan's consistency groups, resolved settings (entities with their
+                      keyframe boxes, background, layout strength, tau), clip ids and scores, component
+                      ids, seeds, timings, eval metrics and the layout as generated (per-frame boxes,
+                      token positions, controlled steps) per plot
 
 Resumable and reproducible: a plot's *key* hashes everything its frames depend on (resolved plot
 settings incl. pack contents, the retrieved clip and its video fingerprint, the model ids). A rerun
@@ -32,9 +34,11 @@ import numpy as np
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
 from storyreel.core.progress import Progress
+from storyreel.core.sheet import BOX_COLOURS
 from storyreel.core.video import spread_indices
 from storyreel.generation.story.format import (
     Story,
+    layout_of,
     load_story,
     plot_hash,
     plot_settings,
@@ -240,17 +244,23 @@ def choose_clips(story: Story, index, embedder, preset=None) -> list[dict]:
     """One source clip per plot: pinned, or the best unused clip that is long enough (motion preferred).
 
     Falls back step by step (any motion, any length, a reused clip) and says so in the pick's notes.
+    Plots of one background group (story.consistency["backgrounds"]) prefer clips of the source video
+    the group's first plot got, when it has fitting unused clips (retrieval/groups.py).
     """
-    from storyreel.retrieval import search
+    from storyreel.retrieval import prefer_video, search
 
     used: set[int] = set()
     picks = []
+    group_of = {j: name for name, members in story.consistency.get("backgrounds", {}).items() for j in members}
+    group_video: dict[str, str] = {}
     for i, plot in enumerate(story.plots):
         settings = resolved_plot_settings(story, i, preset)
         if plot.clip is not None:
             clip = index.clip(plot.clip)
             picks.append({"clip": clip, "score": None, "notes": [f"clip {plot.clip} pinned by the story"]})
             used.add(clip.clip_id)
+            if i in group_of:
+                group_video.setdefault(group_of[i], clip.video)
             continue
         seconds = settings["frames"] / settings["fps"]
         attempts = [(settings["motion"], seconds, None), (None, seconds, "no unused clip with motion "
@@ -264,7 +274,7 @@ def choose_clips(story: Story, index, embedder, preset=None) -> list[dict]:
                 notes.append(fallback_note)
             hits = search(index, text=settings["query"], k=RETRIEVAL_POOL, motion=motion, min_seconds=min_seconds,
                           embedder=embedder)
-            unused = [h for h in hits if h.clip.clip_id not in used]
+            unused = prefer_video([h for h in hits if h.clip.clip_id not in used], group_video.get(group_of.get(i)))
             if unused:
                 chosen = unused[0]
                 break
@@ -276,6 +286,10 @@ def choose_clips(story: Story, index, embedder, preset=None) -> list[dict]:
             chosen = hits[0]
             notes.append(f"clip {chosen.clip.clip_id} reused: no unused clip fits plot {i}")
         used.add(chosen.clip.clip_id)
+        if i in group_of:
+            if group_of[i] in group_video and chosen.clip.video == group_video[group_of[i]]:
+                notes.append(f"background group {group_of[i]!r}: same source video as its first plot")
+            group_video.setdefault(group_of[i], chosen.clip.video)
         picks.append({"clip": chosen.clip, "score": round(float(chosen.score), 6), "notes": notes})
     return picks
 
@@ -304,22 +318,29 @@ class PlotGenerator:
         self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend,
                                    device=device, dtype=dtype, cpu_offload=cpu_offload)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
+        # One outline colour per entity name across the whole storyboard, in order of first appearance.
+        names = dict.fromkeys(e.name for plot in story.plots for e in plot.entities or [])
+        self.colours = {name: BOX_COLOURS[n % len(BOX_COLOURS)] for n, name in enumerate(names)}
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage, on_step=None) -> dict:
         from storyreel.generation.evaluate import score_clip
 
         clip = pick["clip"]
         present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
+        layout = layout_of(settings)
         generated = self.clips.generate(
             settings["prompt"], clip.clip_id, video, plot_settings(self.story, i, self.preset),
             negative_prompt=settings["negative_prompt"], index_dir=index, present=present, on_stage=stage,
-            on_step=on_step)
+            on_step=on_step, layout=layout)
         start = time.perf_counter()
         source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
         depth_frames = generated.depth[_keyframe_indices(len(generated.depth))].permute(0, 2, 3, 1).cpu().numpy()
+        keyframes = _keyframe_indices(len(generated.frames))
+        boxes = {} if layout is None else {e.name: b for e, b in zip(layout.entities,
+                                                                      layout.frame_boxes(len(generated.frames)))}
         write_storyboard_row(_row_png(video), f"{i:02d}  {settings['text']}", source_frames,
-                             (depth_frames * 255).round().astype(np.uint8),
-                             generated.frames[_keyframe_indices(len(generated.frames))])
+                             (depth_frames * 255).round().astype(np.uint8), generated.frames[keyframes],
+                             [[(b[f], name, self.colours[name]) for name, b in boxes.items()] for f in keyframes])
         metrics = score_clip(generated.frames, settings["prompt"], self.embedder, [self.packs[t] for t in present])
         timings = {"depth_s": generated.timings["depth_s"], "generate_s": generated.timings["generate_s"],
                    "write_eval_s": round(generated.timings["write_s"] + time.perf_counter() - start, 3)}
@@ -333,6 +354,9 @@ class PlotGenerator:
             "index": i, "output": str(video.relative_to(video.parent.parent)), "settings": settings,
             "clip": {**clip.to_dict(), "score": pick["score"]}, "notes": notes,
             "structure_forward_passes": generated.sidecar["structure_forward_passes"], "timings": timings,
+            **({"layout": {**generated.sidecar["layout"],
+                           "frame_boxes": {name: np.round(b, 4).tolist() for name, b in boxes.items()}}}
+               if layout is not None else {}),
             "metrics": {"clip_t": metrics.clip_t, "clip_i": metrics.clip_i,
                         "temporal_consistency": metrics.temporal_consistency,
                         "motion_magnitude": metrics.motion_magnitude, "clip_model": metrics.model_id},
@@ -352,12 +376,13 @@ def assemble_story(plot_videos: list[Path], out: Path, *, fps: float) -> None:
 
 
 def write_storyboard_row(path: Path, text: str, source: np.ndarray, depth_frames: np.ndarray,
-                         generated: np.ndarray) -> None:
-    """One storyboard row: the plot text above source keyframes | depth | generated keyframes."""
+                         generated: np.ndarray, boxes=()) -> None:
+    """One storyboard row: the plot text above source keyframes | depth | generated keyframes; `boxes`:
+    per generated keyframe, the (box, entity name) pairs outlined on it."""
     from storyreel.core.sheet import SheetRow, paint_sheet
 
-    paint_sheet(path, [SheetRow([source, depth_frames, generated], [text[:160]])], tile_height=PANEL_HEIGHT, gap=8,
-                background="white", ink="black")
+    paint_sheet(path, [SheetRow([source, depth_frames, generated], [text[:160]], boxes=[(), (), list(boxes)])],
+                tile_height=PANEL_HEIGHT, gap=8, background="white", ink="black")
 
 
 def assemble_storyboard(rows: list[Path], out: Path) -> None:
@@ -409,6 +434,7 @@ def _manifest(story: Story, preset, models: dict, plots: list[dict]) -> dict:
         "story_sha256": hashlib.sha256(Path(story.source).read_bytes()).hexdigest(),
         "preset": models["preset"],
         "models": models,
+        "plan": {"consistency": story.consistency},
         "plots": {str(p["index"]): p for p in plots},
         "story": {"output": "story.mp4", "storyboard": "storyboard.png",
                   "frames": sum(p["settings"]["frames"] for p in plots)},

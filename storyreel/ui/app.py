@@ -306,7 +306,11 @@ class StoryreelApp:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         data["characters"] = {row["token"]: {k: v for k, v in row.items() if k != "token"}
                               for row in table_records(character_rows, CHARACTER_COLUMNS) if row.get("token")}
+        previous = data.get("plots") if isinstance(data.get("plots"), list) else []
         data["plots"] = table_records(plot_rows, PLOT_COLUMNS)
+        for row, before in zip(data["plots"], previous):  # plan fields (entities, background, ...) stay
+            if isinstance(before, dict):
+                row.update({k: v for k, v in before.items() if k not in PLOT_COLUMNS})
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
         status, characters, plots = self.save_yaml(str(path), text)
         return status, (text if status.startswith("Saved") else None), characters, plots
