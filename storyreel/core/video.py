@@ -63,7 +63,9 @@ def _decoder_path(path: str):
 
 def _reader(path: str, width: int = -1, height: int = -1):
     # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
-    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
+    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4). FAISS too: loaded after
+    # decord, its k-means (IVF training) segfaults (faiss-cpu 1.15 + decord2 3.4).
+    import faiss  # noqa: F401
     import torch  # noqa: F401
     # isort: split
     import decord
