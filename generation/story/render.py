@@ -409,15 +409,18 @@ def paint_layouts(story: Story, path, *, index=None, render_dir=None, preset=Non
     from storyreel.generation.layout import interpolate_boxes
 
     colours = entity_colours(story)
-    rendered = _read_manifest(Path(render_dir) / "manifest.json").get("plots", {}) if render_dir else {}
+    # A manifest that is not one just means no retrieved clips here (force: ignored, not refused).
+    rendered = _read_manifest(Path(render_dir) / "manifest.json", force=True).get("plots", {}) if render_dir else {}
     rows = []
     for i, plot in enumerate(story.plots):
         if not plot.entities:
             continue
         settings = plot_settings(story, i, preset)
         size = (settings.width, settings.height)
-        clip_id = plot.clip if plot.clip is not None else rendered.get(str(i), {}).get("clip", {}).get("clip_id")
-        if index is not None and clip_id is not None and _clip_exists(index, clip_id):
+        retrieved = rendered.get(str(i), {}).get("clip")
+        clip_id = plot.clip if plot.clip is not None else retrieved.get("clip_id") if isinstance(retrieved, dict) \
+            else None
+        if index is not None and isinstance(clip_id, int) and _clip_exists(index, clip_id):
             clip = index.clip(clip_id)
             images = [np.asarray(ImageOps.fit(Image.fromarray(frame), size, Image.BILINEAR))
                       for frame in index.read_frames(clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))]

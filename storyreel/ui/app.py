@@ -365,7 +365,8 @@ class StoryreelApp:
         with contextlib.ExitStack() as stack:
             opened = None
             if self.config.index is not None and Path(self.config.index).is_dir():
-                opened = stack.enter_context(index.open_index(self.config.index))
+                with contextlib.suppress(UserError):  # an index that cannot open: grey frames (Index tab says why)
+                    opened = stack.enter_context(index.open_index(self.config.index))
             # A fresh file per call: the page then never shows a cached older picture.
             picture = Path(tempfile.mkdtemp(prefix="layout-", dir=self.temp)) / "layout.png"
             return paint_layouts(story, picture, index=opened, render_dir=self.config.out / "render",
