@@ -46,6 +46,8 @@ class UIConfig:
     out: Path = Path("storyreel-ui")
     roots: tuple[Path, ...] = ()
     preset: str | None = None
+    device: str | None = None  # --device/--dtype, as every model command takes them (storyreel/core/devices.py)
+    dtype: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
     max_upload_mb: float = 20.0
@@ -146,13 +148,20 @@ class StoryreelApp:
 
     # -- shared models (loaded once, used by every tab's handlers) -------------------------------
 
+    def device_args(self, training: bool = False) -> dict:
+        """device= and dtype= for the library calls, from --device/--dtype (checked once at start)."""
+        from storyreel.core.devices import pick_device, pick_dtype
+
+        device = pick_device(self.config.device)
+        return {"device": device, "dtype": pick_dtype(self.config.dtype, device, training=training)}
+
     def embedder(self):
         from storyreel.core.models import resolve_preset
         from storyreel.index.embed import load_clip
 
         with self._models_lock:
             if "clip" not in self._models:
-                self._models["clip"] = load_clip(resolve_preset(self.config.preset))
+                self._models["clip"] = load_clip(resolve_preset(self.config.preset), **self.device_args())
             return self._models["clip"]
 
     def depth_model(self):
@@ -160,7 +169,8 @@ class StoryreelApp:
 
         with self._models_lock:
             if "depth" not in self._models:
-                self._models["depth"] = depth.create_depth_model(depth.model_for_preset(self.config.preset))
+                self._models["depth"] = depth.create_depth_model(depth.model_for_preset(self.config.preset),
+                                                                     **self.device_args())
             return self._models["depth"]
 
     # -- Index tab ----------------------------------------------------------------------------------
@@ -174,7 +184,8 @@ class StoryreelApp:
         if not videos.is_dir():
             raise UserError(f"video folder {videos} does not exist or is not a folder")
         progress = PageProgress(_no_bar if bar is None else bar, "index")
-        report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress)
+        report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress,
+                             **self.device_args())
         status = (f"Indexed {report.videos} videos: {report.new} new, {report.changed} changed, "
                   f"{report.unchanged} unchanged, {report.removed} removed; {report.clips} clips, "
                   f"{report.errors} files failed ({report.seconds:.1f} s).")
@@ -396,7 +407,8 @@ class StoryreelApp:
         if not settings.token or not settings.init_word:
             raise UserError("a pack needs a token (e.g. <rex>) and an init word (e.g. dog)")
         summary = train_character(images, out, settings, preset=resolve_preset(self.config.preset),
-                                  progress=PageProgress(_no_bar if bar is None else bar, "train"))
+                                  progress=PageProgress(_no_bar if bar is None else bar, "train"),
+                                  **self.device_args(training=True))
         return md(f"Trained {summary['token']} for {summary['steps']} steps from {summary['images']} images "
                 f"into {out}."), self.pack_rows()
 
@@ -444,7 +456,8 @@ class StoryreelApp:
                                 unit_in_progress=True)
         log = _Lines()
         try:
-            manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log)
+            manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log,
+                                    **self.device_args())
         except Cancelled:
             kept = len(_read_plots(out / "manifest.json"))
             return (f"Render cancelled: {kept} finished plots are kept in {out / 'manifest.json'}; "
