@@ -4,7 +4,8 @@ Tabs and the front doors they call:
     Index       storyreel.index.build / open_index (stats, errors)
     Search      storyreel.retrieval.search; a picked clip's frames (Index.read_frames) and depth
                 (storyreel.depth.conditioning_for_source, cached in the index as the CLI caches it)
-    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners
+    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners;
+                render.paint_layouts (entity boxes over the plots' keyframes)
     Characters  generation.training.train_character; packs listed and previewed with load_pack
     Render      generation.story.render_story (reruns keep unchanged plots, as the CLI's do)
 
@@ -355,6 +356,33 @@ class StoryreelApp:
         story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(self.config.preset)))
         return f"Planned {len(story.plots)} plots: check them, then Save.", story_yaml(story, path)
 
+    def story_layouts(self, story_path: str):
+        """The layout picture (png path, or None): each plot with entities, its boxes over its source clip's
+        keyframes (pinned, or the last render's) or neutral frames (generation/story/render.py
+        paint_layouts). An unreadable story shows none: its error is in the status line already."""
+        import contextlib
+
+        from storyreel import index
+        from storyreel.generation.story import load_story
+        from storyreel.generation.story.render import paint_layouts
+
+        try:
+            path = self.roots.resolve(story_path, "story file")
+            story = load_story(path) if path.is_file() else None
+        except UserError:
+            return None
+        if story is None:
+            return None
+        with contextlib.ExitStack() as stack:
+            opened = None
+            if self.config.index is not None and Path(self.config.index).is_dir():
+                with contextlib.suppress(UserError):  # an index that cannot open: grey frames (Index tab says why)
+                    opened = stack.enter_context(index.open_index(self.config.index))
+            # A fresh file per call: the page then never shows a cached older picture.
+            picture = Path(tempfile.mkdtemp(prefix="layout-", dir=self.temp)) / "layout.png"
+            return paint_layouts(story, picture, index=opened, render_dir=self.config.out / "render",
+                                 preset=self.config.preset)
+
     # -- Characters tab -----------------------------------------------------------------------------
 
     def train(self, files, token: str, init_word: str, steps, out_path: str, bar=None):
@@ -525,7 +553,10 @@ class StoryreelApp:
                                              elem_id="plan-llm-url")
                         llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
                     plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                gr.Markdown("Entity boxes over the keyframe: not shown yet (the story format has no layout).")
+                gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
+                            "is pinned or rendered):")
+                # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
+                layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
             with gr.Tab("Characters", id="characters"):
                 with gr.Row():
                     uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
@@ -584,12 +615,16 @@ class StoryreelApp:
             select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
             results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
                            concurrency_id="search")
-            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml])
-            # Story
-            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots])
-            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots])
+            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml]
+                      ).then(self.story_layouts, [story_path], [layouts])
+            # Story (the layout pictures follow every load, save and pin: drawn from the file as saved)
+            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
+                       ).then(self.story_layouts, [story_path], [layouts])
+            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots]
+                       ).then(self.story_layouts, [story_path], [layouts])
             save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), skip), 4),
-                             [story_path, characters, plots], [story_status, story_yaml, characters, plots])
+                             [story_path, characters, plots], [story_status, story_yaml, characters, plots]
+                             ).then(self.story_layouts, [story_path], [layouts])
             plan.click(guard(self.plan, 2), [story_path, prose, cast, llm_url, llm_model], [story_status, story_yaml])
             # Characters
             train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
@@ -603,7 +638,8 @@ class StoryreelApp:
                          concurrency_id="render", concurrency_limit=1)
             cancel.click(self.cancel_render, None, [render_status], queue=False)
             # On open: what is already there.
-            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots])
+            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
+                      ).then(self.story_layouts, [story_path], [layouts])
             page.load(lambda: self.pack_rows(), None, [packs])
             if config.index is not None:
                 page.load(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])
