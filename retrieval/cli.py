@@ -31,6 +31,7 @@ def _run_search(args) -> int:
 
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UsageError
+    from storyreel.core.files import check_output_path
     from storyreel.index import open_index
     from storyreel.index.embed import clip_for_index
     from storyreel.index.scan import display_path
@@ -39,6 +40,8 @@ def _run_search(args) -> int:
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")
+    if args.sheet:
+        check_output_path(args.sheet, "--sheet", create_parents=True)  # before CLIP loads and searches
     device, dtype = device_and_dtype(args)
     image = load_image(args.image) if args.image is not None else None  # a bad image fails before CLIP loads
     with open_index(args.index) as index:

@@ -26,6 +26,9 @@ from storyreel.retrieval.motion_words import motion_in_query
 if TYPE_CHECKING:
     from storyreel.index import ClipRow
 
+# More results than anyone reads; FAISS allocates k rows per query up front.
+MAX_RESULTS = 10_000
+
 CANDIDATES_PER_RESULT = 10  # FAISS over-fetch: k·this candidates (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 100
 FRAME_WEIGHT = 0.5
@@ -69,6 +72,8 @@ def search(
         raise UserError("the search TEXT is empty; describe the clip you want")
     if k < 1:
         raise UserError(f"-k must be at least 1 (got {k})")
+    if k > MAX_RESULTS:
+        raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
     if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
         raise UserError(f"--min-seconds must be a finite number of seconds, 0 or more (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:
