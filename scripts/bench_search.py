@@ -9,7 +9,9 @@ p50 ≤ 5 ms with recall@10 ≥ 0.95.
 `--queries text-like` adds out-of-distribution queries shaped like CLIP text embeddings
 (storyreel/testing/synthetic.py `text_like_queries`: cosine ~0.3 to one centre plus a strong
 offset shared by all queries), tunes the index with a separate set of them (as the index build
-does with its caption list), and reports in- and out-of-distribution rows side by side. Target
+does with its caption list; the build then routes without their learned offset when that helps,
+index/vectors.py `route_without_offset`, and the JSON's "routing" says whether it did), and reports
+in- and out-of-distribution rows side by side. `--spec` tries another FAISS index. Target
 at 1M x 512 with 50,000 centres: p50 ≤ 2 ms and recall@10 ≥ 0.95 for both, build ≤ 15 min.
 
     python scripts/bench_search.py            # N = 1,000,000 (several minutes, ~6 GB RAM)
