@@ -94,7 +94,7 @@ def test_masks_follow_regions_and_paths():
 
 class CrossAttentionProbe:
     """Stands in for torch's scaled_dot_product_attention (which diffusers' processors and the layout
-    processors both call) and measures, per cross-attention call (keys = the text's tokens, queries = pixels), the share of
+    processors both call) and measures, per cross-attention call (keys = the text's tokens), the share of
     the entity words' attention mass (conditional half) that falls inside the box, with whatever mask
     the call carries — inside `unet` only (the ControlNet's and the text encoder's calls are not counted)."""
 
