@@ -39,6 +39,7 @@ def _run_depth(args) -> int:
 
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UserError
+    from storyreel.core.files import check_output_path, sidecar_path
     from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
     from storyreel.core.progress import Progress
     from storyreel.depth.media import (
@@ -56,8 +57,22 @@ def _run_depth(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".png"):
         raise UserError(f"--out {out} must end in .mp4 (a depth video) or .png (a depth image)")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    # Every output is checked before any decoding or model loading: no run that fails at the end.
+    outputs = [("--out", out), ("--raw", args.raw and Path(args.raw)), ("--sheet", args.sheet and Path(args.sheet))]
+    for flag, path in outputs:
+        if path:
+            check_output_path(path, flag, create_parents=True)
+    if args.png_dir:
+        check_output_path(args.png_dir, "--png-dir", folder=True, create_parents=True)
+    named = [p.resolve() for _, p in outputs if p]
+    if len(set(named)) < len(named):
+        raise UserError("--out, --raw and --sheet must be different files")
+    if args.raw and Path(args.raw).suffix.lower() != ".npy":
+        raise UserError(f"--raw {args.raw} must end in .npy")
+    if args.sheet and Path(args.sheet).suffix.lower() != ".png":
+        raise UserError(f"--sheet {args.sheet} must end in .png")
+    if not 1 <= args.batch_size <= 4096:
+        raise UserError(f"--batch-size must be from 1 to 4096 (got {args.batch_size})")
     device, dtype = device_and_dtype(args)
     # 1. source first: a bad path should not wait for model loading
     with index_context(args.index) as index:
@@ -78,16 +93,26 @@ def _run_depth(args) -> int:
     # 4. outputs
     meta = {"model": model.model_id, "source": source.label, "frames": int(len(depth01)),
             "size": [int(depth01.shape[1]), int(depth01.shape[2])], "fps": source.fps}
-    if out.suffix.lower() == ".png":
-        write_depth_png(out, depth01[0], args.bits)
-    else:
-        write_depth_video(out, depth01, source.fps, meta)
-    if args.png_dir:
-        write_depth_pngs(Path(args.png_dir), depth01, args.bits)
-    if args.raw:
-        write_npy(Path(args.raw), raw)
-    if args.sheet:
-        write_sheet(Path(args.sheet), frames, depth01)
+    written = []
+    try:  # all outputs or none: a later write that fails takes the earlier ones with it
+        if out.suffix.lower() == ".png":
+            write_depth_png(out, depth01[0], args.bits)
+        else:
+            write_depth_video(out, depth01, source.fps, meta)
+        written += [out, sidecar_path(out)]
+        if args.png_dir:
+            written += write_depth_pngs(Path(args.png_dir), depth01, args.bits)
+        if args.raw:
+            write_npy(Path(args.raw), raw)
+            written.append(Path(args.raw))
+        if args.sheet:
+            write_sheet(Path(args.sheet), frames, depth01)
+    except BaseException as err:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if isinstance(err, OSError):  # disk full, permissions changed meanwhile, ...
+            raise UserError(f"cannot write the depth outputs ({err.strerror or err}); none was kept") from None
+        raise
     progress.done(frames=len(depth01), out=str(out))
     report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet,
               "png_dir": args.png_dir, "bits": args.bits}

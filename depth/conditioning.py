@@ -100,6 +100,25 @@ def _store(path: Path, prefix: str, depth01: np.ndarray, index) -> None:
     write_npy(path, depth01.astype(np.float32))
 
 
+def _load_cached(path: Path, shape: tuple[int, ...], info: dict) -> np.ndarray | None:
+    """The cached depth at `path` if it is intact: float32 of `shape`, finite, in [0, 1]. A damaged file
+    (truncated, tampered, another shape) is deleted and None returned, with a note in info["cache_note"]:
+    the caller recomputes and rewrites it."""
+    if not path.is_file():
+        return None
+    try:
+        depth01 = np.load(path, allow_pickle=False)
+        intact = (isinstance(depth01, np.ndarray) and depth01.dtype == np.float32 and depth01.shape == shape
+                  and bool(np.isfinite(depth01).all()) and depth01.min(initial=0) >= 0 and depth01.max(initial=0) <= 1)
+    except (OSError, ValueError, EOFError):
+        intact = False
+    if intact:
+        return depth01
+    path.unlink(missing_ok=True)
+    info["cache_note"] = f"depth cache file {path} was damaged; discarded and recomputed"
+    return None
+
+
 # -- front door ----------------------------------------------------------------------------------
 def depth_of_frames(source: Source, indices: list[int], model: DepthModel) -> np.ndarray:
     """Stabilized depth (len(indices), H, W) in [0, 1] for these frames of `source`.
@@ -158,8 +177,8 @@ def _depth_for_source(source, index, model, size, num_frames, cache, source_kind
     cache_path, prefix = None, ""
     if cache and src.kind == "clip":
         cache_path, prefix = _cache_path(index, src.clip, model_id, size, num_frames)
-    if cache_path is not None and cache_path.is_file():
-        depth01 = np.load(cache_path)
+    depth01 = _load_cached(cache_path, (num_frames, *size), info) if cache_path is not None else None
+    if depth01 is not None:
         info["cache"] = "hit"
     else:
         full = depth_of_frames(src, indices, model)

@@ -91,20 +91,26 @@ def dx_dy(text: str) -> tuple[float, float]:
     return float(parts[0]), float(parts[1])
 
 
+def generate_settings(args, preset: str):
+    """The GenerationSettings `generate`'s flags ask for (unchecked: `generate_clip` checks them first)."""
+    from storyreel.generation.settings import GenerationSettings
+
+    return GenerationSettings.for_preset(
+        preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
+        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
+        motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
+
+
 def _run_generate(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import preset_from_args
     from storyreel.core.progress import Progress
     from storyreel.generation.generate import generate_clip
-    from storyreel.generation.settings import GenerationSettings
 
     preset = preset_from_args(args)
     device, dtype = device_and_dtype(args)
     progress = Progress("generate", quiet=args.quiet)
-    settings = GenerationSettings.for_preset(
-        preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
-        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
-        motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
+    settings = generate_settings(args, preset)
     summary = generate_clip(
         args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
         index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
@@ -280,7 +286,8 @@ def _add_plan(commands) -> None:
                         "server at URL (nothing is sent without this); $STORYREEL_LLM_API_KEY is sent as "
                         "a bearer token if set")
     parser.add_argument("--llm-model", metavar="NAME", help="model name for --llm")
-    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S", help="seconds per request")
+    parser.add_argument("--llm-timeout", type=float, default=120.0, metavar="S",
+                        help="seconds one request may take in all, reply included (default 120; at most 3600)")
 def _run_plan(args) -> int:
     import dataclasses
     import os
@@ -288,14 +295,21 @@ def _run_plan(args) -> int:
     from pathlib import Path
 
     from storyreel.core.errors import UserError
+    from storyreel.core.files import check_output_path
     from storyreel.core.models import resolve_preset
     from storyreel.generation.story.format import plot_to_dict, preset_defaults
-    from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, write_story
+    from storyreel.generation.story.planner import check_llm_options, plan_rule_based, plan_with_llm, write_story
 
     story_path, out = Path(args.story), Path(args.out)
+    check_output_path(out, "--out", create_parents=True)
+    if args.llm:
+        check_llm_options(args.llm, args.llm_timeout)
     try:
         prose = story_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise UserError(f"{story_path}: the story text is not UTF-8 (byte {err.start}); save it as UTF-8 "
+                        "text") from None
+    except OSError as err:
         raise UserError(f"{story_path}: cannot read the story text ({err.strerror or err})") from None
     characters, packs = {}, {}
     for spec in args.character:
@@ -348,6 +362,9 @@ def _add_render(commands) -> None:
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     _add_backend_flags(parser)  # for plots whose story file names no backend
+    parser.add_argument("--force", action="store_true",
+                        help="render into a non-empty folder that is not a storyreel render (its story.mp4, "
+                             "manifest.json and plots/ may be replaced)")
 
 
 def _run_render(args) -> int:
@@ -360,7 +377,7 @@ def _run_render(args) -> int:
     overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
     manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
                             progress=Progress("render", quiet=args.quiet), overrides=overrides, device=device,
-                            dtype=dtype, cpu_offload=args.cpu_offload)
+                            dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
     if not args.quiet:
         print(summary_table(list(manifest["plots"].values())), file=sys.stderr)
     if args.json:
@@ -377,9 +394,11 @@ def _add_demo(commands) -> None:
 
 
 def _run_demo(args) -> int:
+    from storyreel.core.files import check_output_path
     from storyreel.core.progress import Progress
     from storyreel.generation.story.demo import run_demo
 
+    check_output_path(args.out, "--out", folder=True, create_parents=True)
     result = run_demo(args.out, Progress("demo", quiet=args.quiet))
     print(f"demo done: index {result['index']}, story {result['story']}, "
           f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")

@@ -27,9 +27,10 @@ from storyreel.core.files import sidecar_path
 from storyreel.core.models import get_preset
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
+from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline
-from storyreel.generation.settings import GenerationSettings
+from storyreel.generation.settings import GenerationSettings, check_lora_scale
 
 
 @dataclass
@@ -168,7 +169,10 @@ def generate_clip(prompt: str, structure, out, settings: GenerationSettings | No
 
     settings = settings or GenerationSettings.for_preset(preset)
     settings.check()  # everything below fails before any model loads, too
+    check_lora_scale(lora_scale)
     check_writable(out)
+    for pack in characters:  # a damaged pack fails now, not after the models load
+        load_pack(pack)
     if structure is None and settings.backend != "t2v-zero":
         raise UserError(f"--structure is required for the {settings.backend} backend "
                         "(only t2v-zero can generate from the prompt alone)")
@@ -193,7 +197,7 @@ def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_
     conditioning, info = depth.conditioning_for_source(
         source, model=model or depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
         source_kind=kind)
-    notes = []
+    notes = [info.pop("cache_note")] if "cache_note" in info else []
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")
     return conditioning, info, notes

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 
 from storyreel.core.errors import UserError
@@ -83,38 +84,124 @@ class GenerationSettings:
         """JSON-ready: what sidecars and manifests store, and what `GenerationSettings(**d)` reads back."""
         return {**dataclasses.asdict(self), "motion_field": list(self.motion_field)}
 
-    def check(self, vae_scale_factor: int = 8) -> None:
-        """One-line UserErrors for values no generation can run with (callers check before slow work)."""
+    def check(self, vae_scale_factor: int = 8, memory_bytes: int | None = None) -> None:
+        """One-line UserErrors for values no generation can run with (callers check before slow work).
+
+        Every number must be finite and inside `LIMITS`; frames × size must fit in `memory_bytes`
+        (default: this machine's RAM, see `memory_estimate`).
+        """
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.long not in LONG_MODES:
             raise UserError(f"unknown long-clip mode {self.long!r}; choose one of {', '.join(LONG_MODES)}")
-        if not math.isfinite(self.motion_strength) or self.motion_strength < 0:
-            raise UserError(f"motion_strength must be a finite number >= 0 (got {self.motion_strength})")
-        if len(self.motion_field) != 2 or not all(math.isfinite(v) for v in self.motion_field):
-            raise UserError(f"motion_field must be two finite numbers DX,DY (got {self.motion_field})")
+        if any(isinstance(side, int) and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):
+            raise UserError(f"height and width must be positive multiples of {vae_scale_factor} "
+                            f"(got {self.height}x{self.width})")
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is not None:
+                problem = setting_problem(name, value)
+                if problem:
+                    raise UserError(f"{name} {problem}")
+        if len(self.motion_field) != 2 or not all(_finite_number(v) and abs(v) <= 100 for v in self.motion_field):
+            raise UserError(f"motion_field must be two finite numbers DX,DY within ±100 (got {self.motion_field})")
         t0, t1 = self.t0, self.t1
         if (t0 is None) != (t1 is None) or (t0 is not None and not 0 <= t0 < t1 < self.steps):
             raise UserError(f"t0 and t1 are step indices with 0 <= t0 < t1 < steps ({self.steps}); "
                             f"give both or neither (got t0={t0}, t1={t1})")
-        if self.frames is not None and self.frames < 1:
-            raise UserError(f"frames must be a positive number (got {self.frames})")
-        if any(side is not None and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):
-            raise UserError(f"height and width must be positive multiples of {vae_scale_factor} "
-                            f"(got {self.height}x{self.width})")
-        if self.steps < 1:
-            raise UserError(f"steps must be at least 1 (got {self.steps})")
-        if self.cfg < 1:
-            raise UserError(f"cfg must be at least 1 (1 turns guidance off; got {self.cfg})")
-        if not 0.0 <= self.tau <= 1.0:
-            raise UserError(f"tau is a fraction of the schedule between 0 and 1 (got {self.tau})")
-        if self.fps <= 0:
-            raise UserError(f"fps must be above 0 (got {self.fps})")
-        if self.decode_chunk_size < 1:
-            raise UserError(f"decode_chunk_size must be at least 1 (got {self.decode_chunk_size})")
         if not 0 <= self.overlap_frames < self.window_frames:
             raise UserError(f"overlap_frames ({self.overlap_frames}) must be at least 0 and below "
                             f"window_frames ({self.window_frames})")
+        if None not in (self.frames, self.height, self.width):
+            check_memory(self.frames, self.height, self.width, memory_bytes)
+
+
+# Allowed range of every number (inclusive). Beyond these no generation is sensible, and the libraries
+# below fail late with a traceback (e.g. a seed above 2**64, more steps than the scheduler's 1000
+# training timesteps), so values are refused before any model loads.
+LIMITS: dict[str, tuple[float, float]] = {
+    "frames": (1, 4096),
+    "height": (8, 4096),
+    "width": (8, 4096),
+    "steps": (1, 1000),
+    "cfg": (1.0, 100.0),
+    "tau": (0.0, 1.0),
+    "structure_scale": (0.0, 100.0),
+    "seed": (0, 2**32 - 1),
+    "fps": (0.1, 1000.0),
+    "window_frames": (2, 4096),
+    "overlap_frames": (0, 4095),
+    "decode_chunk_size": (1, 4096),
+    "motion_strength": (0.0, 1000.0),
+    "t0": (0, 999),
+    "t1": (1, 999),
+}
+INTEGER_SETTINGS = ("frames", "height", "width", "steps", "seed", "window_frames", "overlap_frames",
+                    "decode_chunk_size", "t0", "t1")
+# What one frame pixel costs at least while generating, in bytes: the float32 depth conditioning
+# (3 channels) and the float32 decoded frames (3 channels) are held for every frame at once, plus the
+# uint8 output. A lower bound, so a refusal is certain; sizes that pass may still need far more.
+BYTES_PER_PIXEL = 32
+_MESSAGES = {  # the wording tests and users already know, for the common mistakes
+    "frames": "must be a positive number", "tau": "is a fraction of the schedule between 0 and 1",
+    "steps": "must be at least 1", "cfg": "must be at least 1 (1 turns guidance off)",
+}
+
+
+def setting_problem(name: str, value) -> str | None:
+    """What is wrong with `value` for setting `name` ("must be ... (got ...)"), or None if it is fine."""
+    lowest, highest = LIMITS[name]
+    integer = name in INTEGER_SETTINGS
+    if isinstance(value, bool) or not (isinstance(value, int) if integer else _finite_number(value)):
+        kind = "an integer" if integer else "a finite number"
+        return f"must be {kind} from {_show(lowest)} to {_show(highest)} (got {str(value)[:40]})"
+    if not lowest <= value <= highest:
+        if name in _MESSAGES and (value < lowest or name == "tau"):  # tau's words fit both sides
+            return f"{_MESSAGES[name]} (got {_show(value)})"
+        return f"must be from {_show(lowest)} to {_show(highest)} (got {_show(value)})"
+    return None
+
+
+def _show(value) -> str:
+    """`value` for a message: ints in full (a huge one cannot become a float), floats short."""
+    text = str(value) if isinstance(value, int) else f"{value:g}"
+    return text if len(text) <= 24 else f"{text[:12]}... ({len(text)} digits)"
+
+
+def _finite_number(value) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)  # an int is finite (and may be too big for a float)
+
+
+def check_lora_scale(lora_scale) -> None:
+    """The characters' LoRA strength: 0 (table only) to 10 (far past "as trained"), finite."""
+    if isinstance(lora_scale, bool) or not (isinstance(lora_scale, (int, float)) and math.isfinite(lora_scale)
+                                            and 0 <= lora_scale <= 10):
+        raise UserError(f"--lora-scale must be a finite number from 0 to 10 (got {lora_scale})")
+
+
+def memory_estimate(frames: int, height: int, width: int) -> int:
+    """Bytes a clip of this many frames at this size needs at least (`BYTES_PER_PIXEL` per pixel)."""
+    return int(frames) * int(height) * int(width) * BYTES_PER_PIXEL
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(frames: int, height: int, width: int, memory_bytes: int | None = None) -> None:
+    """A one-line UserError if frames × height × width cannot fit in `memory_bytes` (default: the RAM)."""
+    memory_bytes = memory_bytes or machine_memory()
+    need = memory_estimate(frames, height, width)
+    if memory_bytes and need > memory_bytes:
+        raise UserError(f"{frames} frames of {width}x{height} need at least {need / 2**30:.1f} GiB of memory "
+                        f"({BYTES_PER_PIXEL} bytes per pixel), more than the {memory_bytes / 2**30:.1f} GiB here; "
+                        "lower frames, height or width")
 
 
 def field_names() -> tuple[str, ...]:

@@ -4,7 +4,8 @@ Front door: `storyreel.index.build(video_dir, index_dir, ...)` writes an index;
 `storyreel.index.open_index(index_dir)` reads the last committed one;
 `storyreel.index.export_parquet(index_dir, out_dir)` writes it as parquet + FAISS (clip-retrieval layout).
 Stages (clip-retrieval style):
-reader (scan) → mapper (decode, shots, embed, motion) → writer (DuckDB catalog + FAISS vectors).
+reader (scan) → mapper (decode, shots, embed, motion; locally or on Ray, index/ray_engine.py) → writer
+(DuckDB catalog + float16 frame-vector segments + FAISS, work proportional to the change).
 Heavy libraries load on first use.
 """
 

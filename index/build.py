@@ -6,7 +6,9 @@
    camera motion → CLIP. It is split into `decode_video` (threads, `workers` of them) and
    `embed_video` (the main thread), which overlap: while one video is embedded the next ones decode.
 3. writer  (index/catalog.py + index/layout.py): one DuckDB transaction per video in a staging
-   catalog (the resume point after a crash), then the FAISS index, then an atomic publish.
+   catalog (the resume point after a crash; frame vectors go to one new float16 segment file), then
+   the vector index update (index/vectors.py `plan_update`: add to the trained index, compact, or
+   retrain), then an atomic publish. Work is proportional to the change, not to the index.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ import json
 import logging
 import math
 import os
+import queue
 import shutil
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,6 +35,7 @@ from storyreel.core.video import BadVideo, VideoInfo, frame_times, iter_frames, 
 from storyreel.index import catalog, layout
 from storyreel.index import repair as repair_files
 from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
+from storyreel.index.vectors import TUNING_CAPTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +96,7 @@ class BuildReport:
     frames_decoded: int
     seconds: float
     index_type: str
+    index_update: str = ""  # what the build did to the vector index and why (vectors.plan_update)
     notes: list[str] = field(default_factory=list)  # repairs the build made (also printed on stderr)
 
     def to_dict(self) -> dict:
@@ -106,34 +113,45 @@ def motion_indices(start: int, end: int, fps: float, count: int) -> tuple[np.nda
     return np.arange(first, first + span + 1, step, dtype=np.int64), step
 
 
-def decode_video(file: FileStat, settings: BuildSettings, progress=None) -> VideoRecord:
-    """Decode stage of the mapper: shots, clips, sampled frames and camera motion (no CLIP).
+CHUNK_CLIPS = 16  # clips decoded (then embedded) at a time: the mapper's memory is flat in video length
 
+
+def decode_parts(file: FileStat, settings: BuildSettings, progress=None):
+    """Decode stage of the mapper, streamed: shots, clips, sampled frames and camera motion (no CLIP).
+
+    Yields the file's `VideoRecord` first (clips empty), then lists of at most CHUNK_CLIPS
+    `ClipRecord`s with their frames, in order. Memory stays flat in video length: pass 1 feeds the
+    cut detector a batch of small frames at a time, pass 2 decodes one chunk of clips at a time. If
+    the file fails part way, `record.error` is set and nothing more is yielded (drop what came).
     progress: a `Progress` (storyreel/core/progress.py) told the frames decoded within this file.
     """
     from storyreel.index.motion import camera_motion
-    from storyreel.index.shots import detect_cuts, split_into_clips
+    from storyreel.index.shots import CutDetector, split_into_clips
 
     record = VideoRecord(file, "")
     if file.error is not None:  # found by the scan: dangling link, loop, not a regular file, ...
         record.error = file.error
-        return record
+        yield record
+        return
     try:
         record.fingerprint = fingerprint(file.path)
         info = record.info = probe(file.path)
         times = frame_times(file.path, info)
-        # Pass 1: every frame, small, for the cut detector.
-        shot_size = scaled_size(info, settings.shot_short_side)
-        small = []
-        for _, batch in iter_frames(file.path, range(info.num_frames), shot_size):
-            small.append(batch)
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        record.error = _decode_error(err)
+    yield record
+    if record.error is not None:
+        return
+    try:
+        # Pass 1: every frame, small, for the cut detector (a batch at a time).
+        detector = CutDetector()
+        for _, batch in iter_frames(file.path, np.arange(info.num_frames), scaled_size(info, settings.shot_short_side)):
+            detector.add(batch)
+            record.frames_decoded += len(batch)
             if progress is not None:
-                progress.update(frames=sum(map(len, small)), of=info.num_frames)
-        small = np.concatenate(small)
-        record.frames_decoded += len(small)
-        num_frames = len(small)
-        spans = split_into_clips(num_frames, detect_cuts(small), info.fps, settings.min_clip_s, settings.max_clip_s)
-        del small
+                progress.update(frames=record.frames_decoded, of=info.num_frames)
+        num_frames = record.frames_decoded
+        spans = split_into_clips(num_frames, detector.cuts(), info.fps, settings.min_clip_s, settings.max_clip_s)
         if not spans:
             raise BadVideo(f"no clip: {num_frames / info.fps:.2f} s of video is shorter than the "
                            f"minimum clip length {settings.min_clip_s:g} s")
@@ -143,43 +161,78 @@ def decode_video(file: FileStat, settings: BuildSettings, progress=None) -> Vide
             embed_at = segment_centres(start, end, settings.frames_per_clip)
             motion_at, step = motion_indices(start, end, info.fps, settings.motion_frames)
             plans.append((start, end, embed_at, motion_at, step))
-        wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in plans]))
-        frames = {}
-        for idx, batch in iter_frames(file.path, wanted, scaled_size(info, settings.analysis_short_side)):
-            frames.update(zip(idx.tolist(), batch))
-        record.frames_decoded += len(wanted)
-        for start, end, embed_at, motion_at, step in plans:
-            motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
-            record.clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
-                                           float(times[start]), float(times[end]),
-                                           frames=np.stack([frames[i] for i in embed_at.tolist()])))
-        record.info = info
-    except BadVideo as err:
-        record.error, record.clips = str(err), []
-    except OSError as err:  # unreadable, or deleted/replaced while the build runs
-        record.error, record.clips = entry_error(err), []
-    except Exception as err:  # noqa: BLE001 - one strange file must not stop the build; the type names the bug
-        record.error, record.clips = f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})", []
+        for first in range(0, len(plans), CHUNK_CLIPS):
+            chunk = plans[first:first + CHUNK_CLIPS]
+            wanted = np.unique(np.concatenate([np.concatenate([p[2], p[3]]) for p in chunk]))
+            frames = {}
+            for idx, batch in iter_frames(file.path, wanted, scaled_size(info, settings.analysis_short_side)):
+                frames.update(zip(idx.tolist(), batch))
+            record.frames_decoded += len(wanted)
+            clips = []
+            for start, end, embed_at, motion_at, step in chunk:
+                motion = camera_motion(np.stack([frames[i] for i in motion_at.tolist()]), frame_step=step)
+                clips.append(ClipRecord(start, end, embed_at, motion.label, float(motion.magnitude),
+                                        float(times[start]), float(times[end]),
+                                        frames=np.stack([frames[i] for i in embed_at.tolist()])))
+            del frames
+            yield clips
+    except Exception as err:  # noqa: BLE001 - see _decode_error
+        record.error = _decode_error(err)
+
+
+def _decode_error(err: Exception) -> str:
+    """The errors-table reason for a file that failed: one strange file must not stop the build."""
+    if isinstance(err, BadVideo):
+        return str(err)
+    if isinstance(err, OSError):  # unreadable, or deleted/replaced while the build runs
+        return entry_error(err)
+    return f"decoding failed ({type(err).__name__}: {str(err).strip()[:160]})"  # the type names the bug
+
+
+def decode_video(file: FileStat, settings: BuildSettings, progress=None) -> VideoRecord:
+    """The whole decode stage for one file: its record with every clip's frames (see `decode_parts`)."""
+    parts = decode_parts(file, settings, progress)
+    record = next(parts)
+    for clips in parts:
+        record.clips += clips
+    if record.error is not None:
+        record.clips = []
     return record
+
+
+def embed_clips(clips: list[ClipRecord], embedder) -> list[ClipRecord]:
+    """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip (frames dropped)."""
+    if not clips:
+        return clips
+    from storyreel.index.layout import FRAMES_DTYPE
+    from storyreel.index.vectors import clip_vectors
+
+    k = len(clips[0].frames)
+    vectors = embedder.embed_images(np.concatenate([c.frames for c in clips]))
+    # Rounded to the index's float16 storage here, so the mapper's output is exactly what is stored.
+    vectors = np.asarray(vectors).astype(FRAMES_DTYPE).astype(np.float32)
+    for i, clip in enumerate(clips):
+        clip.frame_vectors = vectors[i * k:(i + 1) * k]
+        clip.vector = clip_vectors(clip.frame_vectors[None])[0]
+        clip.frames = None
+    return clips
 
 
 def embed_video(record: VideoRecord, embedder) -> VideoRecord:
-    """Embed stage of the mapper: per-frame CLIP vectors and their normalized mean, per clip."""
-    if not record.clips:
-        return record
-    k = len(record.clips[0].frames)
-    vectors = embedder.embed_images(np.concatenate([c.frames for c in record.clips]))
-    for i, clip in enumerate(record.clips):
-        clip.frame_vectors = vectors[i * k:(i + 1) * k]
-        mean = clip.frame_vectors.mean(axis=0)
-        clip.vector = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
-        clip.frames = None
+    """Embed stage for a whole decoded record (see `embed_clips`)."""
+    embed_clips(record.clips, embedder)
     return record
 
 
-def map_video(file: FileStat, settings: BuildSettings, embedder) -> VideoRecord:
-    """The whole mapper for one file (what a Ray worker would run)."""
-    return embed_video(decode_video(file, settings), embedder)
+def map_video(file: FileStat, settings: BuildSettings, embedder, progress=None) -> VideoRecord:
+    """The whole mapper for one file (what a Ray worker runs), one chunk of clips in memory at a time."""
+    parts = decode_parts(file, settings, progress)
+    record = next(parts)
+    for clips in parts:
+        record.clips += embed_clips(clips, embedder)
+    if record.error is not None:
+        record.clips = []
+    return record
 
 
 def embed_threads(workers: int) -> int:
@@ -204,28 +257,71 @@ def run_pipeline(files: list[FileStat], settings: BuildSettings, embedder, worke
         torch.set_num_threads(torch_threads)
 
 
+_END = object()  # a decode thread's last item for a file
+PARTS_AHEAD = 2  # decoded chunks of clips that may wait per file
+
+
 def _overlapped(files, settings, embedder, workers, frames_progress=None):
+    """Decode threads put each file's parts (`decode_parts`) on that file's small queue; this thread
+    embeds them in file order. Bounded everywhere: at most `workers` + 1 files in flight, each with at
+    most PARTS_AHEAD chunks of frames waiting, whatever the length of the videos."""
+    cancelled = threading.Event()
+
+    def decode_into(file, out: queue.Queue) -> None:
+        def put(item) -> bool:
+            while not cancelled.is_set():
+                try:
+                    out.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for part in decode_parts(file, settings, frames_progress):
+                if not put(part):
+                    return
+            put(_END)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(err)
+
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="decode") as pool:
-        pending = []
-        ahead = max(1, workers) + 1  # bounded: at most this many decoded videos wait in memory
-        it = iter(files)
-        for f in it:
-            pending.append(pool.submit(decode_video, f, settings, frames_progress))
-            if len(pending) >= ahead:
-                break
-        while pending:
-            decoded = pending.pop(0).result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(decode_video, nxt, settings, frames_progress))
-            yield embed_video(decoded, embedder)
+        try:
+            pending = deque()
+            it = iter(files)
+
+            def submit_next() -> None:
+                nxt = next(it, None)
+                if nxt is not None:
+                    out = queue.Queue(maxsize=PARTS_AHEAD)
+                    pool.submit(decode_into, nxt, out)
+                    pending.append(out)
+
+            for _ in range(max(1, workers) + 1):
+                submit_next()
+            while pending:
+                out = pending.popleft()
+                record = out.get()
+                if isinstance(record, BaseException):
+                    raise record
+                submit_next()
+                while (part := out.get()) is not _END:
+                    if isinstance(part, BaseException):
+                        raise part
+                    record.clips += embed_clips(part, embedder)
+                if record.error is not None:
+                    record.clips = []
+                yield record
+        finally:
+            cancelled.set()
 
 
 # --- writer / runner ------------------------------------------------------------------------------
 
 def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSettings, fresh: bool = False):
-    """(connection, resumed): a writable staging catalog based on the current generation (an empty one
-    if `fresh`), resumed if a killed build left one (then it may hold commits the published generation lacks)."""
+    """(connection, resumed, segment file): a writable staging catalog based on the current generation
+    (an empty one if `fresh`), resumed if a killed build left one (then it may hold commits the
+    published generation lacks), and the segment file this build appends frame vectors to."""
     import duckdb
 
     base = "" if fresh else layout.current_generation(index_dir) or ""
@@ -238,7 +334,7 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
         except duckdb.Error:  # a damaged work copy: start again from the published generation
             con, meta = None, {}
         if meta.get("base_generation") == base and all(meta.get(k) == v for k, v in wanted.items()):
-            return con, True  # every video committed before the kill is already there
+            return con, True, _segment_file(con, staging, settings, dim)  # commits before the kill are there
         if con is not None:
             con.close()
     shutil.rmtree(staging, ignore_errors=True)
@@ -246,11 +342,17 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
     if base:
+        # The catalog holds no vectors (~30 bytes a clip); segments and the vector index are linked at publish.
         shutil.copy2(index_dir / base / layout.CATALOG, fresh / layout.CATALOG)
     con = duckdb.connect(str(fresh / layout.CATALOG))
     if not base:
         catalog.create_catalog(con, model_id, dim, settings.to_dict())
     meta = catalog.read_meta(con)
+    if meta.get("schema_version") != str(catalog.SCHEMA_VERSION):
+        con.close()
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise UserError(f"index {index_dir} was written by an older storyreel (catalog schema "
+                        f"{meta.get('schema_version')}); build into a new --index folder (or delete {index_dir})")
     for key, value in wanted.items():
         if meta[key] != value:
             con.close()
@@ -260,7 +362,8 @@ def _open_staging(index_dir: Path, model_id: str, dim: int, settings: BuildSetti
     catalog.set_meta(con, base_generation=base)
     con.close()
     os.rename(fresh, staging)
-    return duckdb.connect(str(staging / layout.CATALOG)), False
+    con = duckdb.connect(str(staging / layout.CATALOG))
+    return con, False, _segment_file(con, staging, settings, dim)
 
 
 def _check_published(index_dir: Path, repair: bool, notes: list[str]) -> tuple[dict, bool, int]:
@@ -273,31 +376,171 @@ def _check_published(index_dir: Path, repair: bool, notes: list[str]) -> tuple[d
     if not repair:
         file, problem = next(iter(damage.items()))
         raise UserError(repair_files.damage_message(index_dir, generation, file, problem))
-    fresh = layout.CATALOG in damage
+    # The catalog, or frame vectors it points at, are lost: decode every video again.
+    fresh = any(file == layout.CATALOG or file.startswith("frames-") for file in damage)
     first_id = repair_files.next_id_after_vectors(index_dir, generation) if fresh else 0
     for file, problem in damage.items():
         notes.append(f"{generation}/{file} was damaged ({problem}); " + (
             f"rebuilt it by decoding every video again (new clip ids start at {first_id})" if fresh and
-            file == layout.CATALOG else "rebuilt it from the catalog's clip vectors"))
+            file != layout.VECTORS else "rebuilt it from the frame vectors"))
     return damage, fresh, first_id
 
 
-def _write_vectors(con, staging: Path, dim: int) -> str:
+def _segment_file(con, staging: Path, settings: BuildSettings, dim: int) -> layout.SegmentFile:
+    """This build's frame-vector segment, cut back to the rows the catalog commits point at."""
+    segment = int(catalog.read_meta(con)["next_segment"])
+    committed = con.execute("SELECT coalesce(max(row) + 1, 0) FROM clips WHERE segment = ?", [segment]).fetchone()[0]
+    return layout.SegmentFile(staging / layout.frames_name(segment), segment, settings.frames_per_clip, dim,
+                              committed_rows=int(committed))
+
+
+def _segment_vectors(folder: Path, con, settings: BuildSettings, dim: int, where: str = "TRUE", params=()):
+    """(clip ids, clip vectors float32) of the clips matching `where`, from the segment files in `folder`.
+    Every clip's vector can be rebuilt from these files: the vector index is derived data (`--repair`)."""
+    from storyreel.index.vectors import clip_vectors
+
+    ids, segments, rows = catalog.clip_locations(con, where, params)
+    vectors = np.zeros((len(ids), dim), np.float32)
+    for segment in np.unique(segments).tolist():
+        at = np.flatnonzero(segments == segment)
+        frames = layout.read_segment(folder / layout.frames_name(segment), settings.frames_per_clip, dim)
+        for start in range(0, len(at), 65_536):  # bounded memory at any size
+            part = at[start:start + 65_536]
+            vectors[part] = clip_vectors(frames[rows[part]])
+    return ids, vectors
+
+
+def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: BuildSettings,
+                   segment: layout.SegmentFile, text_queries=None, damage: dict | None = None) -> tuple[str, str]:
+    """Finish the staging folder: link the unchanged files of the published generation, bring the
+    vector index up to date (vectors.plan_update), record it in meta. Returns (index type, update).
+    `text_queries()`: text-like query vectors to tune a new index's search parameters with.
+    `damage`: the published generation's damaged files (_check_published); a damaged vector index is
+    rebuilt from the frame vectors (`_segment_vectors`), never linked."""
     import faiss
 
-    from storyreel.index.vectors import build_vector_index, choose_index_spec
+    from storyreel.index.vectors import build_vector_index, choose_index_spec, index_family, plan_update
 
-    ids, vectors = catalog.all_clip_vectors(con, dim)
-    index_type = choose_index_spec(len(ids), dim)
-    vector_index = build_vector_index(ids, vectors)
-    atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
-    return index_type
+    meta = catalog.read_meta(con)
+    base = layout.current_generation(index_dir)
+    segments = [s for (s,) in con.execute("SELECT DISTINCT segment FROM clips ORDER BY segment").fetchall()]
+    vectors_ok = bool(meta["index_type"]) and layout.VECTORS not in (damage or {})
+    if base:
+        layout.link_into(index_dir / base, [layout.frames_name(s) for s in segments if s != segment.segment]
+                         + ([layout.VECTORS] if vectors_ok else []), staging)
+    if segment.rows == 0 or segment.segment not in segments:  # nothing of this build's segment is live
+        segment.close()
+        (staging / layout.frames_name(segment.segment)).unlink(missing_ok=True)
+    base_next = int(meta["base_next_clip_id"])
+    total, added = con.execute("SELECT count(*), count(*) FILTER (WHERE clip_id >= ?) FROM clips",
+                               [base_next]).fetchone()
+    removed = con.execute("SELECT count(*) FROM removed").fetchone()[0]
+    action, reason = plan_update(meta["index_type"], int(meta["base_count"]), int(meta["trained_for"]),
+                                 int(total), int(added), int(removed), dim)
+    if not vectors_ok and action not in ("build", "retrain"):
+        action, reason = "retrain", f"rebuilt the damaged vector index from the frame vectors ({total:,} clips)"
+    index_type, trained_for = meta["index_type"], int(meta["trained_for"])
+    if action in ("build", "retrain"):
+        ids, vectors = _segment_vectors(staging, con, settings, dim)
+        index_type, trained_for = choose_index_spec(len(ids), dim), len(ids)
+        queries = text_queries() if text_queries is not None and index_family(index_type) != "flat" else None
+        vector_index = build_vector_index(ids, vectors, spec=index_type, tune_queries=queries)
+    elif action == "compact" and index_family(index_type) == "hnsw":  # a graph cannot drop ids: rebuild it
+        queries = text_queries() if text_queries is not None else None
+        vector_index = build_vector_index(*_segment_vectors(staging, con, settings, dim), spec=index_type,
+                                          tune_queries=queries)
+    elif action == "compact":
+        vector_index = faiss.read_index(str(staging / layout.VECTORS))
+        ids, vectors = _segment_vectors(staging, con, settings, dim, "clip_id >= ?", [base_next])
+        apply_changes(vector_index, ids, vectors, _removed_ids(con))
+    if action in ("build", "retrain", "compact"):
+        # A new file replaces the link (the published generation keeps its own copy).
+        atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
+        con.execute("DELETE FROM removed")
+        catalog.set_meta(con, base_next_clip_id=meta["next_clip_id"], base_count=vector_index.ntotal)
+    catalog.set_meta(con, index_type=index_type, trained_for=trained_for, index_update=reason,
+                     next_segment=segment.segment + 1)
+    return index_type, reason
+
+
+def _removed_ids(con) -> np.ndarray:
+    return np.asarray(con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"], np.int64)
+
+
+def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
+    """Add the clips newer than the base file and drop the removed ids, in place (writer and readers)."""
+    import faiss
+
+    if len(removed):
+        vector_index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(removed, dtype=np.int64)))
+    for start in range(0, len(ids), 100_000):
+        vector_index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
+
+
+def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: layout.SegmentFile,
+            nothing_changed: bool, text_queries=None, damage: dict | None = None):
+    """Publish the staging folder as the next generation (or drop it when nothing changed).
+    Returns (generation, index type, index update, (videos, clips, errors) counts). Closes `con`."""
+    staging = index_dir / layout.STAGING
+    if nothing_changed:
+        meta = catalog.read_meta(con)
+        index_type, index_update = meta["index_type"], "unchanged"
+    else:
+        index_type, index_update = _publish_files(con, index_dir, staging, dim, settings, segment, text_queries,
+                                                  damage)
+        con.execute("DELETE FROM meta WHERE key = 'base_generation'")
+        con.execute("CHECKPOINT")
+    counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
+                         "(SELECT count(*) FROM errors)").fetchone()
+    segment.close()
+    con.close()
+    if nothing_changed:
+        shutil.rmtree(staging, ignore_errors=True)
+        generation = layout.current_generation(index_dir)
+    else:
+        generation = layout.publish(index_dir, staging)
+    return generation, index_type, index_update, counts
+
+
+def write_videos(index_dir, records, *, model_id: str, dim: int, settings: BuildSettings | None = None,
+                 removed: list[str] = (), tune_queries: np.ndarray | None = None) -> BuildReport:
+    """The writer alone: commit already-mapped `VideoRecord`s (and drop the `removed` paths), publish.
+    `tune_queries`: text-like query vectors a new vector index is tuned with (build uses the CLIP text
+    encoder on vectors.TUNING_CAPTIONS).
+
+    What `build` does after its mapper, for records made elsewhere: scripts/bench_scale.py and the
+    tests write large synthetic catalogs through it without decoding any video.
+    """
+    settings = settings or BuildSettings()
+    index_dir = Path(index_dir).resolve()
+    t0 = time.monotonic()
+    clips_added = count = 0
+    with layout.build_lock(index_dir):
+        layout.remove_unpublished(index_dir, keep_staging=True)
+        con, _, segment = _open_staging(index_dir, model_id, dim, settings)
+        try:
+            if removed:
+                catalog.drop_videos(con, list(removed))
+            for record in records:
+                clips_added += len(catalog.commit_video(con, record, segment))
+                count += 1
+            generation, index_type, index_update, counts = _finish(
+                con, index_dir, settings, dim, segment, False,
+                None if tune_queries is None else (lambda: tune_queries))
+        finally:
+            segment.close()
+            con.close()
+    return BuildReport(str(index_dir), generation, videos=int(counts[0]), new=count, changed=0, unchanged=0,
+                       removed=len(removed), errors=int(counts[2]), clips_added=clips_added, clips=int(counts[1]),
+                       frames_decoded=0, seconds=round(time.monotonic() - t0, 3), index_type=index_type,
+                       index_update=index_update)
 
 
 def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_clip_s: float = 1.0,
           frames_per_clip: int = 8, workers: int = 1, embedder=None, progress=None,
           on_video_committed: Callable[[VideoRecord], None] | None = None, allow_removals: bool = False,
-          repair: bool = False, device=None, dtype=None) -> BuildReport:
+          repair: bool = False, device=None, dtype=None, engine: str = "local", address: str | None = None
+          ) -> BuildReport:
     """Index every video under `video_dir` into `index_dir` (incremental, crash-safe). See module doc.
 
     preset: a name or a ModelPreset (its CLIP embeds); device/dtype: where and in what precision
@@ -306,6 +549,8 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
     are gone from `video_dir`; without it such a build stops first (scan.check_removals).
     repair: rebuild damaged index files from what is intact (index/repair.py); without it a build over
     a damaged index stops with one line.
+    engine: "local" (decode threads + CLIP here) or "ray" (the mapper on Ray workers, index/ray_engine.py;
+    `address` names the cluster, default a local Ray with `workers` CPUs); the writer is this process.
 
     progress: a `Progress` (storyreel/core/progress.py) told files done and, in a child bar, the frames
     decoded within the current file; None reports nothing.
@@ -324,6 +569,10 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
     if not (0 < min_clip_s <= max_clip_s < math.inf) or frames_per_clip < 1:
         raise UserError(f"clip lengths must be finite with 0 < --min-seconds ({min_clip_s:g}) <= --max-seconds "
                         f"({max_clip_s:g}), and frames_per_clip ({frames_per_clip}) at least 1")
+    if engine not in ("local", "ray"):
+        raise UserError(f"unknown --engine {engine!r}; choose local or ray")
+    if address is not None and engine != "ray":
+        raise UserError("--address names a Ray cluster; use it with --engine ray")
     settings = BuildSettings(max_clip_s=float(max_clip_s), min_clip_s=float(min_clip_s),
                              frames_per_clip=int(frames_per_clip))
     embedder = embedder or load_clip(get_preset(preset), device=device, dtype=dtype)
@@ -337,7 +586,7 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
         damage, fresh, first_id = _check_published(index_dir, repair, notes)
         for note in notes:
             logger.warning("note: %s", note)  # a repair: shown even with --quiet
-        con, resumed = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
+        con, resumed, segment = _open_staging(index_dir, embedder.model_id, embedder.dim, settings, fresh=fresh)
         try:
             if first_id:
                 catalog.set_meta(con, next_clip_id=max(first_id, int(catalog.read_meta(con)["next_clip_id"])))
@@ -353,9 +602,15 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
                 catalog.touch_videos(con, diff.touched)
             clips_added = frames_decoded = 0
             progress.update(force=True, files=0, of=len(todo))
-            records = run_pipeline(todo, settings, embedder, workers, frames_progress)
+            if engine == "ray":
+                from storyreel.index import ray_engine
+
+                records = ray_engine.run_pipeline(todo, settings, get_preset(preset).name, embedder.model_id,
+                                                  address, workers)
+            else:
+                records = run_pipeline(todo, settings, embedder, workers, frames_progress)
             for done, record in enumerate(records, start=1):
-                clips_added += len(catalog.commit_video(con, record))
+                clips_added += len(catalog.commit_video(con, record, segment))
                 frames_decoded += record.frames_decoded
                 elapsed = max(time.monotonic() - t0, 1e-9)
                 progress.update(files=done, of=len(todo), clips=clips_added,
@@ -363,29 +618,20 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
                 if on_video_committed is not None:
                     on_video_committed(record)
             nothing_changed = not (resumed or todo or diff.removed or diff.touched) and published_before is not None
-            if nothing_changed:
-                index_type = catalog.read_meta(con)["index_type"]
-            else:
-                index_type = _write_vectors(con, index_dir / layout.STAGING, embedder.dim)
-                catalog.set_meta(con, index_type=index_type)
-                con.execute("DELETE FROM meta WHERE key = 'base_generation'")
-                con.execute("CHECKPOINT")
-            counts = con.execute("SELECT (SELECT count(*) FROM videos), (SELECT count(*) FROM clips), "
-                                 "(SELECT count(*) FROM errors)").fetchone()
+            generation, index_type, index_update, counts = _finish(
+                con, index_dir, settings, embedder.dim, segment, nothing_changed,
+                lambda: embedder.embed_text(list(TUNING_CAPTIONS)), damage)
         finally:
+            segment.close()
             con.close()
             frames_progress.close()
-        if nothing_changed:
-            shutil.rmtree(index_dir / layout.STAGING, ignore_errors=True)
-            generation = published_before
-        else:
-            generation = layout.publish(index_dir, index_dir / layout.STAGING)
 
     report = BuildReport(str(index_dir), generation, videos=int(counts[0]), new=len(diff.new),
                          changed=len(diff.changed), unchanged=len(diff.unchanged) + len(diff.touched),
                          removed=len(diff.removed), errors=int(counts[2]), clips_added=clips_added,
                          clips=int(counts[1]), frames_decoded=frames_decoded,
-                         seconds=round(time.monotonic() - t0, 3), index_type=index_type, notes=notes)
+                         seconds=round(time.monotonic() - t0, 3), index_type=index_type,
+                         index_update=index_update, notes=notes)
     progress.done(files=len(todo), of=len(todo), clips=report.clips, errors=report.errors,
                   seconds=report.seconds)
     return report

@@ -18,13 +18,16 @@ def add_commands(commands) -> None:
                     json="print the build report as JSON", components=("clip",))
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("--workers", type=int, default=1, help="decode threads (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="decode threads; --engine ray: mapper actors (default 1)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where the mapper runs: here (default) or on Ray workers (pip install 'storyreel[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster (default: a local Ray)")
     p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
     p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
     p.add_argument("--allow-removals", action="store_true",
                    help="let the build drop more than half of the index's videos (they left VIDEO_DIR)")
     p.add_argument("--repair", action="store_true",
-                   help="rebuild damaged index files from what is intact (vectors from the catalog)")
+                   help="rebuild damaged index files from what is intact (vectors from the frame vectors)")
 
     p = add_command(sub, "export", _run_export, "write the index as parquet + FAISS files (clip-retrieval layout)",
                     models=None, json="print the export summary as JSON")
@@ -60,10 +63,11 @@ def _run_build(args) -> int:
     report = build(args.video_dir, args.index, preset_from_args(args), max_clip_s=args.max_seconds,
                    min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
                    repair=args.repair, progress=Progress("index build", quiet=args.quiet), device=device,
-                   dtype=dtype)
+                   dtype=dtype, engine=args.engine, address=args.address)
     if args.json:
         _print_json(report.to_dict())
     else:
+        print(f"vector index: {report.index_update}")  # the summary stays the last line
         print(f"{report.index}: {report.videos} videos, {report.clips} clips ({report.clips_added} new), "
               f"{report.errors} errors; {report.new} new, {report.changed} changed, {report.unchanged} "
               f"unchanged, {report.removed} removed files; {report.seconds:.1f} s")

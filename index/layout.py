@@ -1,13 +1,19 @@
 """On-disk layout of an index folder, and the moves that keep it crash-safe.
 
     INDEX_DIR/CURRENT            one line: the name of the published generation (atomically replaced)
-    INDEX_DIR/gen-NNNNNN/        a published generation: catalog.duckdb + vectors.faiss, never modified
+    INDEX_DIR/gen-NNNNNN/        a published generation, never modified:
+        catalog.duckdb           the catalog without vectors (index/catalog.py)
+        frames-SSSSSS.f16        per-frame CLIP vectors of the clips of segment S, float16 (rows, K, dim)
+        vectors.faiss            the base vector index (index/vectors.py; newer clips are added on open)
     INDEX_DIR/staging/           the build's work copy (commits one transaction per video: the resume point)
     INDEX_DIR/build.lock         held (flock) by the one running build
 
-Readers only ever open CURRENT's generation. A build copies that generation's catalog into staging,
-commits there, writes the FAISS file, renames staging to a new generation and flips CURRENT with
-os.replace. A kill at any moment leaves CURRENT naming a complete generation.
+Readers only ever open CURRENT's generation. A build copies that generation's catalog into staging
+(it holds no vectors: ~30 bytes a clip), appends the new clips' frame vectors to one new segment file
+there, hard-links the generation's other files (segments and the base vector index are immutable,
+so generations share them and a build writes only what changed), renames staging to a new
+generation and flips CURRENT with os.replace. A kill at any moment leaves CURRENT naming a
+complete generation; an open reader keeps its files (and mmaps) after a later build unlinks them.
 
 If CURRENT was damaged anyway (edited, emptied, or naming a folder someone deleted), a build first
 points it back at the newest complete generation (`repair_current`); nothing deletes a generation
@@ -23,6 +29,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
 
@@ -31,6 +39,61 @@ STAGING = "staging"
 CATALOG = "catalog.duckdb"
 VECTORS = "vectors.faiss"
 GENERATION_NAME = re.compile(r"gen-(\d{6,})")
+
+
+FRAMES_DTYPE = np.dtype("<f2")  # float16: half the bytes; re-rank order unchanged (tests/test_search.py)
+
+
+def frames_name(segment: int) -> str:
+    return f"frames-{segment:06d}.f16"
+
+
+class SegmentFile:
+    """The append-only frame-vector file a build writes: rows of (K, dim) float16 vectors.
+
+    `append` writes and fsyncs before the catalog transaction that points at the rows commits, so a
+    committed row is always on disk. `committed_rows` truncates bytes a killed build appended
+    without committing (resume)."""
+
+    def __init__(self, path: Path, segment: int, frames_per_clip: int, dim: int, committed_rows: int = 0):
+        self.path, self.segment = Path(path), segment
+        self.row_bytes = frames_per_clip * dim * FRAMES_DTYPE.itemsize
+        self._fh = open(self.path, "ab")
+        self._fh.truncate(committed_rows * self.row_bytes)
+        self._fh.seek(0, os.SEEK_END)
+        self.rows = committed_rows
+
+    def append(self, frame_vectors: np.ndarray) -> int:
+        """Append (n, K, dim) vectors; returns the row number of the first."""
+        data = np.ascontiguousarray(frame_vectors, dtype=FRAMES_DTYPE)
+        if data.nbytes != len(data) * self.row_bytes:
+            raise ValueError(f"frame vectors of shape {data.shape} do not fill rows of {self.row_bytes} bytes")
+        first = self.rows
+        self._fh.write(data.tobytes())
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.rows += len(data)
+        return first
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def read_segment(path: Path, frames_per_clip: int, dim: int) -> np.ndarray:
+    """A segment file as a read-only memory map of shape (rows, K, dim) float16 (zero rows: an empty array)."""
+    rows = os.path.getsize(path) // (frames_per_clip * dim * FRAMES_DTYPE.itemsize)
+    if rows == 0:
+        return np.zeros((0, frames_per_clip, dim), FRAMES_DTYPE)
+    return np.memmap(path, dtype=FRAMES_DTYPE, mode="r", shape=(rows, frames_per_clip, dim))
+
+
+def link_into(source_dir: Path, names, target_dir: Path) -> None:
+    """Hard-link `names` from source_dir into target_dir (files are immutable once published, so
+    generations share them; a link already there from a killed publish is kept)."""
+    for name in names:
+        target = target_dir / name
+        if not target.exists():
+            os.link(source_dir / name, target)
 
 
 def current_generation(index_dir: Path) -> str | None:

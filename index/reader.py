@@ -14,7 +14,7 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.index import layout, repair
-from storyreel.index.catalog import CLIP_ROW_SQL, ClipRow, clip_row, from_blobs, read_meta
+from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
 from storyreel.index.scan import os_path
 
 
@@ -40,13 +40,16 @@ class ClipIndex(Protocol):
 
     def frame_vectors(self, clip_ids) -> dict[int, np.ndarray]: ...
 
-    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def close(self) -> None: ...
 
 
 class Index:
-    """One published index generation: DuckDB catalog (read-only) + FAISS vectors (in memory)."""
+    """One published index generation: DuckDB catalog (read-only), the base FAISS index brought up to
+    date in memory (clips newer than it added, removed ones dropped: index/vectors.py `plan_update`),
+    and the float16 per-frame vectors memory-mapped from their segment files."""
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
@@ -54,7 +57,7 @@ class Index:
         folder = index_dir / generation
         self.path = index_dir
         self.generation = generation
-        # Both files are opened now: a later build may delete this generation, and open files survive that.
+        # Every file is opened now: a later build may delete this generation, and open files survive that.
         # Damaged files get one line naming them and the repair (index/repair.py).
         if problem := repair.file_problem(folder / layout.CATALOG):
             raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG, problem))
@@ -68,16 +71,35 @@ class Index:
         except duckdb.Error as err:
             raise UserError(repair.damage_message(index_dir, generation, layout.CATALOG,
                                                   repair.first_line(err))) from None
-        vectors, problem = repair.read_vectors(folder / layout.VECTORS)
-        if problem:
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
             self._con.close()
-            raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
-        self.vector_index = vectors
+            raise UserError(f"index {index_dir} was written by an older storyreel (catalog schema "
+                            f"{meta.get('schema_version')}); rebuild it into a new folder with `storyreel index build`")
         self.meta = meta
         self.model_id: str = meta["model_id"]
         self.dim: int = int(meta["dim"])
         self.index_type: str = meta["index_type"]
         self.settings: dict = json.loads(meta["settings"])
+        k = int(self.settings["frames_per_clip"])
+        segments = [s for (s,) in self._con.execute("SELECT DISTINCT segment FROM clips").fetchall()]
+        for name in [layout.frames_name(s) for s in segments]:
+            if problem := repair.file_problem(folder / name):
+                self._con.close()
+                raise UserError(repair.damage_message(index_dir, generation, name, problem))
+        self._segments = {s: layout.read_segment(folder / layout.frames_name(s), k, self.dim) for s in segments}
+        vectors, problem = repair.read_vectors(folder / layout.VECTORS)
+        if problem:
+            self._con.close()
+            raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
+        self.vector_index = vectors
+        newer = self._con.execute("SELECT clip_id FROM clips WHERE clip_id >= ? ORDER BY clip_id",
+                                  [int(meta["base_next_clip_id"])]).fetchnumpy()["clip_id"]
+        removed = self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"]
+        if len(newer) or len(removed):
+            from storyreel.index.build import apply_changes
+
+            newer = np.asarray(newer, np.int64)
+            apply_changes(self.vector_index, newer, self._clip_vectors(newer), np.asarray(removed, np.int64))
 
     def close(self) -> None:
         self._con.close()
@@ -131,24 +153,53 @@ class Index:
         ids = [int(c) for c in clip_ids]
         if not ids:
             return {}
-        rows = self._con.execute("SELECT clip_id, vector FROM frames WHERE clip_id IN (SELECT unnest(?)) "
-                                 "ORDER BY clip_id, k", [ids]).fetchall()
-        grouped: dict[int, list[bytes]] = {}
-        for cid, blob in rows:
-            grouped.setdefault(int(cid), []).append(blob)
-        return {cid: from_blobs(grouped[cid], self.dim) for cid in ids if cid in grouped}
+        got = self._con.execute("SELECT clip_id, segment, row FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                                [ids]).fetchall()
+        where = {int(cid): (int(seg), int(row)) for cid, seg, row in got}
+        return {cid: np.asarray(self._segments[where[cid][0]][where[cid][1]], np.float32)
+                for cid in ids if cid in where}
 
-    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest clips by inner product: (clip ids int64, scores float32), best first."""
+    def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest clips by inner product: (clip ids int64, scores float32), best first.
+
+        `where` (a ClipFilter) restricts the search to the clips it matches, inside FAISS: n results
+        come back whenever n clips match (index/vectors.py `search_among`).
+        """
+        from storyreel.index.vectors import search_among
+
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if q.shape[1] != self.dim:
             raise UserError(f"query vector has dimension {q.shape[1]}, the index {self.path} has {self.dim}")
+        if where:
+            return search_among(self.vector_index, q, n, self._filtered_ids(where), self._clip_vectors)
         n = min(int(n), self.vector_index.ntotal)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores, ids = self.vector_index.search(q, n)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+
+    def _filtered_ids(self, where: ClipFilter) -> np.ndarray:
+        condition, params = where.sql()
+        rows = self._con.execute(f"SELECT c.clip_id FROM clips c WHERE {condition}", params).fetchnumpy()
+        return np.asarray(rows["clip_id"], dtype=np.int64)
+
+    def _clip_vectors(self, clip_ids: np.ndarray) -> np.ndarray:
+        """(len(clip_ids), dim) float32: each clip's normalized mean frame vector (what FAISS holds)."""
+        from storyreel.index.vectors import clip_vectors
+
+        clip_ids = np.asarray(clip_ids, np.int64)
+        got = self._con.execute("SELECT clip_id, segment, row FROM clips WHERE clip_id IN (SELECT unnest(?))",
+                                [clip_ids.tolist()]).fetchnumpy()
+        order = {int(c): i for i, c in enumerate(got["clip_id"])}
+        at = np.array([order[int(c)] for c in clip_ids], np.int64)
+        segments, rows = np.asarray(got["segment"], np.int64)[at], np.asarray(got["row"], np.int64)[at]
+        out = np.zeros((len(clip_ids), self.dim), np.float32)
+        for segment in np.unique(segments).tolist():
+            where = np.flatnonzero(segments == segment)
+            out[where] = clip_vectors(self._segments[segment][rows[where]])
+        return out
 
     # --- summaries --------------------------------------------------------------------------------
 
@@ -190,9 +241,9 @@ class Index:
         if self.vector_index.d != self.dim:
             problems.append(f"vector index dimension {self.vector_index.d} != catalog dim {self.dim}")
         k = int(self.settings["frames_per_clip"])
-        bad_frames = self._con.execute(
-            "SELECT count(*) FROM clips c LEFT JOIN (SELECT clip_id, count(*) n FROM frames GROUP BY clip_id) f "
-            "USING (clip_id) WHERE coalesce(f.n, 0) != ?", [k]).fetchone()[0]
+        bad_frames = sum(1 for seg, row in self._con.execute("SELECT segment, row FROM clips").fetchall()
+                         if seg not in self._segments or not 0 <= row < len(self._segments[seg])
+                         or self._segments[seg].shape[1] != k)
         if bad_frames:
             problems.append(f"{bad_frames} clip(s) do not have {k} frame vectors")
         orphans = self._con.execute(
@@ -213,6 +264,13 @@ def vector_ids(vector_index) -> np.ndarray:
     parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
              for i in range(ivf.nlist) if invlists.list_size(i)]
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def clip_vector(frame_vectors: np.ndarray) -> np.ndarray:
+    """A clip's vector: the L2-normalized mean of its per-frame vectors (float32), as the builder stores it."""
+    from storyreel.index.vectors import clip_vectors
+
+    return clip_vectors(np.asarray(frame_vectors)[None])[0]
 
 
 def frame_offsets(row: ClipRow, indices=None) -> np.ndarray:

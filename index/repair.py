@@ -1,13 +1,16 @@
 """Damaged index files: find them, say so in one line, and rebuild them (`index build --repair`).
 
-A published generation (index/layout.py) holds two files. Either may be damaged behind the index's
-back (a full disk, a copy cut short, a stray `truncate`):
+A published generation (index/layout.py) holds a catalog, frame-vector segment files and the base
+vector index. Any may be damaged behind the index's back (a full disk, a copy cut short, a stray
+`truncate`):
 
-- `vectors.faiss` missing, empty, unreadable, or not holding one vector per catalog clip: the
-  catalog keeps every clip's vector, so `--repair` writes the FAISS file again from it, losing nothing;
-- `catalog.duckdb` missing, empty or unreadable: its rows cannot be recovered, so `--repair` starts a
-  new catalog and decodes every video again. New clip ids continue after the highest id the old
-  vectors file still names, so an old id pinned in a story never silently points at another clip.
+- `vectors.faiss` missing, empty, unreadable, or not holding the vectors the catalog says it holds:
+  every clip's vector is the mean of its frame vectors, so `--repair` writes the FAISS file again from
+  the segment files (index/build.py `_segment_vectors`), losing nothing;
+- `catalog.duckdb` missing, empty or unreadable, or a `frames-*.f16` segment missing or short: those
+  rows cannot be recovered, so `--repair` starts a new catalog and decodes every video again. New
+  clip ids continue after the highest id the old vectors file still names, so an old id pinned in a
+  story never silently points at another clip.
 
 Every command that opens the index reports the damage in one line naming the file and the repair.
 """
@@ -56,7 +59,7 @@ def catalog_problem(path: Path) -> str | None:
         missing = [key for key in REQUIRED_META if key not in meta]
         if missing:
             return f"meta lacks {', '.join(missing)}"
-        for sql in ("SELECT count(*), sum(octet_length(vector)) FROM clips", "SELECT count(*) FROM frames",
+        for sql in ("SELECT count(*), sum(segment), sum(row) FROM clips", "SELECT count(*) FROM removed",
                     "SELECT count(*) FROM videos", "SELECT count(*) FROM errors"):
             con.execute(sql).fetchall()
     except duckdb.Error as err:
@@ -78,12 +81,19 @@ def read_vectors(path: Path):
         return None, f"cannot be read: {first_line(err).split(': ')[-1]}"
 
 
-def clip_count(catalog_path: Path) -> int:
+def segment_rows(catalog_path: Path) -> tuple[dict[int, int], int, int, int]:
+    """({segment: rows the catalog points into}, frames per clip, dim, vectors in the base index) of a
+    readable catalog."""
+    import json
+
     import duckdb
 
     con = duckdb.connect(str(catalog_path), read_only=True)
     try:
-        return int(con.execute("SELECT count(*) FROM clips").fetchone()[0])
+        meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+        rows = dict(con.execute("SELECT segment, max(row) + 1 FROM clips GROUP BY segment").fetchall())
+        return ({int(s): int(n) for s, n in rows.items()}, int(json.loads(meta["settings"])["frames_per_clip"]),
+                int(meta["dim"]), int(meta.get("base_count", -1)))
     finally:
         con.close()
 
@@ -95,11 +105,19 @@ def check_generation(index_dir: Path, generation: str) -> dict[str, str]:
     catalog_bad = catalog_problem(folder / layout.CATALOG)
     if catalog_bad:
         problems[layout.CATALOG] = catalog_bad
+    else:
+        rows, k, dim, base_count = segment_rows(folder / layout.CATALOG)
+        for segment, needed in rows.items():
+            name = layout.frames_name(segment)
+            if problem := file_problem(folder / name):
+                problems[name] = problem
+            elif (have := (folder / name).stat().st_size // (k * dim * layout.FRAMES_DTYPE.itemsize)) < needed:
+                problems[name] = f"holds {have} clips' frame vectors, the catalog points at {needed}"
     vectors, vectors_bad = read_vectors(folder / layout.VECTORS)
     if vectors_bad:
         problems[layout.VECTORS] = vectors_bad
-    elif not catalog_bad and vectors.ntotal != (clips := clip_count(folder / layout.CATALOG)):
-        problems[layout.VECTORS] = f"holds {vectors.ntotal} vectors for {clips} catalog clips"
+    elif not catalog_bad and vectors.ntotal != base_count:
+        problems[layout.VECTORS] = f"holds {vectors.ntotal} vectors, the catalog says {base_count}"
     return problems
 
 

@@ -22,23 +22,56 @@ MIN_SHOT_FRAMES = 15  # PySceneDetect min_scene_len
 ANALYSIS_WIDTH = 48
 
 
-def content_values(frames: np.ndarray) -> np.ndarray:
-    """(N,) float: mean |HSV(frame i) - HSV(frame i-1)| over pixels and channels of the shrunk frames; 0 for frame 0."""
+def _small_hsv(frames: np.ndarray) -> np.ndarray:
+    """int16 (N, h, w, 3) HSV of the frames shrunk to ANALYSIS_WIDTH (area averaging)."""
     import cv2
 
-    if len(frames) == 0:
-        return np.zeros(0)
     height, width = frames.shape[1:3]
     size = (width, height)
     if width > ANALYSIS_WIDTH:
         size = (ANALYSIS_WIDTH, max(1, round(height * ANALYSIS_WIDTH / width)))
-    hsv = np.stack([
+    return np.stack([
         cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2HSV_FULL) for f in frames
     ]).astype(np.int16)
-    values = np.zeros(len(frames), np.float64)
-    if len(frames) > 1:
-        values[1:] = np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2, 3))
-    return values
+
+
+class CutDetector:
+    """`detect_cuts` fed a video in order, a batch at a time: memory is one small frame plus one float
+    per frame, whatever the video's length (a 2-hour film is ~170k floats)."""
+
+    def __init__(self):
+        self._previous: np.ndarray | None = None  # HSV of the last frame seen
+        self._values: list[np.ndarray] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        """The next frames of the video, uint8 (B, h, w, 3)."""
+        if len(frames) == 0:
+            return
+        hsv = _small_hsv(frames)
+        if self._previous is not None:
+            hsv_with_previous = np.concatenate([self._previous[None], hsv])
+            self._values.append(np.abs(np.diff(hsv_with_previous, axis=0)).mean(axis=(1, 2, 3)))
+        else:
+            values = np.zeros(len(frames), np.float64)
+            values[1:] = np.abs(np.diff(hsv, axis=0)).mean(axis=(1, 2, 3))
+            self._values.append(values)
+        self._previous = hsv[-1]
+
+    @property
+    def values(self) -> np.ndarray:
+        """Content value of every frame so far (see `content_values`)."""
+        return np.concatenate(self._values) if self._values else np.zeros(0)
+
+    def cuts(self, **thresholds) -> list[int]:
+        """Frame indices where a new shot begins (`detect_cuts`'s thresholds as keyword arguments)."""
+        return cuts_from_values(self.values, **thresholds)
+
+
+def content_values(frames: np.ndarray) -> np.ndarray:
+    """(N,) float: mean |HSV(frame i) - HSV(frame i-1)| over pixels and channels of the shrunk frames; 0 for frame 0."""
+    detector = CutDetector()
+    detector.add(frames)
+    return detector.values
 
 
 def detect_cuts(
@@ -46,7 +79,14 @@ def detect_cuts(
     window: int = WINDOW, min_shot_frames: int = MIN_SHOT_FRAMES,
 ) -> list[int]:
     """Frame indices (sorted, > 0) where a new shot begins. `frames`: uint8 (N, h, w, 3), every frame, downscaled."""
-    values = content_values(frames)
+    return cuts_from_values(content_values(frames), adaptive_threshold, min_content, window, min_shot_frames)
+
+
+def cuts_from_values(
+    values: np.ndarray, adaptive_threshold: float = ADAPTIVE_THRESHOLD, min_content: float = MIN_CONTENT,
+    window: int = WINDOW, min_shot_frames: int = MIN_SHOT_FRAMES,
+) -> list[int]:
+    """The cut rule (module docstring) over every frame's content value."""
     cuts: list[int] = []
     last = 0
     for i in range(1, len(values)):

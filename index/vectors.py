@@ -12,7 +12,10 @@ ids (IVF indexes store ids natively, the others are wrapped in `IndexIDMap2`).
 
 Search-time parameters (IVF `nprobe`, HNSW `efSearch`) are tuned when the index is built: sampled
 database vectors are used as queries, their exact neighbours (themselves excluded) are the truth,
-and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. (autofaiss also caps
+and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real queries are CLIP
+*text* embeddings, which lie outside the image vectors' distribution (the modality gap) and need
+more search effort for the same recall; so the build also embeds TUNING_CAPTIONS with the index's
+text encoder and the setting must reach TUNE_RECALL on those queries too. (autofaiss also caps
 parameters by a measured latency budget; we do not, so that the same vectors always give the same
 index, whatever else the machine is doing. scripts/bench_search.py measures latency.)
 FAISS stores those parameters in the index file; `search_params(index)` gives them as a
@@ -36,6 +39,64 @@ TUNE_RECALL = 0.97  # recall@10 the tuned parameters must reach on the tuning qu
 TUNE_QUERIES = 256
 
 
+COMPACT_FRACTION = 0.25  # fold added/removed vectors into the base file once they reach this share of it
+RETRAIN_GROWTH = 4  # retrain a trained (IVF) index when the corpus grows (or shrinks) by this factor
+
+
+def clip_vectors(frames: np.ndarray) -> np.ndarray:
+    """(n, K, dim) per-frame vectors → (n, dim) float32 clip vectors: the L2-normalized mean.
+
+    The one definition, used by the builder, the reader and the tests' fake index alike."""
+    frames = np.asarray(frames, dtype=np.float32)
+    mean = frames.mean(axis=1)
+    return (mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def index_family(spec: str) -> str:
+    """The kind of index a factory string names: flat, hnsw, ivf (full vectors) or ivf-pq."""
+    if spec == "Flat":
+        return "flat"
+    if spec.startswith("HNSW"):
+        return "hnsw"
+    return "ivf" if spec.endswith(",Flat") else "ivf-pq"
+
+
+def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, added: int, removed: int,
+                dim: int) -> tuple[str, str]:
+    """What a build does to the vector index: (action, reason for the build report).
+
+    - "build"/"retrain": a new index from every clip vector, when there is none yet, when the corpus
+      moved to another kind of index (choose_index_spec; full-vector IVF becomes compressed codes
+      only when the vectors outgrow FLAT_MEMORY_BUDGET), or when a trained (IVF) index holds
+      RETRAIN_GROWTH x more (or fewer) vectors than it was trained on;
+    - "compact": rewrite the base file as base + added - removed (same training), once the changes
+      reach COMPACT_FRACTION of it (or ids must leave an HNSW graph, which cannot remove them);
+    - "add": leave the base file; readers add the new vectors to the trained index and remove the
+      dropped ids when they open it (work proportional to the change);
+    - "keep": nothing changed.
+    """
+    wanted = choose_index_spec(total, dim)
+    if not base_spec:
+        return "build", f"built {wanted} over {total:,} clips"
+    # Another kind of index: at once for the small kinds (cheap to build); from full IVF vectors to
+    # compressed codes only when the vectors outgrow their memory budget (else the 4x rule below
+    # retrains into it), so a corpus sitting at the 1M boundary does not retrain for one video.
+    stay_flat_ivf = (index_family(base_spec), index_family(wanted)) == ("ivf", "ivf-pq") and \
+        total * dim * 4 <= FLAT_MEMORY_BUDGET
+    if index_family(wanted) != index_family(base_spec) and not stay_flat_ivf:
+        return "retrain", f"retrained: {total:,} clips need {wanted} instead of {base_spec}"
+    if "IVF" in base_spec and not trained_for / RETRAIN_GROWTH <= total <= RETRAIN_GROWTH * trained_for:
+        return "retrain", (f"retrained as {wanted}: {total:,} clips is outside {RETRAIN_GROWTH}x the "
+                           f"{trained_for:,} the index was trained for")
+    if added == 0 and removed == 0:
+        return "keep", f"kept the {base_spec} index ({total:,} clips)"
+    if (removed and index_family(base_spec) == "hnsw") or added + removed > COMPACT_FRACTION * max(base_count, 1):
+        return "compact", (f"compacted the {base_spec} index: +{added:,} / -{removed:,} vectors "
+                           f"into its {base_count:,} (same training)")
+    return "add", (f"added {added:,} vectors to the trained {base_spec} index and removed {removed:,} ids "
+                   f"(base {base_count:,}; trained for {trained_for:,} clips)")
+
+
 def _power_of_two(x: float) -> int:
     return 2 ** max(0, round(math.log2(max(x, 1.0))))
 
@@ -55,10 +116,31 @@ def choose_index_spec(n: int, dim: int) -> str:
     return f"OPQ{code_bytes}_{4 * code_bytes},IVF{clusters}_HNSW{HNSW_NEIGHBOURS},PQ{code_bytes}"
 
 
-def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = None):
+TUNING_CAPTIONS = (  # caption-style text queries the build tunes search parameters with (see module doc)
+    "a dog running on a beach", "a man walking down a city street at night", "two people talking in a kitchen",
+    "a car driving along a mountain road", "waves crashing on rocks", "a child playing with a ball in a park",
+    "a close-up of a woman smiling", "birds flying over a lake at sunset", "a crowd cheering in a stadium",
+    "a cat sleeping on a sofa", "rain falling on a window", "a chef cooking in a restaurant kitchen",
+    "an aerial view of a forest", "a train passing through the countryside", "snow falling in a quiet village",
+    "a person riding a bicycle", "fireworks in the night sky", "a boat sailing on the sea",
+    "a horse galloping across a field", "people dancing at a party", "a busy market with many people",
+    "the camera pans across a desert", "a hand writing on paper", "a river flowing through a canyon",
+    "a plane taking off from a runway", "a teddy bear sitting on a bed", "a group of friends laughing",
+    "clouds moving over hills", "a robot walking in a lab", "a soldier marching", "a girl reading a book",
+    "city lights seen from above", "a fish swimming in a coral reef", "an old man sitting on a bench",
+    "a storm over the ocean", "a close-up of flowers in the wind", "a basketball game", "a dark forest at night",
+    "a cartoon character jumping", "a spaceship flying through space", "a woman singing on a stage",
+    "a bird on a branch", "trees swaying in the wind", "a person typing on a laptop", "a campfire at night",
+    "a wedding ceremony outdoors", "a skier going down a slope", "a lion walking in the savanna",
+)
+
+
+def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = None,
+                       tune_queries: np.ndarray | None = None):
     """A FAISS inner-product index over L2-normalized float32 `vectors` whose ids are `ids` (int64).
 
-    `spec` overrides `choose_index_spec` (tests, benchmarks). Search parameters come tuned.
+    `spec` overrides `choose_index_spec` (tests, benchmarks). Search parameters come tuned on
+    database vectors and, when given, on `tune_queries` (text-like queries, module doc).
     """
     import faiss
 
@@ -79,7 +161,7 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
         index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
-    tune_search_params(index, ids, vectors)
+    tune_search_params(index, ids, vectors, queries=tune_queries)
     return index
 
 
@@ -129,8 +211,12 @@ def _candidate_params(index) -> list[str]:
     return []
 
 
-def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10) -> str:
-    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them."""
+def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10,
+                       queries: np.ndarray | None = None) -> str:
+    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them.
+
+    The tuning queries are sampled database vectors (their own vector left out of truth and results)
+    and, if given, `queries` (e.g. text embeddings): the setting must reach the target on both."""
     import faiss
 
     candidates = _candidate_params(index)
@@ -139,14 +225,99 @@ def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10)
         return search_params(index)
     rng = np.random.default_rng(1)
     rows = np.sort(rng.choice(n, size=min(TUNE_QUERIES, n), replace=False))
-    queries = vectors[rows]
-    # Exact neighbours; each query's own vector is dropped from truth and results.
-    _, exact_rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    truth = [set(ids[r[r != own][:k]]) for r, own in zip(exact_rows, rows)]
+    # Exact neighbours; each database query's own vector is dropped from truth and results.
+    _, exact_rows = faiss.knn(vectors[rows], vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    sets = [(vectors[rows], [set(ids[r[r != own][:k]]) for r, own in zip(exact_rows, rows)], ids[rows])]
+    if queries is not None and len(queries):
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        _, exact_rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        sets.append((queries, [set(ids[r]) for r in exact_rows], np.full(len(queries), -2, np.int64)))
     for params in candidates:
         set_search_params(index, params)
-        _, found = index.search(queries, k + 1)
-        recall = np.mean([len(t & set(f[f != ids[own]][:k])) / k for t, f, own in zip(truth, found, rows)])
-        if recall >= TUNE_RECALL:
+        recalls = []
+        for qs, truth, own_ids in sets:
+            _, found = index.search(qs, k + 1)
+            recalls.append(np.mean([len(t & set(f[f != own][:k])) / k for t, f, own in zip(truth, found, own_ids)]))
+        if min(recalls) >= TUNE_RECALL:
             break
     return search_params(index)
+
+
+# --- filtered search ------------------------------------------------------------------------------
+
+EXACT_MAX = 4096  # allowed ids up to this many: score them all exactly (one small matrix product)
+
+
+def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
+                 clip_vectors) -> tuple[np.ndarray, np.ndarray]:
+    """Best `n` of the `allowed` clip ids by inner product: (ids int64, scores float32), best first.
+
+    Returns min(n, len(allowed)) results whenever that many allowed ids are indexed. A FAISS id
+    selector restricts the search itself (a post-filter on an IVF index runs out of candidates for
+    a rare label). When the approximate pass finds too few (the probed lists hold fewer matches),
+    the search widens (IVF nprobe x4, HNSW efSearch x4) and finally scores every allowed id
+    exactly; very selective filters (<= EXACT_MAX ids) go straight to that exact pass.
+    `clip_vectors(ids)` gives the (len(ids), dim) clip vectors stored for ids (the exact pass).
+    """
+    import faiss
+
+    allowed = np.unique(np.asarray(allowed, dtype=np.int64))
+    n = min(int(n), len(allowed))
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if len(allowed) > EXACT_MAX:
+        selector = faiss.IDSelectorBatch(allowed)
+        for params in _widening_params(vector_index, selector):
+            try:
+                scores, ids = vector_index.search(query, n, params=params)
+            except RuntimeError:  # an index type that takes no selector: the exact pass below
+                break
+            keep = ids[0] >= 0
+            if keep.sum() >= n:
+                return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
+    return exact_search(query[0], n, allowed, clip_vectors)
+
+
+def exact_search(query: np.ndarray, n: int, ids: np.ndarray, clip_vectors,
+                 chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """Top `n` of `ids` scored exactly against their stored clip vectors (chunked: bounded memory)."""
+    best_ids, best_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    for start in range(0, len(ids), chunk):
+        part = ids[start:start + chunk]
+        scores = (clip_vectors(part) @ query).astype(np.float32)
+        best_ids = np.concatenate([best_ids, part])
+        best_scores = np.concatenate([best_scores, scores])
+        if len(best_ids) > n:
+            top = np.argpartition(-best_scores, n - 1)[:n]
+            best_ids, best_scores = best_ids[top], best_scores[top]
+    order = np.lexsort((best_ids, -best_scores))[:n]  # best first, ties by id
+    return best_ids[order], best_scores[order]
+
+
+def _widening_params(vector_index, selector):
+    """FAISS search parameters with `selector`: the index's tuned setting, then wider ones."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(vector_index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        nprobe = max(1, ivf.nprobe)
+        while True:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(nprobe, ivf.nlist))
+            if hasattr(quantizer, "hnsw"):
+                params.quantizer_params = faiss.SearchParametersHNSW(efSearch=max(2 * nprobe, quantizer.hnsw.efSearch))
+            yield params
+            if nprobe >= ivf.nlist:
+                return
+            nprobe *= 4
+    inner = faiss.downcast_index(vector_index.index if hasattr(vector_index, "id_map") else vector_index)
+    if hasattr(inner, "hnsw"):
+        ef = max(16, inner.hnsw.efSearch)
+        for _ in range(3):
+            yield faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+            ef *= 4
+    else:
+        yield faiss.SearchParameters(sel=selector)

@@ -20,6 +20,8 @@ def add_commands(commands) -> None:
     p.add_argument("--motion", choices=MOTION_LABELS, metavar="LABEL",
                    help=f"only clips with this camera motion: {', '.join(MOTION_LABELS)}")
     p.add_argument("--min-seconds", type=float, metavar="S", help="only clips at least S seconds long")
+    p.add_argument("--max-seconds", type=float, metavar="S", help="only clips at most S seconds long")
+    p.add_argument("--video", metavar="PATH", help="only clips of this source video (a folder: of the videos under it)")
     p.add_argument("--sheet", metavar="PNG", help="also write a contact sheet of the results")
 
 
@@ -29,6 +31,7 @@ def _run_search(args) -> int:
 
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.errors import UsageError
+    from storyreel.core.files import check_output_path
     from storyreel.index import open_index
     from storyreel.index.embed import clip_for_index
     from storyreel.index.scan import display_path
@@ -37,12 +40,15 @@ def _run_search(args) -> int:
 
     if (args.text is None) == (args.image is None):
         raise UsageError("give exactly one query: a TEXT or --image PATH")
+    if args.sheet:
+        check_output_path(args.sheet, "--sheet", create_parents=True)  # before CLIP loads and searches
     device, dtype = device_and_dtype(args)
     image = load_image(args.image) if args.image is not None else None  # a bad image fails before CLIP loads
     with open_index(args.index) as index:
         embedder = clip_for_index(index.model_id, args.models, args.clip_model, device=device, dtype=dtype)
         hits = search(index, text=args.text, image=image, k=args.k, motion=args.motion,
-                      min_seconds=args.min_seconds, embedder=embedder)
+                      min_seconds=args.min_seconds, embedder=embedder,
+                      max_seconds=args.max_seconds, video=args.video)
         if args.sheet:
             path = contact_sheet(index, hits, args.sheet)
             print(f"contact sheet: {path}", file=sys.stderr)

@@ -2,9 +2,9 @@
 
 Pipeline (each step a function below):
 1. embed the query with the index's CLIP model (text, or an image);
-2. fetch FAISS candidates by mean-pooled clip vector, over-fetching so filters and re-ranking
-   have room; fetch more while filters leave fewer than k;
-3. apply catalog filters (`motion`, `min_seconds`);
+2. fetch FAISS candidates by mean-pooled clip vector, over-fetching so re-ranking has room;
+3. catalog filters (`motion`, `min_seconds`/`max_seconds`, `video`) are applied inside that
+   search (an id selector, index/vectors.py `search_among`): k results whenever k clips match;
 4. re-rank: score = (1 - FRAME_WEIGHT)·clip similarity + FRAME_WEIGHT·best frame similarity
    (a clip whose single frame matches well beats one that is vaguely similar throughout),
    plus MOTION_BONUS when the query names the clip's camera motion ("pans left", "static shot");
@@ -25,6 +25,9 @@ from storyreel.retrieval.motion_words import motion_in_query
 
 if TYPE_CHECKING:
     from storyreel.index import ClipRow
+
+# More results than anyone reads; FAISS allocates k rows per query up front.
+MAX_RESULTS = 10_000
 
 CANDIDATES_PER_RESULT = 10  # FAISS over-fetch: k·this candidates (at least MIN_CANDIDATES)
 MIN_CANDIDATES = 100
@@ -49,9 +52,13 @@ class SearchHit:
 
 def search(
     index_dir_or_index, text: str | None = None, image=None, k: int = 5, motion: str | None = None,
-    min_seconds: float | None = None, preset: str | None = None, embedder=None,
+    min_seconds: float | None = None, preset: str | None = None, embedder=None, *,
+    max_seconds: float | None = None, video=None,
 ) -> list[SearchHit]:
     """Best `k` clips for a text query or an image (path, PIL image or uint8 HxWx3 array).
+
+    Filters: `motion` (camera label), clip length `min_seconds`..`max_seconds`, `video` (a source
+    video file, or a folder: clips of the videos under it). k hits come back whenever k clips match.
 
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
     otherwise the CLIP the index recorded is loaded (`preset`: that preset's CLIP instead). Its model
@@ -65,16 +72,24 @@ def search(
         raise UserError("the search TEXT is empty; describe the clip you want")
     if k < 1:
         raise UserError(f"-k must be at least 1 (got {k})")
+    if k > MAX_RESULTS:
+        raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
     if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
         raise UserError(f"--min-seconds must be a finite number of seconds, 0 or more (got {min_seconds})")
     if motion is not None and motion not in MOTION_LABELS:
         raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
+    for name, value in (("--min-seconds", min_seconds), ("--max-seconds", max_seconds)):
+        if value is not None and not value >= 0:
+            raise UserError(f"{name} must be a number of seconds >= 0 (got {value})")
+    if min_seconds is not None and max_seconds is not None and max_seconds < min_seconds:
+        raise UserError(f"--max-seconds {max_seconds:g} is shorter than --min-seconds {min_seconds:g}")
     image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads
     if isinstance(index_dir_or_index, (str, os.PathLike)):
         from storyreel.index import open_index
 
         with open_index(index_dir_or_index) as index:
-            return search(index, text, image, k, motion, min_seconds, preset, embedder)
+            return search(index, text, image, k, motion, min_seconds, preset, embedder,
+                          max_seconds=max_seconds, video=video)
     index = index_dir_or_index
 
     # 1. Embed the query with the index's model.
@@ -89,7 +104,11 @@ def search(
         )
     query = embed_query(embedder, text=text, image=image)
     # 2.-3. Candidates that pass the filters; 4. re-rank; 5. top k.
-    rows = candidates(index, query, k, motion=motion, min_seconds=min_seconds)
+    from storyreel.index.catalog import ClipFilter
+
+    where = ClipFilter(motion=motion, min_seconds=min_seconds, max_seconds=max_seconds,
+                       video=os.path.abspath(video) if video is not None else None)
+    rows = candidates(index, query, k, where)
     wanted_motion = motion_in_query(text) if text is not None else set()
     return rerank(index, query, rows, wanted_motion)[:k]
 
@@ -117,22 +136,11 @@ def load_image(image) -> np.ndarray:
     return array
 
 
-def candidates(index, query: np.ndarray, k: int, motion: str | None = None, min_seconds: float | None = None) -> list:
-    """Catalog rows of FAISS candidates that pass the filters, fetching more until k pass (or all were seen)."""
-    total = index.vector_index.ntotal
-    wanted = max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES)
-    while True:
-        ids, _ = index.search_vectors(query, wanted)
-        by_id = index.clips_by_id(ids)
-        rows = [by_id[int(i)] for i in ids if int(i) in by_id]
-        kept = [
-            r for r in rows
-            if (motion is None or r.motion == motion)
-            and (min_seconds is None or r.end_s - r.start_s >= min_seconds - 1e-9)
-        ]
-        if len(kept) >= k or wanted >= total:
-            return kept
-        wanted *= 4
+def candidates(index, query: np.ndarray, k: int, where=None) -> list:
+    """Catalog rows of the FAISS candidates (over-fetched for re-ranking) among the clips `where` matches."""
+    ids, _ = index.search_vectors(query, max(k * CANDIDATES_PER_RESULT, MIN_CANDIDATES), where)
+    by_id = index.clips_by_id(ids)
+    return [by_id[int(i)] for i in ids if int(i) in by_id]
 
 
 def rerank(index, query: np.ndarray, rows: list, wanted_motion: set[str]) -> list[SearchHit]:

@@ -4,13 +4,15 @@
 
 Builds the workspace the browser tests use (storyreel/testing/workspace.py: 3 synthetic videos, the
 demo story, two packs; tiny random models, so generated frames are noise-like), starts the app on a
-free port, does one typical thing per tab and saves `index.png`, `search.png`, `story.png`,
+free port, does one typical thing per tab (the Story tab: the planned plot's boxes over the clip pinned
+from Search, and a bad field's error) and saves `index.png`, `search.png`, `story.png`,
 `characters.png` and `render.png` (palette PNGs, each well under 300 KB).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import tempfile
 from pathlib import Path
@@ -69,14 +71,20 @@ def main(argv=None) -> int:
             tab.locator("#search-picked").get_by_text("Clip").wait_for()
             tab.locator("#search-depth video").wait_for()
             shot("search")
+            # Pin the picked clip to the planned plot 3, so the Story tab draws its boxes over that clip.
+            tab.locator("#search-plot input").first.fill("3")
+            tab.locator("#search-pin").click()
+            tab.locator("#search-status").get_by_text("Plot 3 of").wait_for()
 
             tab.get_by_role("tab", name="Story", exact=True).first.click()
             editor = tab.locator("#story-yaml textarea")
             tab.get_by_role("tab", name="YAML").click()
-            editor.fill(editor.input_value().replace("    motion: tilt-up\n", "    motion: tilt-up\n    frames: 0\n"))
+            # The pin rewrote the file (write_story's indentation): keep whatever indent it has.
+            editor.fill(re.sub(r"( *)motion: tilt-up\n", r"\1motion: tilt-up\n\1frames: 0\n", editor.input_value()))
             editor.blur()
             tab.locator("#story-save").click()
             tab.locator("#story-status").get_by_text("Not saved").wait_for()
+            tab.locator("#story-layouts img").first.wait_for()
             shot("story")
 
             tab.get_by_role("tab", name="Characters", exact=True).first.click()

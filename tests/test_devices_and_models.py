@@ -75,7 +75,8 @@ def test_every_model_command_takes_device_and_dtype():
 
     flags = dict(leaves(build_parser()))
     model_commands = {c for c, f in flags.items() if "--models" in f} - {"plan"}  # plan loads no model
-    assert model_commands == {"index build", "search", "depth", "generate", "character train", "eval", "render"}
+    assert model_commands == {"index build", "search", "depth", "generate", "character train", "eval", "render",
+                              "ui"}
     for command in model_commands:
         assert {"--device", "--dtype"} <= flags[command], command
     assert {"--base", "--motion-adapter", "--controlnet", "--scheduler", "--depth-model"} <= flags["generate"]

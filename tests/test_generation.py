@@ -361,8 +361,8 @@ def test_generate_command_unwritable_output(run_cli, tmp_path):
                    "--models", "tiny", env=ONE_THREAD)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        f"storyreel: error: output {not_a_folder / 'clip.mp4'}: folder {not_a_folder} does not exist; "
-        "create it or choose another --out"]
+        f"storyreel: error: --out {not_a_folder / 'clip.mp4'}: {not_a_folder} is a file, not a folder; "
+        "choose another path"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 

@@ -216,7 +216,7 @@ def test_repair_rebuilds_damaged_files_from_what_is_intact(file, base_index, vid
     if file == "vectors.faiss":  # vectors come back from the catalog: nothing changes, nothing is decoded
         assert report["frames_decoded"] == 0 and after == before
         assert report["notes"][0].startswith("gen-000001/vectors.faiss was damaged (cannot be read: ")
-        assert report["notes"][0].endswith("); rebuilt it from the catalog's clip vectors")
+        assert report["notes"][0].endswith("); rebuilt it from the frame vectors")
     else:  # the catalog is decoded again; new ids follow the old ones the vectors file still names
         old_ids = [r["clip_id"] for r in before["rows"]]
         new_ids = [r["clip_id"] for r in after["rows"]]

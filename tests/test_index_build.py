@@ -283,6 +283,12 @@ def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus,
     shutil.copy(corpus / "sub" / "c.MOV", videos / "c.mp4")
     write_video(videos / "d.mp4", seed=9)
 
+    # A reader in another process searches in a loop through the build, the kill and the resume
+    # (storyreel.testing.search_loop): it must never fail and always see one complete generation.
+    stop = tmp_path / "stop-reader"
+    reader = subprocess.Popen([sys.executable, "-m", "storyreel.testing.search_loop", str(tmp_path / "idx"),
+                               "--stop", str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO)
     # The real build in its own process, pausing 30 s after each committed video (storyreel.testing.slow_build).
     proc = subprocess.Popen([sys.executable, "-m", "storyreel.testing.slow_build", str(videos), "--index",
                              str(tmp_path / "idx"), "--models", "tiny", "--pause", "30"],
@@ -303,6 +309,16 @@ def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus,
 
     resumed = cli("index", "build", videos, "--index", tmp_path / "idx", "--json")
     assert resumed.returncode == 0, resumed.stderr
+    time.sleep(0.5)  # let the reader see the new generation too
+    stop.write_text("")
+    out, err = reader.communicate(timeout=60)
+    passes = [json.loads(line) for line in out.splitlines()]
+    assert reader.returncode == 0 and [p for p in passes if "error" in p] == [], err[-2000:]
+    seen = {}
+    for p in passes:  # each generation looked the same every time it was read
+        assert seen.setdefault(p["generation"], (p["clips"], p["digest"])) == (p["clips"], p["digest"])
+    published_gen = (tmp_path / "idx" / "CURRENT").read_text().strip()
+    assert len(seen) == 2 and published_gen in seen and seen[published_gen][0] > len(published["rows"])
     report = json.loads(resumed.stdout)
     assert report["new"] == 2  # b.mp4 was committed before the kill and is not decoded again
     # a clean build: a.mp4 sorts first, so one build over the final folder assigns the same ids

@@ -265,7 +265,7 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
     def no_network(*args, **kwargs):
         raise AssertionError("the rule-based planner must not open connections")
 
-    monkeypatch.setattr("urllib.request.urlopen", no_network)
+    monkeypatch.setattr("http.client.HTTPConnection.connect", no_network)
     (tmp_path / "tale.txt").write_text("Rex barks, then runs. The sun sets.")
     (tmp_path / "rex.safetensors").write_bytes(b"rex")
     out = tmp_path / "out" / "tale.yaml"

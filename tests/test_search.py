@@ -83,9 +83,42 @@ def test_filters_fetch_more_candidates_until_k_pass(rng):
     embedder = FakeEmbedder({"q": query})
     hits = search(index, text="q", k=5, motion="static", min_seconds=2.5, embedder=embedder)
     assert len(hits) == 5 and all(h.clip.clip_id >= 590 for h in hits)
-    assert index.fetched == [100, 400, 1600]  # over-fetch 100, then 4x until enough pass
+    assert index.fetched == [100]  # the filter runs inside the one vector search (over-fetch 100 for re-ranking)
     assert search(index, text="q", k=5, motion="zoom-in", embedder=embedder) == []
     assert len(search(index, text="q", k=7, min_seconds=1.0, embedder=embedder)) == 7
+
+
+def test_filters_inside_ivf_search_fill_k_for_a_1_percent_label():
+    """20,000 clips on an IVF index (nprobe tuned low); 200 clips (1%) are `zoom-in`, all in clusters far
+    from the query, so no probed list holds them: a post-filter finds none, the filtered search finds 10."""
+    from storyreel.testing.synthetic import clustered_vectors
+
+    n, dim = 20_000, DIM
+    vectors = clustered_vectors(n, dim, centres=400, noise=0.3, seed=5)
+    query = vectors[0]
+    far = np.argsort(vectors @ query)[:200]  # the 1% least similar to the query
+    rare = set(far.tolist())
+    rows = [row(i, motion="zoom-in" if i in rare else "static", seconds=1.0 + (i % 5),
+                video=f"/videos/{'b' if i % 2 else 'a'}/v{i % 7}.mp4") for i in range(n)]
+    index = MemoryIndex(rows, {i: vectors[i][None] for i in range(n)})
+    assert index.vector_index.__class__.__name__ == "IndexIVFFlat"
+    unfiltered, _ = index.search_vectors(query, 100)
+    assert not rare & set(unfiltered.tolist())  # what the old post-filter would have seen: no match
+    embedder = FakeEmbedder({"q": query})
+    hits = search(index, text="q", k=10, motion="zoom-in", embedder=embedder)
+    assert len(hits) == 10 and {h.clip.clip_id for h in hits} <= rare
+    # the 10 best zoom-in clips, exactly
+    best = sorted(rare, key=lambda i: (-float(vectors[i] @ query), i))[:100]
+    assert {h.clip.clip_id for h in hits} <= set(best)
+    # duration range and source video (a folder or a file): every hit matches, k of them
+    hits = search(index, text="q", k=10, min_seconds=2.0, max_seconds=3.0, video="/videos/b", embedder=embedder)
+    assert len(hits) == 10
+    assert all(2.0 <= h.clip.end_s - h.clip.start_s <= 3.0 and h.clip.video.startswith("/videos/b/") for h in hits)
+    hits = search(index, text="q", k=10, motion="zoom-in", video="/videos/a/v3.mp4", embedder=embedder)
+    expected = {i for i in rare if i % 2 == 0 and i % 7 == 3}
+    assert len(hits) == min(10, len(expected)) > 0 and {h.clip.clip_id for h in hits} <= expected
+    with pytest.raises(UserError, match="--max-seconds 1 is shorter than --min-seconds 2"):
+        search(index, text="q", min_seconds=2, max_seconds=1, embedder=embedder)
 
 
 def test_query_errors(rng, tmp_path):

@@ -60,9 +60,9 @@ def test_plan_writes_the_presets_settings(tmp_path, capsys, preset, size, steps)
 
 @pytest.mark.parametrize("flags, code, message", [
     (["--backend", "t2v-zero", "--motion-strength", "nan"], 1,
-     "storyreel: error: motion_strength must be a finite number >= 0 (got nan)"),
+     "storyreel: error: motion_strength must be a finite number from 0 to 1000 (got nan)"),
     (["--backend", "t2v-zero", "--motion-strength", "-2"], 1,
-     "storyreel: error: motion_strength must be a finite number >= 0 (got -2.0)"),
+     "storyreel: error: motion_strength must be from 0 to 1000 (got -2)"),
     (["--backend", "t2v-zero", "--t0", "5", "--t1", "3"], 1,
      "storyreel: error: t0 and t1 are step indices with 0 <= t0 < t1 < steps (4); give both or neither "
      "(got t0=5, t1=3)"),

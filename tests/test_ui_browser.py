@@ -1,7 +1,8 @@
 """`storyreel ui` in a real browser: Playwright drives Debian's chromium against the app on a free port.
 
 One app and one browser serve every test (module fixtures): a tiny index of 3 synthetic videos,
-the demo story with two character packs trained for 2 steps, the `tiny` preset.
+the demo story (its last plot with two entity boxes) with two character packs trained for 2 steps,
+the `tiny` preset.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from storyreel.core.errors import UserError
-from storyreel.generation.story.demo import STORY
-from storyreel.testing.workspace import make_story_workspace
+from storyreel.testing.workspace import WORKSPACE_STORY, make_story_workspace
 from storyreel.ui.app import PageProgress, StoryreelApp, UIConfig
 from storyreel.ui.paths import Roots
 
@@ -133,17 +133,39 @@ def test_search_shows_k_thumbnails_plays_a_clip_and_filters_by_motion(page, data
     assert any((data / "tmp").rglob("0.png"))
 
 
-def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page, data):
+def layout_pixels(ui, story: Path, *points) -> tuple:
+    """RGB of the handler's layout picture at (x, y) fractions of its first row's first keyframe."""
+    from PIL import Image
+
+    from storyreel.core.sheet import LINE_HEIGHT
+    from storyreel.generation.story.render import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
+
+    picture = Image.open(ui.story_layouts(str(story))).convert("RGB")
+    return tuple(picture.getpixel((LAYOUT_GAP + round(x * LAYOUT_TILE_HEIGHT),  # below the plot's caption line
+                                   LAYOUT_GAP + LINE_HEIGHT + round(y * LAYOUT_TILE_HEIGHT))) for x, y in points)
+
+
+def test_story_edit_saves_and_a_bad_field_shows_its_line_and_writes_nothing(page, app, data):
+    from playwright.sync_api import expect
+
     story = data / "story.yaml"
     tab(page, "Story")
     page.get_by_role("tab", name="YAML").click()
     editor = page.locator("#story-yaml textarea")
     assert "Teddy walks through the forest." in editor.input_value()
-    editor.fill(STORY.replace("Teddy walks through the forest.", "Teddy runs through the forest."))
+    picture = page.locator("#story-layouts img")
+    shown_before = picture.get_attribute("src")  # drawn when the page loaded
+    editor.fill(WORKSPACE_STORY.replace("Teddy walks through the forest.", "Teddy runs through the forest."))
     editor.blur()
     page.locator("#story-save").click()
     status(page, "story-status", "Saved story.yaml: 3 plots")
     assert "Teddy runs through the forest." in story.read_text()
+    # The planned plot's entity boxes over its keyframes, redrawn on save (no clip pinned or rendered
+    # yet: grey frames). Frame 0: Teddy [0.1, 0.3, 0.45, 0.9] in red, Robo [0.6, 0.2, 0.9, 0.9] in lime.
+    expect(picture).not_to_have_attribute("src", shown_before)
+    assert picture.get_attribute("src").endswith("layout.png")
+    assert layout_pixels(app[0], story, (0.1, 0.6), (0.25, 0.6), (0.6, 0.6), (0.75, 0.6)) == (
+        (255, 0, 0), (128, 128, 128), (0, 255, 0), (128, 128, 128))
 
     saved = story.read_bytes()
     bad = story.read_text().replace("  - text: Robo looks up at the sky.\n",
@@ -176,6 +198,9 @@ def test_render_completes_shows_the_story_and_a_rerun_keeps_every_plot(page, app
 
     page.locator("#render-go").click()
     status(page, "render-status", "Rendered 3 plots: 3 kept, 0 rendered")
+    # Once rendered, the layout picture draws the boxes over the retrieved clip's keyframe, not grey.
+    edge, inside = layout_pixels(app[0], data / "story.yaml", (0.1, 0.6), (0.25, 0.6))
+    assert edge == (255, 0, 0) and inside != (128, 128, 128)
 
 
 def test_cancel_stops_a_render_between_steps_and_keeps_finished_plots(page, data):

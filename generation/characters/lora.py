@@ -51,8 +51,19 @@ def lora_state_dict(unet, adapter_name: str) -> dict[str, torch.Tensor]:
 
 
 def load_lora_state_dict(unet, adapter_name: str, state: dict[str, torch.Tensor]) -> None:
+    """Load a LoRA state dict (as `lora_state_dict` returns) into the adapter: every layer must be there,
+    with its shape (peft itself would leave a missing layer at its random init without a word)."""
     from peft.utils import set_peft_model_state_dict
 
+    expected = lora_state_dict(unet, adapter_name)
+    missing = sorted(expected.keys() - state.keys())
+    if missing:
+        raise UserError(f"character pack LoRA does not fit this UNet ({len(missing)} layers missing, "
+                        f"e.g. {missing[0]})")
+    for key in sorted(expected.keys() & state.keys()):
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            raise UserError(f"character pack LoRA does not fit this UNet: {key} has shape {tuple(state[key].shape)}, "
+                            f"the UNet needs {tuple(expected[key].shape)}")
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", [])
     if unexpected:

@@ -9,6 +9,7 @@ training settings, image hashes).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,20 +91,71 @@ def load_pack(path: str | os.PathLike) -> CharacterPack:
         raise UserError(f"{path} is not a character pack (unreadable safetensors: {err})") from None
     if metadata.get("format") != PACK_FORMAT or "timeinv.table" not in tensors:
         raise UserError(f"{path} is not a character pack (format {metadata.get('format')!r}, expected {PACK_FORMAT!r})")
-    return CharacterPack(
-        token=metadata["token"],
-        init_word=metadata["init_word"],
-        mode=metadata["mode"],
-        table=tensors["timeinv.table"],
-        num_train_timesteps=int(metadata["num_train_timesteps"]),
-        lora={k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")},
-        lora_rank=int(metadata["lora_rank"]),
-        lora_alpha=float(metadata["lora_alpha"]),
-        base_model=json.loads(metadata["base_model"]),
-        settings=json.loads(metadata["settings"]),
-        image_hashes=json.loads(metadata["image_hashes"]),
-        concept_images=tensors.get("concept.images"),
-    )
+    try:
+        pack = CharacterPack(
+            token=metadata["token"],
+            init_word=metadata["init_word"],
+            mode=metadata["mode"],
+            table=tensors["timeinv.table"],
+            num_train_timesteps=int(metadata["num_train_timesteps"]),
+            lora={k[len("lora."):]: v for k, v in tensors.items() if k.startswith("lora.")},
+            lora_rank=int(metadata["lora_rank"]),
+            lora_alpha=float(metadata["lora_alpha"]),
+            base_model=json.loads(metadata["base_model"]),
+            settings=json.loads(metadata["settings"]),
+            image_hashes=json.loads(metadata["image_hashes"]),
+            concept_images=tensors.get("concept.images"),
+        )
+    except KeyError as err:
+        raise UserError(f"character pack {path} is damaged: metadata {err} is missing; train it again") from None
+    except ValueError as err:  # int()/float() of a non-number, bad JSON (JSONDecodeError is a ValueError)
+        raise UserError(f"character pack {path} is damaged: bad metadata ({str(err)[:100]}); train it again") from None
+    problem = pack_problem(pack)
+    if problem:
+        raise UserError(f"character pack {path} is damaged: {problem}; train it again")
+    return pack
+
+
+def pack_problem(pack: CharacterPack) -> str | None:
+    """What makes a loaded pack unusable (types, shapes, finiteness, metadata agreeing with tensors), or None."""
+    from storyreel.generation.characters.tokens import MODES, check_token
+
+    try:
+        check_token(pack.token, "token")
+    except UserError as err:
+        return str(err)
+    if pack.mode not in MODES:
+        return f"mode {pack.mode!r} is not one of {', '.join(MODES)}"
+    if not isinstance(pack.base_model, dict) or not isinstance(pack.settings, dict):
+        return "base_model and settings must be JSON objects"
+    if not isinstance(pack.image_hashes, list):
+        return "image_hashes must be a JSON list"
+    if not 1 <= pack.num_train_timesteps <= 100_000:
+        return f"num_train_timesteps {pack.num_train_timesteps} is out of range"
+    table = pack.table
+    if table.ndim != 2 or not table.is_floating_point():
+        return f"timeinv.table must be a 2-D float table, got {tuple(table.shape)} {table.dtype}"
+    if not 1 <= table.shape[0] <= pack.num_train_timesteps or (pack.mode == "ti" and table.shape[0] != 1):
+        return f"timeinv.table has {table.shape[0]} rows for mode {pack.mode} and {pack.num_train_timesteps} timesteps"
+    if not torch.isfinite(table).all():
+        return "timeinv.table holds NaN or infinite values"
+    if not (math.isfinite(pack.lora_alpha) and 0 <= pack.lora_rank <= 1024):
+        return f"lora_rank {pack.lora_rank} / lora_alpha {pack.lora_alpha} are out of range"
+    if (pack.lora_rank > 0) != bool(pack.lora):
+        return f"lora_rank is {pack.lora_rank} but the pack has {len(pack.lora)} LoRA tensors"
+    for key, value in pack.lora.items():
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            return f"LoRA tensor {key} is not finite floats ({value.dtype})"
+        if value.ndim != 2 or pack.lora_rank not in value.shape:
+            return f"LoRA tensor {key} has shape {tuple(value.shape)}, not rank {pack.lora_rank}"
+    for key in pack.lora:  # peft saves each layer as a lora_A / lora_B pair
+        partner = key.replace("lora_A", "lora_B") if "lora_A" in key else key.replace("lora_B", "lora_A")
+        if partner != key and partner not in pack.lora:
+            return f"LoRA tensor {key} has no partner {partner}"
+    images = pack.concept_images
+    if images is not None and (images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3):
+        return f"concept.images must be uint8 (N, S, S, 3), got {tuple(images.shape)} {images.dtype}"
+    return None
 
 
 def check_base_model(pack: CharacterPack, base_model: dict[str, str], path) -> None:
@@ -132,6 +184,10 @@ def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
         if pack.token in tokens.tokens:
             raise UserError(f"character pack {path} uses token {pack.token!r}, "
                             "already taken by another --character pack")
+        width = models.text_encoder.get_input_embeddings().embedding_dim
+        if pack.table.shape[1] != width:
+            raise UserError(f"character pack {path} has {pack.table.shape[1]}-wide token embeddings; this text "
+                            f"encoder's are {width} wide (train the pack with the same --models preset)")
         tokens.add(pack.token, pack.make_table())
         if not pack.lora:  # a textual-inversion pack (`--mode ti`): the token alone, the UNet stays untouched
             continue

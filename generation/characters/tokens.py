@@ -17,6 +17,8 @@ wherever the token appears. Many characters can be active at once, each with its
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -121,6 +123,19 @@ def single_token_id(tokenizer, word: str) -> int:
             f"token (a plain common noun such as 'bear' or 'cat')"
         )
     return ids[0]
+
+
+# Printable ASCII without spaces: CLIP's tokenizer normalizes other text (an emoji, accents) so the
+# token would not come back as itself, and adapter names (lora.adapter_name_for) are built from it.
+_TOKEN = re.compile(r"[!-~]{1,64}")
+
+
+def check_token(token, where: str = "--token") -> str:
+    """A one-line UserError unless `token` is 1-64 printable ASCII characters without spaces ('<rex>')."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        raise UserError(f"{where} {token!r}: a character token is 1-64 ASCII letters, digits or punctuation "
+                        "without spaces, e.g. '<rex>'")
+    return token
 
 
 def check_new_token(tokenizer, token: str) -> None:

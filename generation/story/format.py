@@ -37,6 +37,7 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -46,7 +47,7 @@ import yaml
 
 from storyreel.core.errors import UserError
 from storyreel.generation.layout import DEFAULT_LAYOUT_STRENGTH, Layout, LayoutEntity, box_problem
-from storyreel.generation.settings import BACKENDS, GenerationSettings
+from storyreel.generation.settings import BACKENDS, GenerationSettings, setting_problem
 from storyreel.index.motion import MOTION_LABELS
 
 
@@ -122,6 +123,7 @@ CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
 # the pipeline's business).
 STORY_SETTINGS = ("frames", "fps", "height", "width", "steps", "cfg", "tau", "seed", "structure_scale")
 PLOT_FIELDS = tuple(f.name for f in fields(Plot) if f.name != "lines")
+MAX_CLIP_ID = 2**63 - 1  # clip ids are the catalog's BIGINTs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,6 +251,17 @@ class _StoryReader:
         return Character(pack=pack.resolve(), name=name, word=word, tau=tau)
 
     def default_value(self, key: str, node):
+        value = self._default_value(key, node)
+        self.check_range(node, f"defaults.{key}", key, value)
+        return value
+
+    def check_range(self, node, where: str, key: str, value) -> None:
+        """The setting's range (generation/settings.py LIMITS): e.g. frames up to 4096, seed below 2**32."""
+        problem = setting_problem(key, value)
+        if problem:
+            self.fail(node, where, problem)
+
+    def _default_value(self, key: str, node):
         where = f"defaults.{key}"
         if key == "tau":
             return self.fraction(node, where)
@@ -311,6 +324,10 @@ class _StoryReader:
                 values[key] = tokens
             else:  # frames, seed, clip
                 values[key] = self.integer(value_node, here, minimum=1 if key == "frames" else 0)
+                if key != "clip":
+                    self.check_range(value_node, here, key, values[key])
+                elif values[key] > MAX_CLIP_ID:
+                    self.fail(value_node, here, f"no clip has id {values[key]} (see `storyreel index ls`)")
         lines = {"": node.start_mark.line + 1}
         lines.update({key: value_node.start_mark.line + 1 for key, (_, value_node) in items.items()})
         return Plot(**values, lines=lines)
@@ -438,6 +455,8 @@ class _StoryReader:
         value = self.scalar(node, where, "a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(node, where, f"expected a number, got {value!r} ({type(value).__name__})")
+        if not math.isfinite(value):
+            self.fail(node, where, f"expected a finite number, got {value}")
         return float(value)
 
     def backend(self, node, where: str) -> str:

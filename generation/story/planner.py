@@ -15,11 +15,8 @@ Two planners return the same `Story` (generation/story/format.py):
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -28,6 +25,7 @@ from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
 from storyreel.generation.story import plan
 from storyreel.generation.story.format import Character, Plot, Story, names_to_tokens, plot_to_dict
+from storyreel.generation.story.llm_transport import check_timeout, check_url, post_json
 from storyreel.index.motion import MOTION_LABELS
 
 # ---------------------------------------------------------------------------------------------
@@ -133,6 +131,7 @@ def plan_with_llm(prose: str, url: str, model: str, characters: dict[str, str], 
     ("http://127.0.0.1:8080"), its "/v1" or the full ".../chat/completions". Each stage gets one retry
     with the validation error; a UserError if the server is unreachable or a retry fails too.
     """
+    check_llm_options(url, timeout)
     story_characters = _story_characters(characters, packs)
     endpoint = _chat_endpoint(url)
     cast = "\n".join(f"- {name}: token {token}" for name, token in characters.items()) or "- (none)"
@@ -167,6 +166,12 @@ def _ask(endpoint: str, model: str, messages: list[dict], timeout: float, api_ke
     raise AssertionError("unreachable")
 
 
+def check_llm_options(url: str, timeout: float) -> None:
+    """One-line UserErrors for a --llm URL that is not http(s) and a --llm-timeout out of range."""
+    check_url(url)
+    check_timeout(timeout)
+
+
 def _chat_endpoint(url: str) -> str:
     url = url.rstrip("/")
     if url.endswith("/chat/completions"):
@@ -175,23 +180,8 @@ def _chat_endpoint(url: str) -> str:
 
 
 def _chat(endpoint: str, model: str, messages: list[dict], timeout: float, api_key: str | None) -> str:
-    """One chat-completions request; returns the assistant message text."""
-    body = json.dumps({"model": model, "messages": messages, "temperature": 0}).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    request = urllib.request.Request(endpoint, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError as err:
-        detail = " ".join(err.read().decode("utf-8", "replace").split())[:200]
-        raise UserError(f"LLM server {endpoint} answered HTTP {err.code}: {detail or err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        reason = " ".join(str(getattr(err, "reason", err)).split())
-        raise UserError(f"cannot reach LLM server {endpoint} ({reason}); start it or leave out --llm") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"LLM server {endpoint} did not answer with chat-completions JSON") from None
+    """One chat-completions request (generation/story/llm_transport.py); returns the assistant message text."""
+    answer = post_json(endpoint, {"model": model, "messages": messages, "temperature": 0}, timeout, api_key)
     try:
         content = answer["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):

@@ -20,10 +20,12 @@ each plot, so an interrupted render keeps what it finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -47,6 +49,8 @@ from storyreel.generation.story.format import (
 MANIFEST_VERSION = 1
 KEYFRAMES = 3          # keyframes per storyboard panel
 PANEL_HEIGHT = 96      # storyboard row height in pixels
+LAYOUT_TILE_HEIGHT = 160  # keyframe height in a plot's layout picture (paint_layouts), pixels
+LAYOUT_GAP = 8         # white space around and between a layout picture's keyframes, pixels
 RETRIEVAL_POOL = 50    # candidates fetched per plot, so already-used clips can be skipped
 
 logger = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | None = None,
                  progress: Progress | None = None, log=None, overrides: dict | None = None, device=None,
-                 dtype=None, cpu_offload: bool = False) -> dict:
+                 dtype=None, cpu_offload: bool = False, force: bool = False) -> dict:
     """Render `story_path` with clips from `index_dir` into `out_dir`; returns the manifest.
 
     `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
@@ -64,7 +68,23 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
     `device`/`dtype`/`cpu_offload`: as ClipGenerator takes them.
     `progress`: a `Progress` (storyreel/core/progress.py) told each plot's stage and, in a child bar, its
     denoising steps; None reports nothing. `log`: a stream for the summary table and notes (None: logging).
+    `out_dir` must be new, empty or an earlier render's (`force`: any folder; see `claim_output_folder`).
     """
+    story = load_story(story_path)
+    if backend and story.backend is None:
+        story = dataclasses.replace(story, backend=backend)
+    # Packs, tokens and every plot's numbers, before the output folder is touched or any model loads (the
+    # preset the index decides is known only inside; the settings are checked again with it there).
+    check_story(story, preset or story.models.get("preset"))
+    out_dir = Path(out_dir)
+    claim_output_folder(out_dir, force=force)
+    with render_lock(out_dir):
+        return _render_locked(story, index_dir, out_dir, preset, progress, log, overrides, device, dtype,
+                              cpu_offload, force)
+
+
+def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log, overrides, device, dtype,
+                   cpu_offload: bool, force: bool) -> dict:
     from storyreel import index as index_package
     from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
     from storyreel.generation.story.otio import write_story_otio
@@ -72,12 +92,8 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
 
     progress = progress or Progress("render", quiet=True)
     steps = progress.child("steps")
-    story = load_story(story_path)
-    if backend and story.backend is None:
-        story = dataclasses.replace(story, backend=backend)
-    out_dir = Path(out_dir)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    previous = _read_manifest(out_dir / "manifest.json")
+    previous = _read_manifest(out_dir / "manifest.json", force=force)
+    (out_dir / "plots").mkdir(exist_ok=True)
     swaps = {("depth" if key == "depth_model" else key): value
              for key, value in story.models.items() if key != "preset"}
     swaps.update({key: value for key, value in (overrides or {}).items() if value is not None})
@@ -87,6 +103,7 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
         validate_pins(story, lambda clip_id: _clip_exists(index, clip_id))
         preset = preset or story.models.get("preset") or preset_for_model_id(index.model_id)
         preset = with_overrides(get_preset(preset), **swaps)
+        check_plot_settings(story, preset)
         embedder = clip_for_index(index.model_id, clip=swaps.get("clip"), device=device, dtype=dtype)
         models = _model_ids(preset, embedder.model_id)
 
@@ -96,9 +113,10 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
         # 3. Per plot: reuse the previous result, or depth → generate → write.
         generator = None
         plots = []
+        keys = [_plot_key(story, i, pick["clip"], models, preset) for i, pick in enumerate(picks)]
         for i, pick in enumerate(picks):
             settings = resolved_plot_settings(story, i, preset)
-            key = _plot_key(story, i, pick["clip"], models, preset)
+            key = keys[i]
             video = out_dir / "plots" / f"{i:02d}.mp4"
             done = previous.get("plots", {}).get(str(i))
             if done and done.get("key") == key and video.is_file() and _row_png(video).is_file():
@@ -114,7 +132,9 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
                     lambda stage, n=i + 1: progress.update(force=True, plot=n, of=len(picks), stage=stage),
                     on_step=lambda done, total: steps.update(steps=done, of=total))
                 plots.append({**entry, "key": key, "reused": False})
-            manifest = _manifest(story, preset, models, plots)
+            # Unchanged plots this run has not reached yet keep their earlier entries: an interrupted rerun
+            # forgets no finished plot, and the next run keeps them.
+            manifest = _manifest(story, preset, models, _merged_plots(previous, plots, keys))
             write_text_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
         # 4. Assemble the story video and the storyboard from the plot files.
@@ -127,6 +147,96 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
     if log is not None:  # the CLI prints it itself (unless --quiet)
         print(summary_table(plots), file=log)
     return manifest
+
+
+# -- checks and the output folder --------------------------------------------------------------------
+
+MARKER = ".storyreel-render"  # in OUT_DIR: this folder is a storyreel render (written before anything else)
+LOCK = ".storyreel-render.lock"  # flock'ed while a render writes to OUT_DIR
+
+
+def check_story(story: Story, preset=None) -> None:
+    """One-line UserErrors, before any model loads: every character's token valid and equal to its pack's
+    token, every pack intact, every plot's settings in range (with `preset`'s defaults; None: the default)."""
+    from storyreel.generation.characters.pack import load_pack
+    from storyreel.generation.characters.tokens import check_token
+
+    where = story.source or "story"
+    for token, character in story.characters.items():
+        check_token(token, f"{where}: characters:")
+        pack = load_pack(character.pack)
+        if pack.token != token:
+            raise UserError(f"{where}: characters.{token}: pack {character.pack} is for token {pack.token!r}; "
+                            f"write the character as {pack.token!r} or train a pack with --token '{token}'")
+    check_plot_settings(story, preset)
+
+
+def check_plot_settings(story: Story, preset=None) -> None:
+    """Every plot's GenerationSettings in range (generation/settings.py `check`), naming the plot."""
+    for i in range(len(story.plots)):
+        try:
+            plot_settings(story, i, preset).check()
+        except UserError as err:
+            raise UserError(f"{story.source or 'story'}: plots[{i}]: {err}") from None
+
+
+def claim_output_folder(out_dir: Path, *, force: bool = False) -> None:
+    """Make `out_dir` a render folder: new, empty, or already one (its marker file, or an earlier
+    storyreel manifest). Any other folder is refused unless `force`, so no unrelated file is overwritten."""
+    from storyreel.core.files import check_output_path, write_text_atomic
+
+    check_output_path(out_dir, "--out", folder=True, create_parents=True)
+    if out_dir.is_dir() and not (out_dir / MARKER).is_file():
+        others = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK)
+        if others and not force and not _is_earlier_render(out_dir):
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise UserError(f"--out {out_dir} is a folder with other files in it ({shown}) and not a storyreel "
+                            "render; choose a new or empty folder, or pass --force to render into it")
+    for name in ("plots",):
+        if (out_dir / name).exists() and not (out_dir / name).is_dir():
+            raise UserError(f"--out {out_dir}: {out_dir / name} is a file; move it away or choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / MARKER).is_file():
+            write_text_atomic(out_dir / MARKER, json.dumps({"kind": "storyreel-render", "version": MANIFEST_VERSION})
+                              + "\n")
+    except OSError as err:
+        raise UserError(f"--out {out_dir}: cannot write there ({err.strerror or err})") from None
+
+
+def _is_earlier_render(out_dir: Path) -> bool:
+    """A render folder written before renders left a marker: its manifest is a storyreel one."""
+    try:
+        return bool(_read_manifest(out_dir / "manifest.json")) and (out_dir / "plots").is_dir()
+    except UserError:
+        return False
+
+
+@contextlib.contextmanager
+def render_lock(out_dir: Path):
+    """Hold OUT_DIR's lock while rendering: a second render into the same folder stops with one line.
+
+    An flock dies with its process, so a killed render never leaves a stale lock behind.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: render without the lock
+        yield
+        return
+    fd = os.open(out_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            raise UserError(f"--out {out_dir}: another storyreel render is writing there"
+                            f"{f' (process {holder})' if holder else ''}; wait for it to finish or choose "
+                            "another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- retrieval ---------------------------------------------------------------------------------------
@@ -210,9 +320,7 @@ class PlotGenerator:
         self.clips = ClipGenerator(preset, characters=[c.pack for c in story.characters.values()], backend=backend,
                                    device=device, dtype=dtype, cpu_offload=cpu_offload)
         self.packs = {token: load_pack(c.pack) for token, c in story.characters.items()}
-        # One outline colour per entity name across the whole storyboard, in order of first appearance.
-        names = dict.fromkeys(e.name for plot in story.plots for e in plot.entities or [])
-        self.colours = {name: BOX_COLOURS[n % len(BOX_COLOURS)] for n, name in enumerate(names)}
+        self.colours = entity_colours(story)
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage, on_step=None) -> dict:
         from storyreel.generation.evaluate import score_clip
@@ -277,6 +385,61 @@ def write_storyboard_row(path: Path, text: str, source: np.ndarray, depth_frames
                 tile_height=PANEL_HEIGHT, gap=8, background="white", ink="black")
 
 
+def entity_colours(story: Story) -> dict[str, str]:
+    """One outline colour per entity name across the whole story, in order of first appearance (the
+    storyboard's and the layout pictures' colours agree)."""
+    names = dict.fromkeys(e.name for plot in story.plots for e in plot.entities or [])
+    return {name: BOX_COLOURS[n % len(BOX_COLOURS)] for n, name in enumerate(names)}
+
+
+def paint_layouts(story: Story, path, *, index=None, render_dir=None, preset=None) -> Path | None:
+    """The plan's layout, rendered or not, as the PNG `path`: a row per plot with entities, its text above
+    KEYFRAMES keyframes with the entity boxes outlined and labelled (the storyboard's painter and
+    colours). Returns `path`, or None (nothing written) when no plot has entities. The UI's Story tab
+    shows it.
+
+    The keyframes are the plot's source clip's when `index` holds it: the pinned clip, else the clip the
+    render in `render_dir` retrieved for the plot (its manifest). They are cover-cropped to the plot's
+    size as depth conditioning crops them (depth/conditioning.py), since boxes are fractions of the
+    generated frame. Without such a clip, neutral grey frames of the plot's size.
+    """
+    from PIL import Image, ImageOps
+
+    from storyreel.core.sheet import SheetRow, paint_sheet
+    from storyreel.generation.layout import interpolate_boxes
+
+    colours = entity_colours(story)
+    # A manifest that is not one just means no retrieved clips here (force: ignored, not refused).
+    rendered = _read_manifest(Path(render_dir) / "manifest.json", force=True).get("plots", {}) if render_dir else {}
+    rows = []
+    for i, plot in enumerate(story.plots):
+        if not plot.entities:
+            continue
+        settings = plot_settings(story, i, preset)
+        size = (settings.width, settings.height)
+        retrieved = rendered.get(str(i), {}).get("clip")
+        clip_id = plot.clip if plot.clip is not None else retrieved.get("clip_id") if isinstance(retrieved, dict) \
+            else None
+        if index is not None and isinstance(clip_id, int) and _clip_exists(index, clip_id):
+            clip = index.clip(clip_id)
+            images = [np.asarray(ImageOps.fit(Image.fromarray(frame), size, Image.BILINEAR))
+                      for frame in index.read_frames(clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))]
+            source = f"clip {clip_id}"
+        else:
+            images = [np.full((size[1], size[0], 3), 128, np.uint8)] * KEYFRAMES
+            source = "no clip yet"
+        keyframes = _keyframe_indices(settings.frames)[:len(images)]
+        boxes = [(e.name, interpolate_boxes(e.boxes, settings.frames)) for e in plot.entities]
+        tiles = [[(b[f], name, colours[name]) for name, b in boxes] for f in keyframes]
+        # One panel per keyframe, so the gap separates grey keyframes too.
+        rows.append(SheetRow([[image] for image in images[:len(keyframes)]],
+                             [f"plot {i + 1} ({source}, frames {', '.join(map(str, keyframes))}): {plot.text}"[:160]],
+                             boxes=[[t] for t in tiles]))
+    if not rows:
+        return None
+    return paint_sheet(path, rows, tile_height=LAYOUT_TILE_HEIGHT, gap=LAYOUT_GAP, background="white", ink="black")
+
+
 def assemble_storyboard(rows: list[Path], out: Path) -> None:
     """Stack the plots' rows into storyboard.png (one row per plot)."""
     from storyreel.core.images import read_rgb
@@ -333,12 +496,33 @@ def _manifest(story: Story, preset, models: dict, plots: list[dict]) -> dict:
     }
 
 
-def _read_manifest(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
+def _merged_plots(previous: dict, plots: list[dict], keys: list[str]) -> list[dict]:
+    """This run's plot entries, then the earlier manifest's entries for the other plots that are still
+    current (same key: unchanged, so a rerun keeps them); entries of changed plots are dropped."""
+    done = {p["index"] for p in plots}
+    earlier = [entry for i, entry in previous.get("plots", {}).items()
+               if i.isdigit() and int(i) < len(keys) and int(i) not in done and entry.get("key") == keys[int(i)]]
+    return sorted(plots + earlier, key=lambda p: p["index"])
+
+
+def _read_manifest(path: Path, force: bool = False) -> dict:
+    """The earlier render's manifest ({} if none). A file that is not one is refused, not overwritten
+    (`force`: ignored and replaced)."""
+    if not path.exists():
         return {}
-    return manifest if isinstance(manifest, dict) and manifest.get("version") == MANIFEST_VERSION else {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        plots = manifest["plots"]
+        ok = (manifest.get("version") == MANIFEST_VERSION and isinstance(plots, dict)
+              and all(isinstance(p, dict) and p.get("index") == int(k) for k, p in plots.items()))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        ok = False
+    if ok:
+        return manifest
+    if force:
+        return {}
+    raise UserError(f"--out {path} is not a storyreel render manifest; move it away, choose another --out, "
+                    "or pass --force to replace it")
 
 
 def _row_png(video: Path) -> Path:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from storyreel.core.errors import UserError
-from storyreel.core.files import atomic_write
+from storyreel.core.files import atomic_write, check_output_path
 from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 from storyreel.generation.characters.lora import (
     adapter_name_for,
@@ -38,7 +38,13 @@ from storyreel.generation.characters.lora import (
     lora_state_dict,
 )
 from storyreel.generation.characters.pack import CharacterPack
-from storyreel.generation.characters.tokens import MODES, CharacterTokens, make_timeinv_table, single_token_id
+from storyreel.generation.characters.tokens import (
+    MODES,
+    CharacterTokens,
+    check_token,
+    make_timeinv_table,
+    single_token_id,
+)
 
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
@@ -71,6 +77,21 @@ class TrainSettings:
     gradient_checkpointing: bool | None = False
 
     def __post_init__(self):
+        import math
+
+        for flag, value, lowest, highest in (("--lr", self.learning_rate, 1e-12, 10.0),
+                                             ("--tau", self.tau, 0.0, 1.0),
+                                             ("structure_scale", self.structure_scale, 0.0, 100.0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and lowest <= value <= highest):
+                raise UserError(f"{flag} must be a finite number from {lowest:g} to {highest:g}, got {value}")
+        for flag, value, highest in (("--steps", self.steps, 10_000_000), ("--rank", self.lora_rank, 1024),
+                                     ("--frames", self.frames, 256), ("--size", self.size or 8, 4096),
+                                     ("--anchors", self.anchors or 2, 100_000), ("--seed", self.seed, 2**32 - 1),
+                                     ("--buckets", self.num_buckets or 1, 100_000)):
+            if value > highest:
+                raise UserError(f"{flag} must be at most {highest}, got {value}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be at least 0, got {self.seed}")
         if self.mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.steps < 1:
@@ -380,22 +401,27 @@ class CharacterTrainer:
         }
         atomic_write(path, lambda tmp: torch.save(state, tmp))
 
-    def load_checkpoint(self, path: str | os.PathLike) -> None:
+    def load_checkpoint(self, path: str | os.PathLike, state: dict | None = None) -> None:
+        """Continue from the checkpoint at `path` (`state`: it, already read by `read_checkpoint`)."""
         path = Path(path)
-        if not path.is_file():
-            raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start fresh")
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        state = state if state is not None else read_checkpoint(path)
         if state["identity"] != self._identity():
             raise UserError(
                 f"--resume: checkpoint {path} is for other training inputs (token, mode, images, base model, "
                 f"size or TimeInv anchors differ); delete it or run without --resume"
             )
-        with torch.no_grad():
-            self.table_param.copy_(state["table"])
-        if self.adapter:
-            load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        try:
+            if tuple(state["table"].shape) != tuple(self.table_param.shape):
+                raise ValueError(f"table shape {tuple(state['table'].shape)}")
+            with torch.no_grad():
+                self.table_param.copy_(state["table"])
+            if self.adapter:
+                load_lora_state_dict(self.c.unet, self.adapter, state["lora"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.generator.set_state(state["generator"])
+        except (RuntimeError, ValueError, TypeError, KeyError, UserError) as err:
+            raise UserError(f"--resume: checkpoint {path} does not fit this training ({str(err)[:120]}); "
+                            "delete it or run without --resume") from None
         self.step_count = state["step"]
         self.losses = list(state["losses"])
 
@@ -441,6 +467,42 @@ def checkpoint_path_for(out: str | os.PathLike) -> Path:
     return Path(f"{out}.ckpt")
 
 
+CHECKPOINT_KEYS = {"step": int, "table": torch.Tensor, "lora": dict, "optimizer": dict,
+                   "generator": torch.Tensor, "losses": list, "identity": dict}
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """A training checkpoint (`CharacterTrainer.save_checkpoint`), checked: one-line UserErrors for a
+    missing, truncated or tampered file (tensors only: `weights_only`, never arbitrary pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--resume: no checkpoint at {path}; run without --resume to start fresh")
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - truncated zip, pickle with code, ...: all mean "unreadable"
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise UserError(f"--resume: checkpoint {path} is unreadable ({reason}); delete it or run without "
+                        "--resume") from None
+    problem = None
+    if not isinstance(state, dict):
+        problem = "not a dict"
+    else:
+        for key, kind in CHECKPOINT_KEYS.items():
+            if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+                problem = f"field {key!r} missing or not a {kind.__name__}"
+                break
+        else:
+            if not state["table"].is_floating_point() or not torch.isfinite(state["table"]).all():
+                problem = "the table is not finite floats"
+            elif not all(isinstance(v, torch.Tensor) and torch.isfinite(v).all() for v in state["lora"].values()):
+                problem = "the LoRA weights are not finite tensors"
+            elif state["step"] < 0:
+                problem = f"step {state['step']}"
+    if problem:
+        raise UserError(f"--resume: checkpoint {path} is damaged ({problem}); delete it or run without --resume")
+    return state
+
+
 
 
 def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_index=None,
@@ -466,9 +528,13 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_ind
     out = Path(out)
     if reg_index and reg_clips < 1:
         raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")
-    if not out.parent.is_dir():
-        raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    if reg_index and reg_clips > 100_000:
+        raise UserError(f"--reg-clips must be at most 100000, got {reg_clips}")
+    check_output_path(out, "--out")
+    check_output_path(checkpoint_path_for(out), "--out (its checkpoint)")
+    check_token(settings.token, "--token")
     images = load_concept_images(images_dir)  # fail on bad images before loading any model
+    resume_state = read_checkpoint(checkpoint_path_for(out)) if resume else None
     regularization = (regularization_clips(reg_index, settings.init_word, reg_clips, settings.size,
                                            settings.frames, preset) if reg_index else None)
     components = create_components(preset)
@@ -478,7 +544,7 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_ind
                                regularization, autocast_dtype=dtype)
     checkpoint = checkpoint_path_for(out)
     if resume:
-        trainer.load_checkpoint(checkpoint)
+        trainer.load_checkpoint(checkpoint, resume_state)
     trainer.fit(checkpoint, progress)
     trainer.save_checkpoint(checkpoint)
     save_pack(trainer.pack(), out)

@@ -19,10 +19,10 @@ import importlib
 
 _EXPORTS = {
     "errors": ["UserError", "UsageError", "MissingWeightsError"],
-    "files": ["atomic_write", "write_text_atomic", "sidecar_path"],
+    "files": ["atomic_write", "write_text_atomic", "sidecar_path", "check_output_path"],
     "progress": ["Progress"],
     "hub": ["hf_cache_dir", "hf_file", "hf_folder"],
-    "images": ["read_rgb", "IMAGE_SUFFIXES"],
+    "images": ["read_rgb", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS"],
     "video": ["BadVideo", "VideoInfo", "probe", "iter_frames", "read_frames", "read_video", "write_mp4",
               "spread_indices", "segment_centres", "scaled_size"],
     "writers": ["write_video", "check_writable", "output_format"],

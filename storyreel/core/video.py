@@ -63,7 +63,9 @@ def _decoder_path(path: str):
 
 def _reader(path: str, width: int = -1, height: int = -1):
     # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
-    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4).
+    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4). FAISS too: loaded after
+    # decord, its k-means (IVF training) segfaults (faiss-cpu 1.15 + decord2 3.4).
+    import faiss  # noqa: F401
     import torch  # noqa: F401
     # isort: split
     import decord
@@ -218,10 +220,15 @@ def _read_gif(path) -> tuple[np.ndarray, float]:
     """
     from PIL import Image, ImageSequence
 
+    from storyreel.core.images import MAX_IMAGE_PIXELS
+
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height * getattr(image, "n_frames", 1) > 16 * MAX_IMAGE_PIXELS:
+                raise BadVideo(f"gif of {image.n_frames} frames of {width}x{height} is too large to decode")
             frames = [(np.asarray(f.convert("RGB")), f.info.get("duration", 0)) for f in ImageSequence.Iterator(image)]
-    except (OSError, ValueError, SyntaxError) as err:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise BadVideo(f"not a readable gif ({type(err).__name__})") from None
     delay_ms = float(np.mean([ms or 0 for _, ms in frames]))
     fps = 1000.0 / delay_ms if delay_ms > 0 else 10.0  # no delay stored: browsers show 10 frames a second

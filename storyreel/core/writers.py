@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.core.files import _umask, atomic_write, sidecar_path, write_text_atomic
+from storyreel.core.files import _umask, atomic_write, check_output_path, sidecar_path, temp_dir, write_text_atomic
 from storyreel.core.video import write_mp4
 
 FORMATS = {".mp4": "mp4", ".gif": "gif", "": "png"}  # a path without a suffix is a folder of PNG frames
@@ -32,17 +31,11 @@ def output_format(path) -> str:
     return FORMATS[suffix]
 
 
-def check_writable(path) -> None:
+def check_writable(path, flag: str = "--out") -> None:
     """Fail early, before minutes of sampling, if `path` cannot be written."""
     path = Path(path)
-    output_format(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"output {path}: folder {parent} does not exist; create it or choose another --out")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output {path}: folder {parent} is not writable; choose another --out")
-    if path.is_dir() and output_format(path) != "png":
-        raise UserError(f"output {path} is a folder; give a file name ending in .mp4 or .gif")
+    kind = output_format(path)
+    check_output_path(path, flag, folder=kind == "png")
 
 
 def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | None = None, crf: int = 18) -> Path:
@@ -63,7 +56,11 @@ def write_video(frames: np.ndarray, path, *, fps: float = 8.0, metadata: dict | 
         if metadata is not None:
             sidecar = {**metadata, "output": str(path), "format": kind, "fps": fps, "frames": int(frames.shape[0]),
                        "height": int(frames.shape[1]), "width": int(frames.shape[2])}
-            write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+            try:
+                write_text_atomic(sidecar_path(path), json.dumps(sidecar, indent=2) + "\n")
+            except OSError:  # a clip without its sidecar is a partial output: take the clip back
+                shutil.rmtree(path, ignore_errors=True) if kind == "png" else path.unlink(missing_ok=True)
+                raise
     except OSError as err:
         raise UserError(f"output {path}: could not write ({err.strerror or err}); choose another --out") from err
     return path
@@ -84,7 +81,7 @@ def _write_png_folder(frames: np.ndarray, folder: Path) -> None:
 
     if folder.is_dir() and any(not p.name.startswith("frame_") or p.suffix != ".png" for p in folder.iterdir()):
         raise UserError(f"output {folder} is a folder with other files in it; choose a new folder for PNG frames")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = temp_dir(folder)
     try:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.index.catalog import ClipRow
-from storyreel.index.reader import Index, frame_offsets
+from storyreel.index.catalog import ClipFilter, ClipRow
+from storyreel.index.reader import Index, clip_vector, frame_offsets
 
 DIM = 16
 MODEL_ID = "fake-clip"
@@ -70,10 +70,7 @@ class MemoryIndex:
             raise ValueError("frame_vectors must have one entry per clip row")
         self._videos = dict(videos or {})
         ids = np.array(sorted(self._rows), dtype=np.int64)
-        pooled = np.zeros((len(ids), self.dim), np.float32)
-        for i, cid in enumerate(ids.tolist()):
-            mean = self._frame_vectors[cid].mean(axis=0)
-            pooled[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        pooled = self._clip_vectors(ids)
         self.vector_index = build_vector_index(ids, pooled)
         self.fetched: list[int] = []
 
@@ -103,9 +100,17 @@ class MemoryIndex:
     def frame_vectors(self, clip_ids) -> dict[int, np.ndarray]:
         return {int(c): self._frame_vectors[int(c)] for c in clip_ids if int(c) in self._frame_vectors}
 
-    def search_vectors(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_vectors(self, query: np.ndarray, n: int, where: ClipFilter | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         self.fetched.append(int(n))
-        return Index.search_vectors(self, query, n)  # the real code, over this index's FAISS vectors
+        return Index.search_vectors(self, query, n, where)  # the real code, over this index's FAISS vectors
+
+    def _filtered_ids(self, where: ClipFilter) -> np.ndarray:
+        return np.array(sorted(cid for cid, row in self._rows.items() if where.matches(row)), dtype=np.int64)
+
+    def _clip_vectors(self, clip_ids) -> np.ndarray:
+        return np.stack([clip_vector(self._frame_vectors[int(c)]) for c in clip_ids]) if len(clip_ids) else \
+            np.zeros((0, self.dim), np.float32)
 
     def close(self) -> None:
         pass

@@ -168,12 +168,19 @@ def make_corpus(
     return truths
 
 
+def mixture_centres(dim: int, centres: int, seed: int = 0) -> np.ndarray:
+    """The unit centre directions `clustered_vectors(..., centres, seed=seed)` draws around."""
+    rng = np.random.default_rng(seed)
+    centre_vectors = rng.standard_normal((centres, dim)).astype(np.float32)
+    return centre_vectors / np.linalg.norm(centre_vectors, axis=1, keepdims=True)
+
+
 def clustered_vectors(n: int, dim: int, centres: int = 1000, noise: float = 0.5, seed: int = 0) -> np.ndarray:
     """L2-normalized float32 (n, dim) vectors around `centres` random directions, like real embeddings
     (uniform random high-dimensional vectors have no near neighbours worth finding). `noise` is the
     spread around a centre relative to the centre's length."""
     rng = np.random.default_rng(seed)
-    centre_vectors = rng.standard_normal((centres, dim)).astype(np.float32)
+    centre_vectors = rng.standard_normal((centres, dim)).astype(np.float32)  # = mixture_centres(dim, centres, seed)
     centre_vectors /= np.linalg.norm(centre_vectors, axis=1, keepdims=True)
     out = np.empty((n, dim), np.float32)
     for start in range(0, n, 100_000):  # in chunks: bounded temporary memory at 1M x 512
@@ -182,3 +189,44 @@ def clustered_vectors(n: int, dim: int, centres: int = 1000, noise: float = 0.5,
         chunk += rng.standard_normal(chunk.shape, dtype=np.float32) * (noise / np.sqrt(dim))
         out[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
+
+
+def text_like_queries(n: int, dim: int, centres: int, seed: int = 0, pull: float = 0.3, offset: float = 1.0,
+                      noise: float = 0.5, query_seed: int = 1) -> np.ndarray:
+    """Out-of-distribution queries for vectors from `clustered_vectors(..., centres, seed=seed)`, shaped
+    like CLIP text embeddings against image embeddings (CLIP's modality gap: a caption and its image
+    have cosine ~0.3): cosine `pull` with one random centre, the rest a strong offset shared by every
+    query (weight `offset`) plus per-query noise. L2-normalized float32 (n, dim)."""
+    rng = np.random.default_rng(query_seed)
+    centre_vectors = mixture_centres(dim, centres, seed)
+    shared = rng.standard_normal(dim).astype(np.float32)
+    shared /= np.linalg.norm(shared)
+    rest = offset * shared + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
+    chosen = centre_vectors[rng.integers(0, centres, n)]
+    rest -= (rest * chosen).sum(axis=1, keepdims=True) * chosen  # orthogonal to the chosen centre
+    rest /= np.linalg.norm(rest, axis=1, keepdims=True)
+    queries = pull * chosen + np.sqrt(1 - pull**2) * rest
+    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+
+def write_long_video(path, seconds: float, fps: float = 24.0, size: tuple[int, int] = (64, 48),
+                     shot_seconds: float = 10.0, seed: int = 0) -> int:
+    """Encode a long video cheaply and streaming (memory flat in length): `seconds` of `size` frames,
+    a hard cut every `shot_seconds` to a new random texture that slides 1 px a frame. Returns the
+    frame count. For the long-video test and scripts/bench_long_video.py."""
+    from storyreel.core.video import write_mp4
+
+    width, height = size
+    total = int(round(seconds * fps))
+    shot_frames = max(1, int(round(shot_seconds * fps)))
+    rng = np.random.default_rng(seed)
+
+    def frames():
+        for first in range(0, total, shot_frames):
+            count = min(shot_frames, total - first)
+            tile = rng.integers(0, 256, size=(height // 4 + 1, (width + count) // 4 + 2, 3), dtype=np.uint8)
+            scene = tile.repeat(4, 0).repeat(4, 1)[:height]
+            for i in range(count):
+                yield scene[:, i:i + width]
+
+    write_mp4(path, frames(), fps=fps, crf=28)
+    return total

@@ -4,7 +4,8 @@ Tabs and the front doors they call:
     Index       storyreel.index.build / open_index (stats, errors)
     Search      storyreel.retrieval.search; a picked clip's frames (Index.read_frames) and depth
                 (storyreel.depth.conditioning_for_source, cached in the index as the CLI caches it)
-    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners
+    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners;
+                render.paint_layouts (entity boxes over the plots' keyframes)
     Characters  generation.training.train_character; packs listed and previewed with load_pack
     Render      generation.story.render_story (reruns keep unchanged plots, as the CLI's do)
 
@@ -45,6 +46,8 @@ class UIConfig:
     out: Path = Path("storyreel-ui")
     roots: tuple[Path, ...] = ()
     preset: str | None = None
+    device: str | None = None  # --device/--dtype, as every model command takes them (storyreel/core/devices.py)
+    dtype: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
     max_upload_mb: float = 20.0
@@ -145,13 +148,20 @@ class StoryreelApp:
 
     # -- shared models (loaded once, used by every tab's handlers) -------------------------------
 
+    def device_args(self, training: bool = False) -> dict:
+        """device= and dtype= for the library calls, from --device/--dtype (checked once at start)."""
+        from storyreel.core.devices import pick_device, pick_dtype
+
+        device = pick_device(self.config.device)
+        return {"device": device, "dtype": pick_dtype(self.config.dtype, device, training=training)}
+
     def embedder(self):
         from storyreel.core.models import resolve_preset
         from storyreel.index.embed import load_clip
 
         with self._models_lock:
             if "clip" not in self._models:
-                self._models["clip"] = load_clip(resolve_preset(self.config.preset))
+                self._models["clip"] = load_clip(resolve_preset(self.config.preset), **self.device_args())
             return self._models["clip"]
 
     def depth_model(self):
@@ -159,7 +169,8 @@ class StoryreelApp:
 
         with self._models_lock:
             if "depth" not in self._models:
-                self._models["depth"] = depth.create_depth_model(depth.model_for_preset(self.config.preset))
+                self._models["depth"] = depth.create_depth_model(depth.model_for_preset(self.config.preset),
+                                                                     **self.device_args())
             return self._models["depth"]
 
     # -- Index tab ----------------------------------------------------------------------------------
@@ -173,7 +184,8 @@ class StoryreelApp:
         if not videos.is_dir():
             raise UserError(f"video folder {videos} does not exist or is not a folder")
         progress = PageProgress(_no_bar if bar is None else bar, "index")
-        report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress)
+        report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress,
+                             **self.device_args())
         status = (f"Indexed {report.videos} videos: {report.new} new, {report.changed} changed, "
                   f"{report.unchanged} unchanged, {report.removed} removed; {report.clips} clips, "
                   f"{report.errors} files failed ({report.seconds:.1f} s).")
@@ -344,6 +356,33 @@ class StoryreelApp:
         story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(self.config.preset)))
         return f"Planned {len(story.plots)} plots: check them, then Save.", story_yaml(story, path)
 
+    def story_layouts(self, story_path: str):
+        """The layout picture (png path, or None): each plot with entities, its boxes over its source clip's
+        keyframes (pinned, or the last render's) or neutral frames (generation/story/render.py
+        paint_layouts). An unreadable story shows none: its error is in the status line already."""
+        import contextlib
+
+        from storyreel import index
+        from storyreel.generation.story import load_story
+        from storyreel.generation.story.render import paint_layouts
+
+        try:
+            path = self.roots.resolve(story_path, "story file")
+            story = load_story(path) if path.is_file() else None
+        except UserError:
+            return None
+        if story is None:
+            return None
+        with contextlib.ExitStack() as stack:
+            opened = None
+            if self.config.index is not None and Path(self.config.index).is_dir():
+                with contextlib.suppress(UserError):  # an index that cannot open: grey frames (Index tab says why)
+                    opened = stack.enter_context(index.open_index(self.config.index))
+            # A fresh file per call: the page then never shows a cached older picture.
+            picture = Path(tempfile.mkdtemp(prefix="layout-", dir=self.temp)) / "layout.png"
+            return paint_layouts(story, picture, index=opened, render_dir=self.config.out / "render",
+                                 preset=self.config.preset)
+
     # -- Characters tab -----------------------------------------------------------------------------
 
     def train(self, files, token: str, init_word: str, steps, out_path: str, bar=None):
@@ -368,7 +407,8 @@ class StoryreelApp:
         if not settings.token or not settings.init_word:
             raise UserError("a pack needs a token (e.g. <rex>) and an init word (e.g. dog)")
         summary = train_character(images, out, settings, preset=resolve_preset(self.config.preset),
-                                  progress=PageProgress(_no_bar if bar is None else bar, "train"))
+                                  progress=PageProgress(_no_bar if bar is None else bar, "train"),
+                                  **self.device_args(training=True))
         return md(f"Trained {summary['token']} for {summary['steps']} steps from {summary['images']} images "
                 f"into {out}."), self.pack_rows()
 
@@ -416,7 +456,8 @@ class StoryreelApp:
                                 unit_in_progress=True)
         log = _Lines()
         try:
-            manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log)
+            manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log,
+                                    **self.device_args())
         except Cancelled:
             kept = len(_read_plots(out / "manifest.json"))
             return (f"Render cancelled: {kept} finished plots are kept in {out / 'manifest.json'}; "
@@ -512,7 +553,10 @@ class StoryreelApp:
                                              elem_id="plan-llm-url")
                         llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
                     plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                gr.Markdown("Entity boxes over the keyframe: not shown yet (the story format has no layout).")
+                gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
+                            "is pinned or rendered):")
+                # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
+                layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
             with gr.Tab("Characters", id="characters"):
                 with gr.Row():
                     uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
@@ -571,12 +615,16 @@ class StoryreelApp:
             select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
             results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
                            concurrency_id="search")
-            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml])
-            # Story
-            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots])
-            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots])
+            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml]
+                      ).then(self.story_layouts, [story_path], [layouts])
+            # Story (the layout pictures follow every load, save and pin: drawn from the file as saved)
+            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
+                       ).then(self.story_layouts, [story_path], [layouts])
+            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots]
+                       ).then(self.story_layouts, [story_path], [layouts])
             save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), skip), 4),
-                             [story_path, characters, plots], [story_status, story_yaml, characters, plots])
+                             [story_path, characters, plots], [story_status, story_yaml, characters, plots]
+                             ).then(self.story_layouts, [story_path], [layouts])
             plan.click(guard(self.plan, 2), [story_path, prose, cast, llm_url, llm_model], [story_status, story_yaml])
             # Characters
             train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
@@ -590,7 +638,8 @@ class StoryreelApp:
                          concurrency_id="render", concurrency_limit=1)
             cancel.click(self.cancel_render, None, [render_status], queue=False)
             # On open: what is already there.
-            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots])
+            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
+                      ).then(self.story_layouts, [story_path], [layouts])
             page.load(lambda: self.pack_rows(), None, [packs])
             if config.index is not None:
                 page.load(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])

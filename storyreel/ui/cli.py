@@ -1,7 +1,7 @@
 """`storyreel ui`: serve the web app (storyreel/ui/app.py; see storyreel/cli.py and docs/CLI.md).
 
     storyreel ui [--index DIR] [--story FILE] [--out DIR] [--root DIR ...] [--host 127.0.0.1] [--port 7860]
-                 [--max-upload-mb 20] [--models P]
+                 [--max-upload-mb 20] [--models P] [--device D] [--dtype T]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def add_commands(commands) -> None:
     parser = add_command(commands, "ui", _run_ui, "web app: index, search, story, characters, render",
                          description="Serve a web page (Gradio) with Index, Search, Story, Characters and Render "
                                      "tabs. Paths typed into the page must lie inside the index, story and "
-                                     "output folders or a --root.", json=None, device=False)
+                                     "output folders or a --root.", json=None)
     parser.add_argument("--index", metavar="INDEX_DIR", help="index folder the page opens with")
     parser.add_argument("--story", metavar="STORY.yaml", help="story file the page opens with")
     parser.add_argument("--out", metavar="DIR", default="storyreel-ui",
@@ -49,10 +49,14 @@ def _run_ui(args) -> int:
             raise UserError(f"{flag} {folder} does not exist or is not a folder")
     if args.story is not None and not Path(args.story).resolve().parent.is_dir():
         raise UserError(f"--story {args.story}: folder {Path(args.story).resolve().parent} does not exist")
+    from storyreel.core.devices import device_and_dtype
+
+    device_and_dtype(args)  # a bad --device/--dtype is one line now, not an error on every page action
     Path(args.out).mkdir(parents=True, exist_ok=True)
     config = UIConfig(index=Path(args.index).resolve() if args.index else None,
                       story=Path(args.story).resolve() if args.story else None, out=Path(args.out),
-                      roots=tuple(Path(r) for r in args.root), preset=resolve_preset(args.models), host=args.host,
+                      roots=tuple(Path(r) for r in args.root), preset=resolve_preset(args.models),
+                      device=args.device, dtype=args.dtype, host=args.host,
                       port=args.port, max_upload_mb=args.max_upload_mb)
     StoryreelApp(config).launch(block=True)
     return 0
