@@ -241,9 +241,18 @@ def _additive(allowed: torch.Tensor, dtype, device) -> torch.Tensor:
 def _masked_attention(attn, hidden_states, mask, context=None, first_frame=None):
     """Attention with an additive `mask` (rows, 1, queries, keys), broadcast over the heads: to `context`
     (cross-attention) when given, else self-attention, with keys and values from frame 1 when
-    `first_frame` (CrossFrameAttnProcessor.first_frame) is given. As diffusers' AttnProcessor2_0 for the
-    transformer blocks' 3-D hidden states (no spatial norm there)."""
-    residual = hidden_states
+    `first_frame` (CrossFrameAttnProcessor.first_frame) is given."""
+    out = attention_core(attn, hidden_states, context, mask, first_frame)
+    if attn.residual_connection:
+        out = out + hidden_states
+    return out / attn.rescale_output_factor
+
+
+def attention_core(attn, hidden_states, context=None, mask=None, first_frame=None):
+    """diffusers' AttnProcessor2_0 on 3-D hidden states, between its input reshaping and its residual:
+    group norm, projections, keys and values from frame 1 when `first_frame` is given, per-head
+    scaled-dot-product attention with `mask`, output projection (Text2Video-Zero's cross-frame processor,
+    generation/zero.py, shares it)."""
     if attn.group_norm is not None:
         hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
     query = attn.to_q(hidden_states)
@@ -262,10 +271,7 @@ def _masked_attention(attn, hidden_states, mask, context=None, first_frame=None)
         key = attn.norm_k(key)
     out = functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
     out = out.transpose(1, 2).flatten(2).to(query.dtype)
-    out = attn.to_out[1](attn.to_out[0](out))
-    if attn.residual_connection:
-        out = out + residual
-    return out / attn.rescale_output_factor
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 def processor_kind(name: str) -> str:
