@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from torch.nn.functional import scaled_dot_product_attention
+from torch.nn import functional
 
 from storyreel.generation.layout import Layout, controlled_steps
 
@@ -86,14 +86,14 @@ class LayoutControl:
 
     # -- masks ---------------------------------------------------------------------------------
 
-    def cross_mask(self, rows: int, tokens: int, keys: int, heads: int, dtype, device) -> torch.Tensor | None:
-        """Additive (rows·heads, tokens, keys) mask for cross-attention (repeated per head already, as
-        diffusers' prepare_attention_mask would on every call), or None when no entity has words."""
+    def cross_mask(self, rows: int, tokens: int, keys: int, dtype, device) -> torch.Tensor | None:
+        """Additive (rows, 1, tokens, keys) mask for cross-attention (broadcast over heads; the negative
+        prompt's rows all zeros), or None when no entity has words."""
         if not any(self.positions):
             return None
         frames = rows // self.videos
         h, w = self.grid(tokens)
-        key = ("cross", h, w, frames, keys, heads, dtype, device, self.videos)
+        key = ("cross", h, w, frames, keys, dtype, device, self.videos)
         if key not in self._masks:
             inside = self.inside(h, w, frames)  # (E, f, q)
             entity_words = torch.zeros(len(self.positions), keys, dtype=torch.bool)
@@ -106,11 +106,9 @@ class LayoutControl:
             allowed[..., 0] = True
             # background pixels: every word but the entities'
             allowed = torch.where(in_any[..., None], allowed, ~any_words)
-            mask = torch.zeros(allowed.shape, dtype=dtype)
-            mask[~allowed] = torch.finfo(dtype).min
             if self.videos == 2:  # the negative prompt's half stays unmasked
-                mask = torch.cat([torch.zeros_like(mask), mask])
-            self._masks[key] = mask.repeat_interleave(heads, dim=0).to(device)
+                allowed = torch.cat([torch.ones_like(allowed), allowed])
+            self._masks[key] = _additive(allowed[:, None], dtype, device)
         return self._masks[key]
 
     def spatial_mask(self, rows: int, tokens: int, key_frame_one: bool, dtype, device) -> torch.Tensor:
@@ -126,22 +124,21 @@ class LayoutControl:
             self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
         return self._masks[key]
 
-    def temporal_mask(self, rows: int, frames: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """For the motion modules' (videos·h·w, frames) batches: (rows whose pixel changes region over
-        the frames, their additive (n, 1, frames, frames) mask), or None when no pixel does (a pixel that
-        stays in one region attends to every frame anyway, so only these rows need a mask)."""
+    def temporal_mask(self, rows: int, frames: int, dtype, device) -> torch.Tensor | None:
+        """Additive (rows, 1, frames, frames) mask for the motion modules' (videos·h·w, frames) batches:
+        each pixel attends to the frames where it is in the same region; None when no pixel changes
+        region (then every row attends to every frame anyway). One masked call over all rows is cheaper
+        on CPU than an unmasked call plus a masked one on the moving rows (scripts/bench_layout.py)."""
         pixels = rows // self.videos
         h, w = self.grid(pixels)
         key = ("temporal", h, w, frames, self.videos, dtype, device)
         if key not in self._masks:
             labels = self.labels(h, w, frames).T  # (q, f)
-            moving = (labels != labels[:, :1]).any(1).nonzero()[:, 0]
-            if len(moving) == 0:
+            if bool((labels == labels[:, :1]).all()):
                 self._masks[key] = None
             else:
-                same = labels[moving, :, None] == labels[moving, None, :]  # (n, f, f)
-                index = torch.cat([moving + v * pixels for v in range(self.videos)])
-                self._masks[key] = (index.to(device), _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device))
+                same = labels[:, :, None] == labels[:, None, :]  # (q, f, f)
+                self._masks[key] = _additive(same.repeat(self.videos, 1, 1)[:, None], dtype, device)
         return self._masks[key]
 
     # -- energy guidance -----------------------------------------------------------------------
@@ -200,21 +197,21 @@ class LayoutAttnProcessor:
         if self.kind == "cross" and encoder_hidden_states is not None:
             if control.cond_only:
                 return self._recorded_cross(attn, hidden_states, encoder_hidden_states)
-            mask = control.cross_mask(rows, tokens, encoder_hidden_states.shape[1], attn.heads, hidden_states.dtype,
+            mask = control.cross_mask(rows, tokens, encoder_hidden_states.shape[1], hidden_states.dtype,
                                       hidden_states.device)
-            if mask is not None:
-                attention_mask = mask if attention_mask is None else attention_mask + mask
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            if mask is None or attention_mask is not None:  # a caller's own mask: leave the layer alone
+                return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+            return _masked_attention(attn, hidden_states, mask, context=encoder_hidden_states)
         if self.kind == "spatial" and encoder_hidden_states is None:
             first_frame = getattr(self.inner, "first_frame", None)  # Text2Video-Zero's cross-frame attention
             mask = control.spatial_mask(rows, tokens, first_frame is not None, hidden_states.dtype,
                                         hidden_states.device)
-            return _masked_self_attention(attn, hidden_states, mask, first_frame)
+            return _masked_attention(attn, hidden_states, mask, first_frame=first_frame)
         if self.kind == "temporal" and encoder_hidden_states is None:
-            masked_rows = control.temporal_mask(rows, tokens, hidden_states.dtype, hidden_states.device)
-            if masked_rows is None:
+            mask = control.temporal_mask(rows, tokens, hidden_states.dtype, hidden_states.device)
+            if mask is None:
                 return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
-            return _masked_self_attention(attn, hidden_states, masked_rows[1], rows=masked_rows[0])
+            return _masked_attention(attn, hidden_states, mask)
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
 
     def _recorded_cross(self, attn, hidden_states, context):
@@ -241,15 +238,29 @@ def _additive(allowed: torch.Tensor, dtype, device) -> torch.Tensor:
     return mask.to(device)
 
 
-def _masked_self_attention(attn, hidden_states, mask, first_frame=None, rows=None):
-    """Self-attention with an additive `mask` (rows, 1, queries, keys) — only on `rows` (an index) when
-    given, the others unmasked; keys and values from frame 1 when `first_frame`
-    (CrossFrameAttnProcessor.first_frame) is given. As diffusers' AttnProcessor2_0 for the transformer
-    blocks' 3-D hidden states (no spatial norm there)."""
-    residual = hidden_states
+def _masked_attention(attn, hidden_states, mask, context=None, first_frame=None):
+    """Attention with an additive `mask` (rows, 1, queries, keys), broadcast over the heads: to `context`
+    (cross-attention) when given, else self-attention, with keys and values from frame 1 when
+    `first_frame` (CrossFrameAttnProcessor.first_frame) is given."""
+    out = attention_core(attn, hidden_states, context, mask, first_frame)
+    if attn.residual_connection:
+        out = out + hidden_states
+    return out / attn.rescale_output_factor
+
+
+def attention_core(attn, hidden_states, context=None, mask=None, first_frame=None):
+    """diffusers' AttnProcessor2_0 on 3-D hidden states, between its input reshaping and its residual:
+    group norm, projections, keys and values from frame 1 when `first_frame` is given, per-head
+    scaled-dot-product attention with `mask`, output projection (Text2Video-Zero's cross-frame processor,
+    generation/zero.py, shares it)."""
     if attn.group_norm is not None:
         hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-    query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    query = attn.to_q(hidden_states)
+    if context is None:
+        context = hidden_states
+    elif attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    key, value = attn.to_k(context), attn.to_v(context)
     if first_frame is not None:
         key, value = first_frame(key), first_frame(value)
     head_dim = key.shape[-1] // attn.heads
@@ -258,17 +269,9 @@ def _masked_self_attention(attn, hidden_states, mask, first_frame=None, rows=Non
         query = attn.norm_q(query)
     if attn.norm_k is not None:
         key = attn.norm_k(key)
-    if rows is None:
-        out = scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
-    else:
-        out = scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
-        out[rows] = scaled_dot_product_attention(query[rows], key[rows], value[rows], attn_mask=mask, dropout_p=0.0,
-                                                 is_causal=False)
+    out = functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
     out = out.transpose(1, 2).flatten(2).to(query.dtype)
-    out = attn.to_out[1](attn.to_out[0](out))
-    if attn.residual_connection:
-        out = out + residual
-    return out / attn.rescale_output_factor
+    return attn.to_out[1](attn.to_out[0](out))
 
 
 def processor_kind(name: str) -> str:

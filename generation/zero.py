@@ -34,10 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.functional import scaled_dot_product_attention
 
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
+from storyreel.generation.layout_attention import attention_core
 from storyreel.generation.pipeline import Run, VideoPipelineBase
 from storyreel.generation.settings import GenerationSettings
 
@@ -84,29 +84,9 @@ class CrossFrameAttnProcessor:
         if attention_mask is not None:
             attention_mask = attn.prepare_attention_mask(attention_mask, tokens, batch)
             attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-
-        query = attn.to_q(hidden_states)
-        if encoder_hidden_states is None:  # self-attention: every frame reads frame 1
-            key = self.first_frame(attn.to_k(hidden_states))
-            value = self.first_frame(attn.to_v(hidden_states))
-        else:
-            context = encoder_hidden_states
-            if attn.norm_cross:
-                context = attn.norm_encoder_hidden_states(context)
-            key, value = attn.to_k(context), attn.to_v(context)
-
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (x.view(x.shape[0], -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        hidden_states = scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0,
-                                                     is_causal=False)
-        hidden_states = hidden_states.transpose(1, 2).flatten(2).to(query.dtype)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        # self-attention: every frame reads frame 1
+        first_frame = self.first_frame if encoder_hidden_states is None else None
+        hidden_states = attention_core(attn, hidden_states, encoder_hidden_states, attention_mask, first_frame)
 
         if image_shape is not None:
             hidden_states = hidden_states.transpose(1, 2).reshape(image_shape)

@@ -9,7 +9,6 @@ CLI's safety net, and a Hypothesis fuzz of story files and CLI numbers.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from fake_http import FakeServer
 from safetensors.torch import load_file, save_file
 
 from storyreel.core.errors import UserError
@@ -425,36 +425,6 @@ def test_temp_files_of_a_killed_writer_are_removed_by_the_next_write(run_cli, h,
 
 # ---------------------------------------------------------------------------------------------------
 # The LLM client against fake servers
-
-
-class FakeServer:
-    """An HTTP server on `host`, answering every request with `handle(handler)`; records requests."""
-
-    def __init__(self, host: str, handle):
-        self.requests = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                server.requests.append({"path": self.path, "headers": dict(self.headers),
-                                        "body": self.rfile.read(length)})
-                handle(self)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://{host}:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def second_loopback() -> str:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fake_http import FakeServer
 
 from storyreel.cli import build_parser
 from storyreel.core.errors import UserError
@@ -87,48 +86,25 @@ def test_write_then_load_round_trip(tmp_path):
 # The LLM path: a real HTTP server on 127.0.0.1 answering /v1/chat/completions.
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    """urllib honours *_proxy variables; the local test server must be reached directly."""
-    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-class ChatServer:
-    """Answers each POST with the next scripted assistant message; records request paths and bodies."""
+class ChatServer(FakeServer):
+    """Answers each POST with the next scripted assistant message (`status` other than 200: an error body)."""
 
     def __init__(self, replies: list[str], status: int = 200):
-        self.replies, self.status, self.requests = list(replies), status, []
-        server = self
+        self.replies, self.status = list(replies), status
+        super().__init__("127.0.0.1", self._answer)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body})
-                content = server.replies.pop(0)
-                answer = {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
-                          "choices": [{"index": 0, "finish_reason": "stop",
-                                       "message": {"role": "assistant", "content": content}}]}
-                data = json.dumps(answer if server.status == 200 else {"error": content}).encode()
-                self.send_response(server.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def _answer(self, handler) -> None:
+        body = json.loads(self.requests[-1]["body"])
+        content = self.replies.pop(0)
+        answer = {"id": "chatcmpl-1", "object": "chat.completion", "model": body["model"],
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": content}}]}
+        data = json.dumps(answer if self.status == 200 else {"error": content}).encode()
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
 
 PROSE = "Rex chases a ball in the park. Mia calls him home."
@@ -163,7 +139,7 @@ def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
     with ChatServer(["Here is the plan:\n```json\n" + json.dumps(STAGE1) + "\n```", json.dumps(STAGE2)]) as server:
         story = plan_with_llm(PROSE, server.url, "tiny-director", CAST, timeout=5, title="Walk", packs=packs, frames=8)
     assert len(server.requests) == 2
-    first, second = (r["body"] for r in server.requests)
+    first, second = (json.loads(r["body"]) for r in server.requests)
     assert server.requests[0]["path"] == "/v1/chat/completions"
     assert first["model"] == "tiny-director" and first["temperature"] == 0
     assert [m["role"] for m in first["messages"]] == [m["role"] for m in second["messages"]] == ["system", "user"]
@@ -203,7 +179,7 @@ def test_llm_invalid_reply_gets_one_retry_with_the_error(replies, what, problem)
     with ChatServer(replies) as server:
         story = plan_with_llm(PROSE, server.url + "/v1", "m", CAST, timeout=5, frames=8)
     assert len(server.requests) == 3
-    retry = server.requests[1 if what == "plan" else 2]["body"]["messages"]
+    retry = json.loads(server.requests[1 if what == "plan" else 2]["body"])["messages"]
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
     assert retry[2]["content"] == bad
     assert retry[3]["content"] == f"That {what} is invalid: {problem}. Reply again with only the corrected JSON object."

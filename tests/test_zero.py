@@ -4,6 +4,7 @@ cross-frame attention, motion from the motion field, the depth clamp and long cl
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -93,19 +94,21 @@ def test_text_only_matches_diffusers_text_to_video_zero(components, pipe):
 # ------------------------------------------------------------------------------------ cross-frame attention
 
 def test_every_frame_reads_frame_ones_keys_and_values(components, pipe, monkeypatch):
+    import storyreel.generation.layout_attention as layout_attention
     import storyreel.generation.zero as zero
 
     events = []  # in call order: each attn1 call projects k, then v, then attends
     attn1 = [m for name, m in components.unet.named_modules() if name.endswith("attn1")]
     hooks = [module.register_forward_hook(lambda mod, args, out, kind=kind: events.append((kind, out)))
              for m in attn1 for kind, module in (("k", m.to_k), ("v", m.to_v))]
-    attend = zero.scaled_dot_product_attention
+    attend = layout_attention.functional.scaled_dot_product_attention
 
     def recording(query, key, value, **kwargs):
         events.append(("attend", key, value))
         return attend(query, key, value, **kwargs)
 
-    monkeypatch.setattr(zero, "scaled_dot_product_attention", recording)
+    # the attention call inside the processors' shared core only (diffusers' own processors untouched)
+    monkeypatch.setattr(layout_attention, "functional", SimpleNamespace(scaled_dot_product_attention=recording))
     try:
         during = {}
         generate(pipe, frames=4, steps=2, t0=0, t1=1, callback=lambda p, i, t, kw: during.update(
