@@ -201,11 +201,12 @@ def route_without_offset(ivf, offset: np.ndarray, vectors: np.ndarray, queries: 
     rng = np.random.default_rng(2)
     own = vectors[np.sort(rng.choice(len(vectors), size=min(TUNE_QUERIES, len(vectors)), replace=False))]
     probes = [p for p in (1, 4, 16, 64) if p < ivf.nlist] or [1]
+    query_sets = [(qs, faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1])
+                  for qs in (np.ascontiguousarray(queries, np.float32), own)]
     coverage = {}
     for name, cents in (("trained", centroids), ("projected", projected)):
         found = []
-        for qs in (np.ascontiguousarray(queries, np.float32), own):
-            _, truth = faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+        for qs, truth in query_sets:
             _, truth_lists = faiss.knn(vectors[truth.ravel()], cents, 1, metric=faiss.METRIC_INNER_PRODUCT)
             _, probed = faiss.knn(qs, cents, max(probes), metric=faiss.METRIC_INNER_PRODUCT)
             truth_lists = truth_lists.reshape(len(qs), 10)
