@@ -15,7 +15,10 @@ database vectors are used as queries, their exact neighbours (themselves exclude
 and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real queries are CLIP
 *text* embeddings, which lie outside the image vectors' distribution (the modality gap) and need
 more search effort for the same recall; so the build also embeds TUNING_CAPTIONS with the index's
-text encoder and the setting must reach TUNE_RECALL on those queries too. (autofaiss also caps
+text encoder and the setting must reach TUNE_RECALL on those queries too. Those text queries also
+teach the IVF routing: their shared offset from the image vectors (`query_offset`) is projected out
+of the centroids when that routes them to their neighbours' lists better (`route_without_offset`),
+so they need about the nprobe database vectors need, not every list. (autofaiss also caps
 parameters by a measured latency budget; we do not, so that the same vectors always give the same
 index, whatever else the machine is doing. scripts/bench_search.py measures latency.)
 FAISS stores those parameters in the index file; `search_params(index)` gives them as a
@@ -159,10 +162,61 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
         rng = np.random.default_rng(0)
         count = min(n, TRAIN_POINTS_PER_CLUSTER * ivf.nlist)
         index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
+    if tune_queries is not None and len(tune_queries) and index_family(spec) == "ivf":
+        route_without_offset(faiss.extract_index_ivf(index), query_offset(tune_queries, vectors), vectors,
+                             tune_queries)
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
     tune_search_params(index, ids, vectors, queries=tune_queries)
     return index
+
+
+def query_offset(queries: np.ndarray, vectors: np.ndarray, sample: int = 100_000) -> np.ndarray:
+    """Unit direction from the database vectors' mean to the queries' mean: the modality gap when the
+    queries are CLIP text embeddings of images like the database's (module doc, `route_without_offset`)."""
+    step = max(1, len(vectors) // sample)
+    gap = np.asarray(queries, np.float64).mean(axis=0) - np.asarray(vectors[::step], np.float64).mean(axis=0)
+    return (gap / max(np.linalg.norm(gap), 1e-12)).astype(np.float32)
+
+
+def route_without_offset(ivf, offset: np.ndarray, vectors: np.ndarray, queries: np.ndarray) -> bool:
+    """Make the IVF lists' routing ignore the direction `offset` (unit), when that routes the tuning
+    `queries` and database vectors to their true neighbours' lists better: every centroid c becomes
+    c - (c·o)o, before any vector is added. Returns whether it did.
+
+    Text queries carry a strong component along the modality gap shared by all of them. Its dot
+    product with the centroids varies from list to list (noise of size |c|/√dim), and over thousands
+    of lists that noise can outrank a query's weak pull toward its own list, so nprobe must grow to
+    find it. With the offset projected out of the centroids, q·c' = (q - (q·o)o)·c': the query is
+    routed as if it had no offset, while database vectors (x·o ≈ 0) are routed as before. Lists
+    still hold the full vectors and scores stay exact inner products with the query as given, so
+    this changes which lists are probed, nothing else; it lives in the index file (filtered search
+    and added vectors go through the same centroids). When the offset's dot product with the
+    database vectors does decide the true neighbours (low dimensions), routing with it is right, and
+    the measurement below keeps the centroids as trained."""
+    import faiss
+
+    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    projected = centroids - np.outer(centroids @ offset, offset)
+    rng = np.random.default_rng(2)
+    own = vectors[np.sort(rng.choice(len(vectors), size=min(TUNE_QUERIES, len(vectors)), replace=False))]
+    probes = [p for p in (1, 4, 16, 64) if p < ivf.nlist] or [1]
+    query_sets = [(qs, faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1])
+                  for qs in (np.ascontiguousarray(queries, np.float32), own)]
+    coverage = {}
+    for name, cents in (("trained", centroids), ("projected", projected)):
+        found = []
+        for qs, truth in query_sets:
+            _, truth_lists = faiss.knn(vectors[truth.ravel()], cents, 1, metric=faiss.METRIC_INNER_PRODUCT)
+            _, probed = faiss.knn(qs, cents, max(probes), metric=faiss.METRIC_INNER_PRODUCT)
+            truth_lists = truth_lists.reshape(len(qs), 10)
+            found.append(np.mean([np.isin(truth_lists, probed[:, :p]).mean() for p in probes]))
+        coverage[name] = min(found)  # the worse of text-like and database queries
+    if coverage["projected"] <= coverage["trained"]:
+        return False
+    ivf.quantizer.reset()
+    ivf.quantizer.add(np.ascontiguousarray(projected, dtype=np.float32))
+    return True
 
 
 def search_params(index) -> str:

@@ -9,7 +9,9 @@ p50 ≤ 5 ms with recall@10 ≥ 0.95.
 `--queries text-like` adds out-of-distribution queries shaped like CLIP text embeddings
 (storyreel/testing/synthetic.py `text_like_queries`: cosine ~0.3 to one centre plus a strong
 offset shared by all queries), tunes the index with a separate set of them (as the index build
-does with its caption list), and reports in- and out-of-distribution rows side by side. Target
+does with its caption list; the build then routes without their learned offset when that helps,
+index/vectors.py `route_without_offset`, and the JSON's "routing" says whether it did), and reports
+in- and out-of-distribution rows side by side. `--spec` tries another FAISS index. Target
 at 1M x 512 with 50,000 centres: p50 ≤ 2 ms and recall@10 ≥ 0.95 for both, build ≤ 15 min.
 
     python scripts/bench_search.py            # N = 1,000,000 (several minutes, ~6 GB RAM)
@@ -43,6 +45,19 @@ def index_mb(index) -> float:
         return path.stat().st_size / 2**20
 
 
+def routing(index) -> str:
+    """'offset projected' when the build made the IVF routing ignore the text queries' offset (index/vectors.py)."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return "-"
+    centroids = ivf.quantizer.reconstruct_n(0, min(ivf.nlist, 64))
+    # projected centroids lose their unit length (k-means for inner product keeps them unit)
+    return "offset projected" if np.abs(np.linalg.norm(centroids, axis=1) - 1).max() > 1e-3 else "as trained"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="database vectors")
@@ -51,6 +66,7 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=1.0, help="spread around a centre, relative to its length")
     parser.add_argument("--queries-n", type=int, default=1000, help="queries per query set")
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--spec", help="FAISS factory string instead of choose_index_spec's, e.g. IVF16384_HNSW32,Flat")
     parser.add_argument("--queries", choices=("in", "text-like"), default="in",
                         help="in: held-out database-like queries; text-like: also out-of-distribution ones")
     args = parser.parse_args()
@@ -65,11 +81,11 @@ def main() -> int:
     generate_s = time.perf_counter() - t0
     print(f"generated {args.n:,} x {args.dim} vectors in {generate_s:.1f}s", file=sys.stderr)
 
-    spec = choose_index_spec(args.n, args.dim)
+    spec = args.spec or choose_index_spec(args.n, args.dim)
     text_like = args.queries == "text-like"
     tuning = text_like_queries(256, args.dim, args.centres, seed=0, query_seed=1) if text_like else None
     t0 = time.perf_counter()
-    index = build_vector_index(ids, base, tune_queries=tuning)
+    index = build_vector_index(ids, base, spec=spec, tune_queries=tuning)
     build_s = time.perf_counter() - t0
     size_mb = index_mb(index)
     print(f"built {spec} in {build_s:.1f}s ({search_params(index) or 'exact'})", file=sys.stderr)
@@ -96,7 +112,8 @@ def main() -> int:
                      f"recall@{args.k}": round(recall, 4)})
     result = {
         "bench": "search", "n": args.n, "dim": args.dim, "centres": args.centres, "noise": args.noise,
-        "index": spec, "params": search_params(index), "tuned_on": "database+text-like" if text_like else "database",
+        "index": spec, "routing": routing(index), "params": search_params(index),
+        "tuned_on": "database+text-like" if text_like else "database",
         "build_s": round(build_s, 1), "index_mb": round(size_mb, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "query_threads": 1, "queries_per_set": len(queries), "results": rows,

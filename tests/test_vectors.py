@@ -92,3 +92,40 @@ def test_text_like_tuning_queries_keep_recall_on_out_of_distribution_queries():
         recall[name] = (np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)]), search_params(index))
     assert recall["database"][0] < 0.85 and recall["text-like"][0] >= 0.95, recall
     assert int(recall["text-like"][1].split("=")[1]) > int(recall["database"][1].split("=")[1])
+
+
+def test_routing_ignores_the_learned_query_offset():
+    """The build learns the text-like queries' shared offset (their mean minus the database's) and
+    routes IVF lists without it (index/vectors.py `route_without_offset`): held-out text-like queries
+    then find their neighbours' lists at nprobe 4, where the centroids as trained miss 30% of them.
+    Scores stay exact inner products with the query as given. In 32 dimensions the offset's dot
+    product with the database vectors decides the true neighbours, and the build keeps the centroids."""
+    from storyreel.index.vectors import query_offset
+    from storyreel.testing.synthetic import text_like_queries
+
+    n, dim, centres = 20_000, 256, 1_000
+    vectors = clustered_vectors(n, dim, centres=centres, noise=0.5, seed=3)
+    tuning = text_like_queries(256, dim, centres, seed=3, query_seed=5)
+    held_out = text_like_queries(300, dim, centres, seed=3, query_seed=6)
+    in_dist = clustered_vectors(n + 300, dim, centres=centres, noise=0.5, seed=3)[n:]
+    offset = query_offset(tuning, vectors)
+    assert (held_out @ offset).mean() > 0.8 and np.abs(in_dist @ offset).mean() < 0.1
+    recall = {}
+    for name, queries in (("trained", None), ("projected", tuning)):
+        index = build_vector_index(np.arange(n), vectors, spec="IVF256,Flat", tune_queries=queries)
+        centroid_norms = np.linalg.norm(index.quantizer.reconstruct_n(0, 256), axis=1)
+        assert (np.abs(centroid_norms - 1).max() > 1e-3) == (name == "projected")  # projected lose unit length
+        index.nprobe = 4
+        for kind, qs in (("text-like", held_out), ("in", in_dist)):
+            exact_scores, exact = faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+            scores, found = index.search(qs, 10)
+            recall[name, kind] = np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)])
+            hits = found == exact
+            np.testing.assert_allclose(scores[hits], exact_scores[hits], rtol=1e-5)  # exact inner products
+    assert recall["trained", "text-like"] < 0.75 and recall["projected", "text-like"] >= 0.95, recall
+    assert recall["projected", "in"] >= 0.95 and recall["trained", "in"] >= 0.95, recall
+
+    low = clustered_vectors(n, 32, centres=200, seed=3)
+    index = build_vector_index(np.arange(n), low, spec="IVF256,Flat",
+                               tune_queries=text_like_queries(256, 32, 200, seed=3, query_seed=5))
+    assert np.abs(np.linalg.norm(index.quantizer.reconstruct_n(0, 256), axis=1) - 1).max() < 1e-3

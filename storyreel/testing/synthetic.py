@@ -196,17 +196,21 @@ def text_like_queries(n: int, dim: int, centres: int, seed: int = 0, pull: float
     """Out-of-distribution queries for vectors from `clustered_vectors(..., centres, seed=seed)`, shaped
     like CLIP text embeddings against image embeddings (CLIP's modality gap: a caption and its image
     have cosine ~0.3): cosine `pull` with one random centre, the rest a strong offset shared by every
-    query (weight `offset`) plus per-query noise. L2-normalized float32 (n, dim)."""
+    query set drawn for the same `seed` (weight `offset`) plus per-query noise. L2-normalized float32 (n, dim)."""
+    # The shared offset belongs to the "model" (`seed`), not to a query set: CLIP's modality gap is the
+    # same for every text it embeds, so tuning queries (the build's caption list) and the queries
+    # searched later share it, while their centres and noise (`query_seed`) differ.
+    shared = np.random.default_rng([seed, 7]).standard_normal(dim).astype(np.float32)
+    shared /= np.linalg.norm(shared)
     rng = np.random.default_rng(query_seed)
     centre_vectors = mixture_centres(dim, centres, seed)
-    shared = rng.standard_normal(dim).astype(np.float32)
-    shared /= np.linalg.norm(shared)
     rest = offset * shared + noise * rng.standard_normal((n, dim)).astype(np.float32) / np.sqrt(dim)
     chosen = centre_vectors[rng.integers(0, centres, n)]
     rest -= (rest * chosen).sum(axis=1, keepdims=True) * chosen  # orthogonal to the chosen centre
     rest /= np.linalg.norm(rest, axis=1, keepdims=True)
     queries = pull * chosen + np.sqrt(1 - pull**2) * rest
     return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+
 
 def write_long_video(path, seconds: float, fps: float = 24.0, size: tuple[int, int] = (64, 48),
                      shot_seconds: float = 10.0, seed: int = 0) -> int:
