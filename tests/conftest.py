@@ -113,3 +113,15 @@ def hf_cache(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (modules opt in with `pytestmark`), whatever
+    OMP_NUM_THREADS the caller set: on a shared 2-core machine torch's default pool oversubscribes."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,6 +19,8 @@ from storyreel.generation.pipeline import clip_noise, long_clip_noise, long_clip
 from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 from storyreel.testing.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = get_preset("tiny").generator
 
 SIZE = 64  # pixels; latents are 8x8
@@ -34,14 +36,6 @@ def moving_ramp_depth(frames: int, size: int = SIZE, speed: float = 0.03) -> tor
 
 # One thread: on a shared 2-core machine torch's default thread pool oversubscribes and runs ~10x slower.
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -23,18 +23,12 @@ from storyreel.generation.layout_attention import LayoutControl, layout_attentio
 from storyreel.generation.zero import StructureGuidedZeroPipeline
 from storyreel.testing.probes import ForwardCounter
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PROMPT = "a red ball rolling on grass"
 BOX = (0.0, 0.0, 0.5, 0.5)  # a quarter of the frame: 16 of the 8x8 latent pixels, 4 of the 4x4
 BALL = Layout((LayoutEntity("ball", "a red ball", {0: BOX}),), strength=0.5)
 SETTINGS = GenerationSettings(frames=4, height=64, width=64, steps=4, seed=0, tau=0.5)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

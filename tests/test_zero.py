@@ -16,6 +16,8 @@ from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.zero import Chunk, StructureGuidedZeroPipeline, motion_step_indices, plan_chunks
 from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = 64  # pixels; latents are 8x8
 STEPS = 4
 PROMPT = "a red ball rolling on grass"
@@ -26,14 +28,6 @@ def moving_ramp_depth(frames: int, size: int = SIZE, speed: float = 0.03) -> tor
     x = torch.linspace(0, 1, size)
     maps = torch.stack([((x + speed * k) % 1.0)[None, :].expand(size, size) for k in range(frames)])
     return maps[:, None].expand(-1, 3, -1, -1).contiguous()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: torch's default pool oversubscribes
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
