@@ -35,7 +35,7 @@ from storyreel.core.video import BadVideo, VideoInfo, frame_times, iter_frames, 
 from storyreel.index import catalog, layout
 from storyreel.index import repair as repair_files
 from storyreel.index.scan import FileStat, check_removals, diff_against_catalog, entry_error, find_videos, fingerprint
-from storyreel.index.vectors import TUNING_CAPTIONS
+from storyreel.index.vectors import TUNING_CAPTIONS, apply_changes, encode_offset
 
 logger = logging.getLogger(__name__)
 
@@ -440,23 +440,22 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
     if not vectors_ok and action not in ("build", "retrain"):
         action, reason = "retrain", f"rebuilt the damaged vector index from the frame vectors ({total:,} clips)"
     index_type, trained_for = meta["index_type"], int(meta["trained_for"])
+    tombstones = np.zeros(0, np.int64)
     if action in ("build", "retrain"):
         ids, vectors = _segment_vectors(staging, con, settings, dim)
         index_type, trained_for = choose_index_spec(len(ids), dim), len(ids)
         queries = text_queries() if text_queries is not None and index_family(index_type) != "flat" else None
-        vector_index = build_vector_index(ids, vectors, spec=index_type, tune_queries=queries)
-    elif action == "compact" and index_family(index_type) == "hnsw":  # a graph cannot drop ids: rebuild it
-        queries = text_queries() if text_queries is not None else None
-        vector_index = build_vector_index(*_segment_vectors(staging, con, settings, dim), spec=index_type,
-                                          tune_queries=queries)
+        vector_index, offset = build_vector_index(ids, vectors, spec=index_type, tune_queries=queries)
+        catalog.set_meta(con, query_offset=encode_offset(offset))
     elif action == "compact":
         vector_index = faiss.read_index(str(staging / layout.VECTORS))
         ids, vectors = _segment_vectors(staging, con, settings, dim, "clip_id >= ?", [base_next])
-        apply_changes(vector_index, ids, vectors, _removed_ids(con))
+        tombstones = apply_changes(vector_index, ids, vectors, _removed_ids(con))
     if action in ("build", "retrain", "compact"):
         # A new file replaces the link (the published generation keeps its own copy).
         atomic_write(staging / layout.VECTORS, lambda tmp: faiss.write_index(vector_index, str(tmp)))
-        con.execute("DELETE FROM removed")
+        if not len(tombstones):  # else the file still holds the removed ids (searches skip them)
+            con.execute("DELETE FROM removed")
         catalog.set_meta(con, base_next_clip_id=meta["next_clip_id"], base_count=vector_index.ntotal)
     catalog.set_meta(con, index_type=index_type, trained_for=trained_for, index_update=reason,
                      next_segment=segment.segment + 1)
@@ -465,16 +464,6 @@ def _publish_files(con, index_dir: Path, staging: Path, dim: int, settings: Buil
 
 def _removed_ids(con) -> np.ndarray:
     return np.asarray(con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"], np.int64)
-
-
-def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> None:
-    """Add the clips newer than the base file and drop the removed ids, in place (writer and readers)."""
-    import faiss
-
-    if len(removed):
-        vector_index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(removed, dtype=np.int64)))
-    for start in range(0, len(ids), 100_000):
-        vector_index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
 
 
 def _finish(con, index_dir: Path, settings: BuildSettings, dim: int, segment: layout.SegmentFile,

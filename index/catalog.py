@@ -3,11 +3,13 @@
 Tables (one catalog per index generation, see index/layout.py):
   meta(key, value)      schema_version, model_id, dim, settings (JSON), index_type, next_clip_id,
                         next_segment, the base vector index's base_next_clip_id / base_count /
-                        trained_for (see index/vectors.py `plan_update`), index_update (what the last
-                        build did to the vector index), base_generation (staging only)
+                        trained_for (see index/vectors.py `plan_update`), query_offset (JSON list,
+                        or empty: index/vectors.py `search`), index_update (what the last build did
+                        to the vector index), base_generation (staging only)
   videos(path, size, mtime_ns, fingerprint, num_frames, fps, width, height)
   clips(clip_id, video, start_frame, end_frame, start_s, end_s, motion, motion_magnitude, segment, row)
-  removed(clip_id)      ids in the base vector index whose clips were deleted since it was written
+  removed(clip_id)      ids in the base vector index whose clips were deleted (until it drops them;
+                        a scan index keeps them as tombstones that searches skip)
   errors(path, size, mtime_ns, fingerprint, reason)
 The per-frame CLIP vectors are not in the catalog: a clip's K vectors are row `row` of the float16
 frame file of `segment` (index/layout.py `SegmentFile`), which the catalog row points into.
@@ -126,7 +128,7 @@ def create_catalog(con, model_id: str, dim: int, settings: dict) -> None:
     con.execute(SCHEMA)
     set_meta(con, schema_version=SCHEMA_VERSION, model_id=model_id, dim=dim,
              settings=json.dumps(settings, sort_keys=True), index_type="", next_clip_id=0, next_segment=1,
-             base_next_clip_id=0, base_count=0, trained_for=0, index_update="")
+             base_next_clip_id=0, base_count=0, trained_for=0, query_offset="", index_update="")
 
 
 # --- writer ---------------------------------------------------------------------------------------

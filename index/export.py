@@ -10,8 +10,10 @@ OUT_DIR gets, for the last published generation of the index:
     index_infos.json             model id, dimension, index type and search parameters, clip count
 
 The embeddings are the vectors the FAISS index holds (mean-pooled, L2-normalized CLIP frame vectors;
-inner product = cosine), read back from it: exact for Flat, HNSW and IVF-Flat indexes, the compressed
-codes' reconstruction for the PQ index of very large corpora (index_infos.json "embeddings_exact").
+inner product = cosine), read back from it: exact for every index that keeps full vectors, the
+compressed codes' reconstruction for the IVF-PQ index of very large corpora (index_infos.json
+"embeddings_exact"). An index holding removed clips as tombstones (index/vectors.py) is written
+rebuilt without them, so that image.index answers with live clip ids only.
 Everything is read through the public reader (index/reader.py), never from the storage files directly.
 """
 
@@ -37,7 +39,7 @@ def export_parquet(index_dir, out_dir) -> dict:
     import faiss
 
     from storyreel.index.reader import open_index, vector_ids
-    from storyreel.index.vectors import search_params
+    from storyreel.index.vectors import build_vector_index, index_family, search_params
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).is_file())):
@@ -49,21 +51,24 @@ def export_parquet(index_dir, out_dir) -> dict:
         rows = index.clips()
         ids = np.array([row.clip_id for row in rows], dtype=np.int64)
         vectors = stored_vectors(index.vector_index, ids)
-        stored = set(vector_ids(index.vector_index).tolist())
+        stored = set(vector_ids(index.vector_index).tolist()) - set(index.tombstones.tolist())
         if stored != set(ids.tolist()):
             raise UserError(f"index {index.path}: catalog and vector ids disagree; run `storyreel index verify`")
         infos = {"format": "storyreel index export/1", "index": str(index.path), "model_id": index.model_id,
-                 "dim": int(index.dim), "index_type": getattr(index, "index_type", None),
+                 "dim": int(index.dim), "index_type": index.index_type,
                  "search_params": search_params(index.vector_index), "clips": len(rows),
                  "metric": "inner_product", "faiss_ids": "clip_id",
-                 "embeddings_exact": "PQ" not in str(getattr(index, "index_type", ""))}
+                 "embeddings_exact": index_family(index.index_type) != "ivf-pq"}
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "metadata").mkdir(parents=True)
         (tmp / "img_emb").mkdir()
         _write_metadata(rows, tmp / "metadata" / "metadata_0.parquet")
         _write_embeddings(ids, vectors, tmp / "img_emb" / "img_emb_0.parquet")
-        faiss.write_index(index.vector_index, str(tmp / "image.index"))
+        vector_index = index.vector_index
+        if len(index.tombstones):
+            vector_index, _ = build_vector_index(ids, vectors, spec=index.index_type)
+        faiss.write_index(vector_index, str(tmp / "image.index"))
         (tmp / MARKER).write_text(json.dumps(infos, indent=2) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -16,6 +16,7 @@ from storyreel.core.errors import UserError
 from storyreel.index import layout, repair
 from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
 from storyreel.index.scan import os_path
+from storyreel.index.vectors import apply_changes, decode_offset, search, search_among
 
 
 @runtime_checkable
@@ -48,8 +49,9 @@ class ClipIndex(Protocol):
 
 class Index:
     """One published index generation: DuckDB catalog (read-only), the base FAISS index brought up to
-    date in memory (clips newer than it added, removed ones dropped: index/vectors.py `plan_update`),
-    and the float16 per-frame vectors memory-mapped from their segment files."""
+    date in memory (clips newer than it added, removed ones dropped, or skipped by searches as
+    `tombstones` of a scan index: index/vectors.py `plan_update`), and the float16 per-frame vectors
+    memory-mapped from their segment files."""
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
@@ -92,14 +94,15 @@ class Index:
             self._con.close()
             raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
         self.vector_index = vectors
+        self.tombstones = np.zeros(0, np.int64)
         newer = self._con.execute("SELECT clip_id FROM clips WHERE clip_id >= ? ORDER BY clip_id",
                                   [int(meta["base_next_clip_id"])]).fetchnumpy()["clip_id"]
         removed = self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"]
         if len(newer) or len(removed):
-            from storyreel.index.build import apply_changes
-
             newer = np.asarray(newer, np.int64)
-            apply_changes(self.vector_index, newer, self._clip_vectors(newer), np.asarray(removed, np.int64))
+            self.tombstones = apply_changes(self.vector_index, newer, self._clip_vectors(newer),
+                                            np.asarray(removed, np.int64))
+        self.query_offset = decode_offset(meta.get("query_offset", ""), self.vector_index, self.tombstones)
 
     def close(self) -> None:
         self._con.close()
@@ -166,17 +169,16 @@ class Index:
         `where` (a ClipFilter) restricts the search to the clips it matches, inside FAISS: n results
         come back whenever n clips match (index/vectors.py `search_among`).
         """
-        from storyreel.index.vectors import search_among
-
         q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
         if q.shape[1] != self.dim:
             raise UserError(f"query vector has dimension {q.shape[1]}, the index {self.path} has {self.dim}")
         if where:
-            return search_among(self.vector_index, q, n, self._filtered_ids(where), self._clip_vectors)
-        n = min(int(n), self.vector_index.ntotal)
+            return search_among(self.vector_index, q, n, self._filtered_ids(where), self._clip_vectors,
+                                self.query_offset)
+        n = min(int(n), self.vector_index.ntotal - len(self.tombstones))
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, ids = self.vector_index.search(q, n)
+        scores, ids = search(self.vector_index, q, n, offset=self.query_offset, tombstones=self.tombstones)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
@@ -219,7 +221,7 @@ class Index:
             "model_id": self.model_id,
             "index_type": self.index_type,
             "dim": self.dim,
-            "vectors": int(self.vector_index.ntotal),
+            "vectors": int(self.vector_index.ntotal - len(self.tombstones)),
             "schema_version": int(self.meta["schema_version"]),
             "settings": self.settings,
         }
@@ -232,6 +234,7 @@ class Index:
         faiss_ids = set(stored.tolist())
         if len(stored) != len(faiss_ids):
             problems.append(f"vector index holds {len(stored) - len(faiss_ids)} duplicate id(s)")
+        faiss_ids -= set(self.tombstones.tolist())  # removed clips a scan index still holds (skipped)
         if catalog_ids - faiss_ids:
             problems.append(f"{len(catalog_ids - faiss_ids)} catalog clip(s) have no vector, e.g. id "
                             f"{min(catalog_ids - faiss_ids)}")

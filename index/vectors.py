@@ -1,49 +1,61 @@
 """FAISS vector index chosen by corpus size (autofaiss rules, REFERENCE.md), with tuned search parameters.
 
-| clips            | index (factory string)                  | why                                      |
-| ---------------- | --------------------------------------- | ---------------------------------------- |
-| < 1k             | `Flat`                                  | exact search is already instant          |
-| < 10k            | `HNSW32`                                | graph search, no training needed         |
-| ≤ 1M (fits RAM)  | `IVF{K},Flat`, K ≈ 4·√N (power of 2)    | full vectors, inverted lists             |
-| beyond           | `OPQ{m}_{4m},IVF{K}_HNSW32,PQ{m}`       | m-byte codes, K = 16k–64k (memory bound) |
+| clips           | index (factory string)             | why                                              |
+| --------------- | ---------------------------------- | ------------------------------------------------ |
+| < 1k            | `Flat`                             | exact search is already instant                  |
+| ≤ 1M (fits RAM) | `PQ{d/8}x4fs_64,RFlat`             | scan every clip's 4-bit code (FAISS fast-scan),  |
+|                 |                                    | re-rank the best with the stored full vectors    |
+| beyond          | `OPQ{m}_{4m},IVF{K}_HNSW32,PQ{m}`  | m-byte codes, K = 16k–64k (memory bound)         |
+
+Why a scan up to 1M: a 1M-clip scan of 32-byte codes takes ~1.5 ms on one core, and it cannot miss
+a small cluster. Graphs and inverted lists can: with 50,000 small clusters of unrelated content
+(README, Measured) nothing leads a greedy graph walk or a list centroid toward a query's cluster,
+so HNSW32 reached recall@10 0.61 at efSearch 128 and IVF4096 needed every list.
 
 All indexes use inner product on L2-normalized vectors (= cosine) and carry the caller's int64
-ids (IVF indexes store ids natively, the others are wrapped in `IndexIDMap2`).
+ids (IVF indexes store ids natively, the others are wrapped in `IndexIDMap2`). A scan index cannot
+drop ids: removed clips stay in it as tombstones that `search` skips until a rebuild
+(`plan_update`). Indexes an earlier storyreel built (HNSW32, IVF{K},Flat) still load and search;
+their next build with a change rebuilds them as the table says.
 
-Search-time parameters (IVF `nprobe`, HNSW `efSearch`) are tuned when the index is built: sampled
-database vectors are used as queries, their exact neighbours (themselves excluded) are the truth,
-and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real queries are CLIP
-*text* embeddings, which lie outside the image vectors' distribution (the modality gap) and need
-more search effort for the same recall; so the build also embeds TUNING_CAPTIONS with the index's
-text encoder and the setting must reach TUNE_RECALL on those queries too. Those text queries also
-teach the IVF routing: their shared offset from the image vectors (`query_offset`) is projected out
-of the centroids when that routes them to their neighbours' lists better (`route_without_offset`),
-so they need about the nprobe database vectors need, not every list. (autofaiss also caps
-parameters by a measured latency budget; we do not, so that the same vectors always give the same
-index, whatever else the machine is doing. scripts/bench_search.py measures latency.)
-FAISS stores those parameters in the index file; `search_params(index)` gives them as a
-`faiss.ParameterSpace` string for the catalog, and `set_search_params` applies such a string.
+Search-time parameters (scan `k_factor`, IVF `nprobe`, HNSW `efSearch`) are tuned when the index is
+built: sampled database vectors are used as queries, their exact neighbours (themselves excluded)
+are the truth, and the cheapest setting that reaches TUNE_RECALL@10 is set on the index. Real
+queries are CLIP *text* embeddings, which lie outside the image vectors' distribution (the
+modality gap) and need more search effort for the same recall; so the build also embeds
+TUNING_CAPTIONS with the index's text encoder and the setting must reach TUNE_RECALL on those
+queries too. Those text queries also teach the search how they differ from the image vectors:
+their shared offset from the database (`QueryOffset`). The build keeps it when searching with it
+reaches the target at lower effort; it goes to the catalog's meta. (autofaiss also caps parameters
+by a measured latency budget; we do not, so that the same vectors always give the same index,
+whatever else the machine is doing. scripts/bench_search.py measures latency.) FAISS stores those
+parameters in the index file; `search_params(index)` gives them as a string for the catalog, and
+`set_search_params` applies such a string.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 FLAT_MAX = 1_000  # below: exact search
-HNSW_MAX = 10_000  # below: HNSW graph
-IVF_FLAT_MAX = 1_000_000  # up to: IVF with full vectors (if they fit FLAT_MEMORY_BUDGET)
-FLAT_MEMORY_BUDGET = 8 * 2**30  # bytes of raw float32 vectors an IVF,Flat index may hold
+SCAN_MAX = 1_000_000  # up to: a scan of compressed codes with full vectors to re-rank (if they fit the budget)
+FLAT_MEMORY_BUDGET = 8 * 2**30  # bytes of raw float32 vectors a full-vector index may hold
 HNSW_NEIGHBOURS = 32
+RERANK_CANDIDATES = 50  # candidates an offset-projected search scores exactly with the query as given
+HUB_CANDIDATES = 256  # vectors furthest along the query offset, scored for every offset-projected search
 TRAIN_POINTS_PER_CLUSTER = 64  # autofaiss trains on 30–256 points per cluster; FAISS warns below 39
+SCAN_TRAIN_POINTS = 65_536  # PQ training sample of a scan index (16 centroids per sub-vector)
 KMEANS_ITERATIONS = 10  # FAISS defaults to 25; 10 gives nearly the same centroids at 40% of the cost
 TUNE_RECALL = 0.97  # recall@10 the tuned parameters must reach on the tuning queries
 TUNE_QUERIES = 256
 
 
 COMPACT_FRACTION = 0.25  # fold added/removed vectors into the base file once they reach this share of it
-RETRAIN_GROWTH = 4  # retrain a trained (IVF) index when the corpus grows (or shrinks) by this factor
+RETRAIN_GROWTH = 4  # retrain an IVF index when the corpus grows (or shrinks) by this factor
 
 
 def clip_vectors(frames: np.ndarray) -> np.ndarray:
@@ -56,9 +68,12 @@ def clip_vectors(frames: np.ndarray) -> np.ndarray:
 
 
 def index_family(spec: str) -> str:
-    """The kind of index a factory string names: flat, hnsw, ivf (full vectors) or ivf-pq."""
+    """The kind of index a factory string names: flat, scan (codes + full vectors), hnsw, ivf (full
+    vectors in lists) or ivf-pq."""
     if spec == "Flat":
         return "flat"
+    if spec.startswith("PQ") and spec.endswith(",RFlat"):
+        return "scan"
     if spec.startswith("HNSW"):
         return "hnsw"
     return "ivf" if spec.endswith(",Flat") else "ivf-pq"
@@ -68,36 +83,46 @@ def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, a
                 dim: int) -> tuple[str, str]:
     """What a build does to the vector index: (action, reason for the build report).
 
+    `added`: clips newer than the base file; `removed`: ids in the base file whose clips are gone.
     - "build"/"retrain": a new index from every clip vector, when there is none yet, when the corpus
-      moved to another kind of index (choose_index_spec; full-vector IVF becomes compressed codes
-      only when the vectors outgrow FLAT_MEMORY_BUDGET), or when a trained (IVF) index holds
-      RETRAIN_GROWTH x more (or fewer) vectors than it was trained on;
+      moved to another kind of index (choose_index_spec; full vectors become compressed codes only
+      when they outgrow FLAT_MEMORY_BUDGET), when an IVF index holds RETRAIN_GROWTH x more (or
+      fewer) vectors than it was trained on, or when COMPACT_FRACTION of a scan index's vectors are
+      removed ones (it cannot drop ids; searches skip them meanwhile);
     - "compact": rewrite the base file as base + added - removed (same training), once the changes
-      reach COMPACT_FRACTION of it (or ids must leave an HNSW graph, which cannot remove them);
-    - "add": leave the base file; readers add the new vectors to the trained index and remove the
-      dropped ids when they open it (work proportional to the change);
+      reach COMPACT_FRACTION of it (a scan index keeps its removed ids as tombstones);
+    - "add": leave the base file; readers add the new vectors to it and drop (or skip) the removed
+      ids when they open it (work proportional to the change);
     - "keep": nothing changed.
     """
     wanted = choose_index_spec(total, dim)
     if not base_spec:
         return "build", f"built {wanted} over {total:,} clips"
-    # Another kind of index: at once for the small kinds (cheap to build); from full IVF vectors to
-    # compressed codes only when the vectors outgrow their memory budget (else the 4x rule below
-    # retrains into it), so a corpus sitting at the 1M boundary does not retrain for one video.
-    stay_flat_ivf = (index_family(base_spec), index_family(wanted)) == ("ivf", "ivf-pq") and \
+    family = index_family(base_spec)
+    # Another kind of index: at once for the small kinds (cheap to build); from full vectors to
+    # compressed codes only when the vectors outgrow their memory budget, so a corpus sitting at the
+    # 1M boundary does not rebuild for one video.
+    stay_full = family in ("scan", "ivf") and index_family(wanted) == "ivf-pq" and \
         total * dim * 4 <= FLAT_MEMORY_BUDGET
-    if index_family(wanted) != index_family(base_spec) and not stay_flat_ivf:
+    if index_family(wanted) != family and not stay_full:
         return "retrain", f"retrained: {total:,} clips need {wanted} instead of {base_spec}"
     if "IVF" in base_spec and not trained_for / RETRAIN_GROWTH <= total <= RETRAIN_GROWTH * trained_for:
         return "retrain", (f"retrained as {wanted}: {total:,} clips is outside {RETRAIN_GROWTH}x the "
                            f"{trained_for:,} the index was trained for")
+    if family == "scan" and removed > COMPACT_FRACTION * max(base_count, 1):
+        return "retrain", f"rebuilt the {base_spec} index: {removed:,} of its {base_count:,} vectors were removed"
     if added == 0 and removed == 0:
         return "keep", f"kept the {base_spec} index ({total:,} clips)"
-    if (removed and index_family(base_spec) == "hnsw") or added + removed > COMPACT_FRACTION * max(base_count, 1):
+    if family == "scan" and added > COMPACT_FRACTION * max(base_count, 1):
+        return "compact", (f"compacted the {base_spec} index: +{added:,} vectors into its {base_count:,} "
+                           f"(same training; {removed:,} removed ids stay skipped)")
+    if family != "scan" and added + removed > COMPACT_FRACTION * max(base_count, 1):
         return "compact", (f"compacted the {base_spec} index: +{added:,} / -{removed:,} vectors "
                            f"into its {base_count:,} (same training)")
-    return "add", (f"added {added:,} vectors to the trained {base_spec} index and removed {removed:,} ids "
-                   f"(base {base_count:,}; trained for {trained_for:,} clips)")
+    training = f"; trained for {trained_for:,} clips" if "IVF" in base_spec else ""
+    removal = "skips" if family == "scan" else "drops"
+    return "add", (f"added {added:,} vectors to the {base_spec} index and {removal} {removed:,} removed ids "
+                   f"(base {base_count:,}{training})")
 
 
 def _power_of_two(x: float) -> int:
@@ -105,15 +130,14 @@ def _power_of_two(x: float) -> int:
 
 
 def choose_index_spec(n: int, dim: int) -> str:
-    """FAISS factory string for n vectors of dimension dim (autofaiss rules, REFERENCE.md)."""
+    """FAISS factory string for n vectors of dimension dim (autofaiss rules, REFERENCE.md; module doc)."""
     if n < FLAT_MAX:
         return "Flat"
-    if n < HNSW_MAX:
-        return f"HNSW{HNSW_NEIGHBOURS}"
-    if n <= IVF_FLAT_MAX and n * dim * 4 <= FLAT_MEMORY_BUDGET:
-        # K ≈ 4·√N, but never fewer than 39 training points per cluster.
-        clusters = min(_power_of_two(4 * math.sqrt(n)), 2 ** int(math.log2(n / 39)))
-        return f"IVF{clusters},Flat"
+    if n <= SCAN_MAX and n * dim * 4 <= FLAT_MEMORY_BUDGET:
+        # 4-bit codes of 8-d sub-vectors (512-d: 32 bytes), at least 16 of them for small dimensions;
+        # blocks of 64 codes scan ~20% faster than FAISS's default 32 for one query (scripts/bench_search.py)
+        sub_vectors = max(m for m in range(1, min(dim, max(16, dim // 8)) + 1) if dim % m == 0)
+        return f"PQ{sub_vectors}x4fs_64,RFlat"
     clusters = min(max(_power_of_two(4 * math.sqrt(n)), 2**14), 2**16)
     code_bytes = min(64, dim // 4)  # PQ sub-quantizers (8 bits each) = bytes per vector
     return f"OPQ{code_bytes}_{4 * code_bytes},IVF{clusters}_HNSW{HNSW_NEIGHBOURS},PQ{code_bytes}"
@@ -140,7 +164,8 @@ TUNING_CAPTIONS = (  # caption-style text queries the build tunes search paramet
 
 def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = None,
                        tune_queries: np.ndarray | None = None):
-    """A FAISS inner-product index over L2-normalized float32 `vectors` whose ids are `ids` (int64).
+    """A FAISS inner-product index over L2-normalized float32 `vectors` whose ids are `ids` (int64),
+    and the `QueryOffset` its searches use (None: queries are searched as given; `search`).
 
     `spec` overrides `choose_index_spec` (tests, benchmarks). Search parameters come tuned on
     database vectors and, when given, on `tune_queries` (text-like queries, module doc).
@@ -157,72 +182,139 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
     if "IVF" not in spec:
         index = faiss.IndexIDMap2(index)
     if not index.is_trained:
-        ivf = faiss.extract_index_ivf(index)
-        ivf.cp.niter = KMEANS_ITERATIONS
         rng = np.random.default_rng(0)
-        count = min(n, TRAIN_POINTS_PER_CLUSTER * ivf.nlist)
-        index.train(vectors[np.sort(rng.choice(n, size=count, replace=False))])
-    if tune_queries is not None and len(tune_queries) and index_family(spec) == "ivf":
-        route_without_offset(faiss.extract_index_ivf(index), query_offset(tune_queries, vectors), vectors,
-                             tune_queries)
+        count = SCAN_TRAIN_POINTS
+        if "IVF" in spec:
+            ivf = faiss.extract_index_ivf(index)
+            ivf.cp.niter = KMEANS_ITERATIONS
+            count = TRAIN_POINTS_PER_CLUSTER * ivf.nlist
+        index.train(vectors[np.sort(rng.choice(n, size=min(n, count), replace=False))])
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
-    tune_search_params(index, ids, vectors, queries=tune_queries)
-    return index
+    as_given, reached = tune_search_params(index, ids, vectors, queries=tune_queries)
+    if tune_queries is None or not len(tune_queries) or not keeps_removed(index):
+        return index, None
+    offset = QueryOffset.learn(query_offset(tune_queries, vectors), ids, vectors)
+    projected, projected_reached = tune_search_params(index, ids, vectors, queries=tune_queries, offset=offset)
+    if projected_reached and (not reached or _effort(projected) < _effort(as_given)):
+        return index, offset
+    set_search_params(index, as_given)
+    return index, None
+
+
+def _effort(params: str) -> float:
+    """The search effort a parameter string sets ('k_factor=8' -> 8)."""
+    return float(params.split(",")[0].split("=")[1]) if params else 0
+
+
+def _inner(vector_index):
+    """The index an `IndexIDMap2` wraps (or the index itself), as its own FAISS class."""
+    import faiss
+
+    return faiss.downcast_index(vector_index.index if hasattr(vector_index, "id_map") else vector_index)
+
+
+def keeps_removed(vector_index) -> bool:
+    """Whether the index is a scan of codes with full vectors (module doc): it cannot drop ids, and
+    it scores every code anyway, so removed ids (tombstones) and filters are skipped after it."""
+    import faiss
+
+    return isinstance(_inner(vector_index), faiss.IndexRefine)
+
+
+@dataclass(frozen=True)
+class QueryOffset:
+    """Text queries' shared offset from the database vectors (module doc), for `search`.
+
+    `direction`: unit vector from the database's mean to the tuning queries' mean. `hub_ids`,
+    `hub_vectors`: the HUB_CANDIDATES stored vectors furthest along it. A text query's exact score
+    is q·x = q'·x + (q·o)(x·o) with q' the query without its offset: the index search with q' finds
+    the clips close to what the text describes, and the hubs are the clips that the shared part
+    (q·o)(x·o) lifts for every text query (hubness of cross-modal search); both are scored exactly."""
+
+    direction: np.ndarray
+    hub_ids: np.ndarray
+    hub_vectors: np.ndarray
+
+    @classmethod
+    def learn(cls, direction: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> QueryOffset:
+        """The offset `direction` with its hubs among `vectors` (float32 (n, dim), ids `ids`)."""
+        along = np.asarray(vectors @ direction)
+        top = np.argpartition(-along, HUB_CANDIDATES - 1)[:HUB_CANDIDATES] if len(along) > HUB_CANDIDATES \
+            else np.arange(len(along))
+        return cls(np.asarray(direction, np.float32), np.asarray(ids, np.int64)[top],
+                   np.ascontiguousarray(vectors[top], dtype=np.float32))
+
+    def keeping(self, keep: np.ndarray) -> QueryOffset:
+        """The same offset with only the hubs where `keep` (bool per hub) is true (filters, tombstones)."""
+        return QueryOffset(self.direction, self.hub_ids[keep], self.hub_vectors[keep])
+
+
+def search(vector_index, queries: np.ndarray, n: int, params=None, offset: QueryOffset | None = None,
+           tombstones: np.ndarray | None = None):
+    """Top `n` by inner product for each row of `queries`: (scores, ids) as FAISS returns them (id -1
+    pads rows with fewer results). `params`: FAISS SearchParameters (an id selector, nprobe).
+
+    With `offset` the index is searched with each query's component along the offset removed, for
+    max(n, RERANK_CANDIDATES) candidates; those and the offset's hubs are scored exactly with the
+    query as given (the index's stored full vectors), ties broken by id. `tombstones`: removed ids
+    the index still holds (`keeps_removed`); the search asks for that many more and drops them."""
+    skip = np.zeros(0, np.int64) if tombstones is None else tombstones
+    fetch = n + len(skip)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if offset is None:
+        scores, ids = vector_index.search(queries, fetch, params=params)
+    else:
+        direction = offset.direction
+        projected = np.ascontiguousarray(queries - np.outer(queries @ direction, direction), dtype=np.float32)
+        _, candidates = vector_index.search(projected, max(fetch, RERANK_CANDIDATES), params=params)
+        hub_scores = queries @ offset.hub_vectors.T
+        scores = np.full((len(queries), fetch), -np.finfo(np.float32).max, np.float32)
+        ids = np.full((len(queries), fetch), -1, np.int64)
+        for row, (query, found) in enumerate(zip(queries, candidates)):
+            found = found[found >= 0]
+            hubs = np.argpartition(-hub_scores[row], fetch - 1)[:fetch] if len(offset.hub_ids) > fetch \
+                else slice(None)
+            both = np.concatenate([found, offset.hub_ids[hubs]])
+            exact = np.concatenate([vector_index.reconstruct_batch(found) @ query, hub_scores[row, hubs]])
+            both, first = np.unique(both, return_index=True)
+            exact = exact[first]
+            best = np.lexsort((both, -exact))[:fetch]
+            scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
+    if not len(skip):
+        return scores, ids
+    out_scores = np.full((len(queries), n), -np.finfo(np.float32).max, np.float32)
+    out_ids = np.full((len(queries), n), -1, np.int64)
+    for row in range(len(queries)):
+        live = np.flatnonzero((ids[row] >= 0) & ~np.isin(ids[row], skip))[:n]
+        out_scores[row, :len(live)], out_ids[row, :len(live)] = scores[row, live], ids[row, live]
+    return out_scores, out_ids
+
+
+def full_vectors(vector_index) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float32 (ntotal, d) view, no copy) of the full vectors a scan index stores to re-rank with."""
+    import faiss
+
+    storage = faiss.downcast_index(_inner(vector_index).refine_index)
+    n, d = vector_index.ntotal, vector_index.d
+    return (faiss.vector_to_array(vector_index.id_map).astype(np.int64),
+            faiss.rev_swig_ptr(storage.get_xb(), n * d).reshape(n, d))
 
 
 def query_offset(queries: np.ndarray, vectors: np.ndarray, sample: int = 100_000) -> np.ndarray:
     """Unit direction from the database vectors' mean to the queries' mean: the modality gap when the
-    queries are CLIP text embeddings of images like the database's (module doc, `route_without_offset`)."""
+    queries are CLIP text embeddings of images like the database's (`QueryOffset`)."""
     step = max(1, len(vectors) // sample)
     gap = np.asarray(queries, np.float64).mean(axis=0) - np.asarray(vectors[::step], np.float64).mean(axis=0)
     return (gap / max(np.linalg.norm(gap), 1e-12)).astype(np.float32)
 
 
-def route_without_offset(ivf, offset: np.ndarray, vectors: np.ndarray, queries: np.ndarray) -> bool:
-    """Make the IVF lists' routing ignore the direction `offset` (unit), when that routes the tuning
-    `queries` and database vectors to their true neighbours' lists better: every centroid c becomes
-    c - (c·o)o, before any vector is added. Returns whether it did.
-
-    Text queries carry a strong component along the modality gap shared by all of them. Its dot
-    product with the centroids varies from list to list (noise of size |c|/√dim), and over thousands
-    of lists that noise can outrank a query's weak pull toward its own list, so nprobe must grow to
-    find it. With the offset projected out of the centroids, q·c' = (q - (q·o)o)·c': the query is
-    routed as if it had no offset, while database vectors (x·o ≈ 0) are routed as before. Lists
-    still hold the full vectors and scores stay exact inner products with the query as given, so
-    this changes which lists are probed, nothing else; it lives in the index file (filtered search
-    and added vectors go through the same centroids). When the offset's dot product with the
-    database vectors does decide the true neighbours (low dimensions), routing with it is right, and
-    the measurement below keeps the centroids as trained."""
-    import faiss
-
-    centroids = ivf.quantizer.reconstruct_n(0, ivf.nlist)
-    projected = centroids - np.outer(centroids @ offset, offset)
-    rng = np.random.default_rng(2)
-    own = vectors[np.sort(rng.choice(len(vectors), size=min(TUNE_QUERIES, len(vectors)), replace=False))]
-    probes = [p for p in (1, 4, 16, 64) if p < ivf.nlist] or [1]
-    query_sets = [(qs, faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)[1])
-                  for qs in (np.ascontiguousarray(queries, np.float32), own)]
-    coverage = {}
-    for name, cents in (("trained", centroids), ("projected", projected)):
-        found = []
-        for qs, truth in query_sets:
-            _, truth_lists = faiss.knn(vectors[truth.ravel()], cents, 1, metric=faiss.METRIC_INNER_PRODUCT)
-            _, probed = faiss.knn(qs, cents, max(probes), metric=faiss.METRIC_INNER_PRODUCT)
-            truth_lists = truth_lists.reshape(len(qs), 10)
-            found.append(np.mean([np.isin(truth_lists, probed[:, :p]).mean() for p in probes]))
-        coverage[name] = min(found)  # the worse of text-like and database queries
-    if coverage["projected"] <= coverage["trained"]:
-        return False
-    ivf.quantizer.reset()
-    ivf.quantizer.add(np.ascontiguousarray(projected, dtype=np.float32))
-    return True
-
-
 def search_params(index) -> str:
-    """The index's current search parameters as a `faiss.ParameterSpace` string ('' for exact search)."""
+    """The index's current search parameters as a string such as 'nprobe=32' ('' for exact search)."""
     import faiss
 
+    if keeps_removed(index):
+        return f"k_factor={_inner(index).k_factor:g}"
     params = []
     try:
         ivf = faiss.extract_index_ivf(index)
@@ -233,18 +325,19 @@ def search_params(index) -> str:
         quantizer = faiss.downcast_index(ivf.quantizer)
         if hasattr(quantizer, "hnsw"):
             params.append(f"quantizer_efSearch={quantizer.hnsw.efSearch}")
-    else:
-        inner = faiss.downcast_index(index.index if hasattr(index, "id_map") else index)
-        if hasattr(inner, "hnsw"):
-            params.append(f"efSearch={inner.hnsw.efSearch}")
+    elif hasattr(inner := _inner(index), "hnsw"):
+        params.append(f"efSearch={inner.hnsw.efSearch}")
     return ",".join(params)
 
 
 def set_search_params(index, params: str) -> None:
-    """Apply a `faiss.ParameterSpace` string such as 'nprobe=32' (what `search_params` returns)."""
+    """Apply a parameter string such as 'nprobe=32' (what `search_params` returns). FAISS's
+    ParameterSpace sets all but a scan index's re-rank factor, which is set here."""
     import faiss
 
-    if params:
+    if params.startswith("k_factor="):
+        _inner(index).k_factor = float(params.split("=")[1])
+    elif params:
         faiss.ParameterSpace().set_index_parameters(index, params)
 
 
@@ -260,14 +353,17 @@ def _candidate_params(index) -> list[str]:
         hnsw_quantizer = hasattr(faiss.downcast_index(ivf.quantizer), "hnsw")
         probes = [2**i for i in range(int(math.log2(ivf.nlist)) + 1)]
         return [f"nprobe={p}" + (f",quantizer_efSearch={max(2 * p, 64)}" if hnsw_quantizer else "") for p in probes]
+    if keeps_removed(index):  # candidates re-ranked with full vectors: k_factor x k
+        return [f"k_factor={f}" for f in (1, 2, 4, 8, 16, 32, 64, 128)]
     if search_params(index):  # HNSW
         return [f"efSearch={ef}" for ef in (16, 32, 64, 128, 256, 512)]
     return []
 
 
 def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10,
-                       queries: np.ndarray | None = None) -> str:
-    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them.
+                       queries: np.ndarray | None = None, offset: QueryOffset | None = None) -> tuple[str, bool]:
+    """Set the cheapest parameters reaching TUNE_RECALL@k (else the most accurate); returns them and
+    whether they reached it. Searches go through `search` with `offset`.
 
     The tuning queries are sampled database vectors (their own vector left out of truth and results)
     and, if given, `queries` (e.g. text embeddings): the setting must reach the target on both."""
@@ -276,7 +372,7 @@ def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10,
     candidates = _candidate_params(index)
     n = len(vectors)
     if not candidates or n <= k + 1:
-        return search_params(index)
+        return search_params(index), True
     rng = np.random.default_rng(1)
     rows = np.sort(rng.choice(n, size=min(TUNE_QUERIES, n), replace=False))
     # Exact neighbours; each database query's own vector is dropped from truth and results.
@@ -290,28 +386,60 @@ def tune_search_params(index, ids: np.ndarray, vectors: np.ndarray, k: int = 10,
         set_search_params(index, params)
         recalls = []
         for qs, truth, own_ids in sets:
-            _, found = index.search(qs, k + 1)
+            _, found = search(index, qs, k + 1, offset=offset)
             recalls.append(np.mean([len(t & set(f[f != own][:k])) / k for t, f, own in zip(truth, found, own_ids)]))
         if min(recalls) >= TUNE_RECALL:
-            break
-    return search_params(index)
+            return search_params(index), True
+    return search_params(index), False
+
+
+def encode_offset(offset: QueryOffset | None) -> str:
+    """A query offset's direction as catalog meta: a JSON list (float32 values round-trip), '' for none."""
+    return "" if offset is None else json.dumps([float(v) for v in offset.direction])
+
+
+def decode_offset(text: str, vector_index, tombstones: np.ndarray) -> QueryOffset | None:
+    """The query offset of catalog meta, its hubs found among the index's live vectors."""
+    if not text:
+        return None
+    ids, vectors = full_vectors(vector_index)
+    offset = QueryOffset.learn(np.asarray(json.loads(text), np.float32), ids, vectors)
+    return offset.keeping(~np.isin(offset.hub_ids, tombstones))
+
+
+def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Add the clips newer than the base file and drop the removed ids, in place (writer and readers).
+    Returns the removed ids the index keeps as tombstones (`keeps_removed`; `search` skips them)."""
+    import faiss
+
+    removed = np.ascontiguousarray(removed, dtype=np.int64)
+    if len(removed) and not keeps_removed(vector_index):
+        vector_index.remove_ids(faiss.IDSelectorBatch(removed))
+        removed = removed[:0]
+    for start in range(0, len(ids), 100_000):
+        vector_index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
+    return removed
 
 
 # --- filtered search ------------------------------------------------------------------------------
 
 EXACT_MAX = 4096  # allowed ids up to this many: score them all exactly (one small matrix product)
+SCAN_FETCH_MAX = 65_536  # most results a filtered scan asks for before the exact pass
 
 
 def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
-                 clip_vectors) -> tuple[np.ndarray, np.ndarray]:
+                 clip_vectors, offset: QueryOffset | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best `n` of the `allowed` clip ids by inner product: (ids int64, scores float32), best first.
 
-    Returns min(n, len(allowed)) results whenever that many allowed ids are indexed. A FAISS id
-    selector restricts the search itself (a post-filter on an IVF index runs out of candidates for
-    a rare label). When the approximate pass finds too few (the probed lists hold fewer matches),
-    the search widens (IVF nprobe x4, HNSW efSearch x4) and finally scores every allowed id
-    exactly; very selective filters (<= EXACT_MAX ids) go straight to that exact pass.
-    `clip_vectors(ids)` gives the (len(ids), dim) clip vectors stored for ids (the exact pass).
+    Returns min(n, len(allowed)) results whenever that many allowed ids are indexed. A scan index
+    scores every code anyway: it is asked for more results (in proportion to how rare the allowed
+    ids are, then x4) and the allowed ones are kept. Other indexes take a FAISS id selector, which
+    restricts the search itself (a post-filter on an IVF index runs out of candidates for a rare
+    label); when the approximate pass finds too few (the probed lists hold fewer matches), the
+    search widens (IVF nprobe x4, HNSW efSearch x4). Last comes an exact pass over every allowed id;
+    very selective filters (<= EXACT_MAX ids) go straight to it.
+    `clip_vectors(ids)` gives the (len(ids), dim) clip vectors stored for ids (the exact pass);
+    `offset`: the index's query offset (`search`).
     """
     import faiss
 
@@ -319,11 +447,24 @@ def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
     n = min(int(n), len(allowed))
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if len(allowed) > EXACT_MAX:
+    if len(allowed) > EXACT_MAX and keeps_removed(vector_index):
+        if offset is not None:
+            offset = offset.keeping(np.isin(offset.hub_ids, allowed))
+        total = vector_index.ntotal
+        fetch = min(total, SCAN_FETCH_MAX, max(RERANK_CANDIDATES, 2 * n * total // len(allowed)))
+        while True:
+            scores, ids = search(vector_index, query, fetch, offset=offset)
+            keep = np.isin(ids[0], allowed)
+            if keep.sum() >= n:
+                return ids[0][keep][:n].astype(np.int64), scores[0][keep][:n].astype(np.float32)
+            if fetch >= min(total, SCAN_FETCH_MAX):
+                break
+            fetch = min(4 * fetch, total, SCAN_FETCH_MAX)
+    elif len(allowed) > EXACT_MAX:
         selector = faiss.IDSelectorBatch(allowed)
         for params in _widening_params(vector_index, selector):
             try:
-                scores, ids = vector_index.search(query, n, params=params)
+                scores, ids = search(vector_index, query, n, params=params, offset=offset)
             except RuntimeError:  # an index type that takes no selector: the exact pass below
                 break
             keep = ids[0] >= 0
@@ -367,8 +508,7 @@ def _widening_params(vector_index, selector):
             if nprobe >= ivf.nlist:
                 return
             nprobe *= 4
-    inner = faiss.downcast_index(vector_index.index if hasattr(vector_index, "id_map") else vector_index)
-    if hasattr(inner, "hnsw"):
+    if hasattr(inner := _inner(vector_index), "hnsw"):
         ef = max(16, inner.hnsw.efSearch)
         for _ in range(3):
             yield faiss.SearchParametersHNSW(sel=selector, efSearch=ef)

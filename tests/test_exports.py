@@ -157,7 +157,7 @@ def test_index_export_reads_back_through_duckdb_and_pyarrow(tmp_path, run_cli):
     assert json.loads((out / "index_infos.json").read_text())["clips"] == len(ids)
 
 
-@pytest.mark.parametrize("spec", ["HNSW32", "IVF4,Flat"])
+@pytest.mark.parametrize("spec", ["PQ8x4fs_64,RFlat", "HNSW32", "IVF4,Flat"])
 def test_export_reads_the_exact_vectors_back_from_every_lossless_index_kind(spec):
     from storyreel.index.export import stored_vectors
     from storyreel.index.vectors import build_vector_index
@@ -165,7 +165,8 @@ def test_export_reads_the_exact_vectors_back_from_every_lossless_index_kind(spec
     vectors = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.arange(300) * 7 + 5  # not 0..n-1: IVF needs a hashed id map
-    assert np.array_equal(stored_vectors(build_vector_index(ids, vectors, spec), ids[::-1]), vectors[::-1])
+    index, _ = build_vector_index(ids, vectors, spec)
+    assert np.array_equal(stored_vectors(index, ids[::-1]), vectors[::-1])
 
 
 def test_depth_writes_8_and_16_bit_png_frames_and_single_images(tmp_path, run_cli):

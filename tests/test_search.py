@@ -88,20 +88,25 @@ def test_filters_fetch_more_candidates_until_k_pass(rng):
     assert len(search(index, text="q", k=7, min_seconds=1.0, embedder=embedder)) == 7
 
 
-def test_filters_inside_ivf_search_fill_k_for_a_1_percent_label():
-    """20,000 clips on an IVF index (nprobe tuned low); 200 clips (1%) are `zoom-in`, all in clusters far
-    from the query, so no probed list holds them: a post-filter finds none, the filtered search finds 10."""
+@pytest.mark.parametrize("spec", [None, "IVF256,Flat"])
+def test_filters_inside_search_fill_k_for_a_1_percent_label(spec):
+    """20,000 clips on the scan index the build picks, and on an IVF index (nprobe tuned low); 200 clips
+    (1%) are `zoom-in`, all in clusters far from the query, so the unfiltered top 100 (or the probed
+    lists) hold none of them: a post-filter finds none, the filtered search finds 10. So do 5,000 (25%)
+    `pan-left` clips next furthest away: too many for the exact pass, too few for a plain search."""
+    from storyreel.index.vectors import choose_index_spec, index_family
     from storyreel.testing.synthetic import clustered_vectors
 
     n, dim = 20_000, DIM
     vectors = clustered_vectors(n, dim, centres=400, noise=0.3, seed=5)
     query = vectors[0]
-    far = np.argsort(vectors @ query)[:200]  # the 1% least similar to the query
-    rare = set(far.tolist())
-    rows = [row(i, motion="zoom-in" if i in rare else "static", seconds=1.0 + (i % 5),
-                video=f"/videos/{'b' if i % 2 else 'a'}/v{i % 7}.mp4") for i in range(n)]
-    index = MemoryIndex(rows, {i: vectors[i][None] for i in range(n)})
-    assert index.vector_index.__class__.__name__ == "IndexIVFFlat"
+    order = np.argsort(vectors @ query)
+    rare, quarter = set(order[:200].tolist()), set(order[200:5_200].tolist())  # the least similar to the query
+    motion = lambda i: "zoom-in" if i in rare else "pan-left" if i in quarter else "static"  # noqa: E731
+    rows = [row(i, motion=motion(i), seconds=1.0 + (i % 5), video=f"/videos/{'b' if i % 2 else 'a'}/v{i % 7}.mp4")
+            for i in range(n)]
+    index = MemoryIndex(rows, {i: vectors[i][None] for i in range(n)}, spec=spec)
+    assert index_family(spec or choose_index_spec(n, dim)) == ("ivf" if spec else "scan")
     unfiltered, _ = index.search_vectors(query, 100)
     assert not rare & set(unfiltered.tolist())  # what the old post-filter would have seen: no match
     embedder = FakeEmbedder({"q": query})
@@ -110,6 +115,9 @@ def test_filters_inside_ivf_search_fill_k_for_a_1_percent_label():
     # the 10 best zoom-in clips, exactly
     best = sorted(rare, key=lambda i: (-float(vectors[i] @ query), i))[:100]
     assert {h.clip.clip_id for h in hits} <= set(best)
+    hits = search(index, text="q", k=10, motion="pan-left", embedder=embedder)
+    best = sorted(quarter, key=lambda i: (-float(vectors[i] @ query), i))[:10]
+    assert [h.clip.clip_id for h in hits] == best
     # duration range and source video (a folder or a file): every hit matches, k of them
     hits = search(index, text="q", k=10, min_seconds=2.0, max_seconds=3.0, video="/videos/b", embedder=embedder)
     assert len(hits) == 10

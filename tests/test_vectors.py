@@ -4,7 +4,13 @@ import faiss
 import numpy as np
 import pytest
 
-from storyreel.index.vectors import build_vector_index, choose_index_spec, search_params, set_search_params
+from storyreel.index.vectors import (
+    build_vector_index,
+    choose_index_spec,
+    index_family,
+    search_params,
+    set_search_params,
+)
 from storyreel.testing.synthetic import clustered_vectors
 
 
@@ -20,11 +26,11 @@ def one_faiss_thread():
 def test_index_spec_by_corpus_size():
     assert choose_index_spec(0, 512) == "Flat"
     assert choose_index_spec(999, 512) == "Flat"
-    assert choose_index_spec(1_000, 512) == "HNSW32"
-    assert choose_index_spec(9_999, 512) == "HNSW32"
-    assert choose_index_spec(10_000, 512) == "IVF256,Flat"  # 4·√N = 400, capped by 39 points per cluster
-    assert choose_index_spec(100_000, 512) == "IVF1024,Flat"  # 4·√N = 1265 → 1024
-    assert choose_index_spec(1_000_000, 512) == "IVF4096,Flat"  # 4·√N = 4000 → 4096
+    assert choose_index_spec(1_000, 512) == "PQ64x4fs_64,RFlat"  # 4-bit codes of 8-d sub-vectors: 32 bytes
+    assert choose_index_spec(1_000_000, 512) == "PQ64x4fs_64,RFlat"
+    assert choose_index_spec(1_000_000, 768) == "PQ96x4fs_64,RFlat"
+    assert choose_index_spec(5_000, 64) == "PQ16x4fs_64,RFlat"  # at least 16 sub-vectors
+    assert choose_index_spec(5_000, 20) == "PQ10x4fs_64,RFlat"  # a divisor of the dimension
     assert choose_index_spec(1_000_001, 512) == "OPQ64_256,IVF16384_HNSW32,PQ64"
     assert choose_index_spec(100_000_000, 512) == "OPQ64_256,IVF32768_HNSW32,PQ64"  # 4·√N = 40000
     assert choose_index_spec(10**9, 512) == "OPQ64_256,IVF65536_HNSW32,PQ64"  # capped at 65536
@@ -38,12 +44,14 @@ def test_ids_preserved_and_recall(n):
     vectors = clustered_vectors(n + 200, dim, centres=200, seed=n)
     base, queries = vectors[:n], vectors[n:]
     ids = np.random.default_rng(0).permutation(10 * n)[:n].astype(np.int64) + 1_000_000
-    index = build_vector_index(ids, base)
+    index, _ = build_vector_index(ids, base)
     assert index.ntotal == n
-    assert ("IVF" in choose_index_spec(n, dim)) == ("nprobe" in search_params(index))
-    # Every stored vector finds itself under its own id.
-    _, found = index.search(base[:50], 1)
-    assert found[:, 0].tolist() == ids[:50].tolist()
+    family = index_family(choose_index_spec(n, dim))
+    assert search_params(index).split("=")[0] == {"flat": "", "scan": "k_factor"}[family]
+    # Every stored vector is kept under its own id, and (approximate search) nearly all find themselves.
+    np.testing.assert_array_equal(index.reconstruct_batch(ids[::7]), base[::7])
+    _, found = index.search(base[:200], 10)
+    assert np.mean([own in row for own, row in zip(ids[:200], found)]) >= 0.97
     # Held-out queries: recall@10 against exact search.
     _, exact = faiss.knn(queries, base, 10, metric=faiss.METRIC_INNER_PRODUCT)
     _, approx = index.search(queries, 10)
@@ -51,21 +59,23 @@ def test_ids_preserved_and_recall(n):
     assert recall >= 0.95, (n, search_params(index), recall)
 
 
-def test_tuned_params_survive_save_and_load():
+@pytest.mark.parametrize("spec, name", [("IVF256,Flat", "nprobe"), ("HNSW32", "efSearch"),
+                                        ("PQ16x4fs_64,RFlat", "k_factor")])
+def test_tuned_params_survive_save_and_load(spec, name):
     vectors = clustered_vectors(20_000, 32, centres=200, seed=3)
-    index = build_vector_index(np.arange(20_000), vectors)
+    index, _ = build_vector_index(np.arange(20_000), vectors, spec=spec)
     params = search_params(index)
-    assert params.startswith("nprobe=") and params != "nprobe=1"
+    assert params.startswith(f"{name}=")
     loaded = faiss.deserialize_index(faiss.serialize_index(index))
     assert search_params(loaded) == params
-    set_search_params(loaded, "nprobe=3")
-    assert search_params(loaded) == "nprobe=3"
+    set_search_params(loaded, f"{name}=3")
+    assert search_params(loaded) == f"{name}=3"
 
 
 def test_compressed_spec_keeps_ids():
     vectors = clustered_vectors(2_000, 16, centres=50, seed=4)
     ids = np.arange(2_000, dtype=np.int64) * 3 + 7
-    index = build_vector_index(ids, vectors, spec="IVF16_HNSW32,PQ8x4")
+    index, _ = build_vector_index(ids, vectors, spec="IVF16_HNSW32,PQ8x4")
     assert "quantizer_efSearch=" in search_params(index)
     _, found = index.search(vectors[:20], 5)
     assert set(found.ravel()) <= set(ids.tolist())
@@ -76,8 +86,8 @@ def test_compressed_spec_keeps_ids():
 
 def test_text_like_tuning_queries_keep_recall_on_out_of_distribution_queries():
     """Queries shaped like CLIP text embeddings (cosine 0.3 to a centre plus a strong shared offset)
-    need a wider search than database vectors: tuned on database vectors alone the index misses a
-    quarter of their neighbours; tuned with (other) text-like queries too it reaches the target."""
+    need a wider search than database vectors: tuned on database vectors alone the index misses over
+    a tenth of their neighbours; tuned with (other) text-like queries too it reaches the target."""
     from storyreel.testing.synthetic import text_like_queries
 
     n, dim, centres = 20_000, 32, 200
@@ -87,45 +97,41 @@ def test_text_like_tuning_queries_keep_recall_on_out_of_distribution_queries():
     _, exact = faiss.knn(held_out, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
     recall = {}
     for name, queries in (("database", None), ("text-like", tuning)):
-        index = build_vector_index(np.arange(n), vectors, tune_queries=queries)
+        index, offset = build_vector_index(np.arange(n), vectors, tune_queries=queries)
+        assert offset is None  # in 32 dimensions the offset decides the neighbours (next test: 256)
         _, found = index.search(held_out, 10)
         recall[name] = (np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)]), search_params(index))
-    assert recall["database"][0] < 0.85 and recall["text-like"][0] >= 0.95, recall
+    assert recall["database"][0] < 0.9 and recall["text-like"][0] >= 0.95, recall
     assert int(recall["text-like"][1].split("=")[1]) > int(recall["database"][1].split("=")[1])
 
 
-def test_routing_ignores_the_learned_query_offset():
-    """The build learns the text-like queries' shared offset (their mean minus the database's) and
-    routes IVF lists without it (index/vectors.py `route_without_offset`): held-out text-like queries
-    then find their neighbours' lists at nprobe 4, where the centroids as trained miss 30% of them.
-    Scores stay exact inner products with the query as given. In 32 dimensions the offset's dot
-    product with the database vectors decides the true neighbours, and the build keeps the centroids."""
-    from storyreel.index.vectors import query_offset
+def test_scan_search_uses_the_learned_query_offset():
+    """The build learns the text-like queries' offset (index/vectors.py `QueryOffset`): searches drop it
+    from the query, then score the candidates and the offset's hubs (the vectors furthest along it)
+    exactly with the query as given. At the tuned k_factor held-out text-like queries reach recall
+    0.95, where the same index searched with the queries as given finds under a third of their
+    neighbours; database-like queries keep their recall."""
+    from storyreel.index.vectors import HUB_CANDIDATES, search
     from storyreel.testing.synthetic import text_like_queries
 
     n, dim, centres = 20_000, 256, 1_000
-    vectors = clustered_vectors(n, dim, centres=centres, noise=0.5, seed=3)
-    tuning = text_like_queries(256, dim, centres, seed=3, query_seed=5)
+    vectors = clustered_vectors(n + 300, dim, centres=centres, noise=1.0, seed=3)
+    vectors, in_dist = vectors[:n], vectors[n:]
+    ids = np.arange(n, dtype=np.int64) * 2 + 5
     held_out = text_like_queries(300, dim, centres, seed=3, query_seed=6)
-    in_dist = clustered_vectors(n + 300, dim, centres=centres, noise=0.5, seed=3)[n:]
-    offset = query_offset(tuning, vectors)
-    assert (held_out @ offset).mean() > 0.8 and np.abs(in_dist @ offset).mean() < 0.1
+    index, offset = build_vector_index(ids, vectors, tune_queries=text_like_queries(256, dim, centres, seed=3,
+                                                                                   query_seed=5))
+    assert offset is not None and search_params(index).startswith("k_factor=")
+    along = vectors @ offset.direction
+    assert len(offset.hub_ids) == HUB_CANDIDATES
+    assert along[(offset.hub_ids - 5) // 2].min() == np.sort(along)[-HUB_CANDIDATES]
     recall = {}
-    for name, queries in (("trained", None), ("projected", tuning)):
-        index = build_vector_index(np.arange(n), vectors, spec="IVF256,Flat", tune_queries=queries)
-        centroid_norms = np.linalg.norm(index.quantizer.reconstruct_n(0, 256), axis=1)
-        assert (np.abs(centroid_norms - 1).max() > 1e-3) == (name == "projected")  # projected lose unit length
-        index.nprobe = 4
-        for kind, qs in (("text-like", held_out), ("in", in_dist)):
-            exact_scores, exact = faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
-            scores, found = index.search(qs, 10)
-            recall[name, kind] = np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)])
-            hits = found == exact
+    for kind, qs in (("text-like", held_out), ("in", in_dist)):
+        exact_scores, exact = faiss.knn(qs, vectors, 10, metric=faiss.METRIC_INNER_PRODUCT)
+        for how in ("offset", "as given"):
+            scores, found = search(index, qs, 10, offset=offset if how == "offset" else None)
+            recall[kind, how] = np.mean([len(set(ids[e]) & set(f)) / 10 for e, f in zip(exact, found)])
+            hits = found == ids[exact]
             np.testing.assert_allclose(scores[hits], exact_scores[hits], rtol=1e-5)  # exact inner products
-    assert recall["trained", "text-like"] < 0.75 and recall["projected", "text-like"] >= 0.95, recall
-    assert recall["projected", "in"] >= 0.95 and recall["trained", "in"] >= 0.95, recall
-
-    low = clustered_vectors(n, 32, centres=200, seed=3)
-    index = build_vector_index(np.arange(n), low, spec="IVF256,Flat",
-                               tune_queries=text_like_queries(256, 32, 200, seed=3, query_seed=5))
-    assert np.abs(np.linalg.norm(index.quantizer.reconstruct_n(0, 256), axis=1) - 1).max() < 1e-3
+    assert recall["text-like", "offset"] >= 0.95 and recall["text-like", "as given"] < 0.33, recall
+    assert recall["in", "offset"] >= 0.95, recall

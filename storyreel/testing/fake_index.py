@@ -53,7 +53,7 @@ class MemoryIndex:
 
     def __init__(self, rows: list[ClipRow], frame_vectors: dict[int, np.ndarray] | None = None,
                  videos: dict[str, np.ndarray] | None = None, *, path="/memory", model_id: str = MODEL_ID,
-                 dim: int = DIM, seed: int = 0):
+                 dim: int = DIM, seed: int = 0, spec: str | None = None):
         from storyreel.index.vectors import build_vector_index
 
         self.path = Path(path)
@@ -71,7 +71,8 @@ class MemoryIndex:
         self._videos = dict(videos or {})
         ids = np.array(sorted(self._rows), dtype=np.int64)
         pooled = self._clip_vectors(ids)
-        self.vector_index = build_vector_index(ids, pooled)
+        self.vector_index, self.query_offset = build_vector_index(ids, pooled, spec=spec)  # spec: as the build's
+        self.tombstones = np.zeros(0, np.int64)  # what Index.search_vectors reads besides the FAISS index
         self.fetched: list[int] = []
 
     # --- ClipIndex ---------------------------------------------------------------------------------
