@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from storyreel.index.build import write_videos
+from storyreel.testing.probes import peak_rss_kib
 from storyreel.testing.synthetic import clustered_vectors
 from storyreel.testing.synthetic_records import synthetic_video_records
 
@@ -57,16 +57,6 @@ def search_child(index_dir: str, queries_path: str, k: int) -> int:
                       "peak_rss_mb": round(peak_rss_kib() / 1024, 1),
                       "found": found}))
     return 0
-
-
-def peak_rss_kib() -> int:
-    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec, so a child
-    started from a big parent would report the parent's size (its forked pages) as its own."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def timed(fn, *args, **kwargs) -> float:

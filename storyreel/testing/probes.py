@@ -1,4 +1,4 @@
-"""Probes tests and benchmarks put on models: how often a module runs, how much memory a run takes."""
+"""Probes tests and benchmarks put on models and processes: how often a module runs, how much memory a run takes."""
 
 
 class ForwardCounter:
@@ -31,3 +31,15 @@ def peak_torch_bytes(run) -> int:
         total += event.nbytes()
         peak = max(peak, total)
     return peak
+
+
+def peak_rss_kib() -> int:
+    """This process's peak RSS in KiB. VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec, so a
+    child started from a big parent would report the parent's size (its forked pages) as its own."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
