@@ -9,11 +9,11 @@ OUT_DIR gets, for the last published generation of the index:
     image.index                  the FAISS index itself; its ids are the clip ids
     index_infos.json             model id, dimension, index type and search parameters, clip count
 
-The embeddings are the vectors the FAISS index holds (mean-pooled, L2-normalized CLIP frame vectors;
-inner product = cosine), read back from it: exact for every index that keeps full vectors, the
-compressed codes' reconstruction for the IVF-PQ index of very large corpora (index_infos.json
-"embeddings_exact"). An index holding removed clips as tombstones (index/vectors.py) is written
-rebuilt without them, so that image.index answers with live clip ids only.
+The embeddings are the clip vectors the index searches (mean-pooled, L2-normalized CLIP frame
+vectors; inner product = cosine), computed from the stored frame vectors, exact for every index
+type. A vector index that does not hold exactly the catalog's clips as its file stands (a scan
+index keeps removed clips as tombstones and scores the newest beside it, index/vectors.py) is
+written rebuilt from them, so that image.index answers with the catalog's clip ids only.
 Everything is read through the public reader (index/reader.py), never from the storage files directly.
 """
 
@@ -39,7 +39,7 @@ def export_parquet(index_dir, out_dir) -> dict:
     import faiss
 
     from storyreel.index.reader import open_index, vector_ids
-    from storyreel.index.vectors import build_vector_index, index_family, search_params
+    from storyreel.index.vectors import build_vector_index, search_params
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).is_file())):
@@ -50,15 +50,14 @@ def export_parquet(index_dir, out_dir) -> dict:
     with open_index(index_dir) as index:
         rows = index.clips()
         ids = np.array([row.clip_id for row in rows], dtype=np.int64)
-        vectors = stored_vectors(index.vector_index, ids)
-        stored = set(vector_ids(index.vector_index).tolist()) - set(index.tombstones.tolist())
-        if stored != set(ids.tolist()):
+        vectors = index.clip_vectors(ids)
+        live = set(vector_ids(index.vector_index).tolist()) - set(index.tombstones.tolist())
+        if live | set(index.added[0].tolist()) != set(ids.tolist()):
             raise UserError(f"index {index.path}: catalog and vector ids disagree; run `storyreel index verify`")
         infos = {"format": "storyreel index export/1", "index": str(index.path), "model_id": index.model_id,
                  "dim": int(index.dim), "index_type": index.index_type,
                  "search_params": search_params(index.vector_index), "clips": len(rows),
-                 "metric": "inner_product", "faiss_ids": "clip_id",
-                 "embeddings_exact": index_family(index.index_type) != "ivf-pq"}
+                 "metric": "inner_product", "faiss_ids": "clip_id"}
         tmp = out_dir.with_name(out_dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "metadata").mkdir(parents=True)
@@ -66,7 +65,7 @@ def export_parquet(index_dir, out_dir) -> dict:
         _write_metadata(rows, tmp / "metadata" / "metadata_0.parquet")
         _write_embeddings(ids, vectors, tmp / "img_emb" / "img_emb_0.parquet")
         vector_index = index.vector_index
-        if len(index.tombstones):
+        if len(index.tombstones) or len(index.added[0]):
             vector_index, _ = build_vector_index(ids, vectors, spec=index.index_type)
         faiss.write_index(vector_index, str(tmp / "image.index"))
         (tmp / MARKER).write_text(json.dumps(infos, indent=2) + "\n")
@@ -74,18 +73,6 @@ def export_parquet(index_dir, out_dir) -> dict:
         shutil.rmtree(out_dir)
     os.rename(tmp, out_dir)
     return {"out": str(out_dir), **infos}
-
-
-def stored_vectors(vector_index, ids: np.ndarray) -> np.ndarray:
-    """float32 (len(ids), d): the vector the FAISS index holds for each id (an IVF index gets a direct map)."""
-    import faiss
-
-    if not hasattr(vector_index, "id_map"):  # IVF indexes keep ids in their lists: hash id -> entry first
-        faiss.extract_index_ivf(vector_index).set_direct_map_type(faiss.DirectMap.Hashtable)
-    out = np.empty((len(ids), vector_index.d), dtype=np.float32)
-    for i, clip_id in enumerate(ids.tolist()):
-        out[i] = vector_index.reconstruct(int(clip_id))
-    return out
 
 
 def _write_metadata(rows: list[ClipRow], path: Path) -> None:

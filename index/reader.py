@@ -16,7 +16,7 @@ from storyreel.core.errors import UserError
 from storyreel.index import layout, repair
 from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
 from storyreel.index.scan import os_path
-from storyreel.index.vectors import apply_changes, decode_offset, search, search_among
+from storyreel.index.vectors import apply_changes, decode_offset, keeps_removed, search, search_among
 
 
 @runtime_checkable
@@ -49,9 +49,9 @@ class ClipIndex(Protocol):
 
 class Index:
     """One published index generation: DuckDB catalog (read-only), the base FAISS index brought up to
-    date in memory (clips newer than it added, removed ones dropped, or skipped by searches as
-    `tombstones` of a scan index: index/vectors.py `plan_update`), and the float16 per-frame vectors
-    memory-mapped from their segment files."""
+    date in memory (clips newer than it added, removed ones dropped; a scan index instead scores the
+    newer clips beside it, `added`, and skips the removed ones, `tombstones`: index/vectors.py
+    `plan_update`), and the float16 per-frame vectors memory-mapped from their segment files."""
 
     def __init__(self, index_dir: Path, generation: str):
         import duckdb
@@ -94,15 +94,19 @@ class Index:
             self._con.close()
             raise UserError(repair.damage_message(index_dir, generation, layout.VECTORS, problem))
         self.vector_index = vectors
-        self.tombstones = np.zeros(0, np.int64)
         newer = self._con.execute("SELECT clip_id FROM clips WHERE clip_id >= ? ORDER BY clip_id",
                                   [int(meta["base_next_clip_id"])]).fetchnumpy()["clip_id"]
-        removed = self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"]
-        if len(newer) or len(removed):
-            newer = np.asarray(newer, np.int64)
-            self.tombstones = apply_changes(self.vector_index, newer, self._clip_vectors(newer),
-                                            np.asarray(removed, np.int64))
-        self.query_offset = decode_offset(meta.get("query_offset", ""), self.vector_index, self.tombstones)
+        newer = np.asarray(newer, np.int64)
+        removed = np.asarray(self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"], np.int64)
+        # Clips newer than the index file: a scan index scores them beside it (`added`); others take them in.
+        self.tombstones, self.added = np.zeros(0, np.int64), (newer, self.clip_vectors(newer))
+        if keeps_removed(self.vector_index):
+            self.tombstones = np.unique(removed)
+        elif len(newer) or len(removed):
+            self.tombstones = apply_changes(self.vector_index, *self.added, removed)
+            self.added = (newer[:0], self.added[1][:0])
+        self.query_offset = decode_offset(meta.get("query_offset", ""), self.vector_index, self.tombstones,
+                                          self.added)
 
     def close(self) -> None:
         self._con.close()
@@ -173,12 +177,13 @@ class Index:
         if q.shape[1] != self.dim:
             raise UserError(f"query vector has dimension {q.shape[1]}, the index {self.path} has {self.dim}")
         if where:
-            return search_among(self.vector_index, q, n, self._filtered_ids(where), self._clip_vectors,
-                                self.query_offset)
-        n = min(int(n), self.vector_index.ntotal - len(self.tombstones))
+            return search_among(self.vector_index, q, n, self._filtered_ids(where), self.clip_vectors,
+                                self.query_offset, self.added)
+        n = min(int(n), self.vector_index.ntotal - len(self.tombstones) + len(self.added[0]))
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores, ids = search(self.vector_index, q, n, offset=self.query_offset, tombstones=self.tombstones)
+        scores, ids = search(self.vector_index, q, n, offset=self.query_offset, tombstones=self.tombstones,
+                             added=self.added)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 
@@ -187,7 +192,7 @@ class Index:
         rows = self._con.execute(f"SELECT c.clip_id FROM clips c WHERE {condition}", params).fetchnumpy()
         return np.asarray(rows["clip_id"], dtype=np.int64)
 
-    def _clip_vectors(self, clip_ids: np.ndarray) -> np.ndarray:
+    def clip_vectors(self, clip_ids: np.ndarray) -> np.ndarray:
         """(len(clip_ids), dim) float32: each clip's normalized mean frame vector (what FAISS holds)."""
         from storyreel.index.vectors import clip_vectors
 
@@ -221,7 +226,7 @@ class Index:
             "model_id": self.model_id,
             "index_type": self.index_type,
             "dim": self.dim,
-            "vectors": int(self.vector_index.ntotal - len(self.tombstones)),
+            "vectors": int(self.vector_index.ntotal - len(self.tombstones) + len(self.added[0])),
             "schema_version": int(self.meta["schema_version"]),
             "settings": self.settings,
         }
@@ -235,6 +240,7 @@ class Index:
         if len(stored) != len(faiss_ids):
             problems.append(f"vector index holds {len(stored) - len(faiss_ids)} duplicate id(s)")
         faiss_ids -= set(self.tombstones.tolist())  # removed clips a scan index still holds (skipped)
+        faiss_ids |= set(self.added[0].tolist())  # and new clips scored beside it
         if catalog_ids - faiss_ids:
             problems.append(f"{len(catalog_ids - faiss_ids)} catalog clip(s) have no vector, e.g. id "
                             f"{min(catalog_ids - faiss_ids)}")

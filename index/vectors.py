@@ -45,6 +45,7 @@ FLAT_MAX = 1_000  # below: exact search
 SCAN_MAX = 1_000_000  # up to: a scan of compressed codes with full vectors to re-rank (if they fit the budget)
 FLAT_MEMORY_BUDGET = 8 * 2**30  # bytes of raw float32 vectors a full-vector index may hold
 HNSW_NEIGHBOURS = 32
+SCAN_ADDED_MAX = 4_096  # new clips readers score exactly beside a scan index (~0.2 ms a search) before it takes them
 RERANK_CANDIDATES = 50  # candidates an offset-projected search scores exactly with the query as given
 HUB_CANDIDATES = 256  # vectors furthest along the query offset, scored for every offset-projected search
 TRAIN_POINTS_PER_CLUSTER = 64  # autofaiss trains on 30–256 points per cluster; FAISS warns below 39
@@ -90,7 +91,8 @@ def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, a
       fewer) vectors than it was trained on, or when COMPACT_FRACTION of a scan index's vectors are
       removed ones (it cannot drop ids; searches skip them meanwhile);
     - "compact": rewrite the base file as base + added - removed (same training), once the changes
-      reach COMPACT_FRACTION of it (a scan index keeps its removed ids as tombstones);
+      reach COMPACT_FRACTION of it; a scan index, whose readers score new clips beside it, once
+      SCAN_ADDED_MAX are new (its removed ids stay tombstones);
     - "add": leave the base file; readers add the new vectors to it and drop (or skip) the removed
       ids when they open it (work proportional to the change);
     - "keep": nothing changed.
@@ -113,7 +115,7 @@ def plan_update(base_spec: str, base_count: int, trained_for: int, total: int, a
         return "retrain", f"rebuilt the {base_spec} index: {removed:,} of its {base_count:,} vectors were removed"
     if added == 0 and removed == 0:
         return "keep", f"kept the {base_spec} index ({total:,} clips)"
-    if family == "scan" and added > COMPACT_FRACTION * max(base_count, 1):
+    if family == "scan" and added > min(SCAN_ADDED_MAX, COMPACT_FRACTION * max(base_count, 1)):
         return "compact", (f"compacted the {base_spec} index: +{added:,} vectors into its {base_count:,} "
                            f"(same training; {removed:,} removed ids stay skipped)")
     if family != "scan" and added + removed > COMPACT_FRACTION * max(base_count, 1):
@@ -194,7 +196,7 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
     as_given, reached = tune_search_params(index, ids, vectors, queries=tune_queries)
     if tune_queries is None or not len(tune_queries) or not keeps_removed(index):
         return index, None
-    offset = QueryOffset.learn(query_offset(tune_queries, vectors), ids, vectors)
+    offset = QueryOffset.learn(query_offset(tune_queries, vectors), (ids, vectors))
     projected, projected_reached = tune_search_params(index, ids, vectors, queries=tune_queries, offset=offset)
     if projected_reached and (not reached or _effort(projected) < _effort(as_given)):
         return index, offset
@@ -237,58 +239,110 @@ class QueryOffset:
     hub_vectors: np.ndarray
 
     @classmethod
-    def learn(cls, direction: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> QueryOffset:
-        """The offset `direction` with its hubs among `vectors` (float32 (n, dim), ids `ids`)."""
-        along = np.asarray(vectors @ direction)
-        top = np.argpartition(-along, HUB_CANDIDATES - 1)[:HUB_CANDIDATES] if len(along) > HUB_CANDIDATES \
-            else np.arange(len(along))
-        return cls(np.asarray(direction, np.float32), np.asarray(ids, np.int64)[top],
-                   np.ascontiguousarray(vectors[top], dtype=np.float32))
+    def learn(cls, direction: np.ndarray, *parts: tuple[np.ndarray, np.ndarray]) -> QueryOffset:
+        """The offset `direction` with its hubs among the vectors of `parts`: (ids, float32 (n, dim)) each."""
+        hub_ids, hub_vectors = [], []
+        for ids, vectors in parts:
+            along = np.asarray(vectors @ direction)
+            top = _top(along, HUB_CANDIDATES)
+            hub_ids.append(np.asarray(ids, np.int64)[top])
+            hub_vectors.append(np.asarray(vectors[top], dtype=np.float32))
+        hub_ids, hub_vectors = np.concatenate(hub_ids), np.concatenate(hub_vectors)
+        top = _top(hub_vectors @ direction, HUB_CANDIDATES)
+        return cls(np.asarray(direction, np.float32), hub_ids[top], np.ascontiguousarray(hub_vectors[top]))
 
     def keeping(self, keep: np.ndarray) -> QueryOffset:
         """The same offset with only the hubs where `keep` (bool per hub) is true (filters, tombstones)."""
         return QueryOffset(self.direction, self.hub_ids[keep], self.hub_vectors[keep])
 
 
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the n largest scores (unordered; all when there are fewer)."""
+    return np.argpartition(-scores, n - 1)[:n] if len(scores) > n else np.arange(len(scores))
+
+
 def search(vector_index, queries: np.ndarray, n: int, params=None, offset: QueryOffset | None = None,
-           tombstones: np.ndarray | None = None):
+           tombstones: np.ndarray | None = None, added: tuple[np.ndarray, np.ndarray] | None = None):
     """Top `n` by inner product for each row of `queries`: (scores, ids) as FAISS returns them (id -1
     pads rows with fewer results). `params`: FAISS SearchParameters (an id selector, nprobe).
 
     With `offset` the index is searched with each query's component along the offset removed, for
     max(n, RERANK_CANDIDATES) candidates; those and the offset's hubs are scored exactly with the
-    query as given (the index's stored full vectors), ties broken by id. `tombstones`: removed ids
-    the index still holds (`keeps_removed`); the search asks for that many more and drops them."""
-    skip = np.zeros(0, np.int64) if tombstones is None else tombstones
-    fetch = n + len(skip)
+    query as given (the index's stored full vectors), ties broken by id. `tombstones` (sorted):
+    removed ids the index still holds (`keeps_removed`). They are dropped from the results: the
+    search asks for more in proportion to their share of the index, then 4x more, until the results
+    hold k_factor x n live ids (as many live candidates as an index without them would re-rank) or
+    n + len(tombstones) results, which always hold n live ids. `added`: (ids, vectors) of clips
+    newer than the index file, scored exactly and merged in (`keeps_removed`: readers do not add
+    them to a scan index, whose full vectors would be copied to grow)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    if offset is None:
-        scores, ids = vector_index.search(queries, fetch, params=params)
-    else:
-        direction = offset.direction
-        projected = np.ascontiguousarray(queries - np.outer(queries @ direction, direction), dtype=np.float32)
-        _, candidates = vector_index.search(projected, max(fetch, RERANK_CANDIDATES), params=params)
-        hub_scores = queries @ offset.hub_vectors.T
-        scores = np.full((len(queries), fetch), -np.finfo(np.float32).max, np.float32)
-        ids = np.full((len(queries), fetch), -1, np.int64)
-        for row, (query, found) in enumerate(zip(queries, candidates)):
-            found = found[found >= 0]
-            hubs = np.argpartition(-hub_scores[row], fetch - 1)[:fetch] if len(offset.hub_ids) > fetch \
-                else slice(None)
-            both = np.concatenate([found, offset.hub_ids[hubs]])
-            exact = np.concatenate([vector_index.reconstruct_batch(found) @ query, hub_scores[row, hubs]])
-            both, first = np.unique(both, return_index=True)
-            exact = exact[first]
-            best = np.lexsort((both, -exact))[:fetch]
-            scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
-    if not len(skip):
+    scores, ids = _skipping(vector_index, queries, n, params, offset, tombstones)
+    if added is None or not len(added[0]):
         return scores, ids
+    added_scores = queries @ added[1].T
+    for row in range(len(queries)):
+        top, found = _top(added_scores[row], n), ids[row] >= 0
+        both = np.concatenate([ids[row][found], added[0][top]])
+        exact = np.concatenate([scores[row][found], added_scores[row, top]])
+        both, first = np.unique(both, return_index=True)  # offset hubs may be added clips too
+        exact = exact[first]
+        best = np.lexsort((both, -exact))[:n]
+        scores[row], ids[row] = -np.finfo(np.float32).max, -1
+        scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
+    return scores, ids
+
+
+def _skipping(vector_index, queries: np.ndarray, n: int, params, offset: QueryOffset | None,
+              tombstones: np.ndarray | None):
+    """`search` in the index file alone, tombstones dropped."""
+    if tombstones is None or not len(tombstones):
+        return _search(vector_index, queries, n, params, offset)
+    most = n + len(tombstones)
+    live_total = vector_index.ntotal - len(tombstones)
+    # Enough live results that the re-ranked pool behind them held as many live candidates as a
+    # search of n in an index without tombstones would have (k_factor of them per result).
+    needed = min(math.ceil(n * getattr(_inner(vector_index), "k_factor", 1)), live_total)
+    fetch = min(most, 2 * math.ceil(needed / max(live_total / max(vector_index.ntotal, 1), 0.01)))
+    while True:
+        scores, ids = _search(vector_index, queries, fetch, params, offset)
+        live = (ids >= 0) & ~is_member(ids, tombstones)
+        if fetch >= most or (live.sum(axis=1) >= needed).all():
+            break
+        fetch = min(4 * fetch, most)
     out_scores = np.full((len(queries), n), -np.finfo(np.float32).max, np.float32)
     out_ids = np.full((len(queries), n), -1, np.int64)
     for row in range(len(queries)):
-        live = np.flatnonzero((ids[row] >= 0) & ~np.isin(ids[row], skip))[:n]
-        out_scores[row, :len(live)], out_ids[row, :len(live)] = scores[row, live], ids[row, live]
+        keep = np.flatnonzero(live[row])[:n]
+        out_scores[row, :len(keep)], out_ids[row, :len(keep)] = scores[row, keep], ids[row, keep]
     return out_scores, out_ids
+
+
+def is_member(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """np.isin for a sorted id array, in O(len(values) log len(sorted_ids)) (no sort per call)."""
+    at = np.searchsorted(sorted_ids, values).clip(max=max(len(sorted_ids) - 1, 0))
+    return (sorted_ids[at] == values) if len(sorted_ids) else np.zeros(np.shape(values), bool)
+
+
+def _search(vector_index, queries: np.ndarray, n: int, params, offset: QueryOffset | None):
+    """`search` without tombstones."""
+    if offset is None:
+        return vector_index.search(queries, n, params=params)
+    direction = offset.direction
+    projected = np.ascontiguousarray(queries - np.outer(queries @ direction, direction), dtype=np.float32)
+    _, candidates = vector_index.search(projected, max(n, RERANK_CANDIDATES), params=params)
+    hub_scores = queries @ offset.hub_vectors.T
+    scores = np.full((len(queries), n), -np.finfo(np.float32).max, np.float32)
+    ids = np.full((len(queries), n), -1, np.int64)
+    for row, (query, found) in enumerate(zip(queries, candidates)):
+        found = found[found >= 0]
+        hubs = _top(hub_scores[row], n)
+        both = np.concatenate([found, offset.hub_ids[hubs]])
+        exact = np.concatenate([vector_index.reconstruct_batch(found) @ query, hub_scores[row, hubs]])
+        both, first = np.unique(both, return_index=True)
+        exact = exact[first]
+        best = np.lexsort((both, -exact))[:n]
+        scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
+    return scores, ids
 
 
 def full_vectors(vector_index) -> tuple[np.ndarray, np.ndarray]:
@@ -398,18 +452,19 @@ def encode_offset(offset: QueryOffset | None) -> str:
     return "" if offset is None else json.dumps([float(v) for v in offset.direction])
 
 
-def decode_offset(text: str, vector_index, tombstones: np.ndarray) -> QueryOffset | None:
-    """The query offset of catalog meta, its hubs found among the index's live vectors."""
+def decode_offset(text: str, vector_index, tombstones: np.ndarray,
+                  added: tuple[np.ndarray, np.ndarray] | None = None) -> QueryOffset | None:
+    """The query offset of catalog meta, its hubs found among the index's live vectors and `added`."""
     if not text:
         return None
-    ids, vectors = full_vectors(vector_index)
-    offset = QueryOffset.learn(np.asarray(json.loads(text), np.float32), ids, vectors)
+    parts = [full_vectors(vector_index)] + ([added] if added is not None and len(added[0]) else [])
+    offset = QueryOffset.learn(np.asarray(json.loads(text), np.float32), *parts)
     return offset.keeping(~np.isin(offset.hub_ids, tombstones))
 
 
 def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """Add the clips newer than the base file and drop the removed ids, in place (writer and readers).
-    Returns the removed ids the index keeps as tombstones (`keeps_removed`; `search` skips them)."""
+    Returns the removed ids the index keeps as tombstones, sorted (`keeps_removed`; `search` skips them)."""
     import faiss
 
     removed = np.ascontiguousarray(removed, dtype=np.int64)
@@ -418,7 +473,7 @@ def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: n
         removed = removed[:0]
     for start in range(0, len(ids), 100_000):
         vector_index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
-    return removed
+    return np.unique(removed)
 
 
 # --- filtered search ------------------------------------------------------------------------------
@@ -427,8 +482,9 @@ EXACT_MAX = 4096  # allowed ids up to this many: score them all exactly (one sma
 SCAN_FETCH_MAX = 65_536  # most results a filtered scan asks for before the exact pass
 
 
-def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
-                 clip_vectors, offset: QueryOffset | None = None) -> tuple[np.ndarray, np.ndarray]:
+def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray, clip_vectors,
+                 offset: QueryOffset | None = None, added: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Best `n` of the `allowed` clip ids by inner product: (ids int64, scores float32), best first.
 
     Returns min(n, len(allowed)) results whenever that many allowed ids are indexed. A scan index
@@ -439,7 +495,7 @@ def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
     search widens (IVF nprobe x4, HNSW efSearch x4). Last comes an exact pass over every allowed id;
     very selective filters (<= EXACT_MAX ids) go straight to it.
     `clip_vectors(ids)` gives the (len(ids), dim) clip vectors stored for ids (the exact pass);
-    `offset`: the index's query offset (`search`).
+    `offset`, `added`: as for `search` (a scan index only).
     """
     import faiss
 
@@ -450,11 +506,14 @@ def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray,
     if len(allowed) > EXACT_MAX and keeps_removed(vector_index):
         if offset is not None:
             offset = offset.keeping(np.isin(offset.hub_ids, allowed))
+        if added is not None:
+            keep = is_member(added[0], allowed)
+            added = (added[0][keep], added[1][keep])
         total = vector_index.ntotal
         fetch = min(total, SCAN_FETCH_MAX, max(RERANK_CANDIDATES, 2 * n * total // len(allowed)))
         while True:
-            scores, ids = search(vector_index, query, fetch, offset=offset)
-            keep = np.isin(ids[0], allowed)
+            scores, ids = search(vector_index, query, fetch, offset=offset, added=added)
+            keep = is_member(ids[0], allowed)
             if keep.sum() >= n:
                 return ids[0][keep][:n].astype(np.int64), scores[0][keep][:n].astype(np.float32)
             if fetch >= min(total, SCAN_FETCH_MAX):

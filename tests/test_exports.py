@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors import safe_open
 
 from storyreel.generation.characters.export import export_pack, inference_rows
@@ -155,41 +154,3 @@ def test_index_export_reads_back_through_duckdb_and_pyarrow(tmp_path, run_cli):
     assert exported.ntotal == len(ids)
     assert np.array_equal(np.stack([exported.reconstruct(int(i)) for i in ids]), vectors)
     assert json.loads((out / "index_infos.json").read_text())["clips"] == len(ids)
-
-
-@pytest.mark.parametrize("spec", ["PQ8x4fs_64,RFlat", "HNSW32", "IVF4,Flat"])
-def test_export_reads_the_exact_vectors_back_from_every_lossless_index_kind(spec):
-    from storyreel.index.export import stored_vectors
-    from storyreel.index.vectors import build_vector_index
-
-    vectors = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = np.arange(300) * 7 + 5  # not 0..n-1: IVF needs a hashed id map
-    index, _ = build_vector_index(ids, vectors, spec)
-    assert np.array_equal(stored_vectors(index, ids[::-1]), vectors[::-1])
-
-
-def test_depth_writes_8_and_16_bit_png_frames_and_single_images(tmp_path, run_cli):
-    from storyreel.core.writers import write_video
-
-    rng = np.random.RandomState(0)
-    video = tmp_path / "v.mp4"
-    write_video((rng.rand(3, 32, 48, 3) * 255).astype(np.uint8), video, fps=8)
-    image = tmp_path / "still.png"
-    Image.fromarray((rng.rand(32, 48, 3) * 255).astype(np.uint8)).save(image)
-
-    proc = run_cli("depth", video, "--out", tmp_path / "d.mp4", "--png-dir", tmp_path / "png16", "--bits", "16",
-                   "--raw", tmp_path / "raw.npy", "--models", "tiny")
-    assert proc.returncode == 0, proc.stderr
-    pngs = sorted((tmp_path / "png16").iterdir())
-    assert [p.name for p in pngs] == ["000000.png", "000001.png", "000002.png"]
-    sixteen = np.stack([np.array(Image.open(p)) for p in pngs])
-    assert sixteen.shape == (3, 32, 48) and sixteen.max() > 255  # 16-bit values
-
-    proc = run_cli("depth", image, "--out", tmp_path / "still_depth.png", "--models", "tiny")
-    assert proc.returncode == 0, proc.stderr
-    with Image.open(tmp_path / "still_depth.png") as png:
-        assert png.mode == "L" and png.size == (48, 32)
-
-    proc = run_cli("depth", video, "--out", tmp_path / "d.png", "--models", "tiny")
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "use --png-dir DIR" in proc.stderr

@@ -94,7 +94,9 @@ def test_builds_write_only_what_changed_and_read_like_a_clean_build(tmp_path):
         for a, b in zip(inc_ids[::97], ref_ids[::97]):
             np.testing.assert_array_equal(inc_frames[a], ref_frames[b])
         # the index keeps the removed video's 1,000 ids as tombstones, which no search returns
-        assert sorted(set(vector_ids(inc.vector_index).tolist()) - set(inc.tombstones.tolist())) == inc_ids
+        # and scores the 100 clips newer than its file beside it
+        live = set(vector_ids(inc.vector_index).tolist()) - set(inc.tombstones.tolist())
+        assert sorted(live | set(inc.added[0].tolist())) == inc_ids and len(inc.added[0]) == 100
         assert len(inc.tombstones) == 1_000 and inc.stats()["vectors"] == 11_100
         gone = base[3_000:3_010]  # clips of the removed video
         assert not set(np.concatenate([inc.search_vectors(v, 20)[0] for v in gone]).tolist()) - set(inc_ids)
@@ -105,9 +107,9 @@ def test_builds_write_only_what_changed_and_read_like_a_clean_build(tmp_path):
 
 
 def test_scan_index_folds_in_new_vectors_and_is_rebuilt_after_many_removals(tmp_path):
-    """25% new vectors go into the scan index's file (removed ids stay tombstones); once 25% of it
-    is removed clips it is rebuilt without them. Every step searches like a clean build of the same
-    corpus (same clips, same scores)."""
+    """New vectors past a quarter of the scan index (or SCAN_ADDED_MAX) go into its file (removed ids
+    stay tombstones); once a quarter of it is removed clips it is rebuilt without them. Every step
+    searches like a clean build of the same corpus (same clips, same scores)."""
     vectors = clustered_vectors(5_100, DIM, centres=100, seed=2)
     write = lambda index_dir, records, **kw: write_videos(index_dir, records, model_id="m", dim=DIM, **kw)  # noqa: E731
     videos = list(synthetic_video_records(vectors[:4_000], 400))

@@ -135,3 +135,20 @@ def test_scan_search_uses_the_learned_query_offset():
             np.testing.assert_allclose(scores[hits], exact_scores[hits], rtol=1e-5)  # exact inner products
     assert recall["text-like", "offset"] >= 0.95 and recall["text-like", "as given"] < 0.33, recall
     assert recall["in", "offset"] >= 0.95, recall
+
+
+def test_search_skips_tombstones_even_when_they_are_all_the_nearest():
+    """A scan index keeps removed ids (tombstones). The 500 vectors nearest a query are removed: the
+    search widens past them (2x the live share's estimate, then 4x) and returns the exact best 10 of
+    the live vectors."""
+    from storyreel.index.vectors import search
+
+    vectors = clustered_vectors(2_000, 32, centres=40, noise=0.5, seed=7)
+    ids = np.arange(2_000, dtype=np.int64) * 3
+    index, _ = build_vector_index(ids, vectors)
+    query = vectors[:1]
+    dead = np.sort(ids[np.argsort(-(vectors @ query[0]))[:500]])
+    _, found = search(index, query, 10, tombstones=dead)
+    live = ~np.isin(ids, dead)
+    exact = ids[live][np.argsort(-(vectors[live] @ query[0]))[:10]]
+    assert found[0].tolist() == exact.tolist()

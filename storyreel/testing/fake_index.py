@@ -70,9 +70,10 @@ class MemoryIndex:
             raise ValueError("frame_vectors must have one entry per clip row")
         self._videos = dict(videos or {})
         ids = np.array(sorted(self._rows), dtype=np.int64)
-        pooled = self._clip_vectors(ids)
+        pooled = self.clip_vectors(ids)
         self.vector_index, self.query_offset = build_vector_index(ids, pooled, spec=spec)  # spec: as the build's
-        self.tombstones = np.zeros(0, np.int64)  # what Index.search_vectors reads besides the FAISS index
+        # what Index.search_vectors reads besides the FAISS index: nothing removed or newer than it
+        self.tombstones, self.added = np.zeros(0, np.int64), (ids[:0], pooled[:0])
         self.fetched: list[int] = []
 
     # --- ClipIndex ---------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ class MemoryIndex:
     def _filtered_ids(self, where: ClipFilter) -> np.ndarray:
         return np.array(sorted(cid for cid, row in self._rows.items() if where.matches(row)), dtype=np.int64)
 
-    def _clip_vectors(self, clip_ids) -> np.ndarray:
+    def clip_vectors(self, clip_ids) -> np.ndarray:
         return np.stack([clip_vector(self._frame_vectors[int(c)]) for c in clip_ids]) if len(clip_ids) else \
             np.zeros((0, self.dim), np.float32)
 
