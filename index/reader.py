@@ -16,7 +16,7 @@ from storyreel.core.errors import UserError
 from storyreel.index import layout, repair
 from storyreel.index.catalog import CLIP_ROW_SQL, SCHEMA_VERSION, ClipFilter, ClipRow, clip_row, read_meta
 from storyreel.index.scan import os_path
-from storyreel.index.vectors import apply_changes, decode_offset, keeps_removed, search, search_among
+from storyreel.index.vectors import apply_changes, decode_offset, is_scan, search, search_among
 
 
 @runtime_checkable
@@ -100,7 +100,7 @@ class Index:
         removed = np.asarray(self._con.execute("SELECT clip_id FROM removed").fetchnumpy()["clip_id"], np.int64)
         # Clips newer than the index file: a scan index scores them beside it (`added`); others take them in.
         self.tombstones, self.added = np.zeros(0, np.int64), (newer, self.clip_vectors(newer))
-        if keeps_removed(self.vector_index):
+        if is_scan(self.vector_index):
             self.tombstones = np.unique(removed)
         elif len(newer) or len(removed):
             self.tombstones = apply_changes(self.vector_index, *self.added, removed)

@@ -194,7 +194,7 @@ def build_vector_index(ids: np.ndarray, vectors: np.ndarray, spec: str | None = 
     for start in range(0, n, 100_000):
         index.add_with_ids(vectors[start:start + 100_000], ids[start:start + 100_000])
     as_given, reached = tune_search_params(index, ids, vectors, queries=tune_queries)
-    if tune_queries is None or not len(tune_queries) or not keeps_removed(index):
+    if tune_queries is None or not len(tune_queries) or not is_scan(index):
         return index, None
     offset = QueryOffset.learn(query_offset(tune_queries, vectors), (ids, vectors))
     projected, projected_reached = tune_search_params(index, ids, vectors, queries=tune_queries, offset=offset)
@@ -216,9 +216,10 @@ def _inner(vector_index):
     return faiss.downcast_index(vector_index.index if hasattr(vector_index, "id_map") else vector_index)
 
 
-def keeps_removed(vector_index) -> bool:
-    """Whether the index is a scan of codes with full vectors (module doc): it cannot drop ids, and
-    it scores every code anyway, so removed ids (tombstones) and filters are skipped after it."""
+def is_scan(vector_index) -> bool:
+    """Whether the index is a scan of compressed codes with full vectors to re-rank (module doc). It
+    cannot drop ids (removed ones stay as tombstones), readers score clips newer than its file beside
+    it, and, as it scores every code anyway, tombstones and filters are applied to its results."""
     import faiss
 
     return isinstance(_inner(vector_index), faiss.IndexRefine)
@@ -269,11 +270,11 @@ def search(vector_index, queries: np.ndarray, n: int, params=None, offset: Query
     With `offset` the index is searched with each query's component along the offset removed, for
     max(n, RERANK_CANDIDATES) candidates; those and the offset's hubs are scored exactly with the
     query as given (the index's stored full vectors), ties broken by id. `tombstones` (sorted):
-    removed ids the index still holds (`keeps_removed`). They are dropped from the results: the
+    removed ids the index still holds (`is_scan`). They are dropped from the results: the
     search asks for more in proportion to their share of the index, then 4x more, until the results
     hold k_factor x n live ids (as many live candidates as an index without them would re-rank) or
     n + len(tombstones) results, which always hold n live ids. `added`: (ids, vectors) of clips
-    newer than the index file, scored exactly and merged in (`keeps_removed`: readers do not add
+    newer than the index file, scored exactly and merged in (`is_scan`: readers do not add
     them to a scan index, whose full vectors would be copied to grow)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     scores, ids = _skipping(vector_index, queries, n, params, offset, tombstones)
@@ -367,7 +368,7 @@ def search_params(index) -> str:
     """The index's current search parameters as a string such as 'nprobe=32' ('' for exact search)."""
     import faiss
 
-    if keeps_removed(index):
+    if is_scan(index):
         return f"k_factor={_inner(index).k_factor:g}"
     params = []
     try:
@@ -407,7 +408,7 @@ def _candidate_params(index) -> list[str]:
         hnsw_quantizer = hasattr(faiss.downcast_index(ivf.quantizer), "hnsw")
         probes = [2**i for i in range(int(math.log2(ivf.nlist)) + 1)]
         return [f"nprobe={p}" + (f",quantizer_efSearch={max(2 * p, 64)}" if hnsw_quantizer else "") for p in probes]
-    if keeps_removed(index):  # candidates re-ranked with full vectors: k_factor x k
+    if is_scan(index):  # candidates re-ranked with full vectors: k_factor x k
         return [f"k_factor={f}" for f in (1, 2, 4, 8, 16, 32, 64, 128)]
     if search_params(index):  # HNSW
         return [f"efSearch={ef}" for ef in (16, 32, 64, 128, 256, 512)]
@@ -464,11 +465,11 @@ def decode_offset(text: str, vector_index, tombstones: np.ndarray,
 
 def apply_changes(vector_index, ids: np.ndarray, vectors: np.ndarray, removed: np.ndarray) -> np.ndarray:
     """Add the clips newer than the base file and drop the removed ids, in place (writer and readers).
-    Returns the removed ids the index keeps as tombstones, sorted (`keeps_removed`; `search` skips them)."""
+    Returns the removed ids the index keeps as tombstones, sorted (`is_scan`; `search` skips them)."""
     import faiss
 
     removed = np.ascontiguousarray(removed, dtype=np.int64)
-    if len(removed) and not keeps_removed(vector_index):
+    if len(removed) and not is_scan(vector_index):
         vector_index.remove_ids(faiss.IDSelectorBatch(removed))
         removed = removed[:0]
     for start in range(0, len(ids), 100_000):
@@ -503,7 +504,7 @@ def search_among(vector_index, query: np.ndarray, n: int, allowed: np.ndarray, c
     n = min(int(n), len(allowed))
     if n <= 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if len(allowed) > EXACT_MAX and keeps_removed(vector_index):
+    if len(allowed) > EXACT_MAX and is_scan(vector_index):
         if offset is not None:
             offset = offset.keeping(np.isin(offset.hub_ids, allowed))
         if added is not None:
