@@ -211,7 +211,9 @@ def test_cancel_stops_a_render_between_steps_and_keeps_finished_plots(page, data
     tab(page, "Render")
     page.locator("#render-go").click()
     manifest = data / "out" / "render" / "manifest.json"
+    deadline = time.monotonic() + 120
     while json.loads(manifest.read_text())["plots"]["0"]["settings"]["seed"] != 1:  # until plot 1 is new
+        assert time.monotonic() < deadline, page.locator("#render-status").inner_text()
         time.sleep(0.05)
     page.locator("#render-cancel").click()
     shown = status(page, "render-status", "Render cancelled")
