@@ -11,6 +11,7 @@ that the index build stores in its errors table and commands wrap into a one-lin
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,15 +62,36 @@ def _decoder_path(path: str):
     yield str(path)
 
 
-def _reader(path: str, width: int = -1, height: int = -1):
-    # torch must be loaded before decord: with decord's libraries loaded first, torch ops running
-    # beside a decode thread segfault (seen with torch 2.14 + decord2 3.4). FAISS too: loaded after
-    # decord, its k-means (IVF training) segfaults (faiss-cpu 1.15 + decord2 3.4).
+def _import_decord():
+    """decord, loaded after torch and FAISS and without its CUDA preload.
+
+    With decord's libraries loaded first, torch ops running beside a decode thread segfault (seen
+    with torch 2.14 + decord2 3.4), and FAISS's k-means too. And on import decord2 dlopens every
+    shared library of the `nvidia` pip packages (torch's CUDA wheels) with RTLD_GLOBAL, for its
+    GPU decoder, which storyreel does not use: ~420 MB of resident memory in every process that
+    decodes. `nvidia` is marked absent while it loads, so it skips them (torch loads what it uses)."""
     import faiss  # noqa: F401
     import torch  # noqa: F401
-    # isort: split
-    import decord
 
+    if "decord" in sys.modules:
+        return sys.modules["decord"]
+    saved = sys.modules.get("nvidia", _ABSENT)
+    sys.modules["nvidia"] = None  # importlib.util.find_spec("nvidia") is then None
+    try:
+        import decord
+    finally:
+        if saved is _ABSENT:
+            del sys.modules["nvidia"]
+        else:
+            sys.modules["nvidia"] = saved
+    return decord
+
+
+_ABSENT = object()
+
+
+def _reader(path: str, width: int = -1, height: int = -1):
+    decord = _import_decord()
     try:
         with _decoder_path(path) as name:
             return decord.VideoReader(name, width=width, height=height, num_threads=1)
