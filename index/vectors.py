@@ -283,13 +283,10 @@ def search(vector_index, queries: np.ndarray, n: int, params=None, offset: Query
     added_scores = queries @ added[1].T
     for row in range(len(queries)):
         top, found = _top(added_scores[row], n), ids[row] >= 0
-        both = np.concatenate([ids[row][found], added[0][top]])
-        exact = np.concatenate([scores[row][found], added_scores[row, top]])
-        both, first = np.unique(both, return_index=True)  # offset hubs may be added clips too
-        exact = exact[first]
-        best = np.lexsort((both, -exact))[:n]
+        best_scores, best_ids = _best(np.concatenate([ids[row][found], added[0][top]]),  # hubs may be added clips
+                                      np.concatenate([scores[row][found], added_scores[row, top]]), n)
         scores[row], ids[row] = -np.finfo(np.float32).max, -1
-        scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
+        scores[row, :len(best_ids)], ids[row, :len(best_ids)] = best_scores, best_ids
     return scores, ids
 
 
@@ -337,13 +334,19 @@ def _search(vector_index, queries: np.ndarray, n: int, params, offset: QueryOffs
     for row, (query, found) in enumerate(zip(queries, candidates)):
         found = found[found >= 0]
         hubs = _top(hub_scores[row], n)
-        both = np.concatenate([found, offset.hub_ids[hubs]])
-        exact = np.concatenate([vector_index.reconstruct_batch(found) @ query, hub_scores[row, hubs]])
-        both, first = np.unique(both, return_index=True)
-        exact = exact[first]
-        best = np.lexsort((both, -exact))[:n]
-        scores[row, :len(best)], ids[row, :len(best)] = exact[best], both[best]
+        best_scores, best_ids = _best(np.concatenate([found, offset.hub_ids[hubs]]),
+                                      np.concatenate([vector_index.reconstruct_batch(found) @ query,
+                                                      hub_scores[row, hubs]]), n)
+        scores[row, :len(best_ids)], ids[row, :len(best_ids)] = best_scores, best_ids
     return scores, ids
+
+
+def _best(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, ids) of the n best distinct ids, best first, ties by id."""
+    ids, first = np.unique(ids, return_index=True)
+    scores = scores[first]
+    best = np.lexsort((ids, -scores))[:n]
+    return scores[best], ids[best]
 
 
 def full_vectors(vector_index) -> tuple[np.ndarray, np.ndarray]:
