@@ -125,3 +125,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    """The tiny CLIP (built in code, fixed seed), one per test module."""
+    from storyreel.index.embed import load_clip
+
+    return load_clip("tiny")
+
+
+@pytest.fixture
+def story_error():
+    """`story_error(folder, text)`: load_story's error for a story file holding `text`, which must be
+    one line; the file's path is shown as S."""
+    from storyreel.core.errors import UserError
+    from storyreel.generation.story import load_story
+
+    def error(folder: Path, text: str) -> str:
+        path = folder / "story.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError) as info:
+            load_story(path)
+        message = str(info.value)
+        assert "\n" not in message
+        return message.replace(str(path), "S")
+
+    return error

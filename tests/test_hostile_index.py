@@ -28,15 +28,9 @@ import pytest
 
 from storyreel import index
 from storyreel.index import scan
-from storyreel.index.embed import load_clip
 from storyreel.testing.synthetic import Shot, write_video
 
 SIZE = (160, 120)
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_clip("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import pytest
 from storyreel import index
 from storyreel.core import video as video_module
 from storyreel.core.errors import UserError
-from storyreel.index.embed import load_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FPS = 24
@@ -39,11 +38,6 @@ def write_video(path, seed: int, frames: int = 60, cut: int = 30) -> None:
         scene = scenes[0] if i < cut else scenes[1]
         writer.append_data(np.ascontiguousarray(scene[:, 2 * i:2 * i + w]))
     writer.close()
-
-
-@pytest.fixture(scope="module")
-def embedder():
-    return load_clip("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storyreel.core.errors import UserError
 from storyreel.core.sheet import SheetRow, paint_sheet
 from storyreel.generation.layout import Layout, LayoutEntity
 from storyreel.generation.story.format import Entity, layout_of, load_story, plot_hash, resolved_plot_settings
@@ -71,17 +70,6 @@ def test_plan_fields_load_resolve_and_round_trip(folder):
     assert "layout" not in resolved_plot_settings(plain, 0) and len(plot_hash(plain, 0)) == 64
 
 
-def error_of(folder, old, new):
-    assert old in STORY
-    path = folder / "story.yaml"
-    path.write_text(STORY.replace(old, new, 1))
-    with pytest.raises(UserError) as info:
-        load_story(path)
-    message = str(info.value)
-    assert "\n" not in message
-    return message.replace(str(path), "S")
-
-
 @pytest.mark.parametrize("old, new, expected", [
     ("0: [0.05, 0.3, 0.45, 0.9]", "0: [0.05, 0.3, 1.45, 0.9]",
      "S:9: plots[0].entities[0].boxes[0]: 1.45 is outside [0, 1] (boxes are fractions of the frame)"),
@@ -100,8 +88,9 @@ def error_of(folder, old, new):
     ('{name: Rex, token: "<rex>", boxes: {0: [0.3', '{name: Rex, token: "<bob>", boxes: {0: [0.3',
      "S:15: plots[1].entities[0].token: unknown character '<bob>' (characters: <rex>)"),
 ])
-def test_plan_validation_names_file_line_and_field(folder, old, new, expected):
-    assert error_of(folder, old, new) == expected
+def test_plan_validation_names_file_line_and_field(folder, story_error, old, new, expected):
+    assert old in STORY
+    assert story_error(folder, STORY.replace(old, new, 1)) == expected
 
 
 def test_rule_based_plan_spreads_characters_in_order_of_mention():

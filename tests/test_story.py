@@ -125,15 +125,6 @@ def test_json_story_is_accepted(story_dir):
     assert resolved_plot_settings(story, 0)["prompt"] == "<rex> sleeps."
 
 
-def error_of(folder: Path, text: str) -> str:
-    path = write(folder, text)
-    with pytest.raises(UserError) as info:
-        load_story(path)
-    message = str(info.value)
-    assert "\n" not in message
-    return message.replace(str(path), "S")
-
-
 @pytest.mark.parametrize("edit, expected", [
     (("    motion: pan-left", "    moton: pan-left"),
      "S:12: plots[0]: unknown field 'moton' (did you mean 'motion'?)"),
@@ -170,19 +161,19 @@ def error_of(folder: Path, text: str) -> str:
     (("title: Rex and Mia", "title: [Rex"),
      "S:2: not valid YAML/JSON: expected ',' or ']', but got ':'"),
 ])
-def test_validation_errors_name_line_and_field(story_dir, edit, expected):
+def test_validation_errors_name_line_and_field(story_dir, story_error, edit, expected):
     old, new = edit
     assert old in STORY
     text = STORY.replace(old, new, 1)
-    assert error_of(story_dir, text) == expected.replace("{dir}", str(story_dir.resolve()))
+    assert story_error(story_dir, text) == expected.replace("{dir}", str(story_dir.resolve()))
 
 
-def test_missing_file_and_missing_plots(story_dir):
+def test_missing_file_and_missing_plots(story_dir, story_error):
     with pytest.raises(UserError, match=r"^nope\.yaml: story file not found$"):
         load_story("nope.yaml")
-    assert error_of(story_dir, "title: x\n") == "S:1: missing field 'plots' (a list of plots, each with a 'text')"
-    assert error_of(story_dir, "title: x\nplots: []\n") == "S:2: plots: expected a non-empty list of plots"
-    assert error_of(story_dir, "- text: a\n") == "S:1: expected a mapping of fields, got a list"
+    assert story_error(story_dir, "title: x\n") == "S:1: missing field 'plots' (a list of plots, each with a 'text')"
+    assert story_error(story_dir, "title: x\nplots: []\n") == "S:2: plots: expected a non-empty list of plots"
+    assert story_error(story_dir, "- text: a\n") == "S:1: expected a mapping of fields, got a list"
 
 
 def test_validate_pins_names_plot_and_line(story_dir):
