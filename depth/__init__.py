@@ -9,7 +9,7 @@ Front door (`from storyreel import depth`):
 Stages: registry -> dpt (network) -> checkpoint (official MiDaS .pt) -> model (transforms, batches)
 -> temporal (stabilize, flicker) -> conditioning (resampling, cache); media (decode/encode); cli.
 
-Names are imported on first use, so `import storyreel.depth.cli` (every `storyreel` start) does not load torch.
+Names are imported on first use, so `import storyreel.cli.depth` (every `storyreel` start) does not load torch.
 """
 
 import importlib

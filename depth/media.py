@@ -1,8 +1,8 @@
 """Reading sources (video, image, indexed clip) and writing depth videos, sidecars and sheets.
 
-Videos and gifs are decoded by the core reader (storyreel/core/video.py), images by the core loader
-(storyreel/core/images.py, EXIF rotation applied). Outputs go through the core writers: `write_video`
-(storyreel/core/writers.py) and `paint_sheet` (storyreel/core/sheet.py), all atomic.
+Videos and gifs are decoded by the core reader (core/video.py), images by the core loader
+(core/images.py, EXIF rotation applied). Outputs go through the core writers: `write_video`
+(core/writers.py) and `paint_sheet` (core/sheet.py), all atomic.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def read_sidecar(video: Path) -> dict | None:
 
 
 def open_video(path: Path) -> Source:
-    """A video file or gif, decoded by the core reader (storyreel/core/video.py: ascending batches, decord quirks)."""
+    """A video file or gif, decoded by the core reader (core/video.py: ascending batches, decord quirks)."""
     from storyreel.core.video import BadVideo, probe, read_frames
 
     try:

@@ -8,7 +8,7 @@ Front door:
 Layers: model code (settings, components, pipeline, characters/), training/, then the story
 application (story/: story files, planner, render, demo); evaluate scores clips; cli registers commands.
 
-Names are imported on first use, so `import storyreel.generation.cli` (every `storyreel` start) does
+Names are imported on first use, so `import storyreel.cli.generation` (every `storyreel` start) does
 not load torch or diffusers.
 """
 
@@ -22,9 +22,9 @@ _EXPORTS = {
     "Components": "storyreel.generation.components", "create_components": "storyreel.generation.components",
     "load_components": "storyreel.generation.components",
     "ClipGenerator": "storyreel.generation.generate", "generate_clip": "storyreel.generation.generate",
-    "load_characters": "storyreel.generation.characters", "train_character": "storyreel.generation.training",
-    "load_story": "storyreel.generation.story", "render_story": "storyreel.generation.story",
-    "plan_rule_based": "storyreel.generation.story", "score_clip": "storyreel.generation.evaluate",
+    "load_characters": "storyreel.generation.characters", "train_character": "storyreel.training",
+    "load_story": "storyreel.story", "render_story": "storyreel.story",
+    "plan_rule_based": "storyreel.story", "score_clip": "storyreel.generation.evaluate",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -4,11 +4,11 @@ A preset's generator (storyreel.core.models) names three diffusers-format folder
 `unet/ vae/ text_encoder/ tokenizer/ scheduler/`, an AnimateDiff `MotionAdapter`, a depth
 `ControlNetModel`) and the scheduler to sample with. `default` finds the public pretrained weights in
 the Hugging Face cache (never the network); `tiny` builds small random-init models in code with a
-fixed seed (storyreel.testing.tiny) and writes them in the same on-disk layout, so every preset (and
+fixed seed (storyreel.generation.tiny) and writes them in the same on-disk layout, so every preset (and
 every test) goes through the one loader the real weights use.
 
     components = create_components("tiny")          # or "default" (pretrained, HF cache only)
-    folders = write_tiny_checkpoint(folder)         # storyreel.testing.tiny: base/, motion_adapter/, controlnet/
+    folders = write_tiny_checkpoint(folder)         # storyreel.generation.tiny: base/, motion_adapter/, controlnet/
     components = load_components(**folders)
 """
 
@@ -61,7 +61,7 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
     with contextlib.ExitStack() as stack:
         tiny = {}
         if any(is_built_in(ids[role]) for role in ids) or (_is_single_file(spec.base) and _config_is_built_in(preset)):
-            from storyreel.testing.tiny import write_tiny_checkpoint
+            from storyreel.generation.tiny import write_tiny_checkpoint
 
             # Through disk on purpose: the tiny models take the same loader as the pretrained ones.
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="storyreel-tiny-"))
@@ -80,7 +80,7 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
                                scheduler=scheduler, dtype=dtype)
 
 
-# What each role is called in messages, and the files of its repo it needs (storyreel/core/hub.py).
+# What each role is called in messages, and the files of its repo it needs (core/hub.py).
 ROLES = {"base": ("the Stable Diffusion 1.5 base model", SD15_FILES),
          "motion_adapter": ("the AnimateDiff motion adapter", MODEL_FILES),
          "controlnet": ("the depth ControlNet", MODEL_FILES)}

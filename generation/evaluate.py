@@ -83,7 +83,7 @@ def score_clip(frames: np.ndarray, prompt: str, embedder, packs=()) -> ClipScore
 
 def read_clip_frames(path: str | Path) -> np.ndarray:
     """uint8 (F, H, W, 3) of a clip: a video file, a gif or a folder of PNG frames (the core reader,
-    storyreel/core/video.py read_video), or a one-line UserError."""
+    core/video.py read_video), or a one-line UserError."""
     from storyreel.core.video import BadVideo, read_video
 
     path = Path(path)

@@ -123,7 +123,7 @@ def decode_parts(file: FileStat, settings: BuildSettings, progress=None):
     `ClipRecord`s with their frames, in order. Memory stays flat in video length: pass 1 feeds the
     cut detector a batch of small frames at a time, pass 2 decodes one chunk of clips at a time. If
     the file fails part way, `record.error` is set and nothing more is yielded (drop what came).
-    progress: a `Progress` (storyreel/core/progress.py) told the frames decoded within this file.
+    progress: a `Progress` (core/progress.py) told the frames decoded within this file.
     """
     from storyreel.index.motion import camera_motion
     from storyreel.index.shots import CutDetector, split_into_clips
@@ -541,7 +541,7 @@ def build(video_dir, index_dir, preset=None, *, max_clip_s: float = 8.0, min_cli
     engine: "local" (decode threads + CLIP here) or "ray" (the mapper on Ray workers, index/ray_engine.py;
     `address` names the cluster, default a local Ray with `workers` CPUs); the writer is this process.
 
-    progress: a `Progress` (storyreel/core/progress.py) told files done and, in a child bar, the frames
+    progress: a `Progress` (core/progress.py) told files done and, in a child bar, the frames
     decoded within the current file; None reports nothing.
     on_video_committed: called with each file's `VideoRecord` (clips or error reason) right after its
     catalog transaction commits, i.e. once the file is safe: a build killed after that point resumes

@@ -1,7 +1,7 @@
 """Read API: `open_index(index_dir)` → `Index`, a read-only view of the last committed generation.
 
 `ClipIndex` is the part of that API the other stages read (search, depth, render, training); anything
-that satisfies it can stand in for an opened index (tests use `storyreel.testing.fake_index.MemoryIndex`).
+that satisfies it can stand in for an opened index (tests use `tests/fake_index.py MemoryIndex`).
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from pathlib import Path
 from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video
 from storyreel.index.embed import clip_embedder, load_clip
 from storyreel.index.scan import find_videos
+from storyreel.synthetic import make_corpus
 from storyreel.testing.models import BENCH_ONLY_MODELS
-from storyreel.testing.synthetic import make_corpus
 
 
 def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int, device=None, dtype=None) -> dict:

@@ -5,7 +5,7 @@
 
 Each build runs in its own process (`storyreel index build --models tiny`), so its peak RSS
 (ru_maxrss of the child) is the build's alone. The video is small frames with a hard cut every 10 s
-(storyreel/testing/synthetic.py `write_long_video`). Targets: the long video's peak RSS within
+(synthetic/corpus.py `write_long_video`). Targets: the long video's peak RSS within
 500 MB of the 1-minute one's, and at most 1.5 GB.
 """
 
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from storyreel.testing.synthetic import write_long_video
+from storyreel.synthetic import write_long_video
 
 
 def build_peak_rss_mb(video_dir: Path, index_dir: Path) -> tuple[float, float, dict]:

@@ -8,7 +8,7 @@ does) and recall@10 against exact search. Target at N=1M, d=512:
 p50 ≤ 5 ms with recall@10 ≥ 0.95.
 
 `--queries text-like` adds out-of-distribution queries shaped like CLIP text embeddings
-(storyreel/testing/synthetic.py `text_like_queries`: cosine ~0.3 to one centre plus a strong
+(synthetic/corpus.py `text_like_queries`: cosine ~0.3 to one centre plus a strong
 offset shared by all queries), tunes the index with a separate set of them (as the index build
 does with its caption list; the build then searches without their learned offset when that helps,
 index/vectors.py `QueryOffset`, and the JSON's "query_offset" says whether it does), and reports
@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from storyreel.index.vectors import build_vector_index, choose_index_spec, encode_offset, search, search_params
+from storyreel.synthetic import clustered_vectors, text_like_queries
 from storyreel.testing.probes import peak_rss_kib
-from storyreel.testing.synthetic import clustered_vectors, text_like_queries
 
 
 def search_child(folder: str, k: int) -> int:

@@ -32,8 +32,8 @@ import numpy as np
 import torch
 
 from storyreel.generation.components import create_components
-from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings
 from storyreel.testing.models import random_sd15_components
+from storyreel.training.train import CharacterTrainer, ConceptImage, TrainSettings
 
 
 def flat_depth(frames: np.ndarray) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
     python scripts/ui_screenshots.py [--out docs/ui] [--work DIR]
 
-Builds the workspace the browser tests use (storyreel/testing/workspace.py: 3 synthetic videos, the
+Builds the workspace the browser tests use (testing/workspace.py: 3 synthetic videos, the
 demo story, two packs; tiny random models, so generated frames are noise-like), starts the app on a
 free port, does one typical thing per tab (the Story tab: the planned plot's boxes over the clip pinned
 from Search, and a bad field's error) and saves `index.png`, `search.png`, `story.png`,

@@ -1,15 +1,18 @@
 """storyreel: retrieval-augmented storytelling video.
 
-One namespace, four stages that depend on each other in one direction only:
+`storyreel.X` lives in the top-level folder `X/`. The layers depend one way (tests/test_layers.py):
 
-    storyreel.index       a folder of videos -> a searchable clip index (DuckDB catalog + FAISS)
-    storyreel.retrieval   text or image -> ranked clips, filtered by camera motion
-    storyreel.depth       MiDaS-style depth of a clip, stable across frames
-    storyreel.generation  depth-guided video diffusion with personalized characters, and stories
+    core                   errors, atomic files, progress, video and image I/O, the model presets
+    synthetic              videos and vectors with known truths (the demo's corpus, benchmarks)
+    index                  a folder of videos -> a searchable clip index (DuckDB catalog + FAISS)
+    retrieval              text or image -> ranked clips, filtered by camera motion
+    depth                  MiDaS-style depth of a clip, stable across frames
+    generation             depth-guided video diffusion with personalized characters (diffusers)
+    training               character packs (TimeInv tokens + LoRA)
+    story                  story files, planning, rendering a whole story, the demo
+    ui, cli                the web app and the `storyreel` command, over the same Python API
 
-plus `storyreel.core` (what every stage shares: errors, atomic files, progress, video and image
-I/O, the model registry in `storyreel.core.models`) and `storyreel.testing` (synthetic corpora and
-tiny model builders for tests, benchmarks and the demo). `storyreel.cli` is the console script.
+`storyreel.testing` holds helpers the tests and benchmarks share.
 """
 
 __version__ = "0.1.0"

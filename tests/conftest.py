@@ -140,7 +140,7 @@ def story_error():
     """`story_error(folder, text)`: load_story's error for a story file holding `text`, which must be
     one line; the file's path is shown as S."""
     from storyreel.core.errors import UserError
-    from storyreel.generation.story import load_story
+    from storyreel.story import load_story
 
     def error(folder: Path, text: str) -> str:
         path = folder / "story.yaml"

@@ -20,7 +20,7 @@ from storyreel.generation.characters.lora import load_lora_state_dict, lora_stat
 from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.characters.tokens import CharacterTokens, TimeInvTable
 from storyreel.generation.components import create_components
-from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings
+from storyreel.training.train import CharacterTrainer, ConceptImage, TrainSettings
 
 STEPS = 3
 

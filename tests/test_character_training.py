@@ -11,7 +11,7 @@ from PIL import Image
 from storyreel.core.errors import UserError
 from storyreel.generation.characters.pack import load_pack, save_pack
 from storyreel.generation.components import create_components
-from storyreel.generation.training.train import CharacterTrainer, TrainSettings, load_concept_images
+from storyreel.training.train import CharacterTrainer, TrainSettings, load_concept_images
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,7 @@ def test_bad_settings_name_their_flag(field, value, message):
 
 
 def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_dir):
-    from storyreel.generation.training.train import train_character
+    from storyreel.training.train import train_character
 
     with pytest.raises(UserError) as err:
         train_character(image_dir, tmp_path / "teddy.safetensors", TrainSettings(token="<teddy>", init_word="bear"),
@@ -282,7 +282,7 @@ def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_d
     import json
 
     from storyreel.index.build import build
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")

@@ -14,7 +14,7 @@ import pytest
 
 from storyreel import index
 from storyreel.core.errors import UserError
-from storyreel.testing.synthetic import Shot, make_corpus, write_video
+from storyreel.synthetic import Shot, make_corpus, write_video
 
 SIZE, FRAMES = (64, 64), 8
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_index import MemoryIndex, clip_row
 
 from storyreel.core.errors import UserError
 from storyreel.depth import conditioning_for_source, create_depth_model
 from storyreel.depth.media import open_source
-from storyreel.testing.fake_index import MemoryIndex, clip_row
 
 
 def moving_square_frames(n=12, height=64, width=128):

@@ -1,5 +1,5 @@
-"""Where models run (storyreel/core/devices.py) and swapping one component of a preset without code
-(storyreel/core/models.py `with_overrides`): `--base DIR`, `--base FILE.safetensors`, `--depth-model DIR`,
+"""Where models run (core/devices.py) and swapping one component of a preset without code
+(core/models.py `with_overrides`): `--base DIR`, `--base FILE.safetensors`, `--depth-model DIR`,
 fp16-only caches, the one-line `hf download ... --include ...` of a missing component, `storyreel doctor`."""
 
 from __future__ import annotations
@@ -111,9 +111,10 @@ def test_overrides_are_one_replace_each(tmp_path):
 
 
 def test_generate_with_a_base_folder_and_with_a_single_file_checkpoint(run_cli, tmp_path):
+    from single_file import write_single_file
+
     from storyreel.core.writers import write_video
-    from storyreel.testing.single_file import write_single_file
-    from storyreel.testing.tiny import write_tiny_checkpoint
+    from storyreel.generation.tiny import write_tiny_checkpoint
 
     folders = write_tiny_checkpoint(tmp_path / "seed1", seed=1)  # another fine-tune of the tiny architecture
     base = folders["base_dir"]
@@ -219,7 +220,7 @@ def test_doctor_reports_what_is_missing_with_its_fetch_command(run_cli, hf_cache
 
 
 def test_a_story_files_models_section(tmp_path):
-    from storyreel.generation.story.format import load_story
+    from storyreel.story.format import load_story
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "mine.safetensors").write_bytes(b"")

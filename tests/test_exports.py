@@ -14,7 +14,7 @@ from storyreel.generation.characters.export import export_pack, inference_rows
 from storyreel.generation.characters.lora import add_spatial_lora, load_lora_state_dict
 from storyreel.generation.characters.pack import load_pack, save_pack
 from storyreel.generation.components import create_components
-from storyreel.generation.training.train import CharacterTrainer, ConceptImage, TrainSettings
+from storyreel.training.train import CharacterTrainer, ConceptImage, TrainSettings
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_index_export_reads_back_through_duckdb_and_pyarrow(tmp_path, run_cli):
 
     from storyreel.index import build
     from storyreel.index.reader import open_index
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
     build(tmp_path / "videos", tmp_path / "index", preset="tiny")

@@ -89,8 +89,8 @@ def h(tmp_path_factory):
     """The hostile workspace: a tiny index (one synthetic video), a character pack and tampered copies,
     bombs, a file where folders are expected; read-only for the rows (each writes under its own folder)."""
     from storyreel import index
-    from storyreel.generation.story.demo import write_character_images
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.story.demo import write_character_images
+    from storyreel.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("hostile")
     make_corpus(root / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=8)
@@ -274,7 +274,7 @@ RENDER_STORY = TINY_DEFAULTS + "plots:\n  - text: A dog runs.\n  - text: A cat s
 
 
 def test_render_refuses_a_foreign_folder_and_a_foreign_manifest(run_cli, h, tmp_path):
-    from storyreel.generation.story.render import MARKER
+    from storyreel.story.render import MARKER
 
     out = tmp_path / "out"
     out.mkdir()
@@ -297,7 +297,7 @@ def test_render_refuses_a_foreign_folder_and_a_foreign_manifest(run_cli, h, tmp_
 
 
 def test_a_second_render_into_the_same_folder_says_one_is_running(run_cli, h, tmp_path):
-    from storyreel.generation.story.render import claim_output_folder, render_lock
+    from storyreel.story.render import claim_output_folder, render_lock
 
     out = tmp_path / "out"
     claim_output_folder(out)
@@ -316,7 +316,7 @@ def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_pa
     dropped), so the next run renders only the changed plot; --force renders into a
     foreign folder without touching the files render does not write."""
     from storyreel.generation.pipeline import StructureGuidedPipeline
-    from storyreel.generation.story.render import render_story
+    from storyreel.story.render import render_story
 
     calls, interrupt = [], [True]
     original = StructureGuidedPipeline.__call__
@@ -511,7 +511,7 @@ def test_unexpected_error_is_one_line_with_the_traceback_file(run_cli, h, tmp_pa
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("storyreel.generation.story.planner.plan_rule_based", broken)
+    monkeypatch.setattr("storyreel.story.planner.plan_rule_based", broken)
     proc = run_cli(*plan(h, tmp_path / "s.yaml"), env=ENV)
     assert proc.returncode == 1
     match = re.fullmatch(r"storyreel: error: unexpected RuntimeError: boom second line \(full traceback in "
@@ -530,7 +530,7 @@ def test_unexpected_error_is_one_line_with_the_traceback_file(run_cli, h, tmp_pa
     proc = run_cli(*plan(h, tmp_path / "s.yaml"), "--debug", env=ENV)  # anywhere on the line
     assert proc.returncode == 1 and "Traceback (most recent call last)" in proc.stderr
 
-    monkeypatch.setattr("storyreel.generation.story.planner.plan_rule_based",
+    monkeypatch.setattr("storyreel.story.planner.plan_rule_based",
                         lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     proc = run_cli(*plan(h, tmp_path / "s.yaml"), env=ENV)
     assert proc.returncode == 1 and proc.stderr.startswith("storyreel: error: ran out of memory; lower --frames")
@@ -587,7 +587,7 @@ def fuzz_dir(tmp_path_factory):
 @FUZZ
 @given(text=st.one_of(STORY_TEXT, st.text(max_size=40)))
 def test_fuzz_story_files_end_in_a_user_error_or_valid_settings(fuzz_dir, text):
-    from storyreel.generation.story.format import _StoryReader, plot_settings
+    from storyreel.story.format import _StoryReader, plot_settings
 
     try:
         story_ = _StoryReader("fuzz.yaml", fuzz_dir).read(text)  # parse + validate, as load_story does
@@ -617,7 +617,7 @@ def parser():
        backend=st.sampled_from(["animatediff", "t2v-zero"]), field=st.sampled_from(["-1,2", "nan,1", "1e400,0", "3"]))
 def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, values, backend, field):
     """Parse as `storyreel generate` does, then its checks (settings, LoRA scale) up to the first model load."""
-    from storyreel.generation.cli import generate_settings
+    from storyreel.cli.generation import generate_settings
     from storyreel.generation.settings import check_lora_scale
 
     argv = ["generate", "--prompt", "p", "--out", "o.mp4", "--backend", backend, f"--motion-field={field}",
@@ -639,8 +639,8 @@ def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, valu
     st.sampled_from(["http://127.0.0.1:9", "ftp://x", "http://[::1", "http://h:99999", "file:///etc/passwd",
                      "https://u:p@h/", "javascript:x", ""]), st.text(max_size=20)))
 def test_fuzz_search_and_llm_numbers_end_in_a_user_error(fuzz_dir, k, min_seconds, timeout, url):
-    from storyreel.generation.story.planner import check_llm_options
     from storyreel.retrieval.query import search
+    from storyreel.story.planner import check_llm_options
 
     for check in (lambda: search(fuzz_dir / "no-index", "dog", k=int(k), min_seconds=float(min_seconds)),
                   lambda: check_llm_options(url, float(timeout))):

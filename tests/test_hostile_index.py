@@ -28,7 +28,7 @@ import pytest
 
 from storyreel import index
 from storyreel.index import scan
-from storyreel.testing.synthetic import Shot, write_video
+from storyreel.synthetic import Shot, write_video
 
 SIZE = (160, 120)
 

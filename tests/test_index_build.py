@@ -278,13 +278,13 @@ def test_killed_build_resumes_to_clean_build_and_readers_see_last_commit(corpus,
     write_video(videos / "d.mp4", seed=9)
 
     # A reader in another process searches in a loop through the build, the kill and the resume
-    # (storyreel.testing.search_loop): it must never fail and always see one complete generation.
+    # (tests/search_loop.py): it must never fail and always see one complete generation.
     stop = tmp_path / "stop-reader"
-    reader = subprocess.Popen([sys.executable, "-m", "storyreel.testing.search_loop", str(tmp_path / "idx"),
+    reader = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "search_loop.py"), str(tmp_path / "idx"),
                                "--stop", str(stop)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=REPO)
-    # The real build in its own process, pausing 30 s after each committed video (storyreel.testing.slow_build).
-    proc = subprocess.Popen([sys.executable, "-m", "storyreel.testing.slow_build", str(videos), "--index",
+    # The real build in its own process, pausing 30 s after each committed video (tests/slow_build.py).
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "slow_build.py"), str(videos), "--index",
                              str(tmp_path / "idx"), "--models", "tiny", "--pause", "30"],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=REPO)
     try:

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_index import MemoryIndex, clip_row
 
 from storyreel.core.errors import UserError
 from storyreel.index.reader import ClipIndex, Index
-from storyreel.testing.fake_index import MemoryIndex, clip_row
 
 
 @pytest.fixture(scope="module")
 def real_index(tmp_path_factory):
     """A real index of one synthetic video (three 1.5 s shots, so three clips), opened read-only."""
     from storyreel import index
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("interface")
     make_corpus(root / "videos", num_videos=1, shots_per_video=3, shot_seconds=1.5, size=(64, 48), fps=12)

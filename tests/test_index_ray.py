@@ -10,7 +10,7 @@ import numpy as np
 
 def test_ray_engine_builds_the_same_catalog_as_the_local_engine(tmp_path, run_cli):
     from storyreel import index
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
     had_ray = "ray" in sys.modules

@@ -13,7 +13,7 @@ from storyreel.index import open_index
 from storyreel.index.build import write_videos
 from storyreel.index.reader import vector_ids
 from storyreel.index.vectors import plan_update
-from storyreel.testing.synthetic import clustered_vectors
+from storyreel.synthetic import clustered_vectors
 from storyreel.testing.synthetic_records import synthetic_video_records
 
 DIM = 16
@@ -189,7 +189,7 @@ def test_long_video_decodes_in_flat_memory(tmp_path, monkeypatch):
     from storyreel.index.build import CHUNK_CLIPS, BuildSettings, map_video
     from storyreel.index.embed import load_clip
     from storyreel.index.scan import FileStat
-    from storyreel.testing.synthetic import write_long_video
+    from storyreel.synthetic import write_long_video
 
     build_module = sys.modules["storyreel.index.build"]  # (the package exports its `build` function by that name)
     live = {"bytes": 0, "peak": 0}

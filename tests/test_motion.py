@@ -6,7 +6,7 @@ import pytest
 
 from storyreel.core.video import probe, read_frames
 from storyreel.index.motion import ANALYSIS_WIDTH, MOTION_LABELS, _analysis_frames, camera_motion, clip_zoom_rate
-from storyreel.testing.synthetic import SHOT_KINDS, Shot, scene_image, write_video
+from storyreel.synthetic import SHOT_KINDS, Shot, scene_image, write_video
 
 WIDTH = 160
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("index", "retrieval", "depth", "generation")
+STAGES = ("core", "synthetic", "index", "retrieval", "depth", "generation", "training", "story", "ui", "cli")
 
 
 def python(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -12,8 +12,8 @@ from fake_http import FakeServer
 
 from storyreel.cli import build_parser
 from storyreel.core.errors import UserError
-from storyreel.generation.story.format import Character, Entity, Plot, Story, load_story, resolved_plot_settings
-from storyreel.generation.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
+from storyreel.story.format import Character, Entity, Plot, Story, load_story, resolved_plot_settings
+from storyreel.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
 
 CAST = {"Rex": "<rex>", "Mia": "<mia>"}
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
 
 from storyreel.core.sheet import SheetRow, paint_sheet
 from storyreel.generation.layout import Layout, LayoutEntity
-from storyreel.generation.story.format import Entity, layout_of, load_story, plot_hash, resolved_plot_settings
-from storyreel.generation.story.planner import plan_rule_based, write_story
-from storyreel.generation.story.render import choose_clips
 from storyreel.retrieval import prefer_video, search
-from storyreel.testing.fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
+from storyreel.story.format import Entity, layout_of, load_story, plot_hash, resolved_plot_settings
+from storyreel.story.planner import plan_rule_based, write_story
+from storyreel.story.render import choose_clips
 
 STORY = """\
 title: Park

@@ -77,7 +77,7 @@ def cli(*args) -> tuple[int, str]:
 
 
 def test_index_build_shows_bars_with_eta_on_a_terminal_and_nothing_with_quiet(tmp_path, capsys):
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
     code, build = cli("index", "build", tmp_path / "videos", "--index", tmp_path / "index", "--models", "tiny")
@@ -96,7 +96,7 @@ def test_an_error_after_a_bar_starts_on_its_own_line(tmp_path, monkeypatch):
     import importlib
 
     from storyreel.core.errors import UserError
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     def fail(record):
         raise UserError("disk full")

@@ -8,15 +8,15 @@ import shutil
 
 import numpy as np
 import pytest
+from fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
 from PIL import Image
 
 from storyreel.core.errors import UserError
 from storyreel.generation import GenerationSettings
 from storyreel.generation.evaluate import read_clip_frames
 from storyreel.generation.pipeline import StructureGuidedPipeline
-from storyreel.generation.story.demo import CHARACTERS, STORY, write_character_images
-from storyreel.generation.story.render import PANEL_HEIGHT, choose_clips, render_story
-from storyreel.testing.fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
+from storyreel.story.demo import CHARACTERS, STORY, write_character_images
+from storyreel.story.render import PANEL_HEIGHT, choose_clips, render_story
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def corpus(tmp_path_factory):
     """A tiny index of 3 synthetic videos (9 clips) and two character packs, shared read-only: tests
     render from their own copy (`workspace`)."""
     from storyreel import index
-    from storyreel.generation.training.train import TrainSettings, train_character
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
+    from storyreel.training.train import TrainSettings, train_character
 
     root = tmp_path_factory.mktemp("render")
     make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
@@ -229,7 +229,7 @@ QUERIES = FakeEmbedder({}, default=np.eye(DIM)[0])  # every query text is the sa
 
 
 def motion_story(tmp_path, motions):
-    from storyreel.generation.story.format import load_story
+    from storyreel.story.format import load_story
 
     plots = "".join(f"  - text: Plot {n}.\n" + (f"    motion: {m}\n" if m else "") for n, m in enumerate(motions))
     path = tmp_path / "story.yaml"

@@ -1,6 +1,6 @@
 """Search: query motion words, re-ranking, filters, model check, contact sheet.
 
-The ranking logic runs against `MemoryIndex` (storyreel.testing.fake_index, held to the real index's
+The ranking logic runs against `MemoryIndex` (tests/fake_index.py, held to the real index's
 `ClipIndex` interface); the end-to-end tests at the bottom build a real index from synthetic videos
 with the tiny preset.
 """
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fake_index import DIM, FakeEmbedder, MemoryIndex
+from fake_index import clip_row as row
 from PIL import Image
 
 from storyreel.core.errors import UserError
 from storyreel.retrieval import contact_sheet, search
 from storyreel.retrieval.motion_words import motion_in_query
-from storyreel.testing.fake_index import DIM, FakeEmbedder, MemoryIndex
-from storyreel.testing.fake_index import clip_row as row
 
 
 def unit(v):
@@ -95,7 +95,7 @@ def test_filters_inside_search_fill_k_for_a_1_percent_label(spec):
     lists) hold none of them: a post-filter finds none, the filtered search finds 10. So do 5,000 (25%)
     `pan-left` clips next furthest away: too many for the exact pass, too few for a plain search."""
     from storyreel.index.vectors import choose_index_spec, index_family
-    from storyreel.testing.synthetic import clustered_vectors
+    from storyreel.synthetic import clustered_vectors
 
     n, dim = 20_000, DIM
     vectors = clustered_vectors(n, dim, centres=400, noise=0.3, seed=5)
@@ -175,7 +175,7 @@ def test_image_query_and_contact_sheet(rng, tmp_path):
 def built_index(tmp_path_factory):
     """Two videos of three 1.5 s shots (static, pan-left, pan-right / tilt-up, tilt-down, zoom-in)."""
     from storyreel import index
-    from storyreel.testing.synthetic import make_corpus
+    from storyreel.synthetic import make_corpus
 
     root = tmp_path_factory.mktemp("search")
     truths = make_corpus(root / "videos", num_videos=2, shots_per_video=3, shot_seconds=1.5, size=(128, 72))

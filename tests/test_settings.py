@@ -9,7 +9,7 @@ from storyreel.cli import main
 from storyreel.core.errors import UserError
 from storyreel.core.models import get_preset
 from storyreel.generation import GenerationSettings
-from storyreel.generation.story.format import load_story, plot_settings
+from storyreel.story.format import load_story, plot_settings
 
 
 def test_preset_decides_size_frames_steps_and_cfg_and_flags_override():

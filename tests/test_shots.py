@@ -5,7 +5,7 @@ import pytest
 
 from storyreel.core.video import probe, read_frames
 from storyreel.index.shots import detect_cuts, split_into_clips
-from storyreel.testing.synthetic import Shot, write_video
+from storyreel.synthetic import Shot, write_video
 
 
 def decode(path) -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from storyreel.core.errors import UserError
-from storyreel.generation.story.format import (
+from storyreel.story.format import (
     Character,
     Plot,
     load_story,

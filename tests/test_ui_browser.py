@@ -120,7 +120,7 @@ def test_search_shows_k_thumbnails_plays_a_clip_and_filters_by_motion(page, data
     fill(page, "search-plot", "2")
     page.locator("#search-pin").click()
     status(page, "search-status", f"Plot 2 of story.yaml now uses clip {clip_id}.")
-    from storyreel.generation.story import load_story
+    from storyreel.story import load_story
 
     assert [p.clip for p in load_story(data / "story.yaml").plots] == [None, clip_id, None]
 
@@ -138,7 +138,7 @@ def layout_pixels(ui, story: Path, *points) -> tuple:
     from PIL import Image
 
     from storyreel.core.sheet import LINE_HEIGHT
-    from storyreel.generation.story.render import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
+    from storyreel.story.render import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
 
     picture = Image.open(ui.story_layouts(str(story))).convert("RGB")
     return tuple(picture.getpixel((LAYOUT_GAP + round(x * LAYOUT_TILE_HEIGHT),  # below the plot's caption line
@@ -295,7 +295,7 @@ def test_an_upload_over_the_limit_is_refused(app, tmp_path):
 
 def test_story_tables_and_plan_write_what_the_yaml_editor_would(app, data, tmp_path):
     """The Table and Plan handlers, without the browser: rows become story fields, validated the same way."""
-    from storyreel.generation.story import load_story
+    from storyreel.story import load_story
 
     ui = app[0]
     path = data / "out" / "table.yaml"

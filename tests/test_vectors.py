@@ -11,7 +11,7 @@ from storyreel.index.vectors import (
     search_params,
     set_search_params,
 )
-from storyreel.testing.synthetic import clustered_vectors
+from storyreel.synthetic import clustered_vectors
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -88,7 +88,7 @@ def test_text_like_tuning_queries_keep_recall_on_out_of_distribution_queries():
     """Queries shaped like CLIP text embeddings (cosine 0.3 to a centre plus a strong shared offset)
     need a wider search than database vectors: tuned on database vectors alone the index misses over
     a tenth of their neighbours; tuned with (other) text-like queries too it reaches the target."""
-    from storyreel.testing.synthetic import text_like_queries
+    from storyreel.synthetic import text_like_queries
 
     n, dim, centres = 20_000, 32, 200
     vectors = clustered_vectors(n, dim, centres=centres, seed=3)
@@ -112,7 +112,7 @@ def test_scan_search_uses_the_learned_query_offset():
     0.95, where the same index searched with the queries as given finds under a third of their
     neighbours; database-like queries keep their recall."""
     from storyreel.index.vectors import HUB_CANDIDATES, search
-    from storyreel.testing.synthetic import text_like_queries
+    from storyreel.synthetic import text_like_queries
 
     n, dim, centres = 20_000, 256, 1_000
     vectors = clustered_vectors(n + 300, dim, centres=centres, noise=1.0, seed=3)

@@ -6,7 +6,7 @@
 
 Modules: tokens (TimeInv table, the text-encoder hook), lora (spatial-attention adapters), pack
 (the safetensors file format and `load_characters`), export (the pack as diffusers/kohya LoRA or TI
-files). Training lives in `storyreel.generation.training`.
+files). Training lives in `storyreel.training`.
 """
 
 from storyreel.generation.characters.export import export_pack

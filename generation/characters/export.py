@@ -30,7 +30,7 @@ from storyreel.generation.characters.lora import SPATIAL_LORA_TARGETS
 from storyreel.generation.characters.pack import CharacterPack, load_pack
 
 FORMATS = ("diffusers", "kohya", "ti")
-DEFAULT_TI_STEPS = 25  # the default preset's sampling steps (storyreel/core/models.py)
+DEFAULT_TI_STEPS = 25  # the default preset's sampling steps (core/models.py)
 
 
 def export_pack(pack_path, out, fmt: str, *, steps: int = DEFAULT_TI_STEPS) -> dict:
@@ -87,7 +87,7 @@ def ti_embedding(pack: CharacterPack, steps: int = DEFAULT_TI_STEPS) -> tuple[di
 
 
 def inference_rows(pack: CharacterPack, steps: int) -> list[int]:
-    """The table rows sampling reads: one per timestep of the generation scheduler (storyreel/core/models.py)."""
+    """The table rows sampling reads: one per timestep of the generation scheduler (core/models.py)."""
     from diffusers import DDIMScheduler
 
     from storyreel.core.models import ANIMATEDIFF_DDIM
