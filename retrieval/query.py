@@ -50,46 +50,26 @@ class SearchHit:
         return {**self.clip.to_dict(), "score": round(self.score, 6), "rank": self.rank}
 
 
-def search(
-    index_dir_or_index, text: str | None = None, image=None, k: int = 5, motion: str | None = None,
-    min_seconds: float | None = None, preset: str | None = None, embedder=None, *,
-    max_seconds: float | None = None, video=None,
-) -> list[SearchHit]:
+def search(index_dir_or_index, text: str | None = None, image=None, k: int = 5, *, preset: str | None = None,
+           embedder=None, **filters) -> list[SearchHit]:
     """Best `k` clips for a text query or an image (path, PIL image or uint8 HxWx3 array).
 
-    Filters: `motion` (camera label), clip length `min_seconds`..`max_seconds`, `video` (a source
-    video file, or a folder: clips of the videos under it). k hits come back whenever k clips match.
+    `filters` are the fields of `ClipFilter` (index/catalog.py): `motion` (camera label), clip length
+    `min_seconds`..`max_seconds`, `video` (a source video file, or a folder: clips of the videos under
+    it). k hits come back whenever k clips match.
 
     `embedder` (with `.model_id`, `embed_text`, `embed_images`) saves loading CLIP again;
     otherwise the CLIP the index recorded is loaded (`preset`: that preset's CLIP instead). Its model
     must be the index's model.
     """
-    from storyreel.index.motion import MOTION_LABELS
-
-    if (text is None) == (image is None):
-        raise UserError("give exactly one query: a TEXT or an --image PATH")
-    if text is not None and not text.strip():
-        raise UserError("the search TEXT is empty; describe the clip you want")
-    if k < 1:
-        raise UserError(f"-k must be at least 1 (got {k})")
-    if k > MAX_RESULTS:
-        raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
-    if min_seconds is not None and not (math.isfinite(min_seconds) and min_seconds >= 0):
-        raise UserError(f"--min-seconds must be a finite number of seconds, 0 or more (got {min_seconds})")
-    if motion is not None and motion not in MOTION_LABELS:
-        raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
-    for name, value in (("--min-seconds", min_seconds), ("--max-seconds", max_seconds)):
-        if value is not None and not value >= 0:
-            raise UserError(f"{name} must be a number of seconds >= 0 (got {value})")
-    if min_seconds is not None and max_seconds is not None and max_seconds < min_seconds:
-        raise UserError(f"--max-seconds {max_seconds:g} is shorter than --min-seconds {min_seconds:g}")
+    _check_query(text, image, k)
+    where = clip_filter(**filters)
     image = load_image(image) if image is not None else None  # a bad image fails before CLIP loads
     if isinstance(index_dir_or_index, (str, os.PathLike)):
         from storyreel.index import open_index
 
         with open_index(index_dir_or_index) as index:
-            return search(index, text, image, k, motion, min_seconds, preset, embedder,
-                          max_seconds=max_seconds, video=video)
+            return search(index, text, image, k, preset=preset, embedder=embedder, **filters)
     index = index_dir_or_index
 
     # 1. Embed the query with the index's model.
@@ -104,13 +84,37 @@ def search(
         )
     query = embed_query(embedder, text=text, image=image)
     # 2.-3. Candidates that pass the filters; 4. re-rank; 5. top k.
-    from storyreel.index.catalog import ClipFilter
-
-    where = ClipFilter(motion=motion, min_seconds=min_seconds, max_seconds=max_seconds,
-                       video=os.path.abspath(video) if video is not None else None)
     rows = candidates(index, query, k, where)
     wanted_motion = motion_in_query(text) if text is not None else set()
     return rerank(index, query, rows, wanted_motion)[:k]
+
+
+def _check_query(text: str | None, image, k: int) -> None:
+    if (text is None) == (image is None):
+        raise UserError("give exactly one query: a TEXT or an --image PATH")
+    if text is not None and not text.strip():
+        raise UserError("the search TEXT is empty; describe the clip you want")
+    if k < 1:
+        raise UserError(f"-k must be at least 1 (got {k})")
+    if k > MAX_RESULTS:
+        raise UserError(f"-k must be at most {MAX_RESULTS} (got {k})")
+
+
+def clip_filter(motion: str | None = None, min_seconds: float | None = None, max_seconds: float | None = None,
+                video: str | None = None):
+    """The checked `ClipFilter` of a search's filters (a bad value is one line naming its flag)."""
+    from storyreel.index.catalog import ClipFilter
+    from storyreel.index.motion import MOTION_LABELS
+
+    if motion is not None and motion not in MOTION_LABELS:
+        raise UserError(f"unknown --motion {motion!r}; choose one of {', '.join(MOTION_LABELS)}")
+    for name, value in (("--min-seconds", min_seconds), ("--max-seconds", max_seconds)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{name} must be a finite number of seconds, 0 or more (got {value})")
+    if min_seconds is not None and max_seconds is not None and max_seconds < min_seconds:
+        raise UserError(f"--max-seconds {max_seconds:g} is shorter than --min-seconds {min_seconds:g}")
+    return ClipFilter(motion=motion, min_seconds=min_seconds, max_seconds=max_seconds,
+                      video=os.path.abspath(video) if video is not None else None)
 
 
 def embed_query(embedder, text: str | None = None, image=None) -> np.ndarray:
