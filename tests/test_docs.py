@@ -45,7 +45,7 @@ def python_prose(path: Path) -> str:
 
 
 def exists(root: Path, cited: str) -> bool:
-    if "/" not in cited:  # a bare NAME.md
+    if "/" not in cited:  # a bare Markdown file name
         return (root / cited).is_file() or (root / "docs" / cited).is_file()
     return any(root.glob(cited.rstrip("/"))) if "*" in cited else (root / cited).exists()
 
@@ -67,7 +67,8 @@ def dead_paths(root: Path) -> list[str]:
     pattern = path_pattern(root)
     dead = []
     for doc in documents(root):
-        text = python_prose(doc) if doc.suffix == ".py" else doc.read_text()
+        # A Markdown link's target is relative to its file: checked below, not as a repo-relative path.
+        text = python_prose(doc) if doc.suffix == ".py" else re.sub(r"\]\([^)]*\)", "]", doc.read_text())
         dead += [f"{doc.relative_to(root)}: {p}" for p in sorted(cited_paths(text, pattern)) if not exists(root, p)]
         if doc.suffix == ".md":
             dead += [f"{doc.relative_to(root)}: {t}" for t in markdown_links(doc)
