@@ -357,7 +357,7 @@ def _add_render(commands) -> None:
                          json="print the manifest as JSON", components=("clip", "depth", "generator"),
                          models="model preset (default: the story's `models: preset`, else the one the index was "
                                 "built with, else $STORYREEL_MODELS, else default)")
-    parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see README)")
+    parser.add_argument("story", metavar="STORY.yaml", help="story file (YAML or JSON; see docs/stories.md)")
     parser.add_argument("--index", required=True, help="index folder to retrieve source clips from")
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")

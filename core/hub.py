@@ -16,7 +16,7 @@ from pathlib import Path
 from storyreel.core.errors import MissingWeightsError
 
 # What one diffusers model folder needs; a weights file may also be there as its fp16 variant
-# (`*.fp16.safetensors`), which the loaders then use (storyreel/generation/components.py).
+# (`*.fp16.safetensors`), which the loaders then use (generation/components.py).
 MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
 # What diffusers needs of an SD1.5-layout repo: its configs, the tokenizer and three weights files
 # (not the safety checker, the EMA checkpoints or the single-file copies that make the repo tens of GB).

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Beyond these a file is not something we can index sensibly ("absurd" in the issue).
+# Beyond these a file is not something we can index sensibly (an absurd size or rate).
 MIN_SIDE, MAX_SIDE = 16, 16384
 MAX_FPS = 1000.0
 MIN_FRAMES = 2

@@ -8,7 +8,7 @@ Hugging Face cache. Hook layers and channels are those of the official MiDaS rel
 Any other name is a transformers depth-estimation model (`AutoModelForDepthEstimation`: DPT, Depth
 Anything V2, ...): a local folder written by `save_pretrained`, or a repo id in the Hugging Face cache.
 `transformers_config` describes it with the same fields (kind "transformers"; its input size,
-mean/std and size multiple from its image processor's config); storyreel/depth/model.py loads it.
+mean/std and size multiple from its image processor's config); depth/model.py loads it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ BACKENDS = ("animatediff", "t2v-zero")
 # dependence, staged guidance anchoring the seam frame longest (the default: best measured,
 # scripts/bench_long.py); vidrd: Reuse and Diffuse as its official code does it (mirrored clips).
 # freenoise: FreeNoise's noise rescheduling (local shuffles of the first window's noise) with every
-# window run at every step and their noise predictions fused (a candidate, see the README).
+# window run at every step and their noise predictions fused (a candidate, see docs/generation.md).
 LONG_MODES = ("overlap", "vidrd", "freenoise")
 
 

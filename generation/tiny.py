@@ -1,6 +1,6 @@
 """The `tiny` preset's generator, built in code: small random-init diffusers models with a fixed seed,
 saved in the pretrained on-disk layout so they go through the loader real weights use
-(storyreel/generation/components.py). Imports nothing of storyreel but the core, so production code
+(generation/components.py). Imports nothing of storyreel but the core, so production code
 can call it without a cycle.
 """
 

@@ -8,7 +8,7 @@ engine does: same clip ids, same crash safety (index/build.py). Install with
 
 Workers read the videos by the paths the driver scanned, so on a cluster VIDEO_DIR must be visible
 at the same path on every node (a shared filesystem), and each node needs the preset's weights in
-its Hugging Face cache (README: "Index on a Ray cluster").
+its Hugging Face cache (docs/index.md, "Index on a Ray cluster").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FAISS vector index chosen by corpus size (autofaiss rules, REFERENCE.md), with tuned search parameters.
+"""FAISS vector index chosen by corpus size (autofaiss rules), with tuned search parameters.
 
 | clips           | index (factory string)             | why                                              |
 | --------------- | ---------------------------------- | ------------------------------------------------ |
@@ -9,7 +9,7 @@
 
 Why a scan up to 1M: a 1M-clip scan of 32-byte codes takes ~1.5 ms on one core, and it cannot miss
 a small cluster. Graphs and inverted lists can: with 50,000 small clusters of unrelated content
-(README, Measured) nothing leads a greedy graph walk or a list centroid toward a query's cluster,
+(docs/benchmarks.md) nothing leads a greedy graph walk or a list centroid toward a query's cluster,
 so HNSW32 reached recall@10 0.61 at efSearch 128 and IVF4096 needed every list.
 
 All indexes use inner product on L2-normalized vectors (= cosine) and carry the caller's int64
@@ -132,7 +132,7 @@ def _power_of_two(x: float) -> int:
 
 
 def choose_index_spec(n: int, dim: int) -> str:
-    """FAISS factory string for n vectors of dimension dim (autofaiss rules, REFERENCE.md; module doc)."""
+    """FAISS factory string for n vectors of dimension dim (autofaiss rules; module doc)."""
     if n < FLAT_MAX:
         return "Flat"
     if n <= SCAN_MAX and n * dim * 4 <= FLAT_MEMORY_BUDGET:

@@ -3,7 +3,8 @@
 For every mode in settings.LONG_MODES and every length:
   * lag-stride noise correlation: the mean Pearson correlation between the initial noise of output
     frames one window stride (window_frames − overlap_frames = 12) apart; a content cycle of that
-    period shows up here first (target ≤ 0.5; the code before issue 14 gave 0.97); the same at one
+    period shows up here first (target ≤ 0.5; taking 97% of the noise of the frame one stride
+    earlier, the `stride` reference row of docs/benchmarks.md, gives 0.97); the same at one
     window (16) apart, where FreeNoise's rescheduled noise repeats;
   * seam smoothness: the change across each seam (mean |frame − previous frame| where a window's
     first kept frame follows the previous window's last) over the clip's median frame-to-frame
@@ -12,8 +13,8 @@ For every mode in settings.LONG_MODES and every length:
   * peak torch memory while sampling (CPU allocations from the profiler, deterministic), MiB, less
     the clip-sized depth and decoded frames (F·3·H·W floats each), and its growth from the shortest
     length (target: flat).
-With --before REV, a row `before` runs generation/pipeline.py as it was at git revision REV (e.g. the
-commit before issue 14) on the same inputs.
+With --before REV, a row `before` runs generation/pipeline.py as it is at git revision REV on the same
+inputs (to compare a change of the long-clip code with the current one).
 The tiny models are random, so frames are noise-like: the seam numbers compare modes, not quality.
 
     python scripts/bench_long.py [--seeds 3] [--steps 4] [--frames 48 64] [--before REV]

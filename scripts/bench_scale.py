@@ -1,6 +1,6 @@
 """Index cost at scale: synthetic catalogs of N clips written through the real writer (no decoding).
 
-    python scripts/bench_scale.py --n 10000 100000 1000000   # the issue's sizes (1M: ~20 min, 9 GB disk)
+    python scripts/bench_scale.py --n 10000 100000 1000000   # the measured sizes (1M: ~20 min, 9 GB disk)
     python scripts/bench_scale.py --n 10000 100000           # quick
 
 Per N (clips of 100 per video, clustered 512-d vectors, 8 float16 frame vectors per clip):

@@ -12,7 +12,7 @@ the timed steps (weights excluded) next to the total peak RSS. The first step is
     python scripts/bench_train.py --coverage [--coverage-steps 1000] [--coverage-size 32] [--coverage-frames 2]
 
 `--coverage` instead runs real training steps on the tiny preset (full UNet/ControlNet forward and
-backward) twice, with free TimeInv rows (`anchors=None`, the old training) and with the default
+backward) twice, with free TimeInv rows (`anchors=None`, the paper's literal table) and with the default
 anchored table, and counts per row the steps whose gradient reached it (read from the table
 parameter's .grad after each step). It reports how many of the rows that DDIM-50 inference reads
 (the pipeline's scheduler after `set_timesteps(50)`) received at least 10 updates.

@@ -1,4 +1,4 @@
-"""One PNG per tab of `storyreel ui`, for README: the app on a tiny workspace, driven in Debian's chromium.
+"""One PNG per tab of `storyreel ui`, for docs/ui.md: the app on a tiny workspace, driven in Debian's chromium.
 
     python scripts/ui_screenshots.py [--out docs/ui] [--work DIR]
 

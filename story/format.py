@@ -1,7 +1,7 @@
 """Story files: the YAML (or JSON) a user writes to describe a story video, as typed dataclasses.
 
 A story is a list of *plots*, each a single event (no shot change inside), rendered one clip per
-plot and concatenated. Every field but `plots[].text` is optional; README.md ("Story files") has a
+plot and concatenated. Every field but `plots[].text` is optional; docs/stories.md has a
 full example.
 
 Resolution rules (what `resolved_plot_settings` computes for plot i):

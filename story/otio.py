@@ -8,7 +8,7 @@ Two video tracks, one clip per plot, in plot order:
   the cut story.mp4 shows.
 * "Sources": the retrieved source clip of each plot: its video file, with the clip's in and out frames
   (`start_frame`..`end_frame`, at the source's fps) as the source range. A plot's frames are spread
-  evenly over its whole source clip (storyreel/depth/conditioning.py), so each source clip carries a
+  evenly over its whole source clip (depth/conditioning.py), so each source clip carries a
   LinearTimeWarp effect, time_scalar = source length / plot length, that fits it to its plot.
 
 Every clip's metadata["storyreel"] holds the plot index, its text and the clip id.

@@ -1,5 +1,5 @@
 """Write an SD1.x diffusers folder as one original-layout (LDM) checkpoint, as ComfyUI and A1111 keep
-models: the `--base FILE.safetensors` path of storyreel/generation/components.py is tested on the tiny
+models: the `--base FILE.safetensors` path of generation/components.py is tested on the tiny
 base model written this way, read back through diffusers' own converter (`from_single_file`).
 
 The renaming is the inverse of that converter's, for any block layout (the UNet config says how many

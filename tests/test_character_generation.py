@@ -139,7 +139,7 @@ def test_refusals_name_the_problem(tiny, packs, tmp_path):
 
 
 def todays_loading(components, path):
-    """How packs were loaded before anchored training and LoRA-free ti packs (commit b6fe7d5), spelled out."""
+    """A pack loaded by hand, step by step (its table rows, its LoRA): what the library's loader must match."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
@@ -159,7 +159,7 @@ def todays_loading(components, path):
 
 @pytest.mark.parametrize("mode, buckets", [("timeinv", 1000), ("timeinv", 7), ("ti", 1)])
 def test_a_pack_written_by_todays_code_loads_and_generates_identical_frames(tiny, tmp_path, mode, buckets):
-    pack = make_pack(tiny, "<teddy>", "bear", 3, buckets)  # old ti packs carried LoRA too: they keep it
+    pack = make_pack(tiny, "<teddy>", "bear", 3, buckets)  # a ti pack that carries LoRA keeps it
     pack.mode = mode
     save_pack(pack, tmp_path / "old.safetensors")
     prompt = "<teddy> on a beach"

@@ -99,7 +99,7 @@ def test_training_lowers_the_loss_and_changes_only_table_and_lora(components, im
 
 @pytest.mark.parametrize("buckets", [None, 10])
 def test_table_gets_gradient_only_in_the_sampled_timestep_row(components, image_dir, buckets):
-    # free rows (anchors=None, the old default) pin the paper's literal table; 10 buckets < 50 anchors is free too
+    # free rows (anchors=None) pin the paper's literal table; 10 buckets < 50 anchors is free too
     trainer = make_trainer(components, image_dir, num_buckets=buckets, anchors=None if buckets is None else 50)
     result = trainer.step()
     (timestep,) = result.timesteps
@@ -157,7 +157,7 @@ def test_every_ddim50_row_gets_ten_updates_in_1000_steps(components, image_dir):
 
 
 def test_free_rows_leave_ddim50_rows_untrained(tiny, image_dir):
-    # the measurement of the old training: ~1 update per row, a third of the rows never reached
+    # free rows (anchors=None): ~1 update per row, a third of the rows never reached
     trainer = make_trainer(copy.deepcopy(tiny), image_dir, num_buckets=None, anchors=None, steps=1000)
     counts = updates_per_row(trainer, 1000)[ddim_rows(trainer, 50)]
     assert int((counts >= 10).sum()) == 0 and int((counts == 0).sum()) >= 5

@@ -1,5 +1,5 @@
 """Hostile and careless input through the CLI: every case gets one line and exit 1, never a traceback,
-and nothing already rendered is lost (issue 17; the index cases live in the index tests).
+and nothing already rendered is lost (the index cases live in the index tests).
 
 The table `ROWS` is (command, input) -> (exit status, message pattern); every row runs in this process
 through `run_cli` (tests/conftest.py) against a tiny real index, pack and story files this module

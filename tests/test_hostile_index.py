@@ -1,4 +1,4 @@
-"""Hostile and careless input to the index (issue 17): every case exits with one line and no traceback,
+"""Hostile and careless input to the index: every case exits with one line and no traceback,
 or succeeds, and nothing already indexed is lost.
 
 The table `CASES` is (command, input) → (exit code, stderr pattern); each row runs on a copy of one

@@ -65,7 +65,7 @@ def test_plan_fields_load_resolve_and_round_trip(folder):
         LayoutEntity("ball", "a red ball", {0: (0.6, 0.7, 0.7, 0.8)})), strength=0.5, guidance=0.0)
     write_story(story, folder / "copy.yaml")
     assert load_story(folder / "copy.yaml") == story
-    # A plot without a plan resolves exactly as before plans existed (its hash is unchanged).
+    # A plot without a plan resolves as a story without plans (no layout, the same hash).
     plain = load(folder, "title: t\nplots:\n  - text: The sun sets.\n")
     assert "layout" not in resolved_plot_settings(plain, 0) and len(plot_hash(plain, 0)) == 64
 

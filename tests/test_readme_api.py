@@ -1,4 +1,4 @@
-"""The README's "Python API" example runs as written (tiny preset, offline)."""
+"""The README's Python example runs as written (tiny preset, offline) and uses only the public API."""
 
 from __future__ import annotations
 
@@ -8,9 +8,23 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def readme_python_example() -> str:
+    """The README's one ```python block."""
+    blocks = re.findall(r"^```python\n(.*?)^```", README.read_text(), re.S | re.M)
+    assert len(blocks) == 1, f"README.md should hold one Python example, found {len(blocks)}"
+    return blocks[0]
+
+
+def test_the_readme_example_imports_only_front_doors():
+    code = readme_python_example()
+    modules = re.findall(r"^(?:from|import) (\S+)", code, re.M)
+    assert modules and all(m == "storyreel" or m.count(".") == 1 for m in modules), modules  # storyreel.X only
+    assert not any(m.startswith(("storyreel.testing", "tests")) for m in modules)
+    assert 'preset="tiny"' in code  # runs offline, in seconds
+
+
 def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
-    section = README.read_text().split("## Python API", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = readme_python_example()
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Python API)", "exec"), {})
     printed = capsys.readouterr().out.splitlines()

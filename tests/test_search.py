@@ -108,7 +108,7 @@ def test_filters_inside_search_fill_k_for_a_1_percent_label(spec):
     index = MemoryIndex(rows, {i: vectors[i][None] for i in range(n)}, spec=spec)
     assert index_family(spec or choose_index_spec(n, dim)) == ("ivf" if spec else "scan")
     unfiltered, _ = index.search_vectors(query, 100)
-    assert not rare & set(unfiltered.tolist())  # what the old post-filter would have seen: no match
+    assert not rare & set(unfiltered.tolist())  # what a post-filter would see: no match
     embedder = FakeEmbedder({"q": query})
     hits = search(index, text="q", k=10, motion="zoom-in", embedder=embedder)
     assert len(hits) == 10 and {h.clip.clip_id for h in hits} <= rare

@@ -1,6 +1,6 @@
 """Train a character pack (TimeInv table + spatial LoRA, or `--mode ti`: one token embedding only) from images.
 
-Recipe (Animate-A-Story, REFERENCE.md): every concept image becomes an L-frame *static* pseudo-video
+Recipe (Animate-A-Story, He et al. 2023): every concept image becomes an L-frame *static* pseudo-video
 whose depth is computed once; training is ordinary noise-prediction with every base weight frozen,
 guided by that static depth through the ControlNet with the same timestep clamp as generation
 (structure for t = T…τ, none after). Each step samples one timestep uniformly. By default the

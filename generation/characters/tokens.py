@@ -78,7 +78,7 @@ class AnchoredTimeInvTable(TimeInvTable):
     Interpolating shares every step's gradient with the neighbouring timesteps, so with K = 50 each
     row is reached by ~40+ of 1,000 uniformly sampled steps, whatever step count inference uses
     (DDIM-25's timesteps are not a subset of DDIM-50's). `rows` is the full (B, d) table: packs keep
-    the paper's per-timestep representation, and `bucket`/`forward` read it exactly as before.
+    the paper's per-timestep representation, and `bucket`/`forward` read it as they read a free table.
     """
 
     def __init__(self, init_embedding: torch.Tensor, num_buckets: int, num_train_timesteps: int, num_anchors: int):
