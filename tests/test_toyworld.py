@@ -52,6 +52,10 @@ def test_the_same_seed_draws_the_same_pixels_and_another_seed_does_not(tmp_path)
     write_world(tmp_path / "b", clips=2, seed=9, frames=4)
     for name in ("clip_0000.mp4.json", "clip_0001.mp4.json", "world.json"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    truth = json.loads((tmp_path / "a" / "clip_0001.mp4.json").read_text())
+    redrawn = draw_clip(truth["seed"], truth["camera_motion"], truth["size"], truth["frames"])
+    assert caption(redrawn) == truth["caption"]
+    assert render_clip(redrawn).boxes == [obj["boxes"] for obj in truth["objects"]]
     with np.load(tmp_path / "a" / "clip_0001.depth.npz") as a, np.load(tmp_path / "b" / "clip_0001.depth.npz") as b:
         assert np.array_equal(a["depth"], b["depth"]) and np.array_equal(a["ids"], b["ids"])
 

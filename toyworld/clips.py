@@ -69,10 +69,12 @@ class RenderedClip:
 
 
 def draw_clip(seed, motion: str | None = None, size: int = 64, frames: int = 16) -> ClipSpec:
-    """A random clip from `seed` (an int or a sequence of ints); `motion` fixes the camera move."""
+    """A random clip from `seed` (an int or a sequence of ints); `motion` fixes the camera move and
+    changes nothing else, so a sidecar's seed and camera_motion redraw its clip."""
     rng = np.random.default_rng(seed)
     scene = SCENES[int(rng.integers(len(SCENES)))]
-    motion = motion or CAMERA_MOTIONS[int(rng.integers(len(CAMERA_MOTIONS)))]
+    drawn = CAMERA_MOTIONS[int(rng.integers(len(CAMERA_MOTIONS)))]  # drawn either way: same seed, same scene
+    motion = motion or drawn
     main = _draw_object(rng, scene, size, frames, exclude_colour=None, offset=0.0)
     objects = (main,)
     if rng.random() < 0.5:  # a distractor of another colour, well to one side of the named object

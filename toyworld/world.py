@@ -4,6 +4,8 @@
     folder/clip_0000.mp4.json     its truth: caption, scene, objects, camera motion, boxes per frame
     folder/clip_0000.depth.npz    depth float16 (T, H, W) and sprite ids uint8 (T, H, W), compressed
     folder/world.json             the settings, the vocabulary and the split
+
+`draw_clip(truth["seed"], truth["camera_motion"], truth["size"], truth["frames"])` redraws a clip.
 """
 
 from __future__ import annotations
