@@ -6,7 +6,8 @@ is allowed too):
     core -> synthetic
     core -> index -> retrieval
     core -> depth
-    {index, depth} -> generation -> training (+ retrieval) -> story (+ synthetic) -> ui -> cli
+    core -> toyworld
+    {index, depth} -> generation -> training (+ retrieval) -> story (+ synthetic, toyworld) -> ui -> cli
 
 `testing` (helpers the tests and benchmarks share) sits above everything and nothing imports it.
 Every import of a storyreel module (module level or inside a function) is read from the source with
@@ -30,9 +31,10 @@ BUILDS_ON = {
     "index": {"core"},
     "retrieval": {"index"},
     "depth": {"core"},
+    "toyworld": {"core"},
     "generation": {"index", "depth"},
     "training": {"generation", "retrieval"},
-    "story": {"training", "synthetic"},
+    "story": {"training", "synthetic", "toyworld"},
     "ui": {"story"},
     "cli": {"ui"},
     "testing": {"cli"},
