@@ -7,7 +7,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from storyreel.cli.common import add_command
+from storyreel.core.errors import UserError
 
 
 def add_commands(commands) -> None:
@@ -34,30 +38,45 @@ def add_commands(commands) -> None:
 
 
 def _run_depth(args) -> int:
-    import json
-    from pathlib import Path
-
     from storyreel.core.devices import device_and_dtype
-    from storyreel.core.errors import UserError
-    from storyreel.core.files import check_output_path, sidecar_path
-    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
+    from storyreel.core.models import get_preset, with_overrides
     from storyreel.core.progress import Progress
-    from storyreel.depth.media import (
-        index_context,
-        open_source,
-        write_depth_png,
-        write_depth_pngs,
-        write_depth_video,
-        write_npy,
-        write_sheet,
-    )
     from storyreel.depth.model import create_depth_model
     from storyreel.depth.temporal import flicker, stabilize
+
+    out = _check_outputs(args)
+    device, dtype = device_and_dtype(args)
+    # 1. source first: a bad path should not wait for model loading
+    source, frames, preset = _read_source(args, out)
+    name = with_overrides(preset or get_preset(args.models), depth=args.depth_model).depth
+    # 2. model
+    model = create_depth_model(name, weights=args.weights, device=device, dtype=dtype)
+    # 3. frames -> raw inverse depth -> stabilized [0, 1]
+    progress = Progress("depth", quiet=args.quiet)
+    raw = model.predict(frames, batch_size=args.batch_size, progress=progress)
+    depth01 = stabilize(raw)
+    # 4. outputs
+    meta = {"model": model.model_id, "source": source.label, "frames": int(len(depth01)),
+            "size": [int(depth01.shape[1]), int(depth01.shape[2])], "fps": source.fps}
+    _write_outputs(args, out, frames, raw, depth01, meta)
+    progress.done(frames=len(depth01), out=str(out))
+    report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet,
+              "png_dir": args.png_dir, "bits": args.bits}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"wrote {out} ({report['frames']} frames, {meta['size'][1]}x{meta['size'][0]}, model {model.model_id})")
+    return 0
+
+
+def _check_outputs(args) -> Path:
+    """--out as a Path, after checking every output flag: no run that decodes and loads a model, then
+    fails at the end."""
+    from storyreel.core.files import check_output_path
 
     out = Path(args.out)
     if out.suffix.lower() not in (".mp4", ".png"):
         raise UserError(f"--out {out} must end in .mp4 (a depth video) or .png (a depth image)")
-    # Every output is checked before any decoding or model loading: no run that fails at the end.
     outputs = [("--out", out), ("--raw", args.raw and Path(args.raw)), ("--sheet", args.sheet and Path(args.sheet))]
     for flag, path in outputs:
         if path:
@@ -73,8 +92,14 @@ def _run_depth(args) -> int:
         raise UserError(f"--sheet {args.sheet} must end in .png")
     if not 1 <= args.batch_size <= 4096:
         raise UserError(f"--batch-size must be from 1 to 4096 (got {args.batch_size})")
-    device, dtype = device_and_dtype(args)
-    # 1. source first: a bad path should not wait for model loading
+    return out
+
+
+def _read_source(args, out: Path):
+    """(source, its frames, the index's preset or None) of SOURCE: a file, or a clip id of --index."""
+    from storyreel.core.models import preset_for_model_id
+    from storyreel.depth.media import index_context, open_source
+
     with index_context(args.index) as index:
         source = open_source(args.source, index)
         if out.suffix.lower() == ".png" and source.num_frames != 1:
@@ -83,22 +108,21 @@ def _run_depth(args) -> int:
         frames = source.read(list(range(source.num_frames)))
         # the index records the model it was built with: its preset's depth model, unless --models says
         preset = (preset_for_model_id(index.model_id) if index is not None and args.models is None else None)
-    name = with_overrides(preset or get_preset(args.models), depth=args.depth_model).depth
-    # 2. model
-    model = create_depth_model(name, weights=args.weights, device=device, dtype=dtype)
-    # 3. frames -> raw inverse depth -> stabilized [0, 1]
-    progress = Progress("depth", quiet=args.quiet)
-    raw = model.predict(frames, batch_size=args.batch_size, progress=progress)
-    depth01 = stabilize(raw)
-    # 4. outputs
-    meta = {"model": model.model_id, "source": source.label, "frames": int(len(depth01)),
-            "size": [int(depth01.shape[1]), int(depth01.shape[2])], "fps": source.fps}
+    return source, frames, preset
+
+
+def _write_outputs(args, out: Path, frames, raw, depth01, meta: dict) -> None:
+    """--out and its sidecar, then --png-dir, --raw and --sheet: all of them or none (a later write that
+    fails takes the earlier ones with it)."""
+    from storyreel.core.files import sidecar_path
+    from storyreel.depth.media import write_depth_png, write_depth_pngs, write_depth_video, write_npy, write_sheet
+
     written = []
-    try:  # all outputs or none: a later write that fails takes the earlier ones with it
+    try:
         if out.suffix.lower() == ".png":
             write_depth_png(out, depth01[0], args.bits)
         else:
-            write_depth_video(out, depth01, source.fps, meta)
+            write_depth_video(out, depth01, meta["fps"], meta)
         written += [out, sidecar_path(out)]
         if args.png_dir:
             written += write_depth_pngs(Path(args.png_dir), depth01, args.bits)
@@ -113,11 +137,3 @@ def _run_depth(args) -> int:
         if isinstance(err, OSError):  # disk full, permissions changed meanwhile, ...
             raise UserError(f"cannot write the depth outputs ({err.strerror or err}); none was kept") from None
         raise
-    progress.done(frames=len(depth01), out=str(out))
-    report = {"out": str(out), **meta, "flicker": flicker(depth01), "raw": args.raw, "sheet": args.sheet,
-              "png_dir": args.png_dir, "bits": args.bits}
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(f"wrote {out} ({report['frames']} frames, {meta['size'][1]}x{meta['size'][0]}, model {model.model_id})")
-    return 0

@@ -6,6 +6,7 @@ import json
 import sys
 
 from storyreel.cli.common import add_command
+from storyreel.index.records import BuildSettings
 from storyreel.index.scan import display_path
 
 
@@ -18,12 +19,15 @@ def add_commands(commands) -> None:
                     json="print the build report as JSON", components=("clip",))
     p.add_argument("video_dir", metavar="VIDEO_DIR")
     p.add_argument("--index", required=True, metavar="INDEX_DIR")
-    p.add_argument("--workers", type=int, default=1, help="decode threads; --engine ray: mapper actors (default 1)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local",
+    p.add_argument("--workers", type=int, default=BuildSettings.workers,
+                   help=f"decode threads; --engine ray: mapper actors (default {BuildSettings.workers})")
+    p.add_argument("--engine", choices=("local", "ray"), default=BuildSettings.engine,
                    help="where the mapper runs: here (default) or on Ray workers (pip install 'storyreel[ray]')")
     p.add_argument("--address", metavar="ADDR", help="with --engine ray: the Ray cluster (default: a local Ray)")
-    p.add_argument("--max-seconds", type=float, default=8.0, help="longest clip (default 8)")
-    p.add_argument("--min-seconds", type=float, default=1.0, help="shortest clip (default 1)")
+    p.add_argument("--max-seconds", type=float, default=BuildSettings.max_clip_s,
+                   help=f"longest clip (default {BuildSettings.max_clip_s:g})")
+    p.add_argument("--min-seconds", type=float, default=BuildSettings.min_clip_s,
+                   help=f"shortest clip (default {BuildSettings.min_clip_s:g})")
     p.add_argument("--allow-removals", action="store_true",
                    help="let the build drop more than half of the index's videos (they left VIDEO_DIR)")
     p.add_argument("--repair", action="store_true",
@@ -55,15 +59,15 @@ def _run_build(args) -> int:
     from storyreel.core.errors import UsageError
     from storyreel.core.models import preset_from_args
     from storyreel.core.progress import Progress
-    from storyreel.index.build import build
+    from storyreel.index.runner import build
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     device, dtype = device_and_dtype(args)
-    report = build(args.video_dir, args.index, preset_from_args(args), max_clip_s=args.max_seconds,
-                   min_clip_s=args.min_seconds, workers=args.workers, allow_removals=args.allow_removals,
-                   repair=args.repair, progress=Progress("index build", quiet=args.quiet), device=device,
-                   dtype=dtype, engine=args.engine, address=args.address)
+    settings = BuildSettings(max_clip_s=args.max_seconds, min_clip_s=args.min_seconds, preset=preset_from_args(args),
+                             workers=args.workers, engine=args.engine, address=args.address,
+                             allow_removals=args.allow_removals, repair=args.repair, device=device, dtype=dtype)
+    report = build(args.video_dir, args.index, settings, progress=Progress("index build", quiet=args.quiet))
     if args.json:
         _print_json(report.to_dict())
     else:

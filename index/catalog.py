@@ -168,7 +168,7 @@ def touch_videos(con, touched) -> None:
 
 
 def commit_video(con, record, frames) -> list[int]:
-    """Replace everything known about one file with `record` (a build.VideoRecord) in ONE transaction.
+    """Replace everything known about one file with `record` (a records.VideoRecord) in ONE transaction.
 
     `frames` is the build's open `layout.SegmentFile`: the clips' per-frame vectors are appended
     (and synced) there first, then the transaction points the clip rows at them, so a kill leaves

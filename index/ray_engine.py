@@ -3,7 +3,7 @@
 Ray Data reads the file list and runs `map_video` (probe, decode, shots, motion, CLIP) in a pool of
 actors, each loading the preset's CLIP once (on a GPU when the cluster has them). Results come back
 in file order (`preserve_order`), so the build's single writer commits them exactly as the local
-engine does: same clip ids, same crash safety (index/build.py). Install with
+engine does: same clip ids, same crash safety (index/writer.py). Install with
 `pip install 'storyreel[ray]'`; the local engine never imports Ray.
 
 Workers read the videos by the paths the driver scanned, so on a cluster VIDEO_DIR must be visible
@@ -14,7 +14,6 @@ its Hugging Face cache (docs/index.md, "Index on a Ray cluster").
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict
 
 from storyreel.core.errors import UserError
 
@@ -23,8 +22,8 @@ class VideoMapper:
     """A Ray Data actor: CLIP loaded once, then `map_video` on each batch of files."""
 
     def __init__(self, settings: dict, preset: str, model_id: str):
-        from storyreel.index.build import BuildSettings
         from storyreel.index.embed import load_clip
+        from storyreel.index.records import BuildSettings
 
         self.settings = BuildSettings(**settings)
         self.embedder = load_clip(preset)  # on the worker's GPU when it has one (storyreel.core.devices)
@@ -32,7 +31,7 @@ class VideoMapper:
             raise RuntimeError(f"worker loaded CLIP {self.embedder.model_id}, the build uses {model_id}")
 
     def __call__(self, batch: dict) -> dict:
-        from storyreel.index.build import map_video
+        from storyreel.index.mapper import map_video
         from storyreel.index.scan import FileStat
 
         records = [pickle.dumps(map_video(FileStat(str(p), int(s), int(m)), self.settings, self.embedder))
@@ -40,9 +39,14 @@ class VideoMapper:
         return {"order": batch["order"], "record": records}
 
 
-def run_pipeline(files, settings, preset: str, model_id: str, address: str | None = None, workers: int = 1):
-    """Yield mapped `VideoRecord`s in `files` order, mapped on the Ray cluster at `address`
-    (None: a local Ray started here with `workers` CPUs, or the cluster RAY_ADDRESS names)."""
+def run_pipeline(files, settings, embedder, frames_progress=None):
+    """Yield mapped `VideoRecord`s in `files` order, mapped on the Ray cluster at `settings.address`
+    (None: a local Ray started here with `settings.workers` CPUs, or the cluster RAY_ADDRESS names).
+    The workers load the preset's CLIP themselves and must get `embedder`'s model; `frames_progress`
+    is not told (the frames are decoded on the workers): the same call as index/mapper.py's."""
+    from storyreel.core.models import get_preset
+
+    address, workers = settings.address, settings.workers
     try:
         import ray
     except ImportError:
@@ -64,7 +68,8 @@ def run_pipeline(files, settings, preset: str, model_id: str, address: str | Non
         items = [{"order": i, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for i, f in enumerate(files)]
         mapped = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             VideoMapper, batch_size=1, concurrency=max(1, workers), num_gpus=gpus,
-            fn_constructor_kwargs={"settings": asdict(settings), "preset": preset, "model_id": model_id})
+            fn_constructor_kwargs={"settings": settings.catalog_settings(), "preset": get_preset(settings.preset).name,
+                                   "model_id": embedder.model_id})
         expected = 0
         for row in mapped.iter_rows():
             if int(row["order"]) != expected:

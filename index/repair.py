@@ -6,7 +6,7 @@ vector index. Any may be damaged behind the index's back (a full disk, a copy cu
 
 - `vectors.faiss` missing, empty, unreadable, or not holding the vectors the catalog says it holds:
   every clip's vector is the mean of its frame vectors, so `--repair` writes the FAISS file again from
-  the segment files (index/build.py `_segment_vectors`), losing nothing;
+  the segment files (index/writer.py `_segment_vectors`), losing nothing;
 - `catalog.duckdb` missing, empty or unreadable, or a `frames-*.f16` segment missing or short: those
   rows cannot be recovered, so `--repair` starts a new catalog and decodes every video again. New
   clip ids continue after the highest id the old vectors file still names, so an old id pinned in a

@@ -22,8 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from storyreel.index.build import BuildSettings, build, decode_video, embed_threads, embed_video
+from storyreel.index import BuildSettings, build
 from storyreel.index.embed import clip_embedder, load_clip
+from storyreel.index.mapper import decode_video, embed_threads, embed_video
 from storyreel.index.scan import find_videos
 from storyreel.synthetic import make_corpus
 from storyreel.testing.models import BENCH_ONLY_MODELS
@@ -54,7 +55,7 @@ def bench_preset(preset: str, corpus: Path, workers: int, source_frames: int, de
 
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        report = build(corpus, Path(out) / "index", embedder=embedder, workers=workers)
+        report = build(corpus, Path(out) / "index", BuildSettings(workers=workers), embedder=embedder)
         e2e_s = time.perf_counter() - t
 
     rates = {"decode_fps": source_frames / decode_s, "embed_fps": source_frames / embed_s,

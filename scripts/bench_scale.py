@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storyreel.index.build import write_videos
+from storyreel.index.writer import write_videos
 from storyreel.synthetic import clustered_vectors
 from storyreel.testing.probes import peak_rss_kib
 from storyreel.testing.synthetic_records import synthetic_video_records

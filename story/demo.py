@@ -55,7 +55,7 @@ def run_demo(out_dir, progress: Progress | None = None) -> dict:
     make_corpus(out / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
 
     progress.update(force=True, step="2/5 index")
-    index.build(out / "videos", out / "index", preset="tiny")
+    index.build(out / "videos", out / "index", index.BuildSettings(preset="tiny"))
 
     progress.update(force=True, step="3/5 character packs")
     (out / "packs").mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Mapped index records made from given vectors, without any video: large catalogs through the real writer.
 
 tests/test_index_scale.py and scripts/bench_scale.py write synthetic catalogs of thousands to
-millions of clips with `storyreel.index.build.write_videos(index_dir, synthetic_video_records(...))`.
+millions of clips with `storyreel.index.writer.write_videos(index_dir, synthetic_video_records(...))`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ def synthetic_video_records(vectors: np.ndarray, clips_per_video: int, *, frames
     without any video file: `clips_per_video` consecutive rows of `vectors` (n, dim) per video
     `{root}/video_{first_video + i:07d}.mp4`, each clip 2 s long with its vector as all K frame
     vectors. `motions[j]` labels clip j (default "static"). For writing large catalogs through the
-    real writer (`storyreel.index.build.write_videos`) in tests and scripts/bench_scale.py."""
+    real writer (`storyreel.index.writer.write_videos`) in tests and scripts/bench_scale.py."""
     from storyreel.core.video import VideoInfo
-    from storyreel.index.build import ClipRecord, VideoRecord
+    from storyreel.index.records import ClipRecord, VideoRecord
     from storyreel.index.scan import FileStat
 
     clip_frames = int(2 * fps)

@@ -23,9 +23,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from storyreel.core.progress import Progress
-    from storyreel.index import build
+    from storyreel.index import BuildSettings, build
 
-    report = build(args.video_dir, args.index, args.models, progress=Progress("index build", every_s=0),
+    report = build(args.video_dir, args.index, BuildSettings(preset=args.models),
+                   progress=Progress("index build", every_s=0),
                    on_video_committed=lambda record: time.sleep(args.pause))
     json.dump(report.to_dict(), sys.stdout)
     sys.stdout.write("\n")

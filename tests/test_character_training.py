@@ -281,11 +281,11 @@ def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_di
 def test_train_command_with_regularization_clips_writes_a_pack(tmp_path, image_dir, run_cli):
     import json
 
-    from storyreel.index.build import build
+    from storyreel.index import BuildSettings, build
     from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48))
-    build(tmp_path / "videos", tmp_path / "index", preset="tiny")
+    build(tmp_path / "videos", tmp_path / "index", BuildSettings(preset="tiny"))
     out = tmp_path / "teddy.safetensors"
     proc = run_cli("character", "train", image_dir, "--token", "<teddy>", "--init-word", "bear", "--out", out,
                    "--steps", "2", "--frames", "2", "--models", "tiny", "--json",

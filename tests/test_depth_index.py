@@ -25,7 +25,7 @@ def corpus(tmp_path):
     into the index and rewrite a video. Built before any depth decoding so torch is imported ahead of
     decord (see the note in the tests' git history)."""
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(128, 72), fps=12)
-    index.build(tmp_path / "videos", tmp_path / "index", preset="tiny")
+    index.build(tmp_path / "videos", tmp_path / "index", index.BuildSettings(preset="tiny"))
     return tmp_path
 
 
@@ -119,7 +119,7 @@ def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, mod
     # 4. Overwrite one video with different content and re-index.
     write_video(videos / "video_001.mp4", [Shot("pan-right", 20, scene_seed=901), Shot("static", 18, scene_seed=902)],
                 fps=12, size=(128, 72))
-    report = index.build(videos, index_dir, preset="tiny")
+    report = index.build(videos, index_dir, index.BuildSettings(preset="tiny"))
     assert (report.changed, report.unchanged) == (1, 1)
     after = clips_by_video(index_dir)
     # The untouched video keeps its clip ids; the changed one gets new ids (ids are never reused).

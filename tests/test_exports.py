@@ -117,12 +117,12 @@ def test_index_export_reads_back_through_duckdb_and_pyarrow(tmp_path, run_cli):
     import faiss
     import pyarrow.parquet as pq
 
-    from storyreel.index import build
+    from storyreel.index import BuildSettings, build
     from storyreel.index.reader import open_index
     from storyreel.synthetic import make_corpus
 
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
-    build(tmp_path / "videos", tmp_path / "index", preset="tiny")
+    build(tmp_path / "videos", tmp_path / "index", BuildSettings(preset="tiny"))
     out = tmp_path / "export"
     proc = run_cli("index", "export", "--index", tmp_path / "index", "--format", "parquet", "--out", out, "--json")
     assert proc.returncode == 0, proc.stderr

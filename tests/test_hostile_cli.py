@@ -94,7 +94,7 @@ def h(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hostile")
     make_corpus(root / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=8)
-    index.build(root / "videos", root / "index", preset="tiny")
+    index.build(root / "videos", root / "index", index.BuildSettings(preset="tiny"))
     write_character_images(root / "images", (150, 90, 40), "round", count=1)
     pack = write_pack(root / "teddy.safetensors")
     (root / "a_file").write_text("not a folder")

@@ -47,7 +47,7 @@ def videos(tmp_path_factory):
 @pytest.fixture(scope="module")
 def base_index(videos, embedder, tmp_path_factory):
     path = tmp_path_factory.mktemp("base") / "idx"
-    index.build(videos[0], path, "tiny", embedder=embedder)
+    index.build(videos[0], path, index.BuildSettings(preset="tiny"), embedder=embedder)
     return path
 
 
@@ -180,7 +180,7 @@ def test_hostile_input_gets_one_line(case, base_index, videos, tmp_path, cli):
 def test_build_from_a_folder_that_lost_most_videos_stops_and_keeps_the_index(videos, embedder, tmp_path, cli):
     folder = tmp_path / "videos"
     shutil.copytree(videos[0], folder)
-    index.build(folder, tmp_path / "idx", "tiny", embedder=embedder)
+    index.build(folder, tmp_path / "idx", index.BuildSettings(preset="tiny"), embedder=embedder)
     before = snapshot(tmp_path / "idx")
     for n in (0, 1):
         (folder / f"v{n}.mp4").unlink()
@@ -260,7 +260,8 @@ def test_hostile_folder_indexes_every_good_video_and_lists_each_bad_entry(embedd
         if len(committed) == 1:
             os.unlink(folder / "zz_deleted.mp4")
 
-    report = index.build(folder, tmp_path / "idx", "tiny", embedder=embedder, on_video_committed=delete_later_file)
+    report = index.build(folder, tmp_path / "idx", index.BuildSettings(preset="tiny"), embedder=embedder,
+                         on_video_committed=delete_later_file)
     assert (report.videos, report.errors) == (3, 6)
 
     errors = json.loads(cli("index", "errors", "--index", tmp_path / "idx", "--json").stdout)
@@ -283,7 +284,7 @@ def test_hostile_folder_indexes_every_good_video_and_lists_each_bad_entry(embedd
         clip = next(r for r in idx.clips() if r.video == os.fsdecode(raw_name))
         assert idx.read_frames(clip.clip_id, [0]).shape == (1, SIZE[1], SIZE[0], 3)
     # A rerun finds every stored path again (the non-UTF-8 one too): nothing is decoded, nothing retried.
-    again = index.build(folder, tmp_path / "idx", "tiny", embedder=embedder)
+    again = index.build(folder, tmp_path / "idx", index.BuildSettings(preset="tiny"), embedder=embedder)
     assert (again.frames_decoded, again.unchanged, again.removed) == (0, 8, 1)
 
 
@@ -298,7 +299,7 @@ def test_clip_times_of_a_variable_frame_rate_video_come_from_frame_timestamps(em
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(tmp_path / "cfr.mp4"),
                     "-vf", "setpts='if(lt(N,30),2*N,N+30)/24/TB'", "-fps_mode", "passthrough", "-c:v", "libx264",
                     str(tmp_path / "videos" / "vfr.mp4")], check=True)
-    index.build(tmp_path / "videos", tmp_path / "idx", "tiny", embedder=embedder)
+    index.build(tmp_path / "videos", tmp_path / "idx", index.BuildSettings(preset="tiny"), embedder=embedder)
     with index.open_index(tmp_path / "idx") as idx:
         rows = idx.clips()
     assert [(r.start_frame, r.end_frame) for r in rows] == [(0, 30), (30, 60)]

@@ -52,8 +52,8 @@ def corpus(tmp_path_factory):
     return root
 
 
-def build(video_dir, index_dir, embedder, **kw):
-    return index.build(video_dir, index_dir, "tiny", embedder=embedder, **kw)
+def build(video_dir, index_dir, embedder, **settings):
+    return index.build(video_dir, index_dir, index.BuildSettings(preset="tiny", **settings), embedder=embedder)
 
 
 def snapshot(index_dir):
@@ -108,7 +108,8 @@ def test_two_clean_builds_are_identical_and_readable(corpus, embedder, tmp_path)
         mean = frames.mean(0)
         np.testing.assert_allclose(one["faiss"][cid], mean / np.linalg.norm(mean), atol=1e-6)
     # The mapper alone (what a Ray worker would run on one file) reproduces the build's clips.
-    from storyreel.index.build import BuildSettings, map_video
+    from storyreel.index import BuildSettings
+    from storyreel.index.mapper import map_video
     from storyreel.index.scan import find_videos
 
     file = next(f for f in find_videos(corpus) if f.path.endswith("a.mp4"))

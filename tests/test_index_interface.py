@@ -22,7 +22,7 @@ def real_index(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("interface")
     make_corpus(root / "videos", num_videos=1, shots_per_video=3, shot_seconds=1.5, size=(64, 48), fps=12)
-    index.build(root / "videos", root / "index", preset="tiny")
+    index.build(root / "videos", root / "index", index.BuildSettings(preset="tiny"))
     with index.open_index(root / "index") as idx:
         assert len(idx.clips()) == 3
         yield idx

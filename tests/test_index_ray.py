@@ -14,7 +14,7 @@ def test_ray_engine_builds_the_same_catalog_as_the_local_engine(tmp_path, run_cl
 
     make_corpus(tmp_path / "videos", num_videos=2, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
     had_ray = "ray" in sys.modules
-    local = index.build(tmp_path / "videos", tmp_path / "local", "tiny")
+    local = index.build(tmp_path / "videos", tmp_path / "local", index.BuildSettings(preset="tiny"))
     assert had_ray or "ray" not in sys.modules  # the local engine never imports Ray
     import ray
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from storyreel.index import open_index
-from storyreel.index.build import write_videos
 from storyreel.index.reader import vector_ids
 from storyreel.index.vectors import plan_update
+from storyreel.index.writer import write_videos
 from storyreel.synthetic import clustered_vectors
 from storyreel.testing.synthetic_records import synthetic_video_records
 
@@ -183,21 +183,20 @@ def test_long_video_decodes_in_flat_memory(tmp_path, monkeypatch):
     (pass 1 streams small frames through the cut detector, pass 2 decodes CHUNK_CLIPS clips at a time).
     The 2-hour run with peak RSS is scripts/bench_long_video.py (too slow for the suite). Low fps and
     small frames keep this cheap."""
-    import sys
     import weakref
 
-    from storyreel.index.build import CHUNK_CLIPS, BuildSettings, map_video
+    from storyreel.index import BuildSettings, mapper
     from storyreel.index.embed import load_clip
+    from storyreel.index.mapper import CHUNK_CLIPS, map_video
     from storyreel.index.scan import FileStat
     from storyreel.synthetic import write_long_video
 
-    build_module = sys.modules["storyreel.index.build"]  # (the package exports its `build` function by that name)
     live = {"bytes": 0, "peak": 0}
 
     def release(nbytes):
         live["bytes"] -= nbytes
 
-    real_iter_frames = build_module.iter_frames
+    real_iter_frames = mapper.iter_frames
 
     def counting_iter_frames(*args, **kwargs):  # every decoded batch counts until it is freed
         for idx, batch in real_iter_frames(*args, **kwargs):
@@ -206,7 +205,7 @@ def test_long_video_decodes_in_flat_memory(tmp_path, monkeypatch):
             weakref.finalize(batch, release, batch.nbytes)
             yield idx, batch
 
-    monkeypatch.setattr(build_module, "iter_frames", counting_iter_frames)
+    monkeypatch.setattr(mapper, "iter_frames", counting_iter_frames)
     settings = BuildSettings(frames_per_clip=2, analysis_short_side=32, motion_frames=3)
     embedder = load_clip("tiny")
     peaks, progress = {}, []

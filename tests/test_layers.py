@@ -84,11 +84,11 @@ def test_each_layer_imports_only_the_layers_below_it():
 def test_a_planted_backwards_import_fails(tmp_path):
     for layer in BUILDS_ON:
         (tmp_path / layer).mkdir()
-    (tmp_path / "index" / "build.py").write_text("def f():\n    from storyreel.story import render_story\n")
+    (tmp_path / "index" / "runner.py").write_text("def f():\n    from storyreel.story import render_story\n")
     (tmp_path / "depth" / "model.py").write_text("import storyreel.index.embed\n")
     (tmp_path / "story" / "render.py").write_text("from storyreel.index import open_index\n")  # downwards: fine
     assert sorted(backwards_imports(tmp_path)) == ["depth/model.py imports storyreel.index.embed",
-                                                   "index/build.py imports storyreel.story"]
+                                                   "index/runner.py imports storyreel.story"]
 
 
 def test_every_package_lives_in_the_folder_of_its_name():

@@ -102,9 +102,9 @@ def test_an_error_after_a_bar_starts_on_its_own_line(tmp_path, monkeypatch):
         raise UserError("disk full")
 
     make_corpus(tmp_path / "videos", num_videos=1, shots_per_video=2, shot_seconds=1.5, size=(64, 48), fps=12)
-    build_module = importlib.import_module("storyreel.index.build")  # the package's `build` is the function
-    real_build = build_module.build
-    monkeypatch.setattr(build_module, "build", lambda *a, **k: real_build(*a, **k, on_video_committed=fail))
+    runner = importlib.import_module("storyreel.index.runner")
+    real_build = runner.build
+    monkeypatch.setattr(runner, "build", lambda *a, **k: real_build(*a, **k, on_video_committed=fail))
     code, stderr = cli("index", "build", tmp_path / "videos", "--index", tmp_path / "index", "--models", "tiny")
     assert code == 1 and "files" in stderr
     assert stderr.endswith("\nstoryreel: error: disk full\n")  # the bars were closed first

@@ -29,7 +29,7 @@ def corpus(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("render")
     make_corpus(root / "videos", num_videos=3, shots_per_video=3, shot_seconds=1.5, size=(128, 72), fps=12)
-    index.build(root / "videos", root / "index", preset="tiny")
+    index.build(root / "videos", root / "index", index.BuildSettings(preset="tiny"))
     (root / "packs").mkdir()
     for name, token, word, colour, shape in CHARACTERS:
         write_character_images(root / "images" / name.lower(), colour, shape, count=2)

@@ -179,7 +179,7 @@ def built_index(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("search")
     truths = make_corpus(root / "videos", num_videos=2, shots_per_video=3, shot_seconds=1.5, size=(128, 72))
-    index.build(root / "videos", root / "index", preset="tiny")
+    index.build(root / "videos", root / "index", index.BuildSettings(preset="tiny"))
     return root / "index", truths
 
 

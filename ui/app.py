@@ -184,8 +184,8 @@ class StoryreelApp:
         if not videos.is_dir():
             raise UserError(f"video folder {videos} does not exist or is not a folder")
         progress = PageProgress(_no_bar if bar is None else bar, "index")
-        report = index.build(videos, folder, preset=self.config.preset, embedder=self.embedder(), progress=progress,
-                             **self.device_args())
+        settings = index.BuildSettings(preset=self.config.preset, **self.device_args())
+        report = index.build(videos, folder, settings, embedder=self.embedder(), progress=progress)
         status = (f"Indexed {report.videos} videos: {report.new} new, {report.changed} changed, "
                   f"{report.unchanged} unchanged, {report.removed} removed; {report.clips} clips, "
                   f"{report.errors} files failed ({report.seconds:.1f} s).")
