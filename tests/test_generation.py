@@ -15,7 +15,8 @@ from storyreel.core.models import get_preset
 from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
-from storyreel.generation.pipeline import clip_noise, long_clip_noise, long_clip_plan, plan_windows, structure_steps
+from storyreel.generation.long_clips import clip_noise, long_clip_noise, long_clip_plan, plan_windows
+from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 
