@@ -74,6 +74,14 @@ class StaticTextConditioning:
         return self.embeddings
 
 
+@dataclass(frozen=True)
+class Steering:
+    """What steers a call besides its prompt, depth clip and settings (both optional)."""
+
+    text: TextConditioning | None = None  # per-step embeddings (TimeInv characters); None: the prompt encoded once
+    layout: Layout | None = None  # entity boxes steering attention for the first `layout.strength` of the steps
+
+
 @dataclass
 class Run:
     """One call's checked inputs, shared by every window or chunk a backend denoises."""
@@ -143,6 +151,7 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # packs check it, outputs record it, and save_pretrained keeps it in model_index.json.
         self.register_to_config(component_ids=component_ids)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._num_callback_steps = 0  # set by the backend's `generate` for each call
 
     @classmethod
     def from_components(cls, components):
@@ -174,31 +183,30 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         settings: GenerationSettings | None = None,
         *,
         negative_prompt: str = "",
-        generator: torch.Generator | None = None,
-        text_conditioning: TextConditioning | None = None,
+        steering: Steering | None = None,
         output_type: str = "uint8",
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-        layout: Layout | None = None,
     ) -> StructureGuidedPipelineOutput:
         """Generate a clip whose layout follows `depth` for the first τ of the schedule.
 
         depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `storyreel.depth` produces it
         (the t2v-zero backend also runs without one). settings: unset frames/height/width follow the
-        depth clip. generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is
-        drawn on the CPU so results match across devices. callback_on_step_end(pipe, step, timestep,
-        {"latents": ...}) runs after denoising steps (steps count on across windows/chunks; each backend
-        says which) and may return replacement latents, as in diffusers. layout: entity boxes that steer
-        attention for the first `layout.strength` of the steps (generation/layout.py).
+        depth clip; noise is drawn on the CPU from `settings.seed`, so results match across devices and
+        the recorded seed regenerates them. steering: a per-step text hook and/or a layout (`Steering`).
+        callback_on_step_end(pipe, step, timestep, {"latents": ...}) runs after denoising steps (steps
+        count on across windows/chunks, `pipe.num_callback_steps` in all; each backend says which) and
+        may return replacement latents, as in diffusers.
         """
         # 1. Check inputs (unset sizes follow the depth clip)
         settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
                                      callback_on_step_end_tensor_inputs)
-        generator = generator or torch.Generator().manual_seed(settings.seed)
+        steering = steering or Steering()
+        generator = torch.Generator().manual_seed(settings.seed)
         notes: list[str] = []
 
         # 2. Text conditioning (a per-step hook; the default encodes the prompt once)
-        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
+        text_conditioning = steering.text or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
 
         # 3. Timesteps and the clamp: which steps run the depth branch (none without a depth clip)
         self.scheduler.set_timesteps(settings.steps, device=self._execution_device)
@@ -208,24 +216,31 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                              tuple(callback_on_step_end_tensor_inputs),
                              step_kwargs=_scheduler_step_kwargs(self.scheduler, generator))
 
-        # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]; with a layout its
-        # processors wrap the UNet's for the call (inside them: cross-frame attention, LoRA).
+        # 4. Layout: the entity boxes' attention control (its processors wrap the UNet's during step 5)
         layout_record = {}
-        if layout is not None:
-            run.layout, layout_record = self.layout_control(prompt, layout, settings, len(timesteps), notes)
-        with layout_attention(self.unet, run.layout) if run.layout is not None else _nothing():
+        if steering.layout is not None:
+            run.layout, layout_record = self.layout_control(prompt, steering.layout, settings, len(timesteps), notes)
+
+        # 5. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]
+        with layout_attention(self.unet, run.layout) if run.layout is not None else contextlib.nullcontext():
             frames, windows, recorded = self.generate(depth, run, notes)
         self.maybe_free_model_hooks()
         if output_type == "uint8":
             frames = (frames * 255).round().astype(np.uint8)
 
-        # 5. Record every setting needed to regenerate these frames
+        # 6. Record every setting needed to regenerate these frames
         recorded = {**settings.to_dict(), "structure_steps": sum(use_structure), "prompt": prompt,
                     "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
                     "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids, **layout_record,
                     **recorded}
         return StructureGuidedPipelineOutput(frames=frames, settings=recorded, notes=notes,
                                              structure_forward_passes=run.structure_passes, windows=windows)
+
+    @property
+    def num_callback_steps(self) -> int:
+        """How many times the running (or last) call runs callback_on_step_end, over all its windows or
+        chunks: a step callback's progress is its count of calls out of this."""
+        return self._num_callback_steps
 
     def layout_control(self, prompt: str, layout: Layout, settings: GenerationSettings, steps: int,
                        notes: list[str]) -> tuple[LayoutControl, dict]:
@@ -345,7 +360,9 @@ class StructureGuidedPipeline(VideoPipelineBase):
         latent_shape = (1, self.unet.config.in_channels, settings.frames,
                         settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
         noises = long_clip_noise(latent_shape, plans, settings.long, run.generator, dtype=self.unet.dtype)
-        if settings.long == "freenoise" and len(plans) > 1:
+        fused = settings.long == "freenoise" and len(plans) > 1
+        self._num_callback_steps = len(run.timesteps) * (1 if fused else len(plans))
+        if fused:
             # 4c. FreeNoise: every step runs every window on the whole clip's latents and fuses them
             latents = self._denoise_fused(clip_noise(plans, noises).to(device) * self.scheduler.init_noise_sigma,
                                           plans, depth, run)
@@ -430,11 +447,6 @@ class StructureGuidedPipeline(VideoPipelineBase):
             latents = run.after_step(self, i, t, scheduler.step(noise_pred, t, latents, **run.step_kwargs).prev_sample)
             progress_bar.update()
         return latents, trajectory or None
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _scheduler_step_kwargs(scheduler, generator) -> dict:
