@@ -105,16 +105,16 @@ def _run_generate(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import preset_from_args
     from storyreel.core.progress import Progress
-    from storyreel.generation.generate import generate_clip
+    from storyreel.generation.generate import ClipRequest, generate_clip
 
     preset = preset_from_args(args)
     device, dtype = device_and_dtype(args)
     progress = Progress("generate", quiet=args.quiet)
     settings = generate_settings(args, preset)
+    request = ClipRequest(args.prompt, args.structure, negative_prompt=args.negative_prompt,
+                          structure_kind=args.structure_kind, index_dir=args.index)
     summary = generate_clip(
-        args.prompt, args.structure, args.out, settings, preset=preset, negative_prompt=args.negative_prompt,
-        index_dir=args.index, structure_kind=args.structure_kind, cpu_offload=args.cpu_offload,
-        device=device, dtype=dtype,
+        request, args.out, settings, preset=preset, cpu_offload=args.cpu_offload, device=device, dtype=dtype,
         characters=args.character, lora_scale=args.lora_scale,
         on_step=lambda done, total: progress.update(steps=done, of=total),
     )
@@ -209,9 +209,10 @@ def _run_character_train(args) -> int:
         lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames, size=args.size,
         tau=args.tau,
         checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
+        reg_index=args.reg_index, reg_clips=args.reg_clips,
     )
-    summary = train_character(args.images_dir, args.out, settings, preset=preset, reg_index=args.reg_index,
-                              reg_clips=args.reg_clips, resume=args.resume, device=device, dtype=dtype,
+    summary = train_character(args.images_dir, args.out, settings, preset=preset, resume=args.resume,
+                              device=device, dtype=dtype,
                               progress=Progress("character train", quiet=args.quiet))
     print(json.dumps(summary) if args.json else
           f"wrote {summary['pack']}: token {summary['token']} ({summary['mode']}, {summary['buckets']} rows), "

@@ -3,7 +3,7 @@
 Front door:
     pipe = StructureGuidedPipeline.from_components(create_components("tiny"))   # a diffusers pipeline
     out = pipe("a bear walks", depth, GenerationSettings(frames=16, tau=0.5, seed=0))
-    clip = ClipGenerator("tiny").generate("a bear walks", "walk.mp4", "clip.mp4")  # depth + pipeline + writer
+    clip = ClipGenerator("tiny").generate(ClipRequest("a bear walks", "walk.mp4"), "clip.mp4")  # depth + writer
     manifest = render_story("story.yaml", "my_index", "out", preset="tiny")
 Layers: model code (settings, components, pipeline, characters/), training/, then the story
 application (story/: story files, planner, render, demo); evaluate scores clips; cli registers commands.
@@ -21,7 +21,8 @@ _EXPORTS = {
     "StructureGuidedZeroPipeline": "storyreel.generation.zero",
     "Components": "storyreel.generation.components", "create_components": "storyreel.generation.components",
     "load_components": "storyreel.generation.components",
-    "ClipGenerator": "storyreel.generation.generate", "generate_clip": "storyreel.generation.generate",
+    "ClipGenerator": "storyreel.generation.generate", "ClipRequest": "storyreel.generation.generate",
+    "generate_clip": "storyreel.generation.generate", "Steering": "storyreel.generation.pipeline",
     "load_characters": "storyreel.generation.characters", "train_character": "storyreel.training",
     "load_story": "storyreel.story", "render_story": "storyreel.story",
     "plan_rule_based": "storyreel.story", "score_clip": "storyreel.generation.evaluate",

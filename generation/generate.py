@@ -1,10 +1,10 @@
 """Clips from a prompt and a structure source: the Python front door behind `storyreel generate` and `render`.
 
-    summary = generate_clip("a teddy bear walks in a park", "walk.mp4", "clip.mp4",
+    summary = generate_clip(ClipRequest("a teddy bear walks in a park", "walk.mp4"), "clip.mp4",
                             GenerationSettings.for_preset("tiny", tau=0.5), preset="tiny")
 
     generator = ClipGenerator("tiny", characters=["teddy.safetensors"])   # load the models once ...
-    clip = generator.generate("<teddy> walks in a park", "walk.mp4", "clip.mp4")  # ... generate many clips
+    clip = generator.generate(ClipRequest("<teddy> walks in a park", "walk.mp4"), "clip.mp4")  # ... many clips
 
 The structure source is a video or a clip id (depth estimated by `storyreel.depth`), or a depth video written
 by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "depth", or forced with
@@ -13,7 +13,6 @@ by `storyreel depth` (recognized by its `<file>.json` sidecar with "kind": "dept
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -29,8 +28,22 @@ from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
 from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.components import create_components
-from storyreel.generation.pipeline import StructureGuidedPipeline
+from storyreel.generation.layout import Layout
+from storyreel.generation.pipeline import Steering, StructureGuidedPipeline
 from storyreel.generation.settings import GenerationSettings, check_lora_scale
+
+
+@dataclass(frozen=True)
+class ClipRequest:
+    """One clip to generate: its text, where its structure comes from, and what else steers it."""
+
+    prompt: str
+    structure: object = None  # a video file, a clip id or a depth video; None: from the prompt alone (t2v-zero)
+    negative_prompt: str = ""
+    structure_kind: str = "auto"  # "depth": `structure` is a depth video, used as it is
+    index_dir: object = None  # the index a clip id is looked up in
+    present: tuple[str, ...] | None = None  # tokens of the characters in the clip (None: every loaded one)
+    layout: Layout | None = None  # entity boxes steering attention (generation/layout.py)
 
 
 @dataclass
@@ -73,6 +86,7 @@ class ClipGenerator:
             else:
                 from storyreel.generation.zero import StructureGuidedZeroPipeline as pipeline_class
             pipe = pipeline_class.from_components(create_components(self.preset, dtype=self.dtype, backend=backend))
+            pipe.set_progress_bar_config(disable=True)  # library code reports only through callbacks
             if self.cpu_offload and self.device.type != "cpu":
                 pipe.enable_model_cpu_offload(device=self.device)  # one model on the GPU at a time
             else:
@@ -103,46 +117,44 @@ class ClipGenerator:
         return settings.replace(**{k: getattr(preset_settings, k) for k in ("frames", "height", "width")
                                    if getattr(settings, k) is None})
 
-    def generate(self, prompt: str, structure, out, settings: GenerationSettings | None = None, *,
-                 negative_prompt: str = "", index_dir=None, structure_kind: str = "auto", present=None,
+    def generate(self, request: ClipRequest, out, settings: GenerationSettings | None = None, *,
                  on_stage: Callable[[str], None] | None = None,
-                 on_step: Callable[[int, int], None] | None = None, layout=None) -> GeneratedClip:
+                 on_step: Callable[[int, int], None] | None = None) -> GeneratedClip:
         """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`.
 
-        `settings`: None is the preset's; unset frames and size are the preset's. `present`: tokens of
-        the characters in this clip (None: every loaded character). `on_stage(name)` reports "depth",
-        "generate", "write"; `on_step(done, total)` each denoising step (diffusers' own bar stays off).
-        `layout`: entity boxes steering attention (generation/layout.py `Layout`).
+        `settings`: None is the preset's; unset frames and size are the preset's. `on_stage(name)`
+        reports "depth", "generate", "write"; `on_step(done, total)` each denoising step (through the
+        pipeline's callback_on_step_end; diffusers' own bar stays off).
         """
         check_writable(out)  # before minutes of sampling
         settings = self.resolve_settings(settings)
         settings.check()
         pipe, tokens = self.pipeline(settings.backend)
-        settings = pipe.check_inputs(prompt, None, settings)  # before depth estimation
+        settings = pipe.check_inputs(request.prompt, None, settings)  # before depth estimation
         stage, timings = on_stage or (lambda name: None), {}
 
         stage("depth")
         start = time.perf_counter()
         depth, structure_info, notes = None, {"kind": "none"}, []  # t2v-zero from the prompt alone
-        if structure is not None:
+        if request.structure is not None:
             depth, structure_info, notes = load_structure(
-                structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
-                index_dir=index_dir, kind=structure_kind, model=self.depth_model)  # loaded if needed
+                request.structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
+                index_dir=request.index_dir, kind=request.structure_kind, model=self.depth_model)  # loaded if needed
         timings["depth_s"] = round(time.perf_counter() - start, 3)
 
         stage("generate")
         start = time.perf_counter()
         packs = self.packs
-        present = list(packs) if present is None else list(present)
+        present = list(packs) if request.present is None else list(request.present)
         text_conditioning = None
         if tokens is not None:
             if tokens.adapters:  # `--mode ti` packs have no LoRA adapter
                 pipe.set_adapters(list(tokens.adapters.values()),
                                   [self.lora_scale if token in present else 0.0 for token in tokens.adapters])
-            text_conditioning = CharacterConditioning(tokens, prompt, negative_prompt, pipe.unet)
-        with _steps_reported(pipe, on_step):
-            result = pipe(prompt, depth, settings, negative_prompt=negative_prompt, text_conditioning=text_conditioning,
-                          layout=layout)
+            text_conditioning = CharacterConditioning(tokens, request.prompt, request.negative_prompt, pipe.unet)
+        result = pipe(request.prompt, depth, settings, negative_prompt=request.negative_prompt,
+                      steering=Steering(text=text_conditioning, layout=request.layout),
+                      callback_on_step_end=_step_counter(on_step))
         timings["generate_s"] = round(time.perf_counter() - start, 3)
 
         stage("write")
@@ -157,32 +169,29 @@ class ClipGenerator:
         return GeneratedClip(json.loads(sidecar_path(out).read_text()), result.frames, depth, timings)
 
 
-def generate_clip(prompt: str, structure, out, settings: GenerationSettings | None = None, *,
-                  preset="default", negative_prompt: str = "", index_dir=None, structure_kind: str = "auto",
-                  dtype: torch.dtype | None = None, device: str | None = None, cpu_offload: bool = False,
-                  characters=(), lora_scale: float = 1.0, on_step: Callable[[int, int], None] | None = None) -> dict:
-    """Generate one clip into `out` (.mp4/.gif/PNG folder) plus `<out>.json`; returns that sidecar's content.
-
-    `on_step(done, total)`: called after each denoising step.
+def generate_clip(request: ClipRequest, out, settings: GenerationSettings | None = None, *,
+                  on_step: Callable[[int, int], None] | None = None, **generator_options) -> dict:
+    """Load a `ClipGenerator(**generator_options)` (preset, device, dtype, cpu_offload, characters,
+    lora_scale; preset "default" unless given) and generate one clip into `out` (.mp4/.gif/PNG folder)
+    plus `<out>.json`; returns that sidecar's content. `on_step(done, total)`: after each denoising step.
     """
     from storyreel.depth.media import index_context, open_source
 
-    settings = settings or GenerationSettings.for_preset(preset)
+    generator_options.setdefault("preset", "default")
+    settings = settings or GenerationSettings.for_preset(generator_options["preset"])
     settings.check()  # everything below fails before any model loads, too
-    check_lora_scale(lora_scale)
+    check_lora_scale(generator_options.get("lora_scale", 1.0))
     check_writable(out)
-    for pack in characters:  # a damaged pack fails now, not after the models load
+    for pack in generator_options.get("characters", ()):  # a damaged pack fails now, not after the models load
         load_pack(pack)
-    if structure is None and settings.backend != "t2v-zero":
+    if request.structure is None and settings.backend != "t2v-zero":
         raise UserError(f"--structure is required for the {settings.backend} backend "
                         "(only t2v-zero can generate from the prompt alone)")
-    if structure is not None:
-        with index_context(index_dir) as index:
-            open_source(structure, index)  # a missing or unreadable structure source fails now
-    generator = ClipGenerator(preset, device=device, dtype=dtype, cpu_offload=cpu_offload, characters=characters,
-                              lora_scale=lora_scale, backend=settings.backend)
-    return generator.generate(prompt, structure, out, settings, negative_prompt=negative_prompt,
-                              index_dir=index_dir, structure_kind=structure_kind, on_step=on_step).sidecar
+    if request.structure is not None:
+        with index_context(request.index_dir) as index:
+            open_source(request.structure, index)  # a missing or unreadable structure source fails now
+    generator = ClipGenerator(**generator_options, backend=settings.backend)
+    return generator.generate(request, out, settings, on_step=on_step).sidecar
 
 
 def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_dir=None,
@@ -203,31 +212,19 @@ def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_
     return conditioning, info, notes
 
 
-@contextlib.contextmanager
-def _steps_reported(pipe, on_step):
-    """Route the denoising loops' step count (they tick diffusers' `progress_bar`) to `on_step(done, total)`;
-    without `on_step` nothing is printed (library code reports only through callbacks)."""
+def _step_counter(on_step: Callable[[int, int], None] | None) -> Callable | None:
+    """A callback_on_step_end that reports `on_step(done, total)` after each denoising step (None: none)."""
+    if on_step is None:
+        return None
+    done = 0
 
-    class StepCounter:
-        def __init__(self, iterable=None, total=None):
-            self.done, self.total = 0, total if total is not None else len(iterable)
+    def count(pipe, step: int, timestep, tensors: dict) -> dict:
+        nonlocal done
+        done += 1
+        on_step(done, pipe.num_callback_steps)
+        return tensors
 
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def update(self, n: int = 1):
-            self.done += n
-            if on_step is not None:
-                on_step(self.done, self.total)
-
-    pipe.progress_bar = StepCounter  # an instance attribute: shadows DiffusionPipeline.progress_bar
-    try:
-        yield
-    finally:
-        del pipe.progress_bar
+    return count
 
 
 def _jsonable(info: dict) -> dict:

@@ -5,11 +5,10 @@ the plan data; this module is what needs torch).
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch.nn import functional
 
+from storyreel.generation.attention import installed_processors
 from storyreel.generation.layout import Layout, controlled_steps
 
 # ------------------------------------------------------------------------------------- control
@@ -281,13 +280,8 @@ def processor_kind(name: str) -> str:
     return "cross" if name.endswith("attn2.processor") else "spatial"
 
 
-@contextlib.contextmanager
 def layout_attention(unet, control: LayoutControl):
-    """Wrap every attention processor of `unet` in a LayoutAttnProcessor; the previous ones come back."""
-    previous = unet.attn_processors
-    unet.set_attn_processor({name: LayoutAttnProcessor(control, proc, processor_kind(name))
-                             for name, proc in previous.items()})
-    try:
-        yield control
-    finally:
-        unet.set_attn_processor(dict(previous))
+    """Context: every attention processor of `unet` wrapped in a LayoutAttnProcessor; the previous ones
+    come back after it."""
+    return installed_processors([unet], lambda name, current: LayoutAttnProcessor(control, current,
+                                                                                  processor_kind(name)))

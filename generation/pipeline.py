@@ -7,16 +7,8 @@ frames equal diffusers' `AnimateDiffControlNetPipeline`, with two differences th
 * Timestep clamping (τ) *skips* the ControlNet after the cut-off. Step i of N uses depth iff
   (i + 1) / N ≤ τ (diffusers' `control_guidance_end` rule), so τ = 1 keeps every step and τ = 0
   none; diffusers runs the ControlNet anyway and multiplies its output by zero.
-* Clips longer than one motion window are generated window by window (`settings.long`), so memory
-  stays flat in the clip length: `overlap` (default) shares M = 4 frames between neighbouring windows,
-  gives the new frames the noise of the frames before the overlap, mirrored, with a weak past
-  dependence (r = 0.5), and anchors the overlap to the previous window's trajectory longest at the
-  seam; `vidrd` is Reuse and Diffuse as its official code does it: each clip's first M positions
-  mirror the previous clip's last M (frame-level noise reversion), the rest take the mirrored
-  previous noise with r = 4 (past-dependent sampling), and staged guidance (β = 0.4) holds overlap
-  position f to the mirrored previous latents while step i < (M − f)·(T/M)·β; `freenoise` shuffles
-  the first window's noise into later blocks and fuses the `overlap` windows' noise predictions at
-  every step.
+* Clips longer than one motion window are generated window by window (`settings.long`: overlap,
+  vidrd or freenoise, planned in generation/long_clips.py), so memory stays flat in the clip length.
 
 Text conditioning is a per-step hook (`TextConditioning`): the default encodes the prompt once;
 a timestep-dependent token (TimeInv, generation/characters/) returns different embeddings per step.
@@ -31,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -46,15 +37,8 @@ from storyreel.core.video import spread_indices
 from storyreel.depth.conditioning import to_conditioning
 from storyreel.generation.layout import Layout, token_positions
 from storyreel.generation.layout_attention import LayoutControl, layout_attention
+from storyreel.generation.long_clips import WindowPlan, clip_noise, long_clip_noise, long_clip_plan
 from storyreel.generation.settings import GenerationSettings
-
-# Past dependence r of the new frames' noise: VidRD's r = 4 (each new frame shares 97% of its noise
-# with its source), and the overlap mode's r = 0.5 (45%: scripts/bench_long.py), and the staged-guidance
-# length β (window size and overlap M are settings).
-VIDRD_DEPENDENCE = 4.0
-OVERLAP_DEPENDENCE = 0.5
-FREENOISE_SHUFFLE = 4  # FreeNoise's block of frames shuffled together (diffusers' context_stride default)
-STAGED_GUIDANCE_BETA = 0.4
 
 
 def structure_steps(num_steps: int, tau: float) -> list[bool]:
@@ -88,6 +72,14 @@ class StaticTextConditioning:
 
     def __call__(self, step_index: int, timestep: int) -> torch.Tensor:
         return self.embeddings
+
+
+@dataclass(frozen=True)
+class Steering:
+    """What steers a call besides its prompt, depth clip and settings (both optional)."""
+
+    text: TextConditioning | None = None  # per-step embeddings (TimeInv characters); None: the prompt encoded once
+    layout: Layout | None = None  # entity boxes steering attention for the first `layout.strength` of the steps
 
 
 @dataclass
@@ -159,6 +151,7 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # packs check it, outputs record it, and save_pretrained keeps it in model_index.json.
         self.register_to_config(component_ids=component_ids)
         self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        self._num_callback_steps = 0  # set by the backend's `generate` for each call
 
     @classmethod
     def from_components(cls, components):
@@ -190,31 +183,30 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         settings: GenerationSettings | None = None,
         *,
         negative_prompt: str = "",
-        generator: torch.Generator | None = None,
-        text_conditioning: TextConditioning | None = None,
+        steering: Steering | None = None,
         output_type: str = "uint8",
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: tuple[str, ...] = ("latents",),
-        layout: Layout | None = None,
     ) -> StructureGuidedPipelineOutput:
         """Generate a clip whose layout follows `depth` for the first τ of the schedule.
 
         depth: (F, 3, H, W) (or (F, 1, H, W)) in [0, 1], near = bright, as `storyreel.depth` produces it
         (the t2v-zero backend also runs without one). settings: unset frames/height/width follow the
-        depth clip. generator: a CPU `torch.Generator` (default: seeded with `settings.seed`); noise is
-        drawn on the CPU so results match across devices. callback_on_step_end(pipe, step, timestep,
-        {"latents": ...}) runs after denoising steps (steps count on across windows/chunks; each backend
-        says which) and may return replacement latents, as in diffusers. layout: entity boxes that steer
-        attention for the first `layout.strength` of the steps (generation/layout.py).
+        depth clip; noise is drawn on the CPU from `settings.seed`, so results match across devices and
+        the recorded seed regenerates them. steering: a per-step text hook and/or a layout (`Steering`).
+        callback_on_step_end(pipe, step, timestep, {"latents": ...}) runs after denoising steps (steps
+        count on across windows/chunks, `pipe.num_callback_steps` in all; each backend says which) and
+        may return replacement latents, as in diffusers.
         """
         # 1. Check inputs (unset sizes follow the depth clip)
         settings = self.check_inputs(prompt, depth, settings or GenerationSettings(), output_type,
                                      callback_on_step_end_tensor_inputs)
-        generator = generator or torch.Generator().manual_seed(settings.seed)
+        steering = steering or Steering()
+        generator = torch.Generator().manual_seed(settings.seed)
         notes: list[str] = []
 
         # 2. Text conditioning (a per-step hook; the default encodes the prompt once)
-        text_conditioning = text_conditioning or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
+        text_conditioning = steering.text or StaticTextConditioning(self.encode_prompt(prompt, negative_prompt))
 
         # 3. Timesteps and the clamp: which steps run the depth branch (none without a depth clip)
         self.scheduler.set_timesteps(settings.steps, device=self._execution_device)
@@ -224,24 +216,31 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
                              tuple(callback_on_step_end_tensor_inputs),
                              step_kwargs=_scheduler_step_kwargs(self.scheduler, generator))
 
-        # 4. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]; with a layout its
-        # processors wrap the UNet's for the call (inside them: cross-frame attention, LoRA).
+        # 4. Layout: the entity boxes' attention control (its processors wrap the UNet's during step 5)
         layout_record = {}
-        if layout is not None:
-            run.layout, layout_record = self.layout_control(prompt, layout, settings, len(timesteps), notes)
-        with layout_attention(self.unet, run.layout) if run.layout is not None else _nothing():
+        if steering.layout is not None:
+            run.layout, layout_record = self.layout_control(prompt, steering.layout, settings, len(timesteps), notes)
+
+        # 5. The backend: noise, the denoising loop, decoding -> float frames in [0, 1]
+        with layout_attention(self.unet, run.layout) if run.layout is not None else contextlib.nullcontext():
             frames, windows, recorded = self.generate(depth, run, notes)
         self.maybe_free_model_hooks()
         if output_type == "uint8":
             frames = (frames * 255).round().astype(np.uint8)
 
-        # 5. Record every setting needed to regenerate these frames
+        # 6. Record every setting needed to regenerate these frames
         recorded = {**settings.to_dict(), "structure_steps": sum(use_structure), "prompt": prompt,
                     "negative_prompt": negative_prompt, "scheduler": type(self.scheduler).__name__,
                     "dtype": str(self.unet.dtype).replace("torch.", ""), "components": self.ids, **layout_record,
                     **recorded}
         return StructureGuidedPipelineOutput(frames=frames, settings=recorded, notes=notes,
                                              structure_forward_passes=run.structure_passes, windows=windows)
+
+    @property
+    def num_callback_steps(self) -> int:
+        """How many times the running (or last) call runs callback_on_step_end, over all its windows or
+        chunks: a step callback's progress is its count of calls out of this."""
+        return self._num_callback_steps
 
     def layout_control(self, prompt: str, layout: Layout, settings: GenerationSettings, steps: int,
                        notes: list[str]) -> tuple[LayoutControl, dict]:
@@ -361,7 +360,9 @@ class StructureGuidedPipeline(VideoPipelineBase):
         latent_shape = (1, self.unet.config.in_channels, settings.frames,
                         settings.height // self.vae_scale_factor, settings.width // self.vae_scale_factor)
         noises = long_clip_noise(latent_shape, plans, settings.long, run.generator, dtype=self.unet.dtype)
-        if settings.long == "freenoise" and len(plans) > 1:
+        fused = settings.long == "freenoise" and len(plans) > 1
+        self._num_callback_steps = len(run.timesteps) * (1 if fused else len(plans))
+        if fused:
             # 4c. FreeNoise: every step runs every window on the whole clip's latents and fuses them
             latents = self._denoise_fused(clip_noise(plans, noises).to(device) * self.scheduler.init_noise_sigma,
                                           plans, depth, run)
@@ -446,158 +447,6 @@ class StructureGuidedPipeline(VideoPipelineBase):
             latents = run.after_step(self, i, t, scheduler.step(noise_pred, t, latents, **run.step_kwargs).prev_sample)
             progress_bar.update()
         return latents, trajectory or None
-
-
-# ---------------------------------------------------------------------------------- long clips (VidRD)
-
-@dataclass(frozen=True)
-class Window:
-    start: int
-    end: int
-    overlap: int  # leading frames shared with the previous window (0 for the first)
-
-
-def plan_windows(num_frames: int, window_frames: int, overlap_frames: int) -> list[Window]:
-    """Cover `num_frames` with windows of `window_frames` that overlap by `overlap_frames`.
-
-    The last window is moved back to end on the last frame, so it may overlap more.
-    """
-    if num_frames <= window_frames:
-        return [Window(0, num_frames, 0)]
-    stride = window_frames - overlap_frames
-    starts = list(range(0, num_frames - window_frames, stride)) + [num_frames - window_frames]
-    return [Window(s, s + window_frames, 0 if k == 0 else starts[k - 1] + window_frames - s)
-            for k, s in enumerate(starts)]
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """How one window of a long clip is denoised and what it contributes.
-
-    frame_ids: the output frame each position stands for (its depth map; its noise comes from the mode).
-    keep: (position, output frame) pairs this window writes into the clip.
-    anchors: (position, previous window's position, n): the position takes the previous window's
-    latents at that position before every step i < n (staged guidance).
-    record: what the clip's `windows` list reports for it ({"start", "frames", "overlap"}).
-    """
-
-    frame_ids: tuple[int, ...]
-    keep: tuple[tuple[int, int], ...]
-    anchors: tuple[tuple[int, int, float], ...]
-    record: dict
-
-
-def long_clip_plan(num_frames: int, window_frames: int, overlap_frames: int, steps: int,
-                   mode: str = "overlap") -> list[WindowPlan]:
-    """The windows of a `num_frames` clip in long-clip `mode` (settings.LONG_MODES), for `steps` steps.
-
-    overlap (and freenoise, which fuses the same windows): `plan_windows`; the overlap positions are
-    anchored to the previous window's same frames,
-    the seam frame (right before the first new frame) longest: overlap position f of M is held while
-    i < (f + 1)·(T/M)·β, so the seam frame for β·T steps and the farthest for β·T/M.
-    vidrd (the official Reuse and Diffuse code): every clip has N = window_frames positions; clip k+1's
-    positions f < M mirror clip k's positions N−1−f (their depth and, while i < (M − f)·(T/M)·β,
-    their latents), its positions p ≥ M follow the next N − M depth frames in order. The output is the
-    official concatenation: every position of every clip, clip after clip (the mirrored positions
-    included), cut at `num_frames`; depth frames past the end repeat the last one.
-    """
-    if num_frames <= window_frames:
-        return [WindowPlan(tuple(range(num_frames)), tuple((p, p) for p in range(num_frames)), (),
-                           {"start": 0, "frames": num_frames, "overlap": 0})]
-    beta = STAGED_GUIDANCE_BETA
-    if mode == "vidrd":
-        n, m = window_frames, overlap_frames
-        plans = [WindowPlan(tuple(range(n)), tuple((p, p) for p in range(n)), (),
-                            {"start": 0, "frames": n, "overlap": 0})]
-        written, consumed = n, n  # output frames so far; depth frames followed so far
-        while written < num_frames:
-            previous = plans[-1].frame_ids
-            frame_ids = tuple(previous[n - 1 - f] for f in range(m)) + tuple(
-                min(consumed + p - m, num_frames - 1) for p in range(m, n))
-            keep = tuple((p, written + p) for p in range(n) if written + p < num_frames)
-            anchors = tuple((f, n - 1 - f, (m - f) * (steps / m) * beta) for f in range(m))
-            plans.append(WindowPlan(frame_ids, keep, anchors, {"start": written, "frames": n, "overlap": m}))
-            written, consumed = written + len(keep), consumed + n - m
-        return plans
-    if mode not in ("overlap", "freenoise"):
-        raise ValueError(f"unknown long-clip mode {mode!r}")
-    windows = plan_windows(num_frames, window_frames, overlap_frames)
-    plans = []
-    for previous, window in zip([None, *windows], windows):
-        frames, overlap = window.end - window.start, window.overlap
-        anchors = () if previous is None else tuple(
-            (f, window.start - previous.start + f, (f + 1) * (steps / overlap) * beta) for f in range(overlap))
-        plans.append(WindowPlan(tuple(range(window.start, window.end)),
-                                tuple((p, window.start + p) for p in range(overlap, frames)), anchors,
-                                {"start": window.start, "frames": frames, "overlap": overlap}))
-    return plans
-
-
-def long_clip_noise(shape, plans: list[WindowPlan], mode: str, generator, dtype) -> list[torch.Tensor]:
-    """Initial noise of every window, (1, C, positions, h, w) each, drawn on the CPU in window order.
-
-    The first window's noise is exactly what diffusers draws for its shape and generator.
-    overlap: one noise per output frame; a window's overlap positions are the frames already drawn, its
-    new frames j = 0, 1, ... take the noise of frame start − 1 − j (the frames before the overlap,
-    mirrored about it, as VidRD indexes its mirrored clip) blended with fresh noise as
-    (r·source + ε)/√(1 + r²), r = OVERLAP_DEPENDENCE (the division keeps unit variance).
-    freenoise: after the first window, each block of FREENOISE_SHUFFLE frames is the block one window
-    earlier in a random order.
-    vidrd: with prev the previous window's noise flipped in time, positions f < M are prev[f]
-    (frame-level noise reversion) and positions p ≥ M are (r·prev[p] + ε)/√(1 + r²), r = 4
-    (past-dependent sampling); ε is drawn for all N positions and used from M on, as the official code
-    draws it.
-    """
-    from diffusers.utils.torch_utils import randn_tensor
-
-    def fresh(count):
-        return randn_tensor((*shape[:2], count, *shape[3:]), generator=generator, dtype=dtype)
-
-    first = fresh(len(plans[0].frame_ids))
-    noises = [first]
-    if mode == "vidrd":
-        r = VIDRD_DEPENDENCE
-        for plan in plans[1:]:
-            m = len(plan.anchors)
-            prev = noises[-1].flip(2)
-            window = prev.clone()
-            window[:, :, m:] = (r * prev[:, :, m:] + fresh(prev.shape[2])[:, :, m:]) / math.sqrt(1 + r * r)
-            noises.append(window)
-        return noises
-    noise = torch.empty(shape, dtype=dtype)
-    noise[:, :, :first.shape[2]] = first
-    if mode == "freenoise":
-        # Noise rescheduling: after the first window, each block of `FREENOISE_SHUFFLE` frames repeats the
-        # block one window earlier in a random order (local shuffles of the first window's noise).
-        window_frames = first.shape[2]
-        for start in range(window_frames, shape[2], FREENOISE_SHUFFLE):
-            count = min(FREENOISE_SHUFFLE, shape[2] - start)
-            source = start - window_frames + torch.randperm(FREENOISE_SHUFFLE, generator=generator)[:count]
-            noise[:, :, start:start + count] = noise[:, :, source]
-        return [first] + [noise[:, :, p.frame_ids[0]:p.frame_ids[-1] + 1].clone() for p in plans[1:]]
-    r = OVERLAP_DEPENDENCE
-    for plan in plans[1:]:
-        start, frames = plan.frame_ids[0], len(plan.frame_ids)
-        new = [output for _, output in plan.keep]
-        source = [max(start - 1 - j, 0) for j in range(len(new))]
-        noise[:, :, new] = (r * noise[:, :, source] + fresh(len(new))) / math.sqrt(1 + r * r)
-        noises.append(noise[:, :, start:start + frames])
-    return [first] + [n.clone() for n in noises[1:]]
-
-
-def clip_noise(plans: list[WindowPlan], noises: list[torch.Tensor]) -> torch.Tensor:
-    """(1, C, F, h, w): the initial noise each output frame is denoised from (the window that keeps it)."""
-    frames = 1 + max(output for plan in plans for _, output in plan.keep)
-    out = torch.empty((*noises[0].shape[:2], frames, *noises[0].shape[3:]), dtype=noises[0].dtype)
-    for plan, noise in zip(plans, noises):
-        positions, outputs = zip(*plan.keep)
-        out[:, :, list(outputs)] = noise[:, :, list(positions)]
-    return out
-
-
-@contextlib.contextmanager
-def _nothing():
-    yield
 
 
 def _scheduler_step_kwargs(scheduler, generator) -> dict:

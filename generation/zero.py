@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from storyreel.core.errors import UserError
 from storyreel.core.video import spread_indices
+from storyreel.generation.attention import installed_processors
 from storyreel.generation.layout_attention import attention_core
 from storyreel.generation.pipeline import Run, VideoPipelineBase
 from storyreel.generation.settings import GenerationSettings
@@ -95,32 +96,16 @@ class CrossFrameAttnProcessor:
         return hidden_states / attn.rescale_output_factor
 
 
-class _CrossFrameAttention:
-    """Context: `processor` on every attn1 of `models` (attn2 untouched); the previous processors come back."""
+def cross_frame_attention(models, processor: CrossFrameAttnProcessor):
+    """Context: `processor` on every attn1 of `models` (attn2 untouched); the previous processors come back.
+    A layout processor (generation/layout_attention.py) stays outermost, with cross-frame attention inside."""
 
-    def __init__(self, models, processor: CrossFrameAttnProcessor):
-        self.models = [m for m in models if m is not None and hasattr(m, "attn_processors")]
-        self.processor = processor
-        self.saved = []
+    def processor_for(name, current):
+        if not name.endswith("attn1.processor"):
+            return current
+        return current.wrap(processor) if hasattr(current, "wrap") else processor
 
-    def __enter__(self):
-        for model in self.models:
-            previous = model.attn_processors
-            self.saved.append((model, previous))
-            # A layout processor (generation/layout.py) stays outermost, with cross-frame attention inside it.
-            model.set_attn_processor({name: _inside(proc, self.processor) if name.endswith("attn1.processor")
-                                      else proc for name, proc in previous.items()})
-        return self.processor
-
-    def __exit__(self, *exc):
-        for model, previous in self.saved:
-            model.set_attn_processor(dict(previous))  # set_attn_processor consumes the dict it is given
-        self.saved.clear()
-
-
-def _inside(current, processor):
-    """`processor` in place of `current`, or inside it when `current` wraps others (a layout processor)."""
-    return current.wrap(processor) if hasattr(current, "wrap") else processor
+    return installed_processors(models, processor_for)
 
 
 # ------------------------------------------------------------------------------------- motion
@@ -256,9 +241,10 @@ class StructureGuidedZeroPipeline(VideoPipelineBase):
         frames = np.empty((settings.frames, settings.height, settings.width, 3), np.float32)
         steps = len(run.timesteps)
         steps_per_chunk = steps if depth is not None else steps - 1 - run.t0 + run.t1 + 1
+        self._num_callback_steps = len(chunks) * (steps if depth is not None else run.t1 + 1)
 
         # 4d. Denoise chunk by chunk with cross-frame attention; decode each chunk when it is done
-        with _CrossFrameAttention((self.unet, self.controlnet), run.processor), \
+        with cross_frame_attention((self.unet, self.controlnet), run.processor), \
                 self.progress_bar(total=len(chunks) * steps_per_chunk) as progress_bar:
             for c, chunk in enumerate(chunks):
                 run.generator.set_state(start_state)

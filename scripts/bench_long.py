@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from storyreel.generation.components import create_components
-from storyreel.generation.pipeline import StructureGuidedPipeline, clip_noise, long_clip_noise, long_clip_plan
+from storyreel.generation.long_clips import clip_noise, long_clip_noise, long_clip_plan
+from storyreel.generation.pipeline import StructureGuidedPipeline
 from storyreel.generation.settings import LONG_MODES, GenerationSettings
 from storyreel.testing.probes import peak_torch_bytes
 

@@ -324,14 +324,15 @@ class PlotGenerator:
 
     def render_plot(self, i: int, settings: dict, pick: dict, index, video: Path, stage, on_step=None) -> dict:
         from storyreel.generation.evaluate import score_clip
+        from storyreel.generation.generate import ClipRequest
 
         clip = pick["clip"]
         present = [c["token"] for c in settings["characters"]]  # only their LoRA stays on in this plot
         layout = layout_of(settings)
-        generated = self.clips.generate(
-            settings["prompt"], clip.clip_id, video, plot_settings(self.story, i, self.preset),
-            negative_prompt=settings["negative_prompt"], index_dir=index, present=present, on_stage=stage,
-            on_step=on_step, layout=layout)
+        request = ClipRequest(settings["prompt"], clip.clip_id, negative_prompt=settings["negative_prompt"],
+                              index_dir=index, present=tuple(present), layout=layout)
+        generated = self.clips.generate(request, video, plot_settings(self.story, i, self.preset), on_stage=stage,
+                                        on_step=on_step)
         start = time.perf_counter()
         source_frames = index.read_frames(clip.clip_id, _keyframe_indices(clip.end_frame - clip.start_frame))
         depth_frames = generated.depth[_keyframe_indices(len(generated.depth))].permute(0, 2, 3, 1).cpu().numpy()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from storyreel.core.errors import UserError
-from storyreel.generation import GenerationSettings, StructureGuidedPipeline
+from storyreel.generation import GenerationSettings, Steering, StructureGuidedPipeline
 from storyreel.generation.characters import (
     CharacterConditioning,
     CharacterPack,
@@ -63,7 +63,7 @@ def generate(components, prompt, conditioning=None):
     pipe.set_progress_bar_config(disable=True)
     depth = torch.linspace(0, 1, 32).repeat(2, 3, 32, 1)  # (F, 3, H, W), a left-to-right ramp
     settings = GenerationSettings(frames=2, height=32, width=32, steps=STEPS, seed=0)
-    return pipe(prompt, depth, settings, text_conditioning=conditioning).frames
+    return pipe(prompt, depth, settings, steering=Steering(text=conditioning)).frames
 
 
 def test_pack_changes_generation_and_scale_zero_without_token_is_exactly_plain(tiny, packs):
@@ -213,7 +213,7 @@ def test_a_ti_pack_changes_only_the_token(tiny, tmp_path):
 @pytest.mark.parametrize("with_lora_pack", [False, True])
 def test_clip_generator_takes_a_ti_pack(tiny, tmp_path, packs, with_lora_pack):
     from storyreel.core.writers import write_video
-    from storyreel.generation.generate import ClipGenerator
+    from storyreel.generation.generate import ClipGenerator, ClipRequest
 
     train_ti_pack(tiny, tmp_path / "ti.safetensors")  # token <teddy>; packs[1] is <kitty> with LoRA
     depth = np.repeat(np.linspace(0, 255, 32).astype(np.uint8)[None, None, :, None], 32, axis=1)
@@ -222,8 +222,8 @@ def test_clip_generator_takes_a_ti_pack(tiny, tmp_path, packs, with_lora_pack):
     generator = ClipGenerator("tiny", device="cpu", characters=characters)
     settings = GenerationSettings.for_preset("tiny", frames=2, height=32, width=32, steps=1)
     for present in (None, ["<teddy>"]):
-        clip = generator.generate("<teddy> and <kitty>", tmp_path / "depth.mp4", tmp_path / "out.gif", settings,
-                                  present=present)
+        request = ClipRequest("<teddy> and <kitty>", tmp_path / "depth.mp4", present=present)
+        clip = generator.generate(request, tmp_path / "out.gif", settings)
         assert clip.sidecar["characters"][0]["token"] == "<teddy>"
     unet = generator.pipeline("animatediff")[0].unet
     adapters = {n.split(".lora_")[1].split(".")[1] for n, _ in unet.named_parameters() if ".lora_" in n}

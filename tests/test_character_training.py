@@ -273,8 +273,8 @@ def test_zero_regularization_clips_is_refused_before_any_work(tmp_path, image_di
     from storyreel.training.train import train_character
 
     with pytest.raises(UserError) as err:
-        train_character(image_dir, tmp_path / "teddy.safetensors", TrainSettings(token="<teddy>", init_word="bear"),
-                        preset="tiny", reg_index=tmp_path / "index", reg_clips=0)
+        train_character(image_dir, tmp_path / "teddy.safetensors", TrainSettings(
+            token="<teddy>", init_word="bear", reg_index=tmp_path / "index", reg_clips=0), preset="tiny")
     assert one_line(err) == "--reg-clips must be at least 1, got 0"
 
 

@@ -15,7 +15,8 @@ from storyreel.core.models import get_preset
 from storyreel.core.writers import write_video
 from storyreel.generation import GenerationSettings, StructureGuidedPipeline
 from storyreel.generation.components import create_components, load_components
-from storyreel.generation.pipeline import clip_noise, long_clip_noise, long_clip_plan, plan_windows, structure_steps
+from storyreel.generation.long_clips import clip_noise, long_clip_noise, long_clip_plan, plan_windows
+from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.tiny import offline_clip_tokenizer, write_tiny_checkpoint
 from storyreel.testing.probes import ForwardCounter, peak_torch_bytes
 
@@ -366,13 +367,13 @@ def test_generate_command_unwritable_output(run_cli, tmp_path):
     ("height", "height and width must be positive multiples of 8 (got 0x64)"),
 ])
 def test_explicit_zero_is_an_error_not_the_preset_default(tmp_path, setting, message):
-    from storyreel.generation.generate import generate_clip
+    from storyreel.generation.generate import ClipRequest, generate_clip
 
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
     with pytest.raises(UserError) as err:
-        generate_clip("a cat", source, tmp_path / "clip.mp4", GenerationSettings.for_preset("tiny", **{setting: 0}),
-                      preset="tiny", device="cpu")
+        generate_clip(ClipRequest("a cat", source), tmp_path / "clip.mp4",
+                      GenerationSettings.for_preset("tiny", **{setting: 0}), preset="tiny", device="cpu")
     assert str(err.value) == message
     assert not (tmp_path / "clip.mp4").exists()
 
@@ -404,20 +405,23 @@ def test_png_folder_is_published_with_the_umask_mode(tmp_path):
 
 
 def test_depth_model_loads_only_for_sources_that_need_depth_estimation(tmp_path):
-    from storyreel.generation.generate import ClipGenerator
+    from storyreel.generation.generate import ClipGenerator, ClipRequest
 
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
     generator = ClipGenerator("tiny", device="cpu")
     one_step = GenerationSettings.for_preset("tiny", frames=4, steps=1)
-    clip = generator.generate("a cat", source, tmp_path / "from_depth.gif", one_step)
+    steps = []
+    clip = generator.generate(ClipRequest("a cat", source), tmp_path / "from_depth.gif", one_step,
+                              on_step=lambda done, total: steps.append((done, total)))
+    assert steps == [(1, 1)]  # on_step after each denoising step
     assert clip.sidecar["structure"]["kind"] == "depth-video"
     assert generator._depth_model is None  # a depth video needs no depth model (no MiDaS weights either)
 
     video = tmp_path / "plain.mp4"
     from storyreel.core.video import write_mp4
     write_mp4(video, np.full((4, 64, 64, 3), 128, np.uint8), fps=8)
-    generator.generate("a cat", video, tmp_path / "from_video.gif", one_step)
+    generator.generate(ClipRequest("a cat", video), tmp_path / "from_video.gif", one_step)
     assert generator._depth_model is not None and generator._depth_model.predict_calls == 1
 
 
@@ -429,7 +433,8 @@ def test_missing_structure_source_fails_before_models_load(tmp_path, monkeypatch
 
     monkeypatch.setattr(generate_module, "ClipGenerator", no_models)
     with pytest.raises(UserError) as err:
-        generate_module.generate_clip("a cat", tmp_path / "nope.mp4", tmp_path / "out.mp4", preset="default")
+        generate_module.generate_clip(generate_module.ClipRequest("a cat", tmp_path / "nope.mp4"), tmp_path / "out.mp4",
+                                      preset="default")
     assert str(err.value) == (f"source {tmp_path / 'nope.mp4'} does not exist "
                               "(give a video, an image, or a clip id with --index)")
 
@@ -476,6 +481,7 @@ def test_cpu_offload_and_step_callbacks_across_windows():
     pipe.scheduler.set_timesteps(STEPS)
     timesteps = pipe.scheduler.timesteps.tolist()
     assert seen == [(w * STEPS + i, t, (1, 4, 16, 8, 8)) for w in range(2) for i, t in enumerate(timesteps)]
+    assert pipe.num_callback_steps == len(seen)  # what a progress callback counts up to
 
     def drop_last(pipeline, step, timestep, tensors):  # replacing latents changes the result
         return {"latents": tensors["latents"] * 0} if step == 2 * STEPS - 1 else tensors

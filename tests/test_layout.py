@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.generation import GenerationSettings, StructureGuidedPipeline
+from storyreel.generation import GenerationSettings, Steering, StructureGuidedPipeline
 from storyreel.generation.components import create_components
 from storyreel.generation.layout import (
     Layout,
@@ -128,9 +128,10 @@ def test_entity_attention_moves_into_its_box_and_strength_zero_is_a_no_op(pipes,
     try:
         free = pipe(PROMPT, ramp_depth(), SETTINGS, output_type="float")
         free_shares, shares[:] = list(shares), []
-        steered = pipe(PROMPT, ramp_depth(), SETTINGS, output_type="float", layout=BALL)
+        steered = pipe(PROMPT, ramp_depth(), SETTINGS, output_type="float", steering=Steering(layout=BALL))
         steered_shares, shares[:] = list(shares), []
-        off = pipe(PROMPT, ramp_depth(), SETTINGS, output_type="float", layout=Layout(BALL.entities, strength=0.0))
+        off = pipe(PROMPT, ramp_depth(), SETTINGS, output_type="float",
+                   steering=Steering(layout=Layout(BALL.entities, strength=0.0)))
     finally:
         probe.remove()
         monkeypatch.undo()
@@ -153,7 +154,7 @@ def test_layout_runs_alongside_the_depth_clamp(pipes):
     counter = ForwardCounter(pipe.controlnet)
     try:
         out = pipe(PROMPT, ramp_depth(), SETTINGS.replace(tau=0.25), output_type="float",
-                   layout=Layout(BALL.entities, strength=1.0))
+                   steering=Steering(layout=Layout(BALL.entities, strength=1.0)))
     finally:
         counter.restore()
     assert counter.calls == out.structure_forward_passes == 1  # τ = 0.25 of 4 steps: the ControlNet ran once
@@ -191,7 +192,8 @@ def test_energy_guidance_runs_inside_both_pipelines(pipes, backend):
     pipe = pipes[backend]
     guided = Layout(BALL.entities, strength=0.5, guidance=50.0)
     settings = SETTINGS.replace(steps=2)  # step 0 guided
-    plain = pipe(PROMPT, ramp_depth(), settings, output_type="float", layout=Layout(BALL.entities, strength=0.5))
-    out = pipe(PROMPT, ramp_depth(), settings, output_type="float", layout=guided)
+    plain = pipe(PROMPT, ramp_depth(), settings, output_type="float",
+                 steering=Steering(layout=Layout(BALL.entities, strength=0.5)))
+    out = pipe(PROMPT, ramp_depth(), settings, output_type="float", steering=Steering(layout=guided))
     assert out.settings["layout"]["guidance"] == 50.0 and np.isfinite(out.frames).all()
     assert not np.array_equal(out.frames, plain.frames)  # the guided steps moved the latents

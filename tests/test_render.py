@@ -135,7 +135,7 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
         np.testing.assert_array_equal(a, b)
 
     # generate_clip writes the same sidecar and frames as render for the same plot (one generation path).
-    from storyreel.generation.generate import generate_clip
+    from storyreel.generation.generate import ClipRequest, generate_clip
 
     sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
     teddy = str((workspace / "packs" / "teddy.safetensors").resolve())
@@ -144,8 +144,9 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     assert [w["frames"] for w in sidecar["windows"]] == [8] and sidecar["notes"] == plots[0]["notes"]
     s = plots[0]["settings"]
     settings = GenerationSettings(**{k: s[k] for k in GenerationSettings.__dataclass_fields__})
-    alone = generate_clip(s["prompt"], plots[0]["clip"]["clip_id"], tmp_path / "alone.mp4", settings, preset="tiny",
-                          index_dir=workspace / "index", characters=[teddy], negative_prompt=s["negative_prompt"])
+    request = ClipRequest(s["prompt"], plots[0]["clip"]["clip_id"], negative_prompt=s["negative_prompt"],
+                          index_dir=workspace / "index")
+    alone = generate_clip(request, tmp_path / "alone.mp4", settings, preset="tiny", characters=[teddy])
     same = lambda meta: {**meta, "output": None, "structure": {**meta["structure"], "cache": None}}  # noqa: E731
     assert alone["structure"]["cache"] == "hit" and same(alone) == same(sidecar)  # render cached the depth
     np.testing.assert_array_equal(read_clip_frames(tmp_path / "alone.mp4"), first[0])

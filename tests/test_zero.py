@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from storyreel.generation import GenerationSettings
+from storyreel.generation import GenerationSettings, Steering
 from storyreel.generation.components import create_components
 from storyreel.generation.pipeline import structure_steps
 from storyreel.generation.zero import Chunk, StructureGuidedZeroPipeline, motion_step_indices, plan_chunks
@@ -281,11 +281,12 @@ def test_per_step_text_conditioning_and_defaults(pipe):
 
     plain = generate(pipe, frames=3, steps=6, t0=1, t1=3)
     hooked = pipe(PROMPT, None, GenerationSettings(frames=3, height=SIZE, width=SIZE, steps=6, t0=1, t1=3),
-                  text_conditioning=hook, output_type="float")
+                  steering=Steering(text=hook), output_type="float")
     assert np.array_equal(plain.frames, hooked.frames)
     timesteps = [int(t) for t in pipe.scheduler.timesteps]
     # Frame 1 alone from the first step to T′ (schedule positions 0..3), then every frame from T (position 2) on.
     assert calls == [(i, timesteps[i]) for i in (0, 1, 2, 3, 2, 3, 4, 5)]
+    assert pipe.num_callback_steps == 4  # callbacks run on the steps that denoise every frame: positions 2..5
     # Unset frames and size: the reference's 8 frames at the UNet's sample size; no guidance works too.
     out = pipe(PROMPT, None, GenerationSettings(steps=2, cfg=1.0, t0=0, t1=1), output_type="uint8")
     assert out.frames.shape == (8, 64, 64, 3) and out.frames.dtype == np.uint8

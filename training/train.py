@@ -75,9 +75,18 @@ class TrainSettings:
     seed: int = 0
     # recompute UNet activations in backward: far less memory, ~30% slower; None: on with CUDA (train_character)
     gradient_checkpointing: bool | None = False
+    # Regularization: `reg_clips` real clips of the init word's class from the index at `reg_index` (None: none)
+    reg_index: str | None = None
+    reg_clips: int = 200
 
     def __post_init__(self):
         import math
+
+        if self.reg_index is not None:
+            self.reg_index = str(self.reg_index)  # a path; a str so the settings stay JSON
+            if not 1 <= self.reg_clips <= 100_000:
+                raise UserError(f"--reg-clips must be {'at least 1' if self.reg_clips < 1 else 'at most 100000'}, "
+                                f"got {self.reg_clips}")
 
         for flag, value, lowest, highest in (("--lr", self.learning_rate, 1e-12, 10.0),
                                              ("--tau", self.tau, 0.0, 1.0),
@@ -382,7 +391,8 @@ class CharacterTrainer:
             lora_rank=self.settings.lora_rank if self.adapter else 0,
             lora_alpha=float(self.settings.lora_rank) if self.adapter else 0.0,
             base_model=self.base_model,
-            settings={**asdict(self.settings), "steps_done": self.step_count,
+            # the index's local path stays out of a file meant to be shared
+            settings={**asdict(self.settings), "reg_index": None, "steps_done": self.step_count,
                       "timeinv_training": self._timeinv_training()},
             image_hashes=[i.sha256 for i in self.images],
             concept_images=thumbnails,
@@ -505,9 +515,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 
-def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_index=None,
-                    reg_clips: int = 200, resume: bool = False, progress=None, device=None, dtype=None) -> dict:
+def train_character(images_dir, out, settings: TrainSettings, *, preset, resume: bool = False, progress=None,
+                    device=None, dtype=None) -> dict:
     """Train a character pack from `images_dir` into `out` (.safetensors); returns a summary dict.
+    Regularization clips come from `settings.reg_index` when set.
 
     A resumable checkpoint is kept at `OUT.ckpt` (every `settings.checkpoint_every` steps and at the end).
     `device`: where the models train (default CUDA when present); `dtype`: the autocast dtype (default
@@ -526,17 +537,13 @@ def train_character(images_dir, out, settings: TrainSettings, *, preset, reg_ind
     if settings.gradient_checkpointing is None:
         settings = replace(settings, gradient_checkpointing=device.type == "cuda")
     out = Path(out)
-    if reg_index and reg_clips < 1:
-        raise UserError(f"--reg-clips must be at least 1, got {reg_clips}")
-    if reg_index and reg_clips > 100_000:
-        raise UserError(f"--reg-clips must be at most 100000, got {reg_clips}")
     check_output_path(out, "--out")
     check_output_path(checkpoint_path_for(out), "--out (its checkpoint)")
     check_token(settings.token, "--token")
     images = load_concept_images(images_dir)  # fail on bad images before loading any model
     resume_state = read_checkpoint(checkpoint_path_for(out)) if resume else None
-    regularization = (regularization_clips(reg_index, settings.init_word, reg_clips, settings.size,
-                                           settings.frames, preset) if reg_index else None)
+    regularization = (regularization_clips(settings.reg_index, settings.init_word, settings.reg_clips, settings.size,
+                                           settings.frames, preset) if settings.reg_index else None)
     components = create_components(preset)
     for model in (components.unet, components.controlnet, components.vae, components.text_encoder):
         model.to(device)

@@ -2,7 +2,7 @@
 
     tokens = load_characters(pipe, ["teddy.safetensors"])        # token + LoRA adapter per pack
     hook = CharacterConditioning(tokens, "<teddy> walks", "", pipe.unet)
-    pipe("<teddy> walks", depth, settings, text_conditioning=hook)
+    pipe("<teddy> walks", depth, settings, steering=Steering(text=hook))
 
 Modules: tokens (TimeInv table, the text-encoder hook), lora (spatial-attention adapters), pack
 (the safetensors file format and `load_characters`), export (the pack as diffusers/kohya LoRA or TI
