@@ -4,7 +4,7 @@ Front door:
     pipe = StructureGuidedPipeline.from_components(create_components("tiny"))   # a diffusers pipeline
     out = pipe("a bear walks", depth, GenerationSettings(frames=16, tau=0.5, seed=0))
     clip = ClipGenerator("tiny").generate("a bear walks", "walk.mp4", "clip.mp4")  # depth + pipeline + writer
-    manifest = render_story("story.yaml", "my_index", "out", preset="tiny")
+    manifest = render_story("story.yaml", "my_index", "out", RenderOptions(preset="tiny"))  # storyreel.story
 Layers: model code (settings, components, pipeline, characters/), training/, then the story
 application (story/: story files, planner, render, demo); evaluate scores clips; cli registers commands.
 
