@@ -138,9 +138,9 @@ def plot_key(story: Story, i: int, clip, models: dict, preset) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def still_current(earlier: Manifest | None, keys: list[str], records: list[PlotRecord]) -> list[PlotRecord]:
-    """`records` (this run's), then `earlier`'s records of the other plots whose key is still in `keys`
-    (unchanged, so a rerun keeps them); records of changed plots are dropped. In plot order."""
+def merged_records(records: list[PlotRecord], earlier: Manifest | None, keys: list[str]) -> list[PlotRecord]:
+    """`records` (this run's), then `earlier`'s records of the other plots whose key is unchanged
+    (`keys[index]`, so a rerun keeps them); records of changed plots are dropped. In plot order."""
     done = {r.index for r in records}
     kept = [r for r in (earlier.plots if earlier else []) if r.index < len(keys) and r.index not in done
             and r.key == keys[r.index]]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,14 +38,20 @@ from storyreel.story.format import Story, load_story, plot_settings, resolved_pl
 from storyreel.story.manifest import (
     MANIFEST_FILE,
     Manifest,
+    merged_records,
     model_ids,
     plot_key,
     read_manifest,
-    still_current,
     summary_table,
 )
 from storyreel.story.plots import PlotGenerator, ResolvedPlot
 from storyreel.story.storyboard import assemble_storyboard, row_png
+
+if TYPE_CHECKING:
+    import torch
+
+    from storyreel.core.models import ModelPreset
+    from storyreel.index.embed import ClipEmbedder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,25 +66,25 @@ class RenderOptions:
     `force`: render into any folder, and replace a manifest.json that is not a render's (folder.py).
     """
 
-    preset: object = None
+    preset: str | ModelPreset | None = None
     backend: str | None = None
     overrides: dict | None = None
-    device: object = None
-    dtype: object = None
+    device: str | torch.device | None = None
+    dtype: torch.dtype | None = None
     cpu_offload: bool = False
     force: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class _Session:
-    """What every step of one render shares: the story, the open index, the models (swaps applied)."""
+    """What every step of one render shares: the story, the open index, the models."""
 
     story: Story
     index: object
     out_dir: Path
     options: RenderOptions
-    preset: object         # core/models.py Models
-    embedder: object       # CLIP, for retrieval and eval
+    preset: ModelPreset    # swaps applied
+    embedder: ClipEmbedder  # the index's CLIP (or the one swapped in), for retrieval and eval
     models: dict           # their ids (manifest.py `model_ids`)
 
 
@@ -162,11 +169,11 @@ def _render_plots(session: _Session, plots: list[ResolvedPlot], earlier: Manifes
                   log) -> Manifest:
     """Every plot's record, kept or rendered, in plot order; manifest.json is rewritten after each plot."""
     steps = progress.child("steps")
-    kept = {p.index: p for p in earlier.plots} if earlier else {}
+    earlier_records = {p.index: p for p in earlier.plots} if earlier else {}
     keys = [plot.key for plot in plots]
     generator, records = None, []
     for plot in plots:
-        done = kept.get(plot.index)
+        done = earlier_records.get(plot.index)
         if done and done.key == plot.key and _files_there(session.out_dir / plot.output):
             progress.update(force=True, plot=plot.index + 1, of=len(plots), stage="unchanged, kept")
             records.append(dataclasses.replace(done, reused=True))
@@ -180,10 +187,10 @@ def _render_plots(session: _Session, plots: list[ResolvedPlot], earlier: Manifes
             records.append(generator.render_plot(
                 plot, session.index, session.out_dir,
                 lambda stage, n=plot.index + 1: progress.update(force=True, plot=n, of=len(plots), stage=stage),
-                on_step=lambda done, total: steps.update(steps=done, of=total)))
+                on_step=lambda step, total: steps.update(steps=step, of=total)))
         # Unchanged plots this run has not reached yet keep their earlier records: an interrupted rerun
         # forgets no finished plot, and the next run keeps them.
-        manifest = Manifest.for_story(session.story, session.models, still_current(earlier, keys, records))
+        manifest = Manifest.for_story(session.story, session.models, merged_records(records, earlier, keys))
         manifest.write(session.out_dir)
     steps.close()
     return manifest

@@ -17,7 +17,7 @@ from storyreel.generation.evaluate import read_clip_frames
 from storyreel.generation.pipeline import StructureGuidedPipeline
 from storyreel.story.clips import choose_clips
 from storyreel.story.demo import CHARACTERS, STORY, write_character_images
-from storyreel.story.manifest import Manifest
+from storyreel.story.manifest import Manifest, read_manifest
 from storyreel.story.render import RenderOptions, render_story
 from storyreel.story.storyboard import PANEL_HEIGHT
 
@@ -361,3 +361,18 @@ def test_render_a_planned_story_with_boxes_and_a_character_pack(workspace, tmp_p
     sampler_calls.clear()
     again = render(story, workspace / "index", out, preset="tiny")
     assert sampler_calls == [] and all(p["reused"] for p in again["plots"].values())
+
+
+def test_a_manifest_whose_plot_index_differs_from_its_key_is_not_read(tmp_path):
+    entry = {"index": 0, "output": "plots/00.mp4", "settings": {"frames": 8}, "clip": {"clip_id": 1, "score": None},
+             "notes": [], "structure_forward_passes": 2, "timings": {}, "metrics": {}, "key": "k", "reused": False}
+    manifest = {"version": 1, "title": None, "story_file": "s.yaml", "story_sha256": "0", "preset": "tiny",
+                "models": {"preset": "tiny"}, "plan": {"consistency": {}}, "plots": {"0": entry},
+                "story": {"output": "story.mp4", "storyboard": "storyboard.png", "frames": 8}}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    assert read_manifest(path).to_dict() == manifest
+    path.write_text(json.dumps({**manifest, "plots": {"0": {**entry, "index": 1}}}))
+    with pytest.raises(UserError, match="is not a storyreel render manifest"):
+        read_manifest(path)
+    assert read_manifest(path, force=True) is None and read_manifest(tmp_path / "none.json") is None
