@@ -39,7 +39,8 @@ plots:
 
 
 def run_demo(out_dir, progress: Progress | None = None) -> dict:
-    """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}.
+    """Run every step into `out_dir`; returns {"index", "story", "render": paths, "manifest": the render's
+    Manifest (story/manifest.py)}.
 
     progress: a `Progress` told each step; None reports nothing.
     """
