@@ -372,19 +372,20 @@ def _run_render(args) -> int:
     from storyreel.core.devices import device_and_dtype
     from storyreel.core.models import COMPONENT_ARGS
     from storyreel.core.progress import Progress
-    from storyreel.story.render import render_story, summary_table
+    from storyreel.story.manifest import summary_table
+    from storyreel.story.render import RenderOptions, render_story
 
     device, dtype = device_and_dtype(args)
     overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
-    manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
-                            progress=Progress("render", quiet=args.quiet), overrides=overrides, device=device,
+    options = RenderOptions(preset=args.models, backend=args.backend, overrides=overrides, device=device,
                             dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
+    manifest = render_story(args.story, args.index, args.out, options, progress=Progress("render", quiet=args.quiet))
     if not args.quiet:
-        print(summary_table(list(manifest["plots"].values())), file=sys.stderr)
+        print(summary_table(manifest.plots), file=sys.stderr)
     if args.json:
-        print(json.dumps(manifest))
+        print(json.dumps(manifest.to_dict()))
     else:
-        print(f"wrote {args.out}/story.mp4 ({manifest['story']['frames']} frames), storyboard.png, manifest.json")
+        print(f"wrote {args.out}/story.mp4 ({manifest.frames} frames), storyboard.png, manifest.json")
     return 0
 
 

@@ -1,15 +1,15 @@
-"""Structure-guided video generation with personalized characters, and the story application on top.
+"""Structure-guided video generation with personalized characters: the model library.
 
 Front door:
     pipe = StructureGuidedPipeline.from_components(create_components("tiny"))   # a diffusers pipeline
     out = pipe("a bear walks", depth, GenerationSettings(frames=16, tau=0.5, seed=0))
     clip = ClipGenerator("tiny").generate(ClipRequest("a bear walks", "walk.mp4"), "clip.mp4")  # depth + writer
-    manifest = render_story("story.yaml", "my_index", "out", preset="tiny")
-Layers: model code (settings, components, pipeline, characters/), training/, then the story
-application (story/: story files, planner, render, demo); evaluate scores clips; cli registers commands.
+Modules: settings (the one settings object), components (loading a preset's models), pipeline and zero
+(the two backends), long_clips, attention and layout_attention, characters/ (packs at inference),
+generate (depth + pipeline + writer), evaluate (CLIP-T, CLIP-I, consistency). Training sits above in
+storyreel.training, whole stories in storyreel.story.
 
-Names are imported on first use, so `import storyreel.cli.generation` (every `storyreel` start) does
-not load torch or diffusers.
+Names are imported on first use, so `storyreel --help` does not load torch or diffusers.
 """
 
 import importlib
@@ -23,9 +23,7 @@ _EXPORTS = {
     "load_components": "storyreel.generation.components",
     "ClipGenerator": "storyreel.generation.generate", "ClipRequest": "storyreel.generation.generate",
     "generate_clip": "storyreel.generation.generate", "Steering": "storyreel.generation.pipeline",
-    "load_characters": "storyreel.generation.characters", "train_character": "storyreel.training",
-    "load_story": "storyreel.story", "render_story": "storyreel.story",
-    "plan_rule_based": "storyreel.story", "score_clip": "storyreel.generation.evaluate",
+    "load_characters": "storyreel.generation.characters", "score_clip": "storyreel.generation.evaluate",
 }
 __all__ = sorted(_EXPORTS)
 

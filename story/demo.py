@@ -39,12 +39,13 @@ plots:
 
 
 def run_demo(out_dir, progress: Progress | None = None) -> dict:
-    """Run every step into `out_dir`; returns {"index", "story", "render", "manifest"}.
+    """Run every step into `out_dir`; returns {"index", "story", "render": paths, "manifest": the render's
+    Manifest (story/manifest.py)}.
 
     progress: a `Progress` told each step; None reports nothing.
     """
     from storyreel import index
-    from storyreel.story.render import render_story
+    from storyreel.story.render import RenderOptions, render_story
     from storyreel.synthetic import make_corpus
     from storyreel.training.train import TrainSettings, train_character
 
@@ -72,7 +73,7 @@ def run_demo(out_dir, progress: Progress | None = None) -> dict:
     write_text_atomic(story, STORY)
 
     progress.update(force=True, step="5/5 render")
-    manifest = render_story(story, out / "index", out / "render", preset="tiny")
+    manifest = render_story(story, out / "index", out / "render", RenderOptions(preset="tiny"))
     return {"index": str(out / "index"), "story": str(story), "render": str(out / "render"), "manifest": manifest}
 
 

@@ -24,7 +24,7 @@ and a `layout_strength` (the fraction of the steps whose attention the boxes mas
 default DEFAULT_LAYOUT_STRENGTH when the plot has entities) and `layout_guidance` (energy guidance,
 default 0). A story may give `consistency` groups: `entities` {name: [plot indices]} (one description
 and token in every plot of the group) and `backgrounds` {name: [plot indices]} (one background text;
-retrieval prefers one source video for them, story/render.py). A plot's background is
+retrieval prefers one source video for them, story/clips.py). A plot's background is
 added to its prompt and its default query unless they already contain it.
 
 Pack paths are relative to the story file; `load_story` resolves them to absolute paths and

@@ -1,6 +1,6 @@
 """`story.otio`: a rendered story as an OpenTimelineIO timeline, so an editor can open the cut.
 
-    write_story_otio(manifest, out_dir)     # render_story calls it after story.mp4
+    write_story_otio(manifest, out_dir)     # render_story calls it after story.mp4 (a manifest.py Manifest)
 
 Two video tracks, one clip per plot, in plot order:
 
@@ -19,27 +19,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from storyreel.core.files import write_text_atomic
+from storyreel.story.manifest import Manifest
 
 OTIO_FILE = "story.otio"
 
 
-def story_timeline(manifest: dict, out_dir):
-    """The opentimelineio Timeline of a render manifest (render.py's `_manifest`)."""
+def story_timeline(manifest: Manifest, out_dir):
+    """The opentimelineio Timeline of a render's manifest."""
     import opentimelineio as otio
 
     out_dir = Path(out_dir).resolve()
-    plots = [manifest["plots"][key] for key in sorted(manifest["plots"], key=int)]
-    timeline = otio.schema.Timeline(name=manifest.get("title") or "story")
+    timeline = otio.schema.Timeline(name=manifest.title or "story")
     generated = otio.schema.Track(name="Plots", kind=otio.schema.TrackKind.Video)
     sources = otio.schema.Track(name="Sources", kind=otio.schema.TrackKind.Video)
-    for plot in plots:
-        fps, frames = float(plot["settings"]["fps"]), int(plot["settings"]["frames"])
-        clip = plot["clip"]
-        info = {"plot": int(plot["index"]), "text": plot["settings"].get("text", ""), "clip_id": int(clip["clip_id"])}
+    for plot in manifest.plots:
+        fps, frames = float(plot.settings["fps"]), int(plot.settings["frames"])
+        clip = plot.clip
+        info = {"plot": plot.index, "text": plot.settings.get("text", ""), "clip_id": int(clip["clip_id"])}
         plot_range = _range(0, frames, fps)
         generated.append(otio.schema.Clip(
-            name=f"plot {int(plot['index']):02d}", source_range=plot_range, metadata={"storyreel": info},
-            media_reference=otio.schema.ExternalReference(target_url=str(out_dir / plot["output"]),
+            name=f"plot {plot.index:02d}", source_range=plot_range, metadata={"storyreel": info},
+            media_reference=otio.schema.ExternalReference(target_url=str(out_dir / plot.output),
                                                           available_range=plot_range)))
         source_fps = float(clip["fps"])
         length = int(clip["end_frame"]) - int(clip["start_frame"])
@@ -55,7 +55,7 @@ def story_timeline(manifest: dict, out_dir):
     return timeline
 
 
-def write_story_otio(manifest: dict, out_dir) -> Path:
+def write_story_otio(manifest: Manifest, out_dir) -> Path:
     """Write OUT_DIR/story.otio (atomically); returns its path."""
     import opentimelineio as otio
 

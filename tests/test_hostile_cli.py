@@ -274,7 +274,7 @@ RENDER_STORY = TINY_DEFAULTS + "plots:\n  - text: A dog runs.\n  - text: A cat s
 
 
 def test_render_refuses_a_foreign_folder_and_a_foreign_manifest(run_cli, h, tmp_path):
-    from storyreel.story.render import MARKER
+    from storyreel.story.folder import MARKER
 
     out = tmp_path / "out"
     out.mkdir()
@@ -297,7 +297,7 @@ def test_render_refuses_a_foreign_folder_and_a_foreign_manifest(run_cli, h, tmp_
 
 
 def test_a_second_render_into_the_same_folder_says_one_is_running(run_cli, h, tmp_path):
-    from storyreel.story.render import claim_output_folder, render_lock
+    from storyreel.story.folder import claim_output_folder, render_lock
 
     out = tmp_path / "out"
     claim_output_folder(out)
@@ -316,7 +316,7 @@ def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_pa
     dropped), so the next run renders only the changed plot; --force renders into a
     foreign folder without touching the files render does not write."""
     from storyreel.generation.pipeline import StructureGuidedPipeline
-    from storyreel.story.render import render_story
+    from storyreel.story.render import RenderOptions, render_story
 
     calls, interrupt = [], [True]
     original = StructureGuidedPipeline.__call__
@@ -350,23 +350,23 @@ def test_interrupted_rerender_keeps_finished_plots_and_unrelated_files(h, tmp_pa
     (out / "notes.txt").write_text("mine")
     path = story(tmp_path, RENDER_STORY)
     with pytest.raises(UserError, match="not a storyreel render"):
-        render_story(path, h.index, out, preset="tiny")
-    first = render_story(path, h.index, out, preset="tiny", force=True)
+        render_story(path, h.index, out, RenderOptions(preset="tiny"))
+    first = render_story(path, h.index, out, RenderOptions(preset="tiny", force=True))
     assert len(calls) == 3 and (out / "notes.txt").read_text() == "mine"
     plot2 = (out / "plots" / "02.mp4").read_bytes()
 
     calls.clear()
     story(tmp_path, RENDER_STORY.replace("A cat sits.", "A cat dances."))
     with pytest.raises(KeyboardInterrupt):
-        render_story(path, h.index, out, preset="tiny")
+        render_story(path, h.index, out, RenderOptions(preset="tiny"))
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["plots"]) == ["0", "2"]  # plot 2 is not forgotten; changed plot 1 is not done yet
-    assert manifest["plots"]["2"]["key"] == first["plots"]["2"]["key"]
+    assert manifest["plots"]["2"]["key"] == first.plots[2].key
 
     calls.clear()
-    final = render_story(path, h.index, out, preset="tiny")
+    final = render_story(path, h.index, out, RenderOptions(preset="tiny"))
     assert calls == ["A cat dances."]  # only the changed plot; plot 2 kept, not re-rendered
-    assert [final["plots"][str(i)]["reused"] for i in range(3)] == [True, False, True]
+    assert [p.reused for p in final.plots] == [True, False, True]
     assert (out / "plots" / "02.mp4").read_bytes() == plot2 and (out / "notes.txt").read_text() == "mine"
 
 

@@ -11,9 +11,9 @@ from fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
 from storyreel.core.sheet import SheetRow, paint_sheet
 from storyreel.generation.layout import Layout, LayoutEntity
 from storyreel.retrieval import prefer_video, search
+from storyreel.story.clips import choose_clips
 from storyreel.story.format import Entity, layout_of, load_story, plot_hash, resolved_plot_settings
 from storyreel.story.planner import plan_rule_based, write_story
-from storyreel.story.render import choose_clips
 
 STORY = """\
 title: Park
@@ -113,12 +113,12 @@ def test_background_group_takes_its_clips_from_one_source_video(folder):
     text = "title: t\ndefaults: {frames: 8, fps: 8}\nplots:\n  - text: One.\n    query: grass\n" \
            "  - text: Two.\n    query: water\n"
     apart = load(folder, text)
-    assert [p["clip"].clip_id for p in choose_clips(apart, index, embedder)] == [1, 4]  # the best clip each
+    assert [p.clip.clip_id for p in choose_clips(apart, index, embedder)] == [1, 4]  # the best clip each
     grouped = load(folder, text + "consistency: {backgrounds: {shore: [0, 1]}}\n")
     picks = choose_clips(grouped, index, embedder)
-    assert [p["clip"].clip_id for p in picks] == [1, 2]  # plot 1: the park video's best clip for "water"
-    assert {p["clip"].video for p in picks} == {park}
-    assert picks[1]["notes"] == ["background group 'shore': same source video as its first plot"]
+    assert [p.clip.clip_id for p in picks] == [1, 2]  # plot 1: the park video's best clip for "water"
+    assert {p.clip.video for p in picks} == {park}
+    assert picks[1].notes == ["background group 'shore': same source video as its first plot"]
     hits = prefer_video(search(index, text="water", k=5, embedder=embedder), park)
     assert [h.clip.clip_id for h in hits] == [2, 1, 3, 4, 5] and [h.rank for h in hits] == [1, 2, 3, 4, 5]
 

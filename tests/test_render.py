@@ -15,8 +15,11 @@ from storyreel.core.errors import UserError
 from storyreel.generation import GenerationSettings
 from storyreel.generation.evaluate import read_clip_frames
 from storyreel.generation.pipeline import StructureGuidedPipeline
+from storyreel.story.clips import choose_clips
 from storyreel.story.demo import CHARACTERS, STORY, write_character_images
-from storyreel.story.render import PANEL_HEIGHT, choose_clips, render_story
+from storyreel.story.manifest import Manifest, read_manifest
+from storyreel.story.render import RenderOptions, render_story
+from storyreel.story.storyboard import PANEL_HEIGHT
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,11 @@ def workspace(corpus, tmp_path):
     return tmp_path
 
 
+def render(story, index, out, **options) -> dict:
+    """render_story with RenderOptions(**options); the manifest as manifest.json holds it."""
+    return render_story(story, index, out, RenderOptions(**options)).to_dict()
+
+
 def write_story(folder, text=STORY):
     path = folder / "story.yaml"
     path.write_text(text)
@@ -92,7 +100,7 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     out = tmp_path / "out"
 
     # 1. First render: every output, three different source clips, two characters.
-    manifest = render_story(story, workspace / "index", out, preset="tiny")
+    manifest = render(story, workspace / "index", out, preset="tiny")
     assert len(sampler_calls) == 3
     for name in ("story.mp4", "storyboard.png", "manifest.json", "plots/00.mp4", "plots/01.mp4", "plots/02.mp4"):
         assert (out / name).is_file(), name
@@ -109,6 +117,12 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     assert [[c["token"] for c in p["settings"]["characters"]] for p in plots] == [["<teddy>"], ["<robo>"],
                                                                                   ["<teddy>", "<robo>"]]
     assert json.loads((out / "manifest.json").read_text()) == manifest
+    # manifest.json's keys, in the order readers see them; the typed manifest reads back what it wrote.
+    assert list(manifest) == ["version", "title", "story_file", "story_sha256", "preset", "models", "plan", "plots",
+                              "story"]
+    assert list(plots[0]) == ["index", "output", "settings", "clip", "notes", "structure_forward_passes", "timings",
+                              "metrics", "key", "reused"]
+    assert Manifest.from_dict(manifest).to_dict() == manifest
     first = plot_frames(out)
     story_frames = read_clip_frames(out / "story.mp4")
     assert len(story_frames) == sum(p["settings"]["frames"] for p in plots) == 24
@@ -117,20 +131,20 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
     assert board.height == 3 * row.height and row.height > PANEL_HEIGHT
 
     # 2. Rerun: nothing is generated, frames stay the same.
-    again = render_story(story, workspace / "index", out, preset="tiny")
+    again = render(story, workspace / "index", out, preset="tiny")
     assert len(sampler_calls) == 3
     assert all(again["plots"][str(i)]["reused"] for i in range(3))
 
     # 3. Editing one plot's text regenerates that plot only.
     write_story(workspace, STORY.replace("Robo looks up at the sky.", "Robo looks up at the stars."))
-    edited = render_story(story, workspace / "index", out, preset="tiny")
+    edited = render(story, workspace / "index", out, preset="tiny")
     assert sampler_calls[3:] == ["<robo> looks up at the stars, storybook illustration"]
     assert [edited["plots"][str(i)]["reused"] for i in range(3)] == [True, False, True]
     write_story(workspace)
 
     # 4. The same inputs in a fresh folder reproduce identical frames.
     fresh = tmp_path / "fresh"
-    render_story(story, workspace / "index", fresh, preset="tiny")
+    render(story, workspace / "index", fresh, preset="tiny")
     for a, b in zip(first, plot_frames(fresh)):
         np.testing.assert_array_equal(a, b)
 
@@ -165,7 +179,7 @@ def test_interrupted_render_keeps_finished_plots(workspace, tmp_path, monkeypatc
 
     monkeypatch.setattr(StructureGuidedPipeline, "__call__", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
-        render_story(story, workspace / "index", out, preset="tiny")
+        render(story, workspace / "index", out, preset="tiny")
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(manifest["plots"]) == ["0", "1"]
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["00.mp4", "00.mp4.json", "00.png",
@@ -176,7 +190,7 @@ def test_interrupted_render_keeps_finished_plots(workspace, tmp_path, monkeypatc
 def test_pinned_clip_not_in_index_is_a_one_line_error(workspace, tmp_path):
     story = write_story(workspace, STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    clip: 999\n"))
     with pytest.raises(UserError) as err:
-        render_story(story, workspace / "index", tmp_path / "out", preset="tiny")
+        render(story, workspace / "index", tmp_path / "out", preset="tiny")
     assert str(err.value) == f"{story}:12: plots[1].clip: clip 999 is not in the index (see `storyreel index ls`)"
     assert not (tmp_path / "out" / "plots").exists() or not any((tmp_path / "out" / "plots").iterdir())
 
@@ -242,8 +256,8 @@ def test_choose_clips_notes_only_fallbacks_that_happened(tmp_path):
     # Real search: a pan-left filter finds clip 1 only, any motion finds [1, 2] (1 first).
     story = motion_story(tmp_path, [None, "pan-left", "pan-left", None])
     picks = choose_clips(story, two_clip_index(), embedder=QUERIES)
-    assert [p["clip"].clip_id for p in picks] == [1, 2, 1, 1]
-    assert [p["notes"] for p in picks] == [
+    assert [p.clip.clip_id for p in picks] == [1, 2, 1, 1]
+    assert [p.notes for p in picks] == [
         [],  # no motion asked: any motion is the first attempt, not a fallback
         ["no unused clip with motion 'pan-left'; any motion"],
         ["no unused clip with motion 'pan-left'; any motion", "no unused clip of at least 1 s; any length",
@@ -272,7 +286,7 @@ def test_render_mixes_backends_and_a_rerun_regenerates_nothing(workspace, tmp_pa
         monkeypatch.setattr(pipeline_class, "__call__", counting)
     mixed = STORY.replace("    motion: tilt-up\n", "    motion: tilt-up\n    backend: t2v-zero\n")
     story, out = write_story(workspace, mixed), tmp_path / "out"
-    manifest = render_story(story, workspace / "index", out, preset="tiny")
+    manifest = render(story, workspace / "index", out, preset="tiny")
     backends = [manifest["plots"][str(i)]["settings"]["backend"] for i in range(3)]
     assert backends == ["animatediff", "t2v-zero", "animatediff"]
     assert [name for name, _ in calls] == ["StructureGuidedPipeline", "StructureGuidedZeroPipeline",
@@ -281,10 +295,10 @@ def test_render_mixes_backends_and_a_rerun_regenerates_nothing(workspace, tmp_pa
     assert sidecar["backend"] == "t2v-zero" and "motion_adapter" not in sidecar["components"]
     assert len(read_clip_frames(out / "story.mp4")) == 24
     calls.clear()
-    again = render_story(story, workspace / "index", out, preset="tiny")
+    again = render(story, workspace / "index", out, preset="tiny")
     assert calls == [] and all(p["reused"] for p in again["plots"].values())
     # The same story with render --backend t2v-zero: only plots without their own backend change.
-    switched = render_story(story, workspace / "index", out, preset="tiny", backend="t2v-zero")
+    switched = render(story, workspace / "index", out, preset="tiny", backend="t2v-zero")
     assert [p["reused"] for p in switched["plots"].values()] == [False, True, False]
 
 
@@ -318,11 +332,12 @@ consistency:
 
 def test_render_a_planned_story_with_boxes_and_a_character_pack(workspace, tmp_path, sampler_calls):
     story, out = write_story(workspace, PLAN_STORY), tmp_path / "out"
-    manifest = render_story(story, workspace / "index", out, preset="tiny")
+    manifest = render(story, workspace / "index", out, preset="tiny")
     assert len(sampler_calls) == 3
     assert manifest["plan"] == {"consistency": {"entities": {"Teddy": [0, 2], "ball": [0, 1]},
                                                 "backgrounds": {"forest": [0, 1]}}}
     plots = [manifest["plots"][str(i)] for i in range(3)]
+    assert list(plots[0])[6:8] == ["timings", "layout"]  # a plot with entities records its layout after timings
     assert [p["settings"]["tau"] for p in plots] == [0.5, 0.5, 0.3]
     assert [p["layout"]["strength"] for p in plots] == [0.5, 0.4, 1.0]
     assert [p["layout"]["controlled_steps"] for p in plots] == [1, 1, 3]  # of 3 steps
@@ -345,5 +360,20 @@ def test_render_a_planned_story_with_boxes_and_a_character_pack(workspace, tmp_p
     assert (out / "storyboard.png").is_file()
 
     sampler_calls.clear()
-    again = render_story(story, workspace / "index", out, preset="tiny")
+    again = render(story, workspace / "index", out, preset="tiny")
     assert sampler_calls == [] and all(p["reused"] for p in again["plots"].values())
+
+
+def test_a_manifest_whose_plot_index_differs_from_its_key_is_not_read(tmp_path):
+    entry = {"index": 0, "output": "plots/00.mp4", "settings": {"frames": 8}, "clip": {"clip_id": 1, "score": None},
+             "notes": [], "structure_forward_passes": 2, "timings": {}, "metrics": {}, "key": "k", "reused": False}
+    manifest = {"version": 1, "title": None, "story_file": "s.yaml", "story_sha256": "0", "preset": "tiny",
+                "models": {"preset": "tiny"}, "plan": {"consistency": {}}, "plots": {"0": entry},
+                "story": {"output": "story.mp4", "storyboard": "storyboard.png", "frames": 8}}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    assert read_manifest(path).to_dict() == manifest
+    path.write_text(json.dumps({**manifest, "plots": {"0": {**entry, "index": 1}}}))
+    with pytest.raises(UserError, match="is not a storyreel render manifest"):
+        read_manifest(path)
+    assert read_manifest(path, force=True) is None and read_manifest(tmp_path / "none.json") is None

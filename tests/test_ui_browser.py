@@ -138,7 +138,7 @@ def layout_pixels(ui, story: Path, *points) -> tuple:
     from PIL import Image
 
     from storyreel.core.sheet import LINE_HEIGHT
-    from storyreel.story.render import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
+    from storyreel.story.storyboard import LAYOUT_GAP, LAYOUT_TILE_HEIGHT
 
     picture = Image.open(ui.story_layouts(str(story))).convert("RGB")
     return tuple(picture.getpixel((LAYOUT_GAP + round(x * LAYOUT_TILE_HEIGHT),  # below the plot's caption line

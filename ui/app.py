@@ -358,13 +358,13 @@ class StoryreelApp:
 
     def story_layouts(self, story_path: str):
         """The layout picture (png path, or None): each plot with entities, its boxes over its source clip's
-        keyframes (pinned, or the last render's) or neutral frames (story/render.py
+        keyframes (pinned, or the last render's) or neutral frames (story/storyboard.py
         paint_layouts). An unreadable story shows none: its error is in the status line already."""
         import contextlib
 
         from storyreel import index
         from storyreel.story import load_story
-        from storyreel.story.render import paint_layouts
+        from storyreel.story.storyboard import paint_layouts
 
         try:
             path = self.roots.resolve(story_path, "story file")
@@ -446,7 +446,7 @@ class StoryreelApp:
 
     def render(self, story_path: str, index_dir: str, out_dir: str, bar=None):
         """(status, plot rows, storyboard png, story mp4, plot mp4s)."""
-        from storyreel.story import render_story
+        from storyreel.story import RenderOptions, render_story
 
         story = self.roots.resolve(story_path, "story file")
         folder = self.roots.resolve(index_dir, "index folder")
@@ -456,14 +456,14 @@ class StoryreelApp:
                                 unit_in_progress=True)
         log = _Lines()
         try:
-            manifest = render_story(story, folder, out, preset=self.config.preset, progress=progress, log=log,
-                                    **self.device_args())
+            manifest = render_story(story, folder, out, RenderOptions(preset=self.config.preset, **self.device_args()),
+                                    progress=progress, log=log)
         except Cancelled:
             kept = len(_read_plots(out / "manifest.json"))
             return (f"Render cancelled: {kept} finished plots are kept in {out / 'manifest.json'}; "
                     f"a rerun renders the rest."), *self.render_outputs(out)
-        plots = list(manifest["plots"].values())
-        kept = sum(p["reused"] for p in plots)
+        plots = manifest.plots
+        kept = sum(p.reused for p in plots)
         status = f"Rendered {len(plots)} plots: {kept} kept, {len(plots) - kept} rendered. {out / 'story.mp4'}"
         return status, *self.render_outputs(out)
 
