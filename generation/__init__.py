@@ -8,7 +8,7 @@ Front door:
 Layers: model code (settings, components, pipeline, characters/), training/, then the story
 application (story/: story files, planner, render, demo); evaluate scores clips; cli registers commands.
 
-Names are imported on first use, so `import storyreel.cli.generation` (every `storyreel` start) does
+Names are imported on first use, so `import storyreel.cli.generate` (every `storyreel` start) does
 not load torch or diffusers.
 """
 

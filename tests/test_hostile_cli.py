@@ -617,7 +617,7 @@ def parser():
        backend=st.sampled_from(["animatediff", "t2v-zero"]), field=st.sampled_from(["-1,2", "nan,1", "1e400,0", "3"]))
 def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, values, backend, field):
     """Parse as `storyreel generate` does, then its checks (settings, LoRA scale) up to the first model load."""
-    from storyreel.cli.generation import generate_settings
+    from storyreel.cli.generate import generate_settings
     from storyreel.generation.settings import check_lora_scale
 
     argv = ["generate", "--prompt", "p", "--out", "o.mp4", "--backend", backend, f"--motion-field={field}",
