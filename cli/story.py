@@ -43,45 +43,17 @@ def _add_plan(commands) -> None:
 
 def _run_plan(args) -> int:
     import dataclasses
-    import os
-    import re
     from pathlib import Path
 
-    from storyreel.core.errors import UserError
     from storyreel.core.files import check_output_path
-    from storyreel.core.models import resolve_preset
-    from storyreel.story.format import plot_to_dict, preset_defaults
-    from storyreel.story.planner import check_llm_options, plan_rule_based, plan_with_llm, write_story
+    from storyreel.story.format import plot_to_dict
+    from storyreel.story.planner import LLMOptions, PlanOptions, parse_cast, plan_story, read_prose, write_story
 
     story_path, out = Path(args.story), Path(args.out)
     check_output_path(out, "--out", create_parents=True)
-    if args.llm:
-        check_llm_options(args.llm, args.llm_timeout)
-    try:
-        prose = story_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise UserError(f"{story_path}: the story text is not UTF-8 (byte {err.start}); save it as UTF-8 "
-                        "text") from None
-    except OSError as err:
-        raise UserError(f"{story_path}: cannot read the story text ({err.strerror or err})") from None
-    characters, packs = {}, {}
-    for spec in args.character:
-        parts = spec.split("=", 2)
-        if len(parts) < 2 or not parts[0].strip() or not parts[1].strip() or re.search(r"\s", parts[1].strip()):
-            raise UserError(f"--character {spec!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex='<rex>'")
-        characters[parts[0].strip()] = parts[1].strip()
-        if len(parts) == 3:
-            packs[parts[1].strip()] = Path(parts[2]).resolve()  # relative to where the command runs
-
-    defaults = preset_defaults(resolve_preset(args.models))
-    if args.llm:
-        if not args.llm_model:
-            raise UserError("--llm needs --llm-model NAME (the model the server should use)")
-        story = plan_with_llm(prose, args.llm, args.llm_model, characters, args.llm_timeout, title=story_path.stem,
-                              packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"), frames=defaults["frames"])
-    else:
-        story = plan_rule_based(prose, characters, title=story_path.stem, packs=packs)
-    story = dataclasses.replace(story, defaults=defaults)
+    llm = LLMOptions(args.llm, args.llm_model or "", args.llm_timeout) if args.llm else None
+    cast = parse_cast(args.character)  # packs relative to where the command runs
+    story = plan_story(read_prose(story_path), cast, PlanOptions(title=story_path.stem, preset=args.models, llm=llm))
     write_story(story, out)
 
     for token, character in story.characters.items():

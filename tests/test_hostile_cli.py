@@ -640,10 +640,10 @@ def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, valu
                      "https://u:p@h/", "javascript:x", ""]), st.text(max_size=20)))
 def test_fuzz_search_and_llm_numbers_end_in_a_user_error(fuzz_dir, k, min_seconds, timeout, url):
     from storyreel.retrieval.query import search
-    from storyreel.story.planner import check_llm_options
+    from storyreel.story.planner import LLMOptions
 
     for check in (lambda: search(fuzz_dir / "no-index", "dog", k=int(k), min_seconds=float(min_seconds)),
-                  lambda: check_llm_options(url, float(timeout))):
+                  lambda: LLMOptions(url, "m", float(timeout)).check()):
         try:
             check()
         except ValueError:  # int("nan"), float("x"): argparse turns these into a usage line (exit 2)

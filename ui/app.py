@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -329,31 +328,13 @@ class StoryreelApp:
 
     def plan(self, story_path: str, prose: str, characters_text: str, llm_url: str, llm_model: str):
         """(status, yaml text) of a new plan; not saved until the user saves it."""
-        import dataclasses
-
-        from storyreel.core.models import resolve_preset
-        from storyreel.story import plan_rule_based, plan_with_llm, story_yaml
-        from storyreel.story.format import preset_defaults
+        from storyreel.story import LLMOptions, PlanOptions, parse_cast, plan_story, story_yaml
 
         path = self.roots.resolve(story_path, "story file")
-        characters, packs = {}, {}
-        for line in (characters_text or "").splitlines():
-            if not line.strip():
-                continue
-            parts = [p.strip() for p in line.split("=", 2)]
-            if len(parts) < 2 or not parts[0] or not parts[1] or re.search(r"\s", parts[1]):
-                raise UserError(f"character line {line!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex=<rex>")
-            characters[parts[0]] = parts[1]
-            if len(parts) == 3:
-                packs[parts[1]] = self.roots.resolve(parts[2], "pack")
-        if (llm_url or "").strip():
-            if not (llm_model or "").strip():
-                raise UserError("the LLM URL needs a model name")
-            story = plan_with_llm(prose or "", llm_url.strip(), llm_model.strip(), characters, title=path.stem,
-                                  packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
-        else:
-            story = plan_rule_based(prose or "", characters, title=path.stem, packs=packs)
-        story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(self.config.preset)))
+        cast = parse_cast((characters_text or "").splitlines(), "character line",
+                          resolve_pack=lambda text: self.roots.resolve(text, "pack"))
+        llm = LLMOptions(llm_url.strip(), (llm_model or "").strip()) if (llm_url or "").strip() else None
+        story = plan_story(prose or "", cast, PlanOptions(title=path.stem, preset=self.config.preset, llm=llm))
         return f"Planned {len(story.plots)} plots: check them, then Save.", story_yaml(story, path)
 
     def story_layouts(self, story_path: str):
