@@ -24,6 +24,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -461,175 +462,205 @@ class StoryreelApp:
         return (rows, str(board) if board.is_file() else None, str(video) if video.is_file() else None,
                 gallery_videos(clips))
 
-    # -- the page -----------------------------------------------------------------------------------
+    # -- the page: layout and wiring only (each handler above is the library call) ------------------
 
     def blocks(self):
         """The gr.Blocks page (queue set up); `launch` serves it."""
         import gradio as gr
 
-        from storyreel.index.motion import MOTION_LABELS
-
-        config = self.config
-        index_text = str(config.index or "")
-        story_text = str(Path(config.story).resolve()) if config.story else str(config.out / "story.yaml")
         with gr.Blocks(title="storyreel", analytics_enabled=False) as page:
             gr.Markdown("# storyreel\nIndex videos, search clips, edit the story, train characters, render. "
                         f"Folders this page may use: {', '.join(f'`{r}`' for r in self.roots.folders)}")
             with gr.Tab("Index", id="index"):
-                with gr.Row():
-                    video_dir = gr.Textbox(label="Video folder", elem_id="index-videos", scale=3)
-                    index_dir = gr.Textbox(label="Index folder", value=index_text, elem_id="index-dir", scale=3)
-                with gr.Row():
-                    build = gr.Button("Build / update", variant="primary", elem_id="index-build")
-                    show = gr.Button("Show index", elem_id="index-show")
-                index_status = gr.Markdown(elem_id="index-status")
-                with gr.Row():
-                    stats = gr.Dataframe(headers=["field", "value"], label="Stats", elem_id="index-stats",
-                                         interactive=False, type="array")
-                    errors = gr.Dataframe(headers=["video", "reason"], label="Files that failed",
-                                          elem_id="index-errors", interactive=False, type="array")
+                index_tab = self._index_tab()
             with gr.Tab("Search", id="search"):
-                with gr.Row():
-                    query = gr.Textbox(label="Text query", elem_id="search-text", scale=3)
-                    image = gr.Image(label="…or an image", type="filepath", elem_id="search-image", height=120,
-                                     sources=["upload"])
-                with gr.Row():
-                    motion = gr.Dropdown([MOTION_ANY, *MOTION_LABELS], value=MOTION_ANY, label="Motion",
-                                         elem_id="search-motion")
-                    min_seconds = gr.Number(label="Min seconds", value=0, elem_id="search-min-seconds")
-                    k = gr.Number(label="Results (k)", value=6, precision=0, elem_id="search-k")
-                    go = gr.Button("Search", variant="primary", elem_id="search-go")
-                search_status = gr.Markdown(elem_id="search-status")
-                results = gr.Gallery(label="Results", columns=6, height="auto", elem_id="search-results",
-                                     allow_preview=False)
-                hits = gr.State([])
-                picked = gr.State(None)
-                picked_text = gr.Markdown(elem_id="search-picked")
-                with gr.Row():
-                    clip_video = gr.Video(label="Clip", elem_id="search-clip", autoplay=True, height=220)
-                    depth_video = gr.Video(label="Depth", elem_id="search-depth", autoplay=True, height=220)
-                with gr.Row():
-                    plot_number = gr.Number(label="Plot N", value=1, precision=0, elem_id="search-plot")
-                    pin = gr.Button("Use for plot N", elem_id="search-pin")
+                search_tab = self._search_tab(index_tab.index_dir)
             with gr.Tab("Story", id="story"):
-                with gr.Row():
-                    story_path = gr.Textbox(label="Story file", value=story_text, elem_id="story-path", scale=4)
-                    load = gr.Button("Load", elem_id="story-load")
-                story_status = gr.Markdown(elem_id="story-status")
-                with gr.Tab("Table"):
-                    characters = gr.Dataframe(headers=CHARACTER_COLUMNS, label="Characters", type="array",
-                                              interactive=True, elem_id="story-characters", column_count=5)
-                    plots = gr.Dataframe(headers=PLOT_COLUMNS, label="Plots", type="array", interactive=True,
-                                         elem_id="story-plots", column_count=len(PLOT_COLUMNS), wrap=True)
-                    save_table = gr.Button("Save table", variant="primary", elem_id="story-save-table")
-                with gr.Tab("YAML"):
-                    story_yaml = gr.Textbox(label="Story YAML", lines=18, max_lines=40, elem_id="story-yaml")
-                    save = gr.Button("Save YAML", variant="primary", elem_id="story-save")
-                with gr.Tab("Plan from prose"):
-                    prose = gr.Textbox(label="Story prose", lines=6, elem_id="plan-prose")
-                    cast = gr.Textbox(label="Characters, one per line: NAME=TOKEN[=PACK]", lines=2,
-                                      elem_id="plan-characters")
-                    with gr.Row():
-                        llm_url = gr.Textbox(label="LLM URL (optional; nothing is sent without it)",
-                                             elem_id="plan-llm-url")
-                        llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
-                    plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
-                            "is pinned or rendered):")
-                # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
-                layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
+                story_tab = self._story_tab()
             with gr.Tab("Characters", id="characters"):
-                with gr.Row():
-                    uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
-                                      elem_id="char-images")
-                    with gr.Column():
-                        token = gr.Textbox(label="Token", placeholder="<rex>", elem_id="char-token")
-                        init_word = gr.Textbox(label="Init word", placeholder="dog", elem_id="char-word")
-                        steps = gr.Number(label="Steps", value=100, precision=0, elem_id="char-steps")
-                        pack_out = gr.Textbox(label="Pack file", value=str(config.out / "packs" / "new.safetensors"),
-                                              elem_id="char-out")
-                        train = gr.Button("Train pack", variant="primary", elem_id="char-train")
-                char_status = gr.Markdown(elem_id="char-status")
-                packs = gr.Dataframe(headers=["pack", "token", "mode", "concept"], label="Packs", type="array",
-                                     interactive=False, elem_id="char-packs")
-                with gr.Row():
-                    pack_path = gr.Textbox(label="Pack to preview", elem_id="char-preview-path", scale=4)
-                    preview = gr.Button("Preview", elem_id="char-preview")
-                pack_images = gr.Gallery(label="Concept images", columns=8, height=180, object_fit="contain",
-                                         elem_id="char-gallery")
+                packs = self._characters_tab()
             with gr.Tab("Render", id="render"):
-                with gr.Row():
-                    render_story_path = gr.Textbox(label="Story file", value=story_text, elem_id="render-story")
-                    render_index = gr.Textbox(label="Index folder", value=index_text, elem_id="render-index")
-                    render_out = gr.Textbox(label="Output folder", value=str(config.out / "render"),
-                                            elem_id="render-out")
-                with gr.Row():
-                    render = gr.Button("Render", variant="primary", elem_id="render-go")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="render-cancel")
-                render_status = gr.Markdown(elem_id="render-status")
-                plot_table = gr.Dataframe(headers=["plot", "clip", "status", "text", "file"], type="array",
-                                          interactive=False, label="Plots", elem_id="render-plots")
-                with gr.Row():
-                    story_video = gr.Video(label="story.mp4", elem_id="render-video", height=240)
-                    storyboard = gr.Image(label="storyboard.png", elem_id="render-storyboard", type="filepath")
-                plot_videos = gr.Gallery(label="Plot clips", columns=6, height="auto", elem_id="render-clips")
-
-            skip = gr.skip
-            # Handlers with a `progress=gr.Progress()` default get a live bar: Gradio's own idiom (B008 below).
-            # Index
-            build.click(guard(lambda v, i, progress=gr.Progress(): self.build_index(v, i, progress), 3),  # noqa: B008
-                        [video_dir, index_dir], [index_status, stats, errors], concurrency_id="index",
-                        concurrency_limit=1)
-            show.click(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])
-            # Search
-            found = go.click(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k],
-                             [search_status, results, hits], concurrency_id="search")
-            query.submit(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k],
-                         [search_status, results, hits], concurrency_id="search")
-            del found
-
-            def select(index_folder, hit_rows, evt: gr.SelectData):
-                clip_id = hit_rows[evt.index]["clip_id"]
-                video, depth_file, text = self.clip_preview(index_folder, clip_id)
-                return text, video, depth_file, clip_id
-
-            select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
-            results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
-                           concurrency_id="search")
-            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml]
-                      ).then(self.story_layouts, [story_path], [layouts])
-            # Story (the layout pictures follow every load, save and pin: drawn from the file as saved)
-            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
-                       ).then(self.story_layouts, [story_path], [layouts])
-            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots]
-                       ).then(self.story_layouts, [story_path], [layouts])
-            save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), skip), 4),
-                             [story_path, characters, plots], [story_status, story_yaml, characters, plots]
-                             ).then(self.story_layouts, [story_path], [layouts])
-            plan.click(guard(self.plan, 2), [story_path, prose, cast, llm_url, llm_model], [story_status, story_yaml])
-            # Characters
-            train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
-                        [uploads, token, init_word, steps, pack_out], [char_status, packs], concurrency_id="train",
-                        concurrency_limit=1)
-            preview.click(guard(self.preview_pack, 2), [pack_path], [char_status, pack_images])
-            # Render
-            render.click(guard(lambda s, i, o, progress=gr.Progress(): self.render(s, i, o, progress), 5),  # noqa: B008
-                         [render_story_path, render_index, render_out],
-                         [render_status, plot_table, storyboard, story_video, plot_videos],
-                         concurrency_id="render", concurrency_limit=1)
-            cancel.click(self.cancel_render, None, [render_status], queue=False)
-            # On open: what is already there.
-            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
-                      ).then(self.story_layouts, [story_path], [layouts])
-            page.load(lambda: self.pack_rows(), None, [packs])
-            if config.index is not None:
-                page.load(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])
-            out = config.out / "render"
-            page.load(lambda: (None, *self.render_outputs(out)) if (out / "manifest.json").is_file()
-                      else (skip(),) * 5, None, [render_status, plot_table, storyboard, story_video, plot_videos])
+                render_outputs = self._render_tab()
+            # Search's "Use for plot N" writes the Story tab's file.
+            search_tab.pin.click(guard(self.pin_clip, 2), [story_tab.path, search_tab.plot_number, search_tab.picked],
+                                 [search_tab.status, story_tab.yaml]
+                                 ).then(self.story_layouts, [story_tab.path], [story_tab.layouts])
+            self._on_page_load(page, index_tab, story_tab, packs, render_outputs)
         # Several searches (and story edits) run beside one build, one training and one render.
         page.queue(default_concurrency_limit=4)
         return page
+
+    def _index_tab(self) -> SimpleNamespace:
+        import gradio as gr
+
+        with gr.Row():
+            video_dir = gr.Textbox(label="Video folder", elem_id="index-videos", scale=3)
+            index_dir = gr.Textbox(label="Index folder", value=str(self.config.index or ""), elem_id="index-dir",
+                                   scale=3)
+        with gr.Row():
+            build = gr.Button("Build / update", variant="primary", elem_id="index-build")
+            show = gr.Button("Show index", elem_id="index-show")
+        status = gr.Markdown(elem_id="index-status")
+        with gr.Row():
+            stats = gr.Dataframe(headers=["field", "value"], label="Stats", elem_id="index-stats",
+                                 interactive=False, type="array")
+            errors = gr.Dataframe(headers=["video", "reason"], label="Files that failed",
+                                  elem_id="index-errors", interactive=False, type="array")
+        # Handlers with a `progress=gr.Progress()` default get a live bar: Gradio's own idiom (B008 below).
+        build.click(guard(lambda v, i, progress=gr.Progress(): self.build_index(v, i, progress), 3),  # noqa: B008
+                    [video_dir, index_dir], [status, stats, errors], concurrency_id="index", concurrency_limit=1)
+        show.click(guard(self.show_index, 3), [index_dir], [status, stats, errors])
+        return SimpleNamespace(index_dir=index_dir, outputs=[status, stats, errors])
+
+    def _search_tab(self, index_dir) -> SimpleNamespace:
+        import gradio as gr
+
+        from storyreel.index.motion import MOTION_LABELS
+
+        with gr.Row():
+            query = gr.Textbox(label="Text query", elem_id="search-text", scale=3)
+            image = gr.Image(label="…or an image", type="filepath", elem_id="search-image", height=120,
+                             sources=["upload"])
+        with gr.Row():
+            motion = gr.Dropdown([MOTION_ANY, *MOTION_LABELS], value=MOTION_ANY, label="Motion",
+                                 elem_id="search-motion")
+            min_seconds = gr.Number(label="Min seconds", value=0, elem_id="search-min-seconds")
+            k = gr.Number(label="Results (k)", value=6, precision=0, elem_id="search-k")
+            go = gr.Button("Search", variant="primary", elem_id="search-go")
+        status = gr.Markdown(elem_id="search-status")
+        results = gr.Gallery(label="Results", columns=6, height="auto", elem_id="search-results",
+                             allow_preview=False)
+        hits = gr.State([])
+        picked = gr.State(None)
+        picked_text = gr.Markdown(elem_id="search-picked")
+        with gr.Row():
+            clip_video = gr.Video(label="Clip", elem_id="search-clip", autoplay=True, height=220)
+            depth_video = gr.Video(label="Depth", elem_id="search-depth", autoplay=True, height=220)
+        with gr.Row():
+            plot_number = gr.Number(label="Plot N", value=1, precision=0, elem_id="search-plot")
+            pin = gr.Button("Use for plot N", elem_id="search-pin")
+        for trigger in (go.click, query.submit):
+            trigger(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k], [status, results, hits],
+                    concurrency_id="search")
+
+        def select(index_folder, hit_rows, evt: gr.SelectData):
+            clip_id = hit_rows[evt.index]["clip_id"]
+            video, depth_file, text = self.clip_preview(index_folder, clip_id)
+            return text, video, depth_file, clip_id
+
+        select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
+        results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
+                       concurrency_id="search")
+        return SimpleNamespace(status=status, plot_number=plot_number, picked=picked, pin=pin)
+
+    def story_file(self) -> str:
+        """The story file the page opens with: --story, else story.yaml in the output folder."""
+        return str(Path(self.config.story).resolve()) if self.config.story else str(self.config.out / "story.yaml")
+
+    def _story_tab(self) -> SimpleNamespace:
+        import gradio as gr
+
+        with gr.Row():
+            path = gr.Textbox(label="Story file", value=self.story_file(), elem_id="story-path", scale=4)
+            load = gr.Button("Load", elem_id="story-load")
+        status = gr.Markdown(elem_id="story-status")
+        with gr.Tab("Table"):
+            characters = gr.Dataframe(headers=CHARACTER_COLUMNS, label="Characters", type="array",
+                                      interactive=True, elem_id="story-characters", column_count=5)
+            plots = gr.Dataframe(headers=PLOT_COLUMNS, label="Plots", type="array", interactive=True,
+                                 elem_id="story-plots", column_count=len(PLOT_COLUMNS), wrap=True)
+            save_table = gr.Button("Save table", variant="primary", elem_id="story-save-table")
+        with gr.Tab("YAML"):
+            story_yaml = gr.Textbox(label="Story YAML", lines=18, max_lines=40, elem_id="story-yaml")
+            save = gr.Button("Save YAML", variant="primary", elem_id="story-save")
+        with gr.Tab("Plan from prose"):
+            prose = gr.Textbox(label="Story prose", lines=6, elem_id="plan-prose")
+            cast = gr.Textbox(label="Characters, one per line: NAME=TOKEN[=PACK]", lines=2,
+                              elem_id="plan-characters")
+            with gr.Row():
+                llm_url = gr.Textbox(label="LLM URL (optional; nothing is sent without it)",
+                                     elem_id="plan-llm-url")
+                llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
+            plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
+        gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
+                    "is pinned or rendered):")
+        # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
+        layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
+        # The layout pictures follow every load and save: drawn from the file as saved.
+        shown = [status, story_yaml, characters, plots]
+        load.click(guard(self.load_story_file, 4), [path], shown).then(self.story_layouts, [path], [layouts])
+        save.click(guard(self.save_yaml, 3), [path, story_yaml], [status, characters, plots]
+                   ).then(self.story_layouts, [path], [layouts])
+        save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), gr.skip), 4),
+                         [path, characters, plots], shown).then(self.story_layouts, [path], [layouts])
+        plan.click(guard(self.plan, 2), [path, prose, cast, llm_url, llm_model], [status, story_yaml])
+        return SimpleNamespace(path=path, yaml=story_yaml, layouts=layouts, shown=shown)
+
+    def _characters_tab(self):
+        """Builds the tab; returns its pack table."""
+        import gradio as gr
+
+        with gr.Row():
+            uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
+                              elem_id="char-images")
+            with gr.Column():
+                token = gr.Textbox(label="Token", placeholder="<rex>", elem_id="char-token")
+                init_word = gr.Textbox(label="Init word", placeholder="dog", elem_id="char-word")
+                steps = gr.Number(label="Steps", value=100, precision=0, elem_id="char-steps")
+                pack_out = gr.Textbox(label="Pack file", value=str(self.config.out / "packs" / "new.safetensors"),
+                                      elem_id="char-out")
+                train = gr.Button("Train pack", variant="primary", elem_id="char-train")
+        status = gr.Markdown(elem_id="char-status")
+        packs = gr.Dataframe(headers=["pack", "token", "mode", "concept"], label="Packs", type="array",
+                             interactive=False, elem_id="char-packs")
+        with gr.Row():
+            pack_path = gr.Textbox(label="Pack to preview", elem_id="char-preview-path", scale=4)
+            preview = gr.Button("Preview", elem_id="char-preview")
+        pack_images = gr.Gallery(label="Concept images", columns=8, height=180, object_fit="contain",
+                                 elem_id="char-gallery")
+        train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
+                    [uploads, token, init_word, steps, pack_out], [status, packs], concurrency_id="train",
+                    concurrency_limit=1)
+        preview.click(guard(self.preview_pack, 2), [pack_path], [status, pack_images])
+        return packs
+
+    def _render_tab(self) -> list:
+        """Builds the tab; returns the outputs a render fills (status, plot table, storyboard, videos)."""
+        import gradio as gr
+
+        config = self.config
+        with gr.Row():
+            story = gr.Textbox(label="Story file", value=self.story_file(), elem_id="render-story")
+            index_dir = gr.Textbox(label="Index folder", value=str(config.index or ""), elem_id="render-index")
+            out = gr.Textbox(label="Output folder", value=str(config.out / "render"), elem_id="render-out")
+        with gr.Row():
+            render = gr.Button("Render", variant="primary", elem_id="render-go")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="render-cancel")
+        status = gr.Markdown(elem_id="render-status")
+        plot_table = gr.Dataframe(headers=["plot", "clip", "status", "text", "file"], type="array",
+                                  interactive=False, label="Plots", elem_id="render-plots")
+        with gr.Row():
+            story_video = gr.Video(label="story.mp4", elem_id="render-video", height=240)
+            storyboard = gr.Image(label="storyboard.png", elem_id="render-storyboard", type="filepath")
+        plot_videos = gr.Gallery(label="Plot clips", columns=6, height="auto", elem_id="render-clips")
+        outputs = [status, plot_table, storyboard, story_video, plot_videos]
+        render.click(guard(lambda s, i, o, progress=gr.Progress(): self.render(s, i, o, progress), 5),  # noqa: B008
+                     [story, index_dir, out], outputs, concurrency_id="render", concurrency_limit=1)
+        cancel.click(self.cancel_render, None, [status], queue=False)
+        return outputs
+
+    def _on_page_load(self, page, index_tab: SimpleNamespace, story_tab: SimpleNamespace, packs, render_outputs):
+        """On open, each tab shows what is already there."""
+        import gradio as gr
+
+        page.load(guard(self.load_story_file, 4), [story_tab.path], story_tab.shown
+                  ).then(self.story_layouts, [story_tab.path], [story_tab.layouts])
+        page.load(lambda: self.pack_rows(), None, [packs])
+        if self.config.index is not None:
+            page.load(guard(self.show_index, 3), [index_tab.index_dir], index_tab.outputs)
+        out = self.config.out / "render"
+        page.load(lambda: (None, *self.render_outputs(out)) if (out / "manifest.json").is_file()
+                  else (gr.skip(),) * 5, None, render_outputs)
 
     def launch(self, *, block: bool = True, quiet: bool = False):
         """Serve the page on config.host:config.port; returns (page, url). Says where it listens and whether
