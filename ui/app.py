@@ -4,10 +4,11 @@ Tabs and the front doors they call:
     Index       storyreel.index.build / open_index (stats, errors)
     Search      storyreel.retrieval.search; a picked clip's frames (Index.read_frames) and depth
                 (storyreel.depth.conditioning_for_source, cached in the index as the CLI caches it)
-    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners;
-                render.paint_layouts (entity boxes over the plots' keyframes)
-    Characters  generation.training.train_character; packs listed and previewed with load_pack
-    Render      generation.story.render_story (reruns keep unchanged plots, as the CLI's do)
+    Story       storyreel.story: parse_story (validation with file:line: field), story/tables.py (the
+                tables), plan_story (the planner `storyreel plan` calls), story/render.py paint_layouts
+                (entity boxes over the plots' keyframes)
+    Characters  storyreel.training.train_character; packs listed and previewed with load_pack
+    Render      storyreel.story.render_story (reruns keep unchanged plots, as the CLI's do)
 
 Long work runs in Gradio's queue: index builds, trainings and renders one at a time each (their own
 concurrency ids) while searches and story edits keep their own workers, so several browser tabs can
@@ -26,14 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-import yaml
-
 from storyreel.core.errors import UserError
 from storyreel.ui.paths import Roots
 
 MOTION_ANY = "any motion"
-PLOT_COLUMNS = ["text", "motion", "clip", "frames", "tau", "seed", "query", "prompt", "backend"]
-CHARACTER_COLUMNS = ["token", "name", "word", "pack", "tau"]
 CSS = "#story-yaml textarea, #index-log textarea {font-family: monospace}"
 
 
@@ -286,6 +283,7 @@ class StoryreelApp:
     def load_story_file(self, story_path: str):
         """(status, yaml text, character rows, plot rows) of the story file."""
         from storyreel.story import parse_story
+        from storyreel.story.tables import story_tables
 
         path = self.roots.resolve(story_path, "story file")
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
@@ -301,6 +299,7 @@ class StoryreelApp:
         """Validate `text` as the story file and write it; an invalid story changes no file."""
         from storyreel.core.files import write_text_atomic
         from storyreel.story import parse_story
+        from storyreel.story.tables import story_tables
 
         path = self.roots.resolve(story_path, "story file")
         try:
@@ -312,18 +311,11 @@ class StoryreelApp:
 
     def save_tables(self, story_path: str, character_rows, plot_rows):
         """The tables as the story file's characters and plots (other fields kept); validated as YAML is."""
+        from storyreel.story.tables import tables_yaml
+
         path = self.roots.resolve(story_path, "story file")
-        data = {}
-        if path.is_file():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        data["characters"] = {row["token"]: {k: v for k, v in row.items() if k != "token"}
-                              for row in table_records(character_rows, CHARACTER_COLUMNS) if row.get("token")}
-        previous = data.get("plots") if isinstance(data.get("plots"), list) else []
-        data["plots"] = table_records(plot_rows, PLOT_COLUMNS)
-        for row, before in zip(data["plots"], previous):  # plan fields (entities, background, ...) stay
-            if isinstance(before, dict):
-                row.update({k: v for k, v in before.items() if k not in PLOT_COLUMNS})
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+        previous = path.read_text(encoding="utf-8") if path.is_file() else ""
+        text = tables_yaml(previous, path, character_rows, plot_rows)
         status, characters, plots = self.save_yaml(str(path), text)
         return status, (text if status.startswith("Saved") else None), characters, plots
 
@@ -560,6 +552,8 @@ class StoryreelApp:
     def _story_tab(self) -> SimpleNamespace:
         import gradio as gr
 
+        from storyreel.story.tables import CHARACTER_COLUMNS, PLOT_COLUMNS
+
         with gr.Row():
             path = gr.Textbox(label="Story file", value=self.story_file(), elem_id="story-path", scale=4)
             load = gr.Button("Load", elem_id="story-load")
@@ -705,32 +699,6 @@ def guard(handler, outputs: int, status: int = 0):
 
 def _skip_none(values, skip):
     return tuple(skip() if v is None else v for v in values)
-
-
-def story_tables(story, path: Path):
-    """(character rows, plot rows) of a Story, packs as written in the file (relative to it)."""
-    characters = []
-    for token, c in story.characters.items():
-        pack = os.path.relpath(c.pack, Path(path).resolve().parent) if Path(c.pack).is_absolute() else str(c.pack)
-        characters.append([token, c.name, c.word or "", pack, "" if c.tau is None else c.tau])
-    plots = [["" if getattr(p, col) is None else getattr(p, col) for col in PLOT_COLUMNS] for p in story.plots]
-    return characters, plots
-
-
-def table_records(rows, columns) -> list[dict]:
-    """Table rows as story-file mappings: empty cells left out, numbers read as YAML reads them."""
-    records = []
-    for row in rows or []:
-        record = {}
-        for column, cell in zip(columns, row):
-            text = "" if cell is None else str(cell).strip()
-            if not text or text.lower() == "nan":
-                continue
-            value = yaml.safe_load(text) if column in ("clip", "frames", "tau", "seed") else text
-            record[column] = value
-        if record:
-            records.append(record)
-    return records
 
 
 def gallery_videos(paths: list[str]):
