@@ -56,17 +56,17 @@ def parse_cast(specs: Iterable[str], flag: str = "--character",
     expanded, relative to the current folder; the web app confines it to its folders).
     """
     resolve_pack = resolve_pack or (lambda text: Path(text).expanduser().resolve())
-    cast = Cast()
+    tokens, packs = {}, {}
     for spec in specs:
         if not spec.strip():
             continue
         parts = [part.strip() for part in spec.split("=", 2)]
         if len(parts) < 2 or not parts[0] or not parts[1] or re.search(r"\s", parts[1]):
             raise UserError(f"{flag} {spec!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex=<rex>")
-        cast.tokens[parts[0]] = parts[1]
+        tokens[parts[0]] = parts[1]
         if len(parts) == 3:
-            cast.packs[parts[1]] = resolve_pack(parts[2])
-    return cast
+            packs[parts[1]] = resolve_pack(parts[2])
+    return Cast(tokens, packs)
 
 
 def read_prose(path: Path) -> str:
@@ -114,8 +114,6 @@ class PlanOptions:
 def plan_story(prose: str, cast: Cast, options: PlanOptions) -> Story:
     """Prose -> a Story of single-event plots with the preset's defaults, by rules or by the LLM in
     `options` (whose boxes then fit the preset's frame count)."""
-    if options.llm is not None:
-        options.llm.check()  # before the preset resolves: a bad flag is named first
     defaults = preset_defaults(resolve_preset(options.preset))
     if options.llm is not None:
         story = plan_with_llm(prose, cast.tokens, options.llm, title=options.title, packs=cast.packs,
