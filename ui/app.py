@@ -454,7 +454,7 @@ class StoryreelApp:
         return (rows, str(board) if board.is_file() else None, str(video) if video.is_file() else None,
                 gallery_videos(clips))
 
-    # -- the page: layout and wiring only (each handler above is the library call) ------------------
+    # -- the page: layout and wiring only (the handlers above make the library calls) ---------------
 
     def blocks(self):
         """The gr.Blocks page (queue set up); `launch` serves it."""
