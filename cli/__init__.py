@@ -1,8 +1,8 @@
 """`storyreel` command line: collects each package's subcommands and runs one.
 
 No logic lives here. Each module of this package (one per command group: cli/index.py, cli/search.py,
-cli/depth.py, cli/generation.py, cli/models.py, cli/ui.py) has `add_commands(subparsers)`, which
-registers its commands with a `run(args) -> int` function; heavy
+cli/depth.py, cli/generate.py, cli/character.py, cli/story.py, cli/models.py, cli/ui.py) has
+`add_commands(subparsers)`, which registers its commands with a `run(args) -> int` function; heavy
 imports (torch, faiss, ...) happen inside `run`, so `storyreel --help` stays fast. Contract:
 docs/CLI.md (exit 0 ok, 1 user error, 2 bad usage: argparse or UsageError). `main` is the boundary
 no traceback crosses (see its docstring).
@@ -17,8 +17,8 @@ import sys
 import tempfile
 import traceback
 
-COMMAND_MODULES = ("storyreel.cli.index", "storyreel.cli.search", "storyreel.cli.depth", "storyreel.cli.generation",
-                   "storyreel.cli.models", "storyreel.cli.ui")
+COMMAND_MODULES = ("storyreel.cli.index", "storyreel.cli.search", "storyreel.cli.depth", "storyreel.cli.generate",
+                   "storyreel.cli.character", "storyreel.cli.story", "storyreel.cli.models", "storyreel.cli.ui")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,23 +10,118 @@ Two planners return the same `Story` (story/format.py):
   in its two stages (plots with entities, backgrounds, τ, layout strength and consistency groups;
   then entity boxes at keyframes; story/plan.py), validates each reply and retries once,
   telling the model what was wrong. Nothing is sent anywhere unless the caller asks for it (`--llm URL`).
+`plan_story` is the one front door `storyreel plan` and the web app's Plan button call: it picks the
+planner from `PlanOptions` and gives the story its model preset's defaults. `parse_cast` reads the
+characters both take as "NAME=TOKEN[=PACK]" specs.
 `write_story` writes a story file that `load_story` reads back as the same `Story`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import write_text_atomic
+from storyreel.core.models import resolve_preset
 from storyreel.index.motion import MOTION_LABELS
 from storyreel.story import plan
-from storyreel.story.format import Character, Plot, Story, names_to_tokens, plot_to_dict
+from storyreel.story.format import Character, Plot, Story, names_to_tokens, plot_to_dict, preset_defaults
 from storyreel.story.llm_transport import check_timeout, check_url, post_json
+
+# ---------------------------------------------------------------------------------------------
+# The front door: characters and options in, a Story out
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The story's characters: `tokens` {name in the prose: token}, `packs` {token: pack file} (a token
+    without a pack gets the default name, see `plan_rule_based`)."""
+
+    tokens: dict[str, str] = field(default_factory=dict)
+    packs: dict[str, Path] = field(default_factory=dict)
+
+
+def parse_cast(specs: Iterable[str], flag: str = "--character",
+               resolve_pack: Callable[[str], Path] | None = None) -> Cast:
+    """The Cast of "NAME=TOKEN" or "NAME=TOKEN=PACK" specs (blank ones skipped, spaces around parts ignored).
+
+    `flag` names the specs in errors; `resolve_pack(text)` turns a PACK into a path (default: `~`
+    expanded, relative to the current folder; the web app confines it to its folders).
+    """
+    resolve_pack = resolve_pack or (lambda text: Path(text).expanduser().resolve())
+    tokens, packs = {}, {}
+    for spec in specs:
+        if not spec.strip():
+            continue
+        parts = [part.strip() for part in spec.split("=", 2)]
+        if len(parts) < 2 or not parts[0] or not parts[1] or re.search(r"\s", parts[1]):
+            raise UserError(f"{flag} {spec!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex=<rex>")
+        tokens[parts[0]] = parts[1]
+        if len(parts) == 3:
+            packs[parts[1]] = resolve_pack(parts[2])
+    return Cast(tokens, packs)
+
+
+def read_prose(path: Path) -> str:
+    """The story text of the file at `path`; a one-line UserError if it cannot be read or is not UTF-8."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: the story text is not UTF-8 (byte {err.start}); save it as UTF-8 text") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the story text ({err.strerror or err})") from None
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """An OpenAI-compatible chat-completions server to plan with (`storyreel plan --llm URL --llm-model NAME`).
+
+    `url`: the server ("http://127.0.0.1:8080"), its "/v1" or the full ".../chat/completions";
+    `timeout`: seconds one request may take in all; `api_key` (default $STORYREEL_LLM_API_KEY) is sent
+    as a bearer token if set.
+    """
+
+    url: str
+    model: str
+    timeout: float = 120.0
+    api_key: str | None = field(default_factory=lambda: os.environ.get("STORYREEL_LLM_API_KEY"), repr=False)
+
+    def check(self) -> None:
+        """One-line UserErrors for a missing model, a URL that is not http(s) and a timeout out of range."""
+        if not (self.model or "").strip():
+            raise UserError("--llm needs --llm-model NAME (the model the server should use)")
+        check_url(self.url)
+        check_timeout(self.timeout)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How `plan_story` plans: `llm` None plans by rules (nothing is sent anywhere); `preset` is the model
+    preset whose size, frames, steps and cfg become the story's defaults."""
+
+    title: str = "Untitled"
+    preset: str | None = None
+    llm: LLMOptions | None = None
+
+
+def plan_story(prose: str, cast: Cast, options: PlanOptions) -> Story:
+    """Prose -> a Story of single-event plots with the preset's defaults, by rules or by the LLM in
+    `options` (whose boxes then fit the preset's frame count)."""
+    defaults = preset_defaults(resolve_preset(options.preset))
+    if options.llm is not None:
+        story = plan_with_llm(prose, cast.tokens, options.llm, title=options.title, packs=cast.packs,
+                              frames=defaults["frames"])
+    else:
+        story = plan_rule_based(prose, cast.tokens, title=options.title, packs=cast.packs)
+    return dataclasses.replace(story, defaults=defaults)
+
 
 # ---------------------------------------------------------------------------------------------
 # Rule-based planning
@@ -121,55 +216,46 @@ def _story_characters(characters: dict[str, str], packs: dict[str, str | Path] |
 # ---------------------------------------------------------------------------------------------
 # LLM planning (OpenAI-compatible chat completions, standard library only)
 
-def plan_with_llm(prose: str, url: str, model: str, characters: dict[str, str], timeout: float = 120.0,
-                  *, title: str = "Untitled", packs: dict[str, str | Path] | None = None,
-                  api_key: str | None = None, frames: int = 16) -> Story:
-    """Ask an OpenAI-compatible server for a VideoDirectorGPT plan; `characters`: {name: token}.
+def plan_with_llm(prose: str, characters: dict[str, str], llm: LLMOptions, *, title: str = "Untitled",
+                  packs: dict[str, str | Path] | None = None, frames: int = 16) -> Story:
+    """Ask the `llm` server for a VideoDirectorGPT plan; `characters`: {name: token}.
 
     Two stages (story/plan.py): plots, entities, backgrounds and consistency groups, then
-    each plot's entity boxes at keyframes of a `frames`-frame clip. `url`: the server
-    ("http://127.0.0.1:8080"), its "/v1" or the full ".../chat/completions". Each stage gets one retry
+    each plot's entity boxes at keyframes of a `frames`-frame clip. Each stage gets one retry
     with the validation error; a UserError if the server is unreachable or a retry fails too.
     """
-    check_llm_options(url, timeout)
+    llm.check()
     story_characters = _story_characters(characters, packs)
-    endpoint = _chat_endpoint(url)
+    endpoint = _chat_endpoint(llm.url)
     cast = "\n".join(f"- {name}: token {token}" for name, token in characters.items()) or "- (none)"
     stage1 = [
         {"role": "system", "content": plan.STAGE1_PROMPT.replace("{labels}", ", ".join(MOTION_LABELS))},
         {"role": "user", "content": f"Characters:\n{cast}\n\nStory:\n{prose.strip()}"},
     ]
-    plots, _, consistency = _ask(endpoint, model, stage1, timeout, api_key, "plan",
+    plots, _, consistency = _ask(llm, endpoint, stage1, "plan",
                                  lambda reply: plan.parse_stage1(reply, story_characters))
     if any(p.entities for p in plots):
         stage2 = [{"role": "system", "content": plan.STAGE2_PROMPT.replace("{last}", str(frames - 1))},
                   {"role": "user", "content": plan.stage2_request(plots, frames)}]
-        plots = _ask(endpoint, model, stage2, timeout, api_key, "layout",
-                     lambda reply: plan.parse_stage2(reply, plots, frames))
+        plots = _ask(llm, endpoint, stage2, "layout", lambda reply: plan.parse_stage2(reply, plots, frames))
     return Story(title=title, plots=plots, characters=story_characters, consistency=consistency)
 
 
-def _ask(endpoint: str, model: str, messages: list[dict], timeout: float, api_key: str | None, what: str, parse):
+def _ask(llm: LLMOptions, endpoint: str, messages: list[dict], what: str, parse):
     """`parse(reply)` of the model's answer; one retry that tells the model what was wrong."""
     for attempt in range(2):
-        reply = _chat(endpoint, model, messages, timeout, api_key)
+        reply = _chat(llm, endpoint, messages)
         try:
             return parse(reply)
         except plan.InvalidPlan as problem:
             if attempt == 1:
-                raise UserError(f"LLM {model} at {endpoint} returned an invalid {what} twice: {problem}") from None
+                raise UserError(f"LLM {llm.model} at {endpoint} returned an invalid {what} twice: {problem}") from None
             messages = messages + [
                 {"role": "assistant", "content": reply},
                 {"role": "user", "content": f"That {what} is invalid: {problem}. "
                                             "Reply again with only the corrected JSON object."},
             ]
     raise AssertionError("unreachable")
-
-
-def check_llm_options(url: str, timeout: float) -> None:
-    """One-line UserErrors for a --llm URL that is not http(s) and a --llm-timeout out of range."""
-    check_url(url)
-    check_timeout(timeout)
 
 
 def _chat_endpoint(url: str) -> str:
@@ -179,9 +265,10 @@ def _chat_endpoint(url: str) -> str:
     return f"{url}/chat/completions" if url.endswith("/v1") else f"{url}/v1/chat/completions"
 
 
-def _chat(endpoint: str, model: str, messages: list[dict], timeout: float, api_key: str | None) -> str:
+def _chat(llm: LLMOptions, endpoint: str, messages: list[dict]) -> str:
     """One chat-completions request (story/llm_transport.py); returns the assistant message text."""
-    answer = post_json(endpoint, {"model": model, "messages": messages, "temperature": 0}, timeout, api_key)
+    answer = post_json(endpoint, {"model": llm.model, "messages": messages, "temperature": 0}, llm.timeout,
+                       llm.api_key)
     try:
         content = answer["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):

@@ -617,7 +617,7 @@ def parser():
        backend=st.sampled_from(["animatediff", "t2v-zero"]), field=st.sampled_from(["-1,2", "nan,1", "1e400,0", "3"]))
 def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, values, backend, field):
     """Parse as `storyreel generate` does, then its checks (settings, LoRA scale) up to the first model load."""
-    from storyreel.cli.generation import generate_settings
+    from storyreel.cli.generate import generate_settings
     from storyreel.generation.settings import check_lora_scale
 
     argv = ["generate", "--prompt", "p", "--out", "o.mp4", "--backend", backend, f"--motion-field={field}",
@@ -640,10 +640,10 @@ def test_fuzz_generate_numbers_end_in_a_usage_error_or_a_user_error(parser, valu
                      "https://u:p@h/", "javascript:x", ""]), st.text(max_size=20)))
 def test_fuzz_search_and_llm_numbers_end_in_a_user_error(fuzz_dir, k, min_seconds, timeout, url):
     from storyreel.retrieval.query import search
-    from storyreel.story.planner import check_llm_options
+    from storyreel.story.planner import LLMOptions
 
     for check in (lambda: search(fuzz_dir / "no-index", "dog", k=int(k), min_seconds=float(min_seconds)),
-                  lambda: check_llm_options(url, float(timeout))):
+                  lambda: LLMOptions(url, "m", float(timeout)).check()):
         try:
             check()
         except ValueError:  # int("nan"), float("x"): argparse turns these into a usage line (exit 2)

@@ -4,6 +4,7 @@ HTTP server speaking the chat-completions protocol."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fake_http import FakeServer
 from storyreel.cli import build_parser
 from storyreel.core.errors import UserError
 from storyreel.story.format import Character, Entity, Plot, Story, load_story, resolved_plot_settings
-from storyreel.story.planner import plan_rule_based, plan_with_llm, split_events, write_story
+from storyreel.story.planner import LLMOptions, parse_cast, plan_rule_based, plan_with_llm, split_events, write_story
 
 CAST = {"Rex": "<rex>", "Mia": "<mia>"}
 
@@ -137,7 +138,8 @@ def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
         packs[token] = tmp_path / f"{token.strip('<>')}.safetensors"
         packs[token].write_bytes(b"pack")
     with ChatServer(["Here is the plan:\n```json\n" + json.dumps(STAGE1) + "\n```", json.dumps(STAGE2)]) as server:
-        story = plan_with_llm(PROSE, server.url, "tiny-director", CAST, timeout=5, title="Walk", packs=packs, frames=8)
+        story = plan_with_llm(PROSE, CAST, LLMOptions(server.url, "tiny-director", timeout=5), title="Walk",
+                              packs=packs, frames=8)
     assert len(server.requests) == 2
     first, second = (json.loads(r["body"]) for r in server.requests)
     assert server.requests[0]["path"] == "/v1/chat/completions"
@@ -177,7 +179,7 @@ def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
 def test_llm_invalid_reply_gets_one_retry_with_the_error(replies, what, problem):
     bad = replies[0] if what == "plan" else replies[1]
     with ChatServer(replies) as server:
-        story = plan_with_llm(PROSE, server.url + "/v1", "m", CAST, timeout=5, frames=8)
+        story = plan_with_llm(PROSE, CAST, LLMOptions(server.url + "/v1", "m", timeout=5), frames=8)
     assert len(server.requests) == 3
     retry = json.loads(server.requests[1 if what == "plan" else 2]["body"])["messages"]
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
@@ -201,7 +203,7 @@ def test_llm_invalid_reply_gets_one_retry_with_the_error(replies, what, problem)
 def test_llm_invalid_twice_is_a_one_line_error(replies, message):
     with ChatServer(replies) as server:
         with pytest.raises(UserError) as info:
-            plan_with_llm(PROSE, server.url + "/v1/chat/completions", "m", CAST, timeout=5, frames=8)
+            plan_with_llm(PROSE, CAST, LLMOptions(server.url + "/v1/chat/completions", "m", timeout=5), frames=8)
     assert len(server.requests) == len(replies)
     assert str(info.value) == f"LLM m at {server.url}/v1/chat/completions returned {message}"
 
@@ -211,7 +213,7 @@ def test_llm_server_down_is_a_one_line_error():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(UserError) as info:
-        plan_with_llm(PROSE, f"http://127.0.0.1:{port}", "m", CAST, timeout=5)
+        plan_with_llm(PROSE, CAST, LLMOptions(f"http://127.0.0.1:{port}", "m", timeout=5))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"cannot reach LLM server http://127.0.0.1:{port}/v1/chat/completions (")
@@ -222,7 +224,7 @@ def test_llm_server_down_is_a_one_line_error():
 def test_llm_http_error_is_a_one_line_error():
     with ChatServer(["model not loaded"], status=404) as server:
         with pytest.raises(UserError) as info:
-            plan_with_llm(PROSE, server.url, "m", CAST, timeout=5)
+            plan_with_llm(PROSE, CAST, LLMOptions(server.url, "m", timeout=5))
     assert str(info.value) == (f"LLM server {server.url}/v1/chat/completions answered HTTP 404: "
                                '{"error": "model not loaded"}')
 
@@ -274,3 +276,46 @@ def test_run_plan_user_errors(tmp_path):
     with pytest.raises(UserError, match=r"missing\.txt: cannot read the story text"):
         run_plan(str(tmp_path / "missing.txt"), "--out", str(tmp_path / "t.yaml"))
     assert not (tmp_path / "t.yaml").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# One front door: `storyreel plan` and the web app's Plan button make the same story
+
+
+def test_parse_cast_reads_name_token_pack_specs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cast = parse_cast([" Rex = <rex> = packs/rex.safetensors ", "", "Mia=<mia>"])
+    assert cast.tokens == {"Rex": "<rex>", "Mia": "<mia>"}
+    assert cast.packs == {"<rex>": tmp_path / "packs" / "rex.safetensors"}  # relative to the current folder
+    assert parse_cast(["Rex=<rex>=r.safetensors"], resolve_pack=lambda text: Path("/packs") / text).packs == {
+        "<rex>": Path("/packs/r.safetensors")}
+    for spec in ("Rex", "=<rex>", "Rex=", "Rex=<big rex>"):
+        with pytest.raises(UserError, match=rf"^character line {re.escape(repr(spec))}: expected NAME=TOKEN or "
+                                            r"NAME=TOKEN=PACK, e\.g\. Rex=<rex>$"):
+            parse_cast([spec], "character line")
+
+
+@pytest.mark.parametrize("planner", ["rules", "llm"])
+def test_cli_plan_and_ui_plan_make_the_same_story(tmp_path, planner, capsys):
+    from storyreel.cli import main
+    from storyreel.ui.app import StoryreelApp, UIConfig
+
+    (tmp_path / "tale.txt").write_text(PROSE, encoding="utf-8")
+    (tmp_path / "rex.safetensors").write_bytes(b"rex")
+    out = tmp_path / "tale.yaml"
+    characters = ["Rex=<rex>=" + str(tmp_path / "rex.safetensors"), "Mia=<mia>"]
+    with ChatServer([json.dumps(STAGE1), json.dumps(STAGE2)] * 2) as server:
+        llm_flags = ["--llm", server.url, "--llm-model", "m"] if planner == "llm" else []
+        code = main(["plan", str(tmp_path / "tale.txt"), "--out", str(out), "--models", "tiny", "--quiet",
+                     *[f"--character={spec}" for spec in characters], *llm_flags])
+        assert code == 0, capsys.readouterr().err
+        app = StoryreelApp(UIConfig(out=tmp_path, preset="tiny", temp_dir=tmp_path / "ui-temp"))
+        shown, text = app.plan(str(out), PROSE, "\n".join(characters), *(llm_flags[1::2] or ["", ""]))
+    assert len(server.requests) == (4 if planner == "llm" else 0)
+    layout_requests = [json.loads(r["body"])["messages"][0]["content"] for r in server.requests[1::2]]
+    assert all("frame indices from 0 to 15" in request for request in layout_requests)  # both: the preset's 16
+    assert shown == "Planned 2 plots: check them, then Save."
+    assert text == out.read_text(encoding="utf-8")
+    assert "pack: rex.safetensors" in text and "title: tale" in text
+    (tmp_path / "mia.safetensors").write_bytes(b"mia")  # the story loads once every pack exists
+    assert load_story(out).defaults["frames"] == 16  # the tiny preset's, which the LLM's boxes were asked for

@@ -457,7 +457,7 @@ class CharacterTrainer:
 
 
 # ---------------------------------------------------------------------------------------------------
-# `storyreel character train` (the coordinator registers it in cli/generation.py)
+# `storyreel character train` (the coordinator registers it in cli/character.py)
 # ---------------------------------------------------------------------------------------------------
 
 

@@ -4,10 +4,11 @@ Tabs and the front doors they call:
     Index       storyreel.index.build / open_index (stats, errors)
     Search      storyreel.retrieval.search; a picked clip's frames (Index.read_frames) and depth
                 (storyreel.depth.conditioning_for_source, cached in the index as the CLI caches it)
-    Story       generation.story: parse_story (validation with file:line: field), story_yaml, planners;
-                render.paint_layouts (entity boxes over the plots' keyframes)
-    Characters  generation.training.train_character; packs listed and previewed with load_pack
-    Render      generation.story.render_story (reruns keep unchanged plots, as the CLI's do)
+    Story       storyreel.story: parse_story (validation with file:line: field), story/tables.py (the
+                tables), plan_story (the planner `storyreel plan` calls), story/render.py paint_layouts
+                (entity boxes over the plots' keyframes)
+    Characters  storyreel.training.train_character; packs listed and previewed with load_pack
+    Render      storyreel.story.render_story (reruns keep unchanged plots, as the CLI's do)
 
 Long work runs in Gradio's queue: index builds, trainings and renders one at a time each (their own
 concurrency ids) while searches and story edits keep their own workers, so several browser tabs can
@@ -20,20 +21,16 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
+from types import SimpleNamespace
 
 from storyreel.core.errors import UserError
 from storyreel.ui.paths import Roots
 
 MOTION_ANY = "any motion"
-PLOT_COLUMNS = ["text", "motion", "clip", "frames", "tau", "seed", "query", "prompt", "backend"]
-CHARACTER_COLUMNS = ["token", "name", "word", "pack", "tau"]
 CSS = "#story-yaml textarea, #index-log textarea {font-family: monospace}"
 
 
@@ -286,6 +283,7 @@ class StoryreelApp:
     def load_story_file(self, story_path: str):
         """(status, yaml text, character rows, plot rows) of the story file."""
         from storyreel.story import parse_story
+        from storyreel.story.tables import story_tables
 
         path = self.roots.resolve(story_path, "story file")
         text = path.read_text(encoding="utf-8") if path.is_file() else ""
@@ -301,6 +299,7 @@ class StoryreelApp:
         """Validate `text` as the story file and write it; an invalid story changes no file."""
         from storyreel.core.files import write_text_atomic
         from storyreel.story import parse_story
+        from storyreel.story.tables import story_tables
 
         path = self.roots.resolve(story_path, "story file")
         try:
@@ -312,48 +311,23 @@ class StoryreelApp:
 
     def save_tables(self, story_path: str, character_rows, plot_rows):
         """The tables as the story file's characters and plots (other fields kept); validated as YAML is."""
+        from storyreel.story.tables import tables_yaml
+
         path = self.roots.resolve(story_path, "story file")
-        data = {}
-        if path.is_file():
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        data["characters"] = {row["token"]: {k: v for k, v in row.items() if k != "token"}
-                              for row in table_records(character_rows, CHARACTER_COLUMNS) if row.get("token")}
-        previous = data.get("plots") if isinstance(data.get("plots"), list) else []
-        data["plots"] = table_records(plot_rows, PLOT_COLUMNS)
-        for row, before in zip(data["plots"], previous):  # plan fields (entities, background, ...) stay
-            if isinstance(before, dict):
-                row.update({k: v for k, v in before.items() if k not in PLOT_COLUMNS})
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=1000)
+        previous = path.read_text(encoding="utf-8") if path.is_file() else ""
+        text = tables_yaml(previous, path, character_rows, plot_rows)
         status, characters, plots = self.save_yaml(str(path), text)
         return status, (text if status.startswith("Saved") else None), characters, plots
 
     def plan(self, story_path: str, prose: str, characters_text: str, llm_url: str, llm_model: str):
         """(status, yaml text) of a new plan; not saved until the user saves it."""
-        import dataclasses
-
-        from storyreel.core.models import resolve_preset
-        from storyreel.story import plan_rule_based, plan_with_llm, story_yaml
-        from storyreel.story.format import preset_defaults
+        from storyreel.story import LLMOptions, PlanOptions, parse_cast, plan_story, story_yaml
 
         path = self.roots.resolve(story_path, "story file")
-        characters, packs = {}, {}
-        for line in (characters_text or "").splitlines():
-            if not line.strip():
-                continue
-            parts = [p.strip() for p in line.split("=", 2)]
-            if len(parts) < 2 or not parts[0] or not parts[1] or re.search(r"\s", parts[1]):
-                raise UserError(f"character line {line!r}: expected NAME=TOKEN or NAME=TOKEN=PACK, e.g. Rex=<rex>")
-            characters[parts[0]] = parts[1]
-            if len(parts) == 3:
-                packs[parts[1]] = self.roots.resolve(parts[2], "pack")
-        if (llm_url or "").strip():
-            if not (llm_model or "").strip():
-                raise UserError("the LLM URL needs a model name")
-            story = plan_with_llm(prose or "", llm_url.strip(), llm_model.strip(), characters, title=path.stem,
-                                  packs=packs, api_key=os.environ.get("STORYREEL_LLM_API_KEY"))
-        else:
-            story = plan_rule_based(prose or "", characters, title=path.stem, packs=packs)
-        story = dataclasses.replace(story, defaults=preset_defaults(resolve_preset(self.config.preset)))
+        cast = parse_cast((characters_text or "").splitlines(), "character line",
+                          resolve_pack=lambda text: self.roots.resolve(text, "pack"))
+        llm = LLMOptions(llm_url.strip(), (llm_model or "").strip()) if (llm_url or "").strip() else None
+        story = plan_story(prose or "", cast, PlanOptions(title=path.stem, preset=self.config.preset, llm=llm))
         return f"Planned {len(story.plots)} plots: check them, then Save.", story_yaml(story, path)
 
     def story_layouts(self, story_path: str):
@@ -480,175 +454,207 @@ class StoryreelApp:
         return (rows, str(board) if board.is_file() else None, str(video) if video.is_file() else None,
                 gallery_videos(clips))
 
-    # -- the page -----------------------------------------------------------------------------------
+    # -- the page: layout and wiring only (the handlers above make the library calls) ---------------
 
     def blocks(self):
         """The gr.Blocks page (queue set up); `launch` serves it."""
         import gradio as gr
 
-        from storyreel.index.motion import MOTION_LABELS
-
-        config = self.config
-        index_text = str(config.index or "")
-        story_text = str(Path(config.story).resolve()) if config.story else str(config.out / "story.yaml")
         with gr.Blocks(title="storyreel", analytics_enabled=False) as page:
             gr.Markdown("# storyreel\nIndex videos, search clips, edit the story, train characters, render. "
                         f"Folders this page may use: {', '.join(f'`{r}`' for r in self.roots.folders)}")
             with gr.Tab("Index", id="index"):
-                with gr.Row():
-                    video_dir = gr.Textbox(label="Video folder", elem_id="index-videos", scale=3)
-                    index_dir = gr.Textbox(label="Index folder", value=index_text, elem_id="index-dir", scale=3)
-                with gr.Row():
-                    build = gr.Button("Build / update", variant="primary", elem_id="index-build")
-                    show = gr.Button("Show index", elem_id="index-show")
-                index_status = gr.Markdown(elem_id="index-status")
-                with gr.Row():
-                    stats = gr.Dataframe(headers=["field", "value"], label="Stats", elem_id="index-stats",
-                                         interactive=False, type="array")
-                    errors = gr.Dataframe(headers=["video", "reason"], label="Files that failed",
-                                          elem_id="index-errors", interactive=False, type="array")
+                index_tab = self._index_tab()
             with gr.Tab("Search", id="search"):
-                with gr.Row():
-                    query = gr.Textbox(label="Text query", elem_id="search-text", scale=3)
-                    image = gr.Image(label="…or an image", type="filepath", elem_id="search-image", height=120,
-                                     sources=["upload"])
-                with gr.Row():
-                    motion = gr.Dropdown([MOTION_ANY, *MOTION_LABELS], value=MOTION_ANY, label="Motion",
-                                         elem_id="search-motion")
-                    min_seconds = gr.Number(label="Min seconds", value=0, elem_id="search-min-seconds")
-                    k = gr.Number(label="Results (k)", value=6, precision=0, elem_id="search-k")
-                    go = gr.Button("Search", variant="primary", elem_id="search-go")
-                search_status = gr.Markdown(elem_id="search-status")
-                results = gr.Gallery(label="Results", columns=6, height="auto", elem_id="search-results",
-                                     allow_preview=False)
-                hits = gr.State([])
-                picked = gr.State(None)
-                picked_text = gr.Markdown(elem_id="search-picked")
-                with gr.Row():
-                    clip_video = gr.Video(label="Clip", elem_id="search-clip", autoplay=True, height=220)
-                    depth_video = gr.Video(label="Depth", elem_id="search-depth", autoplay=True, height=220)
-                with gr.Row():
-                    plot_number = gr.Number(label="Plot N", value=1, precision=0, elem_id="search-plot")
-                    pin = gr.Button("Use for plot N", elem_id="search-pin")
+                search_tab = self._search_tab(index_tab.index_dir)
             with gr.Tab("Story", id="story"):
-                with gr.Row():
-                    story_path = gr.Textbox(label="Story file", value=story_text, elem_id="story-path", scale=4)
-                    load = gr.Button("Load", elem_id="story-load")
-                story_status = gr.Markdown(elem_id="story-status")
-                with gr.Tab("Table"):
-                    characters = gr.Dataframe(headers=CHARACTER_COLUMNS, label="Characters", type="array",
-                                              interactive=True, elem_id="story-characters", column_count=5)
-                    plots = gr.Dataframe(headers=PLOT_COLUMNS, label="Plots", type="array", interactive=True,
-                                         elem_id="story-plots", column_count=len(PLOT_COLUMNS), wrap=True)
-                    save_table = gr.Button("Save table", variant="primary", elem_id="story-save-table")
-                with gr.Tab("YAML"):
-                    story_yaml = gr.Textbox(label="Story YAML", lines=18, max_lines=40, elem_id="story-yaml")
-                    save = gr.Button("Save YAML", variant="primary", elem_id="story-save")
-                with gr.Tab("Plan from prose"):
-                    prose = gr.Textbox(label="Story prose", lines=6, elem_id="plan-prose")
-                    cast = gr.Textbox(label="Characters, one per line: NAME=TOKEN[=PACK]", lines=2,
-                                      elem_id="plan-characters")
-                    with gr.Row():
-                        llm_url = gr.Textbox(label="LLM URL (optional; nothing is sent without it)",
-                                             elem_id="plan-llm-url")
-                        llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
-                    plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
-                gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
-                            "is pinned or rendered):")
-                # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
-                layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
+                story_tab = self._story_tab()
             with gr.Tab("Characters", id="characters"):
-                with gr.Row():
-                    uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
-                                      elem_id="char-images")
-                    with gr.Column():
-                        token = gr.Textbox(label="Token", placeholder="<rex>", elem_id="char-token")
-                        init_word = gr.Textbox(label="Init word", placeholder="dog", elem_id="char-word")
-                        steps = gr.Number(label="Steps", value=100, precision=0, elem_id="char-steps")
-                        pack_out = gr.Textbox(label="Pack file", value=str(config.out / "packs" / "new.safetensors"),
-                                              elem_id="char-out")
-                        train = gr.Button("Train pack", variant="primary", elem_id="char-train")
-                char_status = gr.Markdown(elem_id="char-status")
-                packs = gr.Dataframe(headers=["pack", "token", "mode", "concept"], label="Packs", type="array",
-                                     interactive=False, elem_id="char-packs")
-                with gr.Row():
-                    pack_path = gr.Textbox(label="Pack to preview", elem_id="char-preview-path", scale=4)
-                    preview = gr.Button("Preview", elem_id="char-preview")
-                pack_images = gr.Gallery(label="Concept images", columns=8, height=180, object_fit="contain",
-                                         elem_id="char-gallery")
+                packs = self._characters_tab()
             with gr.Tab("Render", id="render"):
-                with gr.Row():
-                    render_story_path = gr.Textbox(label="Story file", value=story_text, elem_id="render-story")
-                    render_index = gr.Textbox(label="Index folder", value=index_text, elem_id="render-index")
-                    render_out = gr.Textbox(label="Output folder", value=str(config.out / "render"),
-                                            elem_id="render-out")
-                with gr.Row():
-                    render = gr.Button("Render", variant="primary", elem_id="render-go")
-                    cancel = gr.Button("Cancel", variant="stop", elem_id="render-cancel")
-                render_status = gr.Markdown(elem_id="render-status")
-                plot_table = gr.Dataframe(headers=["plot", "clip", "status", "text", "file"], type="array",
-                                          interactive=False, label="Plots", elem_id="render-plots")
-                with gr.Row():
-                    story_video = gr.Video(label="story.mp4", elem_id="render-video", height=240)
-                    storyboard = gr.Image(label="storyboard.png", elem_id="render-storyboard", type="filepath")
-                plot_videos = gr.Gallery(label="Plot clips", columns=6, height="auto", elem_id="render-clips")
-
-            skip = gr.skip
-            # Handlers with a `progress=gr.Progress()` default get a live bar: Gradio's own idiom (B008 below).
-            # Index
-            build.click(guard(lambda v, i, progress=gr.Progress(): self.build_index(v, i, progress), 3),  # noqa: B008
-                        [video_dir, index_dir], [index_status, stats, errors], concurrency_id="index",
-                        concurrency_limit=1)
-            show.click(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])
-            # Search
-            found = go.click(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k],
-                             [search_status, results, hits], concurrency_id="search")
-            query.submit(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k],
-                         [search_status, results, hits], concurrency_id="search")
-            del found
-
-            def select(index_folder, hit_rows, evt: gr.SelectData):
-                clip_id = hit_rows[evt.index]["clip_id"]
-                video, depth_file, text = self.clip_preview(index_folder, clip_id)
-                return text, video, depth_file, clip_id
-
-            select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
-            results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
-                           concurrency_id="search")
-            pin.click(guard(self.pin_clip, 2), [story_path, plot_number, picked], [search_status, story_yaml]
-                      ).then(self.story_layouts, [story_path], [layouts])
-            # Story (the layout pictures follow every load, save and pin: drawn from the file as saved)
-            load.click(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
-                       ).then(self.story_layouts, [story_path], [layouts])
-            save.click(guard(self.save_yaml, 3), [story_path, story_yaml], [story_status, characters, plots]
-                       ).then(self.story_layouts, [story_path], [layouts])
-            save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), skip), 4),
-                             [story_path, characters, plots], [story_status, story_yaml, characters, plots]
-                             ).then(self.story_layouts, [story_path], [layouts])
-            plan.click(guard(self.plan, 2), [story_path, prose, cast, llm_url, llm_model], [story_status, story_yaml])
-            # Characters
-            train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
-                        [uploads, token, init_word, steps, pack_out], [char_status, packs], concurrency_id="train",
-                        concurrency_limit=1)
-            preview.click(guard(self.preview_pack, 2), [pack_path], [char_status, pack_images])
-            # Render
-            render.click(guard(lambda s, i, o, progress=gr.Progress(): self.render(s, i, o, progress), 5),  # noqa: B008
-                         [render_story_path, render_index, render_out],
-                         [render_status, plot_table, storyboard, story_video, plot_videos],
-                         concurrency_id="render", concurrency_limit=1)
-            cancel.click(self.cancel_render, None, [render_status], queue=False)
-            # On open: what is already there.
-            page.load(guard(self.load_story_file, 4), [story_path], [story_status, story_yaml, characters, plots]
-                      ).then(self.story_layouts, [story_path], [layouts])
-            page.load(lambda: self.pack_rows(), None, [packs])
-            if config.index is not None:
-                page.load(guard(self.show_index, 3), [index_dir], [index_status, stats, errors])
-            out = config.out / "render"
-            page.load(lambda: (None, *self.render_outputs(out)) if (out / "manifest.json").is_file()
-                      else (skip(),) * 5, None, [render_status, plot_table, storyboard, story_video, plot_videos])
+                render_outputs = self._render_tab()
+            # Search's "Use for plot N" writes the Story tab's file.
+            search_tab.pin.click(guard(self.pin_clip, 2), [story_tab.path, search_tab.plot_number, search_tab.picked],
+                                 [search_tab.status, story_tab.yaml]
+                                 ).then(self.story_layouts, [story_tab.path], [story_tab.layouts])
+            self._on_page_load(page, index_tab, story_tab, packs, render_outputs)
         # Several searches (and story edits) run beside one build, one training and one render.
         page.queue(default_concurrency_limit=4)
         return page
+
+    def _index_tab(self) -> SimpleNamespace:
+        import gradio as gr
+
+        with gr.Row():
+            video_dir = gr.Textbox(label="Video folder", elem_id="index-videos", scale=3)
+            index_dir = gr.Textbox(label="Index folder", value=str(self.config.index or ""), elem_id="index-dir",
+                                   scale=3)
+        with gr.Row():
+            build = gr.Button("Build / update", variant="primary", elem_id="index-build")
+            show = gr.Button("Show index", elem_id="index-show")
+        status = gr.Markdown(elem_id="index-status")
+        with gr.Row():
+            stats = gr.Dataframe(headers=["field", "value"], label="Stats", elem_id="index-stats",
+                                 interactive=False, type="array")
+            errors = gr.Dataframe(headers=["video", "reason"], label="Files that failed",
+                                  elem_id="index-errors", interactive=False, type="array")
+        # Handlers with a `progress=gr.Progress()` default get a live bar: Gradio's own idiom (B008 below).
+        build.click(guard(lambda v, i, progress=gr.Progress(): self.build_index(v, i, progress), 3),  # noqa: B008
+                    [video_dir, index_dir], [status, stats, errors], concurrency_id="index", concurrency_limit=1)
+        show.click(guard(self.show_index, 3), [index_dir], [status, stats, errors])
+        return SimpleNamespace(index_dir=index_dir, outputs=[status, stats, errors])
+
+    def _search_tab(self, index_dir) -> SimpleNamespace:
+        import gradio as gr
+
+        from storyreel.index.motion import MOTION_LABELS
+
+        with gr.Row():
+            query = gr.Textbox(label="Text query", elem_id="search-text", scale=3)
+            image = gr.Image(label="…or an image", type="filepath", elem_id="search-image", height=120,
+                             sources=["upload"])
+        with gr.Row():
+            motion = gr.Dropdown([MOTION_ANY, *MOTION_LABELS], value=MOTION_ANY, label="Motion",
+                                 elem_id="search-motion")
+            min_seconds = gr.Number(label="Min seconds", value=0, elem_id="search-min-seconds")
+            k = gr.Number(label="Results (k)", value=6, precision=0, elem_id="search-k")
+            go = gr.Button("Search", variant="primary", elem_id="search-go")
+        status = gr.Markdown(elem_id="search-status")
+        results = gr.Gallery(label="Results", columns=6, height="auto", elem_id="search-results",
+                             allow_preview=False)
+        hits = gr.State([])
+        picked = gr.State(None)
+        picked_text = gr.Markdown(elem_id="search-picked")
+        with gr.Row():
+            clip_video = gr.Video(label="Clip", elem_id="search-clip", autoplay=True, height=220)
+            depth_video = gr.Video(label="Depth", elem_id="search-depth", autoplay=True, height=220)
+        with gr.Row():
+            plot_number = gr.Number(label="Plot N", value=1, precision=0, elem_id="search-plot")
+            pin = gr.Button("Use for plot N", elem_id="search-pin")
+        for trigger in (go.click, query.submit):
+            trigger(guard(self.search, 3), [index_dir, query, image, motion, min_seconds, k], [status, results, hits],
+                    concurrency_id="search")
+
+        def select(index_folder, hit_rows, evt: gr.SelectData):
+            clip_id = hit_rows[evt.index]["clip_id"]
+            video, depth_file, text = self.clip_preview(index_folder, clip_id)
+            return text, video, depth_file, clip_id
+
+        select.__annotations__["evt"] = gr.SelectData  # a real class: Gradio injects the event by its type
+        results.select(guard(select, 4), [index_dir, hits], [picked_text, clip_video, depth_video, picked],
+                       concurrency_id="search")
+        return SimpleNamespace(status=status, plot_number=plot_number, picked=picked, pin=pin)
+
+    def story_file(self) -> str:
+        """The story file the page opens with: --story, else story.yaml in the output folder."""
+        return str(Path(self.config.story).resolve()) if self.config.story else str(self.config.out / "story.yaml")
+
+    def _story_tab(self) -> SimpleNamespace:
+        import gradio as gr
+
+        from storyreel.story.tables import CHARACTER_COLUMNS, PLOT_COLUMNS
+
+        with gr.Row():
+            path = gr.Textbox(label="Story file", value=self.story_file(), elem_id="story-path", scale=4)
+            load = gr.Button("Load", elem_id="story-load")
+        status = gr.Markdown(elem_id="story-status")
+        with gr.Tab("Table"):
+            characters = gr.Dataframe(headers=CHARACTER_COLUMNS, label="Characters", type="array",
+                                      interactive=True, elem_id="story-characters", column_count=5)
+            plots = gr.Dataframe(headers=PLOT_COLUMNS, label="Plots", type="array", interactive=True,
+                                 elem_id="story-plots", column_count=len(PLOT_COLUMNS), wrap=True)
+            save_table = gr.Button("Save table", variant="primary", elem_id="story-save-table")
+        with gr.Tab("YAML"):
+            story_yaml = gr.Textbox(label="Story YAML", lines=18, max_lines=40, elem_id="story-yaml")
+            save = gr.Button("Save YAML", variant="primary", elem_id="story-save")
+        with gr.Tab("Plan from prose"):
+            prose = gr.Textbox(label="Story prose", lines=6, elem_id="plan-prose")
+            cast = gr.Textbox(label="Characters, one per line: NAME=TOKEN[=PACK]", lines=2,
+                              elem_id="plan-characters")
+            with gr.Row():
+                llm_url = gr.Textbox(label="LLM URL (optional; nothing is sent without it)",
+                                     elem_id="plan-llm-url")
+                llm_model = gr.Textbox(label="LLM model", elem_id="plan-llm-model")
+            plan = gr.Button("Plan into the YAML editor", elem_id="plan-go")
+        gr.Markdown("**Entity boxes** over each planned plot's source keyframes (grey frames until a clip "
+                    "is pinned or rendered):")
+        # No label: Gradio draws it over the picture's top-left corner, where the plot's caption is.
+        layouts = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="story-layouts")
+        # The layout pictures follow every load and save: drawn from the file as saved.
+        shown = [status, story_yaml, characters, plots]
+        load.click(guard(self.load_story_file, 4), [path], shown).then(self.story_layouts, [path], [layouts])
+        save.click(guard(self.save_yaml, 3), [path, story_yaml], [status, characters, plots]
+                   ).then(self.story_layouts, [path], [layouts])
+        save_table.click(guard(lambda p, c, r: _skip_none(self.save_tables(p, c, r), gr.skip), 4),
+                         [path, characters, plots], shown).then(self.story_layouts, [path], [layouts])
+        plan.click(guard(self.plan, 2), [path, prose, cast, llm_url, llm_model], [status, story_yaml])
+        return SimpleNamespace(path=path, yaml=story_yaml, layouts=layouts, shown=shown)
+
+    def _characters_tab(self):
+        """Builds the tab; returns its pack table."""
+        import gradio as gr
+
+        with gr.Row():
+            uploads = gr.File(label="Character images", file_count="multiple", file_types=["image"],
+                              elem_id="char-images")
+            with gr.Column():
+                token = gr.Textbox(label="Token", placeholder="<rex>", elem_id="char-token")
+                init_word = gr.Textbox(label="Init word", placeholder="dog", elem_id="char-word")
+                steps = gr.Number(label="Steps", value=100, precision=0, elem_id="char-steps")
+                pack_out = gr.Textbox(label="Pack file", value=str(self.config.out / "packs" / "new.safetensors"),
+                                      elem_id="char-out")
+                train = gr.Button("Train pack", variant="primary", elem_id="char-train")
+        status = gr.Markdown(elem_id="char-status")
+        packs = gr.Dataframe(headers=["pack", "token", "mode", "concept"], label="Packs", type="array",
+                             interactive=False, elem_id="char-packs")
+        with gr.Row():
+            pack_path = gr.Textbox(label="Pack to preview", elem_id="char-preview-path", scale=4)
+            preview = gr.Button("Preview", elem_id="char-preview")
+        pack_images = gr.Gallery(label="Concept images", columns=8, height=180, object_fit="contain",
+                                 elem_id="char-gallery")
+        train.click(guard(lambda f, t, w, s, o, progress=gr.Progress(): self.train(f, t, w, s, o, progress), 2),  # noqa: B008
+                    [uploads, token, init_word, steps, pack_out], [status, packs], concurrency_id="train",
+                    concurrency_limit=1)
+        preview.click(guard(self.preview_pack, 2), [pack_path], [status, pack_images])
+        return packs
+
+    def _render_tab(self) -> list:
+        """Builds the tab; returns the outputs a render fills (status, plot table, storyboard, videos)."""
+        import gradio as gr
+
+        config = self.config
+        with gr.Row():
+            story = gr.Textbox(label="Story file", value=self.story_file(), elem_id="render-story")
+            index_dir = gr.Textbox(label="Index folder", value=str(config.index or ""), elem_id="render-index")
+            out = gr.Textbox(label="Output folder", value=str(config.out / "render"), elem_id="render-out")
+        with gr.Row():
+            render = gr.Button("Render", variant="primary", elem_id="render-go")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="render-cancel")
+        status = gr.Markdown(elem_id="render-status")
+        plot_table = gr.Dataframe(headers=["plot", "clip", "status", "text", "file"], type="array",
+                                  interactive=False, label="Plots", elem_id="render-plots")
+        with gr.Row():
+            story_video = gr.Video(label="story.mp4", elem_id="render-video", height=240)
+            storyboard = gr.Image(label="storyboard.png", elem_id="render-storyboard", type="filepath")
+        plot_videos = gr.Gallery(label="Plot clips", columns=6, height="auto", elem_id="render-clips")
+        outputs = [status, plot_table, storyboard, story_video, plot_videos]
+        render.click(guard(lambda s, i, o, progress=gr.Progress(): self.render(s, i, o, progress), 5),  # noqa: B008
+                     [story, index_dir, out], outputs, concurrency_id="render", concurrency_limit=1)
+        cancel.click(self.cancel_render, None, [status], queue=False)
+        return outputs
+
+    def _on_page_load(self, page, index_tab: SimpleNamespace, story_tab: SimpleNamespace, packs, render_outputs):
+        """On open, each tab shows what is already there."""
+        import gradio as gr
+
+        page.load(guard(self.load_story_file, 4), [story_tab.path], story_tab.shown
+                  ).then(self.story_layouts, [story_tab.path], [story_tab.layouts])
+        page.load(lambda: self.pack_rows(), None, [packs])
+        if self.config.index is not None:
+            page.load(guard(self.show_index, 3), [index_tab.index_dir], index_tab.outputs)
+        out = self.config.out / "render"
+        page.load(lambda: (None, *self.render_outputs(out)) if (out / "manifest.json").is_file()
+                  else (gr.skip(),) * 5, None, render_outputs)
 
     def launch(self, *, block: bool = True, quiet: bool = False):
         """Serve the page on config.host:config.port; returns (page, url). Says where it listens and whether
@@ -693,32 +699,6 @@ def guard(handler, outputs: int, status: int = 0):
 
 def _skip_none(values, skip):
     return tuple(skip() if v is None else v for v in values)
-
-
-def story_tables(story, path: Path):
-    """(character rows, plot rows) of a Story, packs as written in the file (relative to it)."""
-    characters = []
-    for token, c in story.characters.items():
-        pack = os.path.relpath(c.pack, Path(path).resolve().parent) if Path(c.pack).is_absolute() else str(c.pack)
-        characters.append([token, c.name, c.word or "", pack, "" if c.tau is None else c.tau])
-    plots = [["" if getattr(p, col) is None else getattr(p, col) for col in PLOT_COLUMNS] for p in story.plots]
-    return characters, plots
-
-
-def table_records(rows, columns) -> list[dict]:
-    """Table rows as story-file mappings: empty cells left out, numbers read as YAML reads them."""
-    records = []
-    for row in rows or []:
-        record = {}
-        for column, cell in zip(columns, row):
-            text = "" if cell is None else str(cell).strip()
-            if not text or text.lower() == "nan":
-                continue
-            value = yaml.safe_load(text) if column in ("clip", "frames", "tau", "seed") else text
-            record[column] = value
-        if record:
-            records.append(record)
-    return records
 
 
 def gallery_videos(paths: list[str]):
