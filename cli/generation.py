@@ -225,7 +225,8 @@ def _run_character_train(args) -> int:
 def _add_eval(commands) -> None:
     parser = add_command(commands, "eval", _run_eval,
                          "CLIP-T, CLIP-I, temporal consistency and motion of generated clips (compare backends)",
-                         models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)",
+                         models="model preset for CLIP: a name or a preset .json file (else $STORYREEL_MODELS, "
+                                "else default)",
                          json="print a JSON list with one row per clip", components=("clip",))
     parser.add_argument("clip", nargs="+", help="generated clips: mp4/gif files or folders of PNG frames; several "
                         "(e.g. one per backend, from the same prompt) are scored side by side")
@@ -369,12 +370,12 @@ def _add_render(commands) -> None:
 
 def _run_render(args) -> int:
     from storyreel.core.devices import device_and_dtype
-    from storyreel.core.models import COMPONENT_ARGS
+    from storyreel.core.models import COMPONENTS
     from storyreel.core.progress import Progress
     from storyreel.story.render import render_story, summary_table
 
     device, dtype = device_and_dtype(args)
-    overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
+    overrides = {c.name: getattr(args, c.dest) for c in COMPONENTS}
     manifest = render_story(args.story, args.index, args.out, preset=args.models, backend=args.backend,
                             progress=Progress("render", quiet=args.quiet), overrides=overrides, device=device,
                             dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)

@@ -23,7 +23,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.hub import MODEL_FILES, SD15_CONFIG_FILES, SD15_FILES
-from storyreel.core.models import ANIMATEDIFF_DDIM, PRESETS, ModelPreset, SchedulerSpec, get_preset, is_built_in
+from storyreel.core.models import ANIMATEDIFF_DDIM, ModelPreset, SchedulerSpec, as_defined, get_preset, is_built_in
 
 
 @dataclass
@@ -73,7 +73,7 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
         folders = {role: where[role] if is_built_in(ids[role]) else _locate(ids[role], role)
                    for role in ids if not (role == "base" and single_file)}
         if single_file:
-            config = tiny["base_dir"] if _config_is_built_in(preset) else _locate(PRESETS[preset.name].generator.base,
+            config = tiny["base_dir"] if _config_is_built_in(preset) else _locate(as_defined(preset).generator.base,
                                                                                    "base", SD15_CONFIG_FILES)
             folders["base"] = read_single_file(spec.base, config, dtype=dtype)
         return load_components(folders["base"], folders.get("motion_adapter"), folders["controlnet"], ids=ids,
@@ -92,12 +92,12 @@ def _is_single_file(model: str) -> bool:
 
 def _config_is_built_in(preset: ModelPreset) -> bool:
     """A single-file base is read with the preset's own base model configs (tiny: built in code)."""
-    return is_built_in(PRESETS[preset.name].generator.base)
+    return is_built_in(as_defined(preset).generator.base)
 
 
 def _image_scheduler(preset: ModelPreset) -> str:
     """Text2Video-Zero samples with DDIM unless the scheduler was swapped (--scheduler)."""
-    swapped = preset.generator.scheduler.name != PRESETS[preset.name].generator.scheduler.name
+    swapped = preset.generator.scheduler.name != as_defined(preset).generator.scheduler.name
     return preset.generator.scheduler.name if swapped else IMAGE_MODEL_DDIM.name
 
 

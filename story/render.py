@@ -86,7 +86,7 @@ def render_story(story_path, index_dir, out_dir, *, preset=None, backend: str | 
 def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log, overrides, device, dtype,
                    cpu_offload: bool, force: bool) -> dict:
     from storyreel import index as index_package
-    from storyreel.core.models import get_preset, preset_for_model_id, with_overrides
+    from storyreel.core.models import COMPONENTS, get_preset, preset_for_model_id, with_overrides
     from storyreel.index.embed import clip_for_index
     from storyreel.story.otio import write_story_otio
 
@@ -94,8 +94,7 @@ def _render_locked(story: Story, index_dir, out_dir: Path, preset, progress, log
     steps = progress.child("steps")
     previous = _read_manifest(out_dir / "manifest.json", force=force)
     (out_dir / "plots").mkdir(exist_ok=True)
-    swaps = {("depth" if key == "depth_model" else key): value
-             for key, value in story.models.items() if key != "preset"}
+    swaps = {c.name: story.models[c.story_key] for c in COMPONENTS if c.story_key in story.models}
     swaps.update({key: value for key, value in (overrides or {}).items() if value is not None})
 
     with index_package.open_index(index_dir) as index:
@@ -463,13 +462,13 @@ def summary_table(plots: list[dict]) -> str:
 
 def _model_ids(preset, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    from storyreel.core.models import PRESETS, get_preset
+    from storyreel.core.models import as_defined, get_preset
 
     models = get_preset(preset)
     generator = models.generator
     ids = {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
            "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
-    if generator.scheduler != PRESETS[models.name].generator.scheduler:  # swapped (--scheduler)
+    if generator.scheduler != as_defined(models).generator.scheduler:  # swapped (--scheduler)
         ids["scheduler"] = generator.scheduler.name
     return ids
 
