@@ -101,6 +101,7 @@ class ModelPreset:
     generator: GeneratorSpec
     description: str = ""
     file: str | None = field(default=None, compare=False)  # the preset file it was read from
+    extends: str | None = None  # the built-in preset the file builds on
 
 
 def get_preset(preset: str | ModelPreset | None = None) -> ModelPreset:

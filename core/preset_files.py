@@ -178,7 +178,7 @@ def _build(data: dict, path: Path) -> ModelPreset:
     generator["scheduler"] = SchedulerSpec(**scheduler) if scheduler else ANIMATEDIFF_DDIM
     return ModelPreset(name=path.stem, clip=ClipSpec(**clip), depth=data["depth"],
                        generator=GeneratorSpec(**generator), description=data.get("description", ""),
-                       file=str(path))
+                       file=str(path), extends=data.get("extends"))
 
 
 def _shown(value) -> str:
