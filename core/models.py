@@ -167,6 +167,7 @@ COMPONENTS = (
               "diffusers scheduler class to sample with, e.g. EulerDiscreteScheduler", generator=True,
               takes_path=False, metavar="CLASS"),
 )
+FLAGS = {c.name: c.flag for c in COMPONENTS}
 BUILT_IN = "storyreel/tiny-"  # ids of the generator models generation/tiny.py builds in code
 
 
@@ -208,11 +209,11 @@ def with_overrides(preset: str | ModelPreset | None = None, *, clip: str | ClipS
     if clip is not None:
         preset = replace(preset, clip=parse_clip(clip) if isinstance(clip, str) else clip)
     if depth is not None:
-        preset = replace(preset, depth=local_or_repo(depth, "--depth-model", depth=True))
+        preset = replace(preset, depth=local_or_repo(depth, FLAGS["depth"], depth=True))
     generator = preset.generator
     for role, value in (("base", base), ("motion_adapter", motion_adapter), ("controlnet", controlnet)):
         if value is not None:
-            generator = replace(generator, **{role: local_or_repo(value, "--" + role.replace("_", "-"))})
+            generator = replace(generator, **{role: local_or_repo(value, FLAGS[role])})
     if scheduler is not None:
         generator = replace(generator, scheduler=replace(generator.scheduler, name=_scheduler_class(scheduler)))
     return replace(preset, generator=generator)
