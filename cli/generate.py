@@ -131,7 +131,8 @@ def _run_generate(args) -> int:
 def _add_eval(commands) -> None:
     parser = add_command(commands, "eval", _run_eval,
                          "CLIP-T, CLIP-I, temporal consistency and motion of generated clips (compare backends)",
-                         models="model preset for CLIP: tiny or default (else $STORYREEL_MODELS, else default)",
+                         models="model preset for CLIP: a name or a preset .json file (else $STORYREEL_MODELS, "
+                                "else default)",
                          json="print a JSON list with one row per clip", components=("clip",))
     parser.add_argument("clip", nargs="+", help="generated clips: mp4/gif files or folders of PNG frames; several "
                         "(e.g. one per backend, from the same prompt) are scored side by side")

@@ -1,7 +1,8 @@
 """`storyreel models` and `storyreel doctor` (see cli/__init__.py and docs/CLI.md).
 
-    storyreel models [--json]     every preset of the registry (storyreel.core.models), its components,
-                                  where each is looked for, whether it is there, how to fetch it
+    storyreel models [--json]     every preset (built-in and the user's own, core/preset_files.py), its
+                                  file, its components, where each is looked for, whether it is there,
+                                  how to fetch it
     storyreel doctor [--json]     torch and CUDA, ffmpeg, the Hugging Face cache, each preset's weights;
                                   exit 1 when the selected preset cannot run here
 
@@ -22,9 +23,11 @@ def add_commands(commands) -> None:
     """Register this package's subcommands on the top-level parser's subparsers."""
     add_command(commands, "models", _run_models,
                 "list model presets, their components and where their weights are looked for", models=None,
-                description="List every model preset (--models / $STORYREEL_MODELS), its CLIP, depth model "
-                            "and generator, where each component's weights are looked for in the Hugging "
-                            "Face cache, and the `hf download` command of each missing one.")
+                description="List every model preset (--models / $STORYREEL_MODELS): the built-in ones and "
+                            "your own (*.json in $STORYREEL_PRESETS, else ~/.config/storyreel/presets; "
+                            "docs/presets.md), each one's CLIP, depth model and generator, where each "
+                            "component's weights are looked for in the Hugging Face cache, and the `hf "
+                            "download` command of each missing one.")
     add_command(commands, "doctor", _run_doctor,
                 "check torch/CUDA, ffmpeg, the Hugging Face cache and every preset's weights", models=None,
                 json="print the checks as one JSON document",
@@ -38,19 +41,23 @@ def _run_models(args) -> int:
     from dataclasses import asdict
 
     from storyreel.core.hub import hf_cache_dir
-    from storyreel.core.models import PRESETS, resolve_preset
+    from storyreel.core.models import list_presets, resolve_preset
+    from storyreel.core.preset_files import user_preset_dir
 
     selected = resolve_preset(None)  # what --models left out would pick ($STORYREEL_MODELS, else default)
     defaults = ("height", "width", "frames", "steps", "cfg", "train_size")
-    report = {"selected": selected, "hf_cache": hf_cache_dir(), "presets": {
-        name: {"components": describe(preset), "scheduler": asdict(preset.generator.scheduler),
+    report = {"selected": selected, "hf_cache": hf_cache_dir(), "user_presets": str(user_preset_dir()), "presets": {
+        name: {"file": preset.file, "description": preset.description, "components": describe(preset),
+               "scheduler": asdict(preset.generator.scheduler),
                "defaults": {k: getattr(preset.generator, k) for k in defaults}}
-        for name, preset in PRESETS.items()}}
+        for name, preset in list_presets().items()}}
     if args.json:
         _print_json(report)
         return 0
     for name, preset in report["presets"].items():
-        print(f"{name}{'  (selected)' if name == selected else ''}")
+        print(f"{name}{'  (selected)' if name == selected else ''}  {preset['file']}")
+        if preset["description"]:
+            print(f"  {preset['description']}")
         _print_components(preset["components"])
         scheduler = preset["scheduler"]
         overrides = " ".join(f"{k}={v}" for k, v in scheduler["config"].items())
@@ -59,6 +66,7 @@ def _run_models(args) -> int:
         print(f"  {'defaults':<15} {d['width']}x{d['height']}, {d['frames']} frames, {d['steps']} steps, "
               f"cfg {d['cfg']}, character training {d['train_size']}px")
     print(f"Hugging Face cache: {report['hf_cache']}")
+    print(f"your presets: {report['user_presets']}/*.json (docs/presets.md)")
     return 0
 
 
@@ -151,7 +159,7 @@ def _run_doctor(args) -> int:
     import shutil
 
     from storyreel.core.hub import hf_cache_dir
-    from storyreel.core.models import PRESETS, resolve_preset
+    from storyreel.core.models import list_presets, resolve_preset
 
     checks = []  # (name, ok, detail, fix)
 
@@ -190,7 +198,7 @@ def _run_doctor(args) -> int:
 
     selected = resolve_preset(None)
     presets = {}
-    for name, preset in PRESETS.items():
+    for name, preset in list_presets().items():
         components = describe(preset)
         missing = {role: c for role, c in components.items() if not c["present"]}
         presets[name] = {"ok": not missing, "components": components}

@@ -94,13 +94,13 @@ def _add_render(commands) -> None:
 
 def _run_render(args) -> int:
     from storyreel.core.devices import device_and_dtype
-    from storyreel.core.models import COMPONENT_ARGS
+    from storyreel.core.models import COMPONENTS
     from storyreel.core.progress import Progress
     from storyreel.story.manifest import summary_table
     from storyreel.story.render import RenderOptions, render_story
 
     device, dtype = device_and_dtype(args)
-    overrides = {key: getattr(args, dest) for dest, key in COMPONENT_ARGS.items()}
+    overrides = {c.name: getattr(args, c.dest) for c in COMPONENTS}
     options = RenderOptions(preset=args.models, backend=args.backend, overrides=overrides, device=device,
                             dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
     manifest = render_story(args.story, args.index, args.out, options, progress=Progress("render", quiet=args.quiet))

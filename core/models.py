@@ -1,11 +1,13 @@
-"""The model registry: every component of every preset, as data, in one table.
+"""The model registry: presets (core/presets/*.json and a user's own) and the swappable components.
 
-A preset (`tiny`, `default`) names a CLIP (index, search, eval), a depth model and a generator (base
-model, motion adapter, ControlNet, scheduler, sampling defaults). Each package builds its part from
-here: `storyreel.index.embed.load_clip`, `storyreel.depth.create_depth_model(preset.depth)`,
-`storyreel.generation.components.create_components`. `storyreel models` lists the table.
+A preset (`tiny`, `default`, or a user's JSON file: docs/presets.md, core/preset_files.py) names a CLIP
+(index, search, eval), a depth model and a generator (base model, motion adapter, ControlNet,
+scheduler, sampling defaults). Each package builds its part from here:
+`storyreel.index.embed.load_clip`, `storyreel.depth.create_depth_model(preset.depth)`,
+`storyreel.generation.components.create_components`. `storyreel models` lists the presets.
 
-    preset = get_preset("default")            # or get_preset() for --models / $STORYREEL_MODELS
+    preset = get_preset("default")            # or get_preset() for --models / $STORYREEL_MODELS,
+    preset = get_preset("my/preset.json")     # or a preset file
     preset.generator.steps                    # 25
     # Swapping one component is one `dataclasses.replace`; loaders take the result wherever they
     # take a preset name:
@@ -93,54 +95,37 @@ class GeneratorSpec:
 
 @dataclass(frozen=True)
 class ModelPreset:
-    name: str
+    name: str             # the preset file's name without .json
     clip: ClipSpec
-    depth: str            # a model of storyreel.depth.registry.MODELS
+    depth: str            # a model of storyreel.depth.registry.MODELS, a transformers repo id or folder
     generator: GeneratorSpec
-
-
-TINY_CLIP_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-
-PRESETS: dict[str, ModelPreset] = {
-    # Small random-init models with fixed seeds: tests, the demo and smoke runs need no weights.
-    "tiny": ModelPreset(
-        name="tiny",
-        clip=ClipSpec("tiny", config=TINY_CLIP_CONFIG, seed=0),
-        depth="tiny",
-        # The ids are labels of models generation/tiny.py builds, not Hugging Face repos.
-        generator=GeneratorSpec(
-            "storyreel/tiny-sd15(seed=0)", "storyreel/tiny-motion-adapter(seed=0)",
-            "storyreel/tiny-controlnet-depth(seed=0)", height=64, width=64, frames=16, steps=4, cfg=7.5,
-            train_size=64, seed=0,
-        ),
-    ),
-    "default": ModelPreset(
-        name="default",
-        clip=ClipSpec("ViT-B-32", pretrained="laion2b_s34b_b79k", hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K"),
-        depth="dpt_hybrid_384",
-        generator=GeneratorSpec(
-            base="stable-diffusion-v1-5/stable-diffusion-v1-5",
-            motion_adapter="guoyww/animatediff-motion-adapter-v1-5-3",
-            controlnet="lllyasviel/control_v11f1p_sd15_depth",
-            height=512, width=512, frames=16, steps=25, cfg=7.5, train_size=256,
-        ),
-    ),
-}
+    description: str = ""
+    file: str | None = field(default=None, compare=False)  # the preset file it was read from
+    extends: str | None = None  # the built-in preset the file builds on
 
 
 def get_preset(preset: str | ModelPreset | None = None) -> ModelPreset:
-    """`--models` value, else $STORYREEL_MODELS, else "default". A ModelPreset passes through, so every
-    loader that takes a preset name also takes a preset with swapped components."""
+    """`--models` value (a preset name or a preset .json file), else $STORYREEL_MODELS, else "default".
+    A ModelPreset passes through, so every loader that takes a preset name also takes a preset with
+    swapped components."""
+    from storyreel.core.preset_files import find_preset
+
     if isinstance(preset, ModelPreset):
         return preset
-    name = preset or os.environ.get(ENV_VAR) or "default"
-    if name not in PRESETS:
-        raise UserError(f"unknown model preset {name!r} (--models / ${ENV_VAR}); choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return find_preset(preset or os.environ.get(ENV_VAR) or "default")
+
+
+def list_presets() -> dict[str, ModelPreset]:
+    """Every preset by name: the built-in ones (core/presets/), then the user's (core/preset_files.py)."""
+    from storyreel.core.preset_files import presets_by_name
+
+    return presets_by_name()
+
+
+def as_defined(preset: str | ModelPreset | None) -> ModelPreset:
+    """The preset as its file defines it, before any component was swapped (`with_overrides`)."""
+    preset = get_preset(preset)
+    return get_preset(preset.file or preset.name)
 
 
 def resolve_preset(name: str | None = None) -> str:
@@ -150,10 +135,39 @@ def resolve_preset(name: str | None = None) -> str:
 
 # -- swapping components: `--clip`, `--depth-model`, `--base`, ... and a story file's `models:` section --------
 
-# The overridable components: parsed-argument name of its flag (cli/common.py: --clip, --depth-model,
-# --base, --motion-adapter, --controlnet, --scheduler) -> the keyword of `with_overrides`.
-COMPONENT_ARGS = {"clip_model": "clip", "depth_model": "depth", "base": "base", "motion_adapter": "motion_adapter",
-                  "controlnet": "controlnet", "scheduler": "scheduler"}
+
+@dataclass(frozen=True)
+class Component:
+    """One swappable component of a preset and every name it goes by."""
+
+    name: str             # keyword of `with_overrides`
+    flag: str             # command-line flag (cli/common.py)
+    dest: str             # the flag's argparse dest
+    story_key: str        # key in a story file's `models:` section (story/format.py)
+    help: str             # the flag's help
+    generator: bool       # part of the video generator (cli/common.py `components=("generator",)`)
+    takes_path: bool      # a local path may be given (a story file's are relative to it)
+    metavar: str = "MODEL"
+
+
+COMPONENTS = (
+    Component("clip", "--clip", "clip_model", "clip", "CLIP instead of the preset's: an open_clip NAME:PRETRAINED_TAG "
+              "(ViT-B-16:laion2b_s34b_b88k) or hf-hub:ORG/REPO", generator=False, takes_path=False),
+    Component("depth", "--depth-model", "depth_model", "depth_model", "depth model instead of the preset's: a MiDaS "
+              "registry name, or a transformers depth-estimation model (repo id or local folder, e.g. Depth "
+              "Anything V2)", generator=False, takes_path=True),
+    Component("base", "--base", "base", "base", "SD1.5-layout base model instead of the preset's: a repo id, a "
+              "local diffusers folder, or a single .safetensors/.ckpt checkpoint (ComfyUI/A1111)",
+              generator=True, takes_path=True),
+    Component("motion_adapter", "--motion-adapter", "motion_adapter", "motion_adapter",
+              "AnimateDiff motion adapter: repo id or local folder", generator=True, takes_path=True),
+    Component("controlnet", "--controlnet", "controlnet", "controlnet", "depth ControlNet: repo id or local folder",
+              generator=True, takes_path=True),
+    Component("scheduler", "--scheduler", "scheduler", "scheduler",
+              "diffusers scheduler class to sample with, e.g. EulerDiscreteScheduler", generator=True,
+              takes_path=False, metavar="CLASS"),
+)
+FLAGS = {c.name: c.flag for c in COMPONENTS}
 BUILT_IN = "storyreel/tiny-"  # ids of the generator models generation/tiny.py builds in code
 
 
@@ -195,11 +209,11 @@ def with_overrides(preset: str | ModelPreset | None = None, *, clip: str | ClipS
     if clip is not None:
         preset = replace(preset, clip=parse_clip(clip) if isinstance(clip, str) else clip)
     if depth is not None:
-        preset = replace(preset, depth=_local_or_repo(depth, "--depth-model"))
+        preset = replace(preset, depth=local_or_repo(depth, FLAGS["depth"], depth=True))
     generator = preset.generator
     for role, value in (("base", base), ("motion_adapter", motion_adapter), ("controlnet", controlnet)):
         if value is not None:
-            generator = replace(generator, **{role: _local_or_repo(value, "--" + role.replace("_", "-"))})
+            generator = replace(generator, **{role: local_or_repo(value, FLAGS[role])})
     if scheduler is not None:
         generator = replace(generator, scheduler=replace(generator.scheduler, name=_scheduler_class(scheduler)))
     return replace(preset, generator=generator)
@@ -209,20 +223,26 @@ def preset_from_args(args, **fallbacks) -> ModelPreset:
     """The preset of a parsed command: --models, then whichever of --clip, --depth-model, --base,
     --motion-adapter, --controlnet, --scheduler it has and was given (`fallbacks`: values for the ones
     not given, e.g. a story file's `models:` section)."""
-    given = {key: getattr(args, dest, None) for dest, key in COMPONENT_ARGS.items()}
+    given = {c.name: getattr(args, c.dest, None) for c in COMPONENTS}
     given = {key: value if value is not None else fallbacks.get(key) for key, value in given.items()}
     return with_overrides(getattr(args, "models", None), **given)
 
 
-def _local_or_repo(value: str, flag: str) -> str:
-    """A model reference as given: an existing path (made absolute, so records say where) or a repo id."""
+def local_or_repo(value: str, flag: str, *, base_dir: Path | None = None, depth: bool = False) -> str:
+    """A model reference as given: an existing path (made absolute, so records say where) or a repo id
+    (`depth`: also a depth registry name).
+
+    `flag`: what the message names (`--base`, or `FILE: generator.base` for a preset file); `base_dir`:
+    what relative paths are relative to (None: the working directory)."""
     path = Path(value).expanduser()
+    if base_dir is not None:
+        path = base_dir / path
     if path.exists():
         return str(path.resolve())
     looks_like_file = value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt"))
     if value.count("/") == 1 and not looks_like_file:
         return value  # ORG/NAME: looked up in the Hugging Face cache when loaded
-    if "/" not in value and flag == "--depth-model":
+    if "/" not in value and depth:
         return value  # a depth registry name; storyreel.depth.registry checks it
     raise UserError(f"{flag} {value}: no such file or folder (give a local path or a Hugging Face repo id ORG/NAME)")
 
@@ -241,7 +261,7 @@ def _scheduler_class(name: str) -> str:
 
 def preset_for_model_id(model_id: str) -> ModelPreset | None:
     """The preset whose CLIP an index was built with (its recorded model id), if any."""
-    return next((p for p in PRESETS.values() if p.clip.model_id == model_id), None)
+    return next((p for p in list_presets().values() if p.clip.model_id == model_id), None)
 
 
 def clip_for_model_id(model_id: str) -> ClipSpec:

@@ -23,7 +23,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.hub import MODEL_FILES, SD15_CONFIG_FILES, SD15_FILES
-from storyreel.core.models import ANIMATEDIFF_DDIM, PRESETS, ModelPreset, SchedulerSpec, get_preset, is_built_in
+from storyreel.core.models import ANIMATEDIFF_DDIM, ModelPreset, SchedulerSpec, as_defined, get_preset, is_built_in
 
 
 @dataclass
@@ -60,7 +60,8 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
         ids["motion_adapter"] = spec.motion_adapter
     with contextlib.ExitStack() as stack:
         tiny = {}
-        if any(is_built_in(ids[role]) for role in ids) or (_is_single_file(spec.base) and _config_is_built_in(preset)):
+        config_base = _config_base(preset)
+        if any(is_built_in(ids[role]) for role in ids) or (_is_single_file(spec.base) and is_built_in(config_base)):
             from storyreel.generation.tiny import write_tiny_checkpoint
 
             # Through disk on purpose: the tiny models take the same loader as the pretrained ones.
@@ -73,8 +74,7 @@ def create_components(preset: str | ModelPreset, *, dtype: torch.dtype = torch.f
         folders = {role: where[role] if is_built_in(ids[role]) else _locate(ids[role], role)
                    for role in ids if not (role == "base" and single_file)}
         if single_file:
-            config = tiny["base_dir"] if _config_is_built_in(preset) else _locate(PRESETS[preset.name].generator.base,
-                                                                                   "base", SD15_CONFIG_FILES)
+            config = tiny["base_dir"] if is_built_in(config_base) else _locate(config_base, "base", SD15_CONFIG_FILES)
             folders["base"] = read_single_file(spec.base, config, dtype=dtype)
         return load_components(folders["base"], folders.get("motion_adapter"), folders["controlnet"], ids=ids,
                                scheduler=scheduler, dtype=dtype)
@@ -90,14 +90,18 @@ def _is_single_file(model: str) -> bool:
     return model.endswith((".safetensors", ".ckpt")) and Path(model).is_file()
 
 
-def _config_is_built_in(preset: ModelPreset) -> bool:
-    """A single-file base is read with the preset's own base model configs (tiny: built in code)."""
-    return is_built_in(PRESETS[preset.name].generator.base)
+def _config_base(preset: ModelPreset) -> str:
+    """The base model whose configs a single-file base is read with: the preset's own (before --base), or
+    when that is a single file too, the base of the built-in preset its file extends (else `default`'s)."""
+    defined = as_defined(preset)
+    if not _is_single_file(defined.generator.base):
+        return defined.generator.base
+    return get_preset(defined.extends or "default").generator.base
 
 
 def _image_scheduler(preset: ModelPreset) -> str:
     """Text2Video-Zero samples with DDIM unless the scheduler was swapped (--scheduler)."""
-    swapped = preset.generator.scheduler.name != PRESETS[preset.name].generator.scheduler.name
+    swapped = preset.generator.scheduler.name != as_defined(preset).generator.scheduler.name
     return preset.generator.scheduler.name if swapped else IMAGE_MODEL_DDIM.name
 
 

@@ -29,8 +29,8 @@ from storyreel.generation.characters import CharacterConditioning, load_characte
 from storyreel.generation.characters.pack import load_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.layout import Layout
-from storyreel.generation.pipeline import Steering, StructureGuidedPipeline
-from storyreel.generation.settings import GenerationSettings, check_lora_scale
+from storyreel.generation.pipeline import Steering
+from storyreel.generation.settings import GenerationSettings, check_lora_scale, pipeline_class
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,8 @@ class ClipGenerator:
     def pipeline(self, backend: str):
         """(pipeline, character tokens or None) of a backend (GenerationSettings.backend), loaded once."""
         if backend not in self._pipes:
-            if backend == "animatediff":
-                pipeline_class = StructureGuidedPipeline
-            else:
-                from storyreel.generation.zero import StructureGuidedZeroPipeline as pipeline_class
-            pipe = pipeline_class.from_components(create_components(self.preset, dtype=self.dtype, backend=backend))
+            components = create_components(self.preset, dtype=self.dtype, backend=backend)
+            pipe = pipeline_class(backend).from_components(components)
             pipe.set_progress_bar_config(disable=True)  # library code reports only through callbacks
             if self.cpu_offload and self.device.type != "cpu":
                 pipe.enable_model_cpu_offload(device=self.device)  # one model on the GPU at a time

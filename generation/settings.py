@@ -11,6 +11,7 @@ JSON sidecar, so no signature re-declares these fields.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -20,9 +21,13 @@ from storyreel.core.errors import UserError
 # The fields a preset decides (its generator's size, length, steps and guidance), so a story or a
 # CLI flag that leaves them unset gets what suits the model instead of one fixed table.
 PRESET_FIELDS = ("frames", "height", "width", "steps", "cfg")
-# animatediff: AnimateDiff motion modules + depth ControlNet (generation/pipeline.py);
-# t2v-zero: Text2Video-Zero on the image UNet alone + depth ControlNet (generation/zero.py).
-BACKENDS = ("animatediff", "t2v-zero")
+# The generation backends: name -> (module, class) of its pipeline, imported on first use (this module
+# is read at every `storyreel` start, before torch). animatediff: AnimateDiff motion modules + depth
+# ControlNet; t2v-zero: Text2Video-Zero on the image UNet alone + depth ControlNet.
+BACKENDS = {
+    "animatediff": ("storyreel.generation.pipeline", "StructureGuidedPipeline"),
+    "t2v-zero": ("storyreel.generation.zero", "StructureGuidedZeroPipeline"),
+}
 # How the animatediff backend makes clips longer than one window (generation/pipeline.py):
 # overlap: overlapping windows, the new frames' noise mirrored about the overlap with a weak past
 # dependence, staged guidance anchoring the seam frame longest (the default: best measured,
@@ -30,6 +35,14 @@ BACKENDS = ("animatediff", "t2v-zero")
 # freenoise: FreeNoise's noise rescheduling (local shuffles of the first window's noise) with every
 # window run at every step and their noise predictions fused (a candidate, see docs/generation.md).
 LONG_MODES = ("overlap", "vidrd", "freenoise")
+
+
+def pipeline_class(backend: str):
+    """The pipeline class of a backend of BACKENDS."""
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    module, name = BACKENDS[backend]
+    return getattr(importlib.import_module(module), name)
 
 
 @dataclass(frozen=True)

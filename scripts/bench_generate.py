@@ -32,7 +32,7 @@ import torch
 
 from storyreel.generation.components import Components, create_components
 from storyreel.generation.pipeline import StructureGuidedPipeline, structure_steps
-from storyreel.generation.settings import GenerationSettings
+from storyreel.generation.settings import BACKENDS, GenerationSettings, pipeline_class
 from storyreel.testing.models import random_sd15_components
 
 TAUS = (1.0, 0.5, 0.2)
@@ -199,15 +199,12 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
 
 def backend_step_cost(name: str, device, *, frames: int, size: int, steps: int, repeats: int, build) -> dict:
     """Seconds per denoising step of each backend (best of `repeats`); `build(backend)` makes the components."""
-    from storyreel.generation.zero import StructureGuidedZeroPipeline
-
     row = {"models": name, "frames": frames, "size": size, "steps": steps}
     depth = depth_clip(frames, size).to(device)
     settings = GenerationSettings(frames=frames, height=size, width=size, steps=steps, tau=1.0)
-    backends = (("animatediff", StructureGuidedPipeline), ("t2v-zero", StructureGuidedZeroPipeline))
-    for backend, pipeline_class in backends:
+    for backend in BACKENDS:
         components = build(backend)
-        pipe = pipeline_class.from_components(components).to(device)
+        pipe = pipeline_class(backend).from_components(components).to(device)
         pipe.set_progress_bar_config(disable=True)
         pipe("warm up", depth[:2], settings.replace(frames=2, steps=1))
         best = float("inf")

@@ -46,6 +46,7 @@ from typing import Any, Callable
 import yaml
 
 from storyreel.core.errors import UserError
+from storyreel.core.models import COMPONENTS
 from storyreel.generation.layout import DEFAULT_LAYOUT_STRENGTH, Layout, LayoutEntity, box_problem
 from storyreel.generation.settings import BACKENDS, GenerationSettings, setting_problem
 from storyreel.index.motion import MOTION_LABELS
@@ -116,8 +117,9 @@ STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "
                 "plots")
 ENTITY_FIELDS = ("name", "description", "token", "boxes")
 CONSISTENCY_KINDS = ("entities", "backgrounds")
-# `models:` fields: --models and the component flags (core/models.py with_overrides).
-MODEL_FIELDS = ("preset", "clip", "depth_model", "base", "motion_adapter", "controlnet", "scheduler")
+# `models:` fields: --models and the component flags (core/models.py COMPONENTS).
+MODEL_FIELDS = ("preset", *(c.story_key for c in COMPONENTS))
+TAKES_PATH = {c.story_key: c.takes_path for c in COMPONENTS}
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
 # `defaults:` fields: the GenerationSettings a story author sets (window sizes and decode chunks are
 # the pipeline's business).
@@ -193,7 +195,8 @@ class _StoryReader:
                 value = self.string(node, f"models.{key}", "a model name, repo id or path")
                 local = self.base_dir / value
                 # a path next to the story file, else as written (a repo id, a registry name, an absolute path)
-                models[key] = str(local) if key not in ("preset", "scheduler") and local.exists() else value
+                path_ok = value.endswith(".json") if key == "preset" else TAKES_PATH[key]
+                models[key] = str(local) if path_ok and local.exists() else value
 
         plots_node = top["plots"][1]
         if not isinstance(plots_node, yaml.SequenceNode) or not plots_node.value:

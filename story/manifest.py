@@ -119,13 +119,13 @@ def read_manifest(path: Path, force: bool = False) -> Manifest | None:
 
 def model_ids(preset, clip_model_id: str) -> dict:
     """Ids of every model a plot's frames depend on, known without loading the models."""
-    from storyreel.core.models import PRESETS, get_preset
+    from storyreel.core.models import as_defined, get_preset
 
     models = get_preset(preset)
     generator = models.generator
     ids = {"preset": models.name, "base": generator.base, "motion_adapter": generator.motion_adapter,
            "controlnet": generator.controlnet, "depth": models.depth, "clip": clip_model_id}
-    if generator.scheduler != PRESETS[models.name].generator.scheduler:  # swapped (--scheduler)
+    if generator.scheduler != as_defined(models).generator.scheduler:  # swapped (--scheduler)
         ids["scheduler"] = generator.scheduler.name
     return ids
 

@@ -138,8 +138,9 @@ def _render_locked(story: Story, index_dir, out_dir: Path, options: RenderOption
 
 def _component_swaps(story: Story, overrides: dict | None) -> dict:
     """The components swapped in: the story's `models:` section, then `overrides` (with_overrides keywords)."""
-    swaps = {("depth" if key == "depth_model" else key): value
-             for key, value in story.models.items() if key != "preset"}
+    from storyreel.core.models import COMPONENTS
+
+    swaps = {c.name: story.models[c.story_key] for c in COMPONENTS if c.story_key in story.models}
     swaps.update({key: value for key, value in (overrides or {}).items() if value is not None})
     return swaps
 

@@ -17,6 +17,8 @@ import pytest
 # machine oversubscribed threads made single tests 10x slower. Set before torch is imported;
 # the few subprocesses the tests still start inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Presets of the person running the tests (~/.config/storyreel/presets) stay out of them.
+os.environ["STORYREEL_PRESETS"] = str(Path(__file__).resolve().parent / "no-user-presets")
 
 REPO = Path(__file__).resolve().parents[1]
 

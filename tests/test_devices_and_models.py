@@ -14,7 +14,7 @@ from PIL import Image
 
 from storyreel.core import devices
 from storyreel.core.errors import MissingWeightsError, UserError
-from storyreel.core.models import PRESETS, clip_for_model_id, get_preset, parse_clip, with_overrides
+from storyreel.core.models import as_defined, clip_for_model_id, get_preset, parse_clip, with_overrides
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -96,7 +96,8 @@ def test_overrides_are_one_replace_each(tmp_path):
     assert swapped.generator.scheduler.name == "EulerDiscreteScheduler"
     assert swapped.generator.scheduler.config == default.generator.scheduler.config  # AnimateDiff's settings kept
     assert swapped.depth == "depth-anything/Depth-Anything-V2-Small-hf"
-    assert swapped.clip.weights_repo == "timm/ViT-B-16-SigLIP" and PRESETS["default"] == default  # registry intact
+    assert swapped.clip.weights_repo == "timm/ViT-B-16-SigLIP" and get_preset("default") == default  # registry intact
+    assert as_defined(swapped) is default  # the preset before the swaps
 
     clip = parse_clip("ViT-B-32:laion2b_s34b_b79k")  # open_clip's pretrained tag names its HF repo
     assert clip == default.clip and clip_for_model_id(clip.model_id) == clip
@@ -209,7 +210,7 @@ def test_doctor_reports_what_is_missing_with_its_fetch_command(run_cli, hf_cache
     report = json.loads(proc.stdout)
     assert proc.returncode == 1 and report["ok"] is False and report["selected"] == "default"
     checks = {c["name"]: c for c in report["checks"]}
-    assert list(checks) == ["torch", "cuda", "ffmpeg", "hf_cache", "preset tiny", "preset default"]
+    assert list(checks) == ["torch", "cuda", "ffmpeg", "hf_cache", "preset default", "preset tiny"]
     assert checks["torch"]["ok"] and checks["ffmpeg"]["ok"] and checks["preset tiny"]["ok"]
     assert checks["cuda"]["ok"] == torch.cuda.is_available()
     assert "hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K --include open_clip_model.safetensors" in \

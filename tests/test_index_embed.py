@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from storyreel.core.errors import MissingWeightsError
-from storyreel.core.models import TINY_CLIP_CONFIG, ClipSpec, get_preset
+from storyreel.core.models import ClipSpec, get_preset
 from storyreel.index import embed
+
+TINY_CLIP_CONFIG = get_preset("tiny").clip.config  # core/presets/tiny.json
 
 FAKE_REPO = "storyreel-test/tiny-clip"
 

@@ -1,5 +1,5 @@
-"""The model registry (storyreel.core.models) and `storyreel models`, which lists it with where each
-component's weights are looked for in the Hugging Face cache."""
+"""The model registry (storyreel.core.models, presets read from core/presets/*.json) and `storyreel models`,
+which lists it with where each component's weights are looked for in the Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from storyreel.cli import main
 from storyreel.core.errors import UserError
-from storyreel.core.models import PRESETS, ClipSpec, get_preset
+from storyreel.core.models import ClipSpec, get_preset, list_presets
 
 
 def test_one_table_names_every_component_and_the_generator_defaults(monkeypatch):
@@ -26,8 +26,9 @@ def test_one_table_names_every_component_and_the_generator_defaults(monkeypatch)
     assert get_preset("tiny").clip.model_id == "open_clip:tiny:seed0" and get_preset("tiny").clip.weights_repo is None
 
     monkeypatch.setenv("STORYREEL_MODELS", "tiny")
-    assert get_preset() is PRESETS["tiny"] and get_preset("default") is PRESETS["default"]
-    with pytest.raises(UserError, match="unknown model preset 'huge'.*choose one of tiny, default"):
+    presets = list_presets()
+    assert get_preset() is presets["tiny"] and get_preset("default") is presets["default"]
+    with pytest.raises(UserError, match="unknown model preset 'huge'.*choose one of default, tiny"):
         get_preset("huge")
     # Swapping one component is one replace; the result passes through every preset lookup.
     siglip = dataclasses.replace(default, clip=ClipSpec("hf-hub:timm/ViT-B-16-SigLIP"))
@@ -48,7 +49,7 @@ def test_models_command_lists_presets_components_and_where_they_are_looked_for(h
     report = json.loads(capsys.readouterr().out)
 
     assert report["selected"] == "default" and report["hf_cache"] == str(hf_cache)
-    assert list(report["presets"]) == ["tiny", "default"]
+    assert list(report["presets"]) == ["default", "tiny"]
     tiny, default = report["presets"]["tiny"]["components"], report["presets"]["default"]["components"]
     assert set(tiny) == set(default) == {"clip", "depth", "base", "motion_adapter", "controlnet"}
     for component in tiny.values():
