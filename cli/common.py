@@ -23,18 +23,17 @@ QUIET_HELP = "no progress bars or notes on stderr (errors and warnings still pri
 
 
 def add_command(commands, name: str, run, help: str, *, description: str | None = None,
-                models: str | None = MODELS_HELP, json: str | None = JSON_HELP, device: bool | None = None,
-                components: tuple[str, ...] = ()):
+                models: str | None = MODELS_HELP, json: str | None = JSON_HELP, components: tuple[str, ...] = ()):
     """A subcommand of `commands` (an argparse subparsers action): --quiet, and --models and --json unless None.
 
-    `device` (default: whenever there is --models): add --device and --dtype. `components`: names of
+    A command with --models loads models, so it also takes --device and --dtype. `components`: names of
     core/models.py COMPONENTS ("generator" stands for base, motion adapter, ControlNet and scheduler).
     """
     parser = commands.add_parser(name, help=help, description=description or help)
     parser.add_argument("--quiet", action="store_true", help=QUIET_HELP)
     if models:
         parser.add_argument("--models", metavar="PRESET", help=models)
-    if device if device is not None else bool(models):
+    if models:
         parser.add_argument("--device", metavar="DEVICE", help=DEVICE_HELP)
         parser.add_argument("--dtype", metavar="DTYPE", help=DTYPE_HELP)
     for wanted in components:

@@ -25,9 +25,10 @@ def add_commands(commands) -> None:
 
 def _add_plan(commands) -> None:
     parser = add_command(commands, "plan", _run_plan, "prose story -> story file of single-event plots",
-                         models="model preset whose size, frames, steps and cfg the story's defaults get "
-                                "(else $STORYREEL_MODELS, else default)",
-                         json="print the plan as one JSON document", device=False)
+                         models=None, json="print the plan as one JSON document")
+    # Planning loads no model, so --models here comes without --device and --dtype.
+    parser.add_argument("--models", metavar="PRESET", help="model preset whose size, frames, steps and cfg the "
+                        "story's defaults get (else $STORYREEL_MODELS, else default)")
     parser.add_argument("story", metavar="STORY.txt", help="the story as prose (plain text)")
     parser.add_argument("--out", required=True, metavar="STORY.yaml", help="story file to write")
     parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
