@@ -29,6 +29,6 @@ def test_readme_python_api_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "README.md (Python API)", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == "(8, 64, 64, 3) 2"  # 8 frames; τ = 0.5 of 4 steps runs the ControlNet twice
-    assert printed[-1] == "{'output': 'story.mp4', 'storyboard': 'storyboard.png', 'frames': 16}"
+    assert printed[-1] == "16 ['plots/00.mp4']"  # one plot of the preset's 16 frames
     assert (tmp_path / "my_pipeline" / "model_index.json").is_file()
     assert {"story.mp4", "storyboard.png", "manifest.json"} <= {p.name for p in (tmp_path / "my_story").iterdir()}

@@ -139,7 +139,7 @@ def test_the_indexer_reads_the_written_world(world):
     from storyreel import index
 
     folder, truths = world
-    report = index.build(folder, folder.parent / f"{folder.name}-index", preset="tiny")
+    report = index.build(folder, folder.parent / f"{folder.name}-index", index.BuildSettings(preset="tiny"))
     assert report.videos == 3 and report.errors == 0
     with index.open_index(folder.parent / f"{folder.name}-index") as idx:
         rows = idx.clips()
