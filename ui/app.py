@@ -306,6 +306,7 @@ class StoryreelApp:
             story = parse_story(text, path)
         except UserError as err:
             return f"**Not saved:** {md(err)}", [], []
+        path.parent.mkdir(parents=True, exist_ok=True)  # e.g. the output folder, before its first render
         write_text_atomic(path, text if text.endswith("\n") else text + "\n")
         return f"Saved {path.name}: {len(story.plots)} plots.", *story_tables(story, path)
 
