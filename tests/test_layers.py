@@ -7,7 +7,7 @@ is allowed too):
     core -> index -> retrieval
     core -> depth
     core -> toyworld
-    {index, depth} -> generation -> training (+ retrieval) -> story (+ synthetic, toyworld) -> ui -> cli
+    {index, depth} -> generation -> training (+ retrieval, toyworld) -> story (+ synthetic) -> ui -> cli
 
 `testing` (helpers the tests and benchmarks share) sits above everything and nothing imports it.
 Every import of a storyreel module (module level or inside a function) is read from the source with
@@ -33,7 +33,7 @@ BUILDS_ON = {
     "depth": {"core"},
     "toyworld": {"core"},
     "generation": {"index", "depth"},
-    "training": {"generation", "retrieval"},
+    "training": {"generation", "retrieval", "toyworld"},
     "story": {"training", "synthetic", "toyworld"},
     "ui": {"story"},
     "cli": {"ui"},

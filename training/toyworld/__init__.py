@@ -1,0 +1,25 @@
+"""Small real models trained on the toy world (storyreel.toyworld), in the on-disk formats the `default`
+preset loads, so the `toy` preset goes through the same loaders as pretrained weights.
+
+One module a stage, each with the same two calls:
+
+    summary = train(world_dir, out_dir, seed=0, progress=None)   # writes out_dir/<stage>/, returns a dict
+    rows = measure(out_dir, world_dir)                           # the stage's effects on held-out clips
+
+`scripts/train_toyworld.py` writes the world and runs every stage from nothing;
+`scripts/bench_toyworld.py` prints every stage's rows. The weights live in core/presets/toy/.
+"""
+
+import importlib
+
+# stage -> module, in training order (a later stage may read an earlier one's weights).
+STAGES = {
+    "clip": "storyreel.training.toyworld.clip",
+    "depth": "storyreel.training.toyworld.depth",
+    "generator": "storyreel.training.toyworld.generator",
+}
+
+
+def stage(name: str):
+    """The module of one stage (its `train` and `measure`)."""
+    return importlib.import_module(STAGES[name])
