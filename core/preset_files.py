@@ -4,7 +4,8 @@ The built-in presets ship in core/presets/; a user's own are read from `user_pre
 ($STORYREEL_PRESETS, else $XDG_CONFIG_HOME/storyreel/presets, else ~/.config/storyreel/presets) or given
 as a path (`--models my/preset.json`, a story file's `models: {preset: ...}`). A preset's name is its
 file name without `.json`. A file may `extends` a built-in preset and give only what differs. Paths
-inside a file are relative to the file. A bad field is one UserError line naming the file, the field
+inside a file are relative to the file; `clip` may be such a path (a local open_clip folder) instead of
+an object. A bad field is one UserError line naming the file, the field
 and what is expected.
 
     find_preset("tiny"), find_preset("my/preset.json")   # ModelPreset (read once per file version)
@@ -27,6 +28,7 @@ from storyreel.core.models import (
     GeneratorSpec,
     ModelPreset,
     SchedulerSpec,
+    local_clip,
     local_or_repo,
 )
 
@@ -154,9 +156,13 @@ def _checked(data: dict, table: str, where: str, path: Path) -> dict:
                 raise UserError(f"{path}: {name}: missing; expected {what} (docs/presets.md)")
             continue
         value = data[key]
+        if kind == "clip" and isinstance(value, str):  # a local open_clip folder
+            checked[key] = local_clip(value, f"{path}: {name}", base_dir=path.parent).architecture
+            continue
         if kind in FIELDS:
             if not isinstance(value, dict):
-                raise UserError(f"{path}: {name}: expected an object, got {_shown(value)}")
+                folder = " or a path to an open_clip folder" if kind == "clip" else ""
+                raise UserError(f"{path}: {name}: expected an object{folder}, got {_shown(value)}")
             checked[key] = _checked(value, kind, f"{name}.", path)
             continue
         accepts, expected = KINDS[kind]
@@ -169,7 +175,7 @@ def _checked(data: dict, table: str, where: str, path: Path) -> dict:
 
 
 def _build(data: dict, path: Path) -> ModelPreset:
-    clip = data["clip"]
+    clip = data["clip"] if isinstance(data["clip"], dict) else {"architecture": data["clip"]}
     if clip.get("pretrained") and not clip.get("hf_repo"):
         raise UserError(f"{path}: clip.hf_repo: missing; a pretrained tag needs the Hugging Face repo its "
                         "weights are in")
