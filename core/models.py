@@ -83,10 +83,15 @@ def local_clip(value: str, what: str, base_dir: Path | None = None) -> ClipSpec:
     working directory). `what` names the flag or field in the message when it is not such a folder."""
     path = Path(value[len(LOCAL_DIR):] if value.startswith(LOCAL_DIR) else value).expanduser()
     folder = ((base_dir / path) if base_dir is not None else path).resolve()
-    if not (folder / OPEN_CLIP_CONFIG).is_file() or local_checkpoint(folder) is None:
+    if not is_clip_folder(folder):
         raise UserError(f"{what} {value}: not an open_clip folder (expected {folder} to hold {OPEN_CLIP_CONFIG} "
                         f"and {' or '.join(OPEN_CLIP_WEIGHTS)})")
     return ClipSpec(f"{LOCAL_DIR}{folder}")
+
+
+def is_clip_folder(folder: Path) -> bool:
+    """Whether `folder` holds an open_clip config and checkpoint (the Hugging Face layout)."""
+    return (folder / OPEN_CLIP_CONFIG).is_file() and local_checkpoint(folder) is not None
 
 
 def local_checkpoint(folder: Path) -> Path | None:
@@ -236,7 +241,7 @@ def parse_clip(text: str) -> ClipSpec:
         if text.count("/") != 1:
             raise UserError(f"--clip {text!r}: expected hf-hub:ORG/REPO")
         return ClipSpec(text)
-    if text.startswith((LOCAL_DIR, ".", "~")) or "/" in text or os.sep in text or Path(text).is_dir():
+    if text.startswith((LOCAL_DIR, ".", "~")) or "/" in text or os.sep in text or is_clip_folder(Path(text)):
         return local_clip(text, "--clip")
     architecture, _, tag = text.partition(":")
     if not tag:

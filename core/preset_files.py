@@ -24,11 +24,13 @@ from storyreel.core.errors import UserError
 from storyreel.core.models import (
     ANIMATEDIFF_DDIM,
     ENV_VAR,
+    LOCAL_DIR,
+    OPEN_CLIP_CONFIG,
     ClipSpec,
     GeneratorSpec,
     ModelPreset,
     SchedulerSpec,
-    local_clip,
+    is_clip_folder,
     local_or_repo,
 )
 
@@ -156,13 +158,16 @@ def _checked(data: dict, table: str, where: str, path: Path) -> dict:
                 raise UserError(f"{path}: {name}: missing; expected {what} (docs/presets.md)")
             continue
         value = data[key]
-        if kind == "clip" and isinstance(value, str):  # a local open_clip folder
-            checked[key] = local_clip(value, f"{path}: {name}", base_dir=path.parent).architecture
+        if kind == "clip" and isinstance(value, str):  # a local open_clip folder, relative to the file
+            folder = (path.parent / Path(value).expanduser()).resolve()
+            if not is_clip_folder(folder):
+                raise UserError(f"{path}: {name}: expected an object or the path of an open_clip folder, got "
+                                f"{_shown(value)} ({folder} holds no {OPEN_CLIP_CONFIG} and checkpoint)")
+            checked[key] = f"{LOCAL_DIR}{folder}"
             continue
         if kind in FIELDS:
             if not isinstance(value, dict):
-                folder = " or a path to an open_clip folder" if kind == "clip" else ""
-                raise UserError(f"{path}: {name}: expected an object{folder}, got {_shown(value)}")
+                raise UserError(f"{path}: {name}: expected an object, got {_shown(value)}")
             checked[key] = _checked(value, kind, f"{name}.", path)
             continue
         accepts, expected = KINDS[kind]

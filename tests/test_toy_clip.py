@@ -68,7 +68,8 @@ def test_the_folder_loads_as_clip_spec_flag_and_preset_file_path(tmp_path, monke
     with pytest.raises(UserError, match="--clip .*: not an open_clip folder"):
         parse_clip(str(tmp_path))
     preset_file.write_text(json.dumps({"extends": "tiny", "clip": "no/such/folder"}))
-    with pytest.raises(UserError, match="mine.json: clip no/such/folder: not an open_clip folder"):
+    with pytest.raises(UserError, match='mine.json: clip: expected an object or the path of an open_clip folder, '
+                                        'got "no/such/folder"'):
         read_preset(preset_file)
 
 

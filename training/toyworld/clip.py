@@ -253,25 +253,29 @@ def search_rows(idx, embedder, truth_of: dict[str, dict], model: str) -> list[di
                          "recall@5": round(float(np.mean([w in f[:5] for w, f in zip(wanted, found)])), 4),
                          "chance@1": chance[1], "chance@5": chance[5], "queries": len(truths)})
     idx.query_offset = None
-    return rows + [projected_row(idx, embedder, truth_of, offsets["learned"], model)]
+    return rows + projected_rows(idx, embedder, truth_of, offsets["learned"], model)
 
 
-def projected_row(idx, embedder, truth_of: dict[str, dict], offset, model: str) -> dict:
-    """Recall@1/@5 of ranking every clip by the query with its offset component removed: what the
-    offset-projected FAISS stage ranks by before the exact re-score (index/vectors.py `search`). On a
-    small index that stage passes every clip on, so `search` itself ranks the same with or without it."""
+def projected_rows(idx, embedder, truth_of: dict[str, dict], offset, model: str) -> list[dict]:
+    """Recall@1/@5 of ranking every clip vector by the query as given and by the query with its offset
+    component removed: what the offset-projected FAISS stage ranks by before the exact re-score
+    (index/vectors.py `search`). A small index passes every clip on to that re-score, so `search`
+    itself ranks the same with or without the offset."""
     ids = np.array(sorted(idx.clip_ids()), np.int64)
     rows = idx.clips_by_id(ids)
     keys = [tuple(truth_of[rows[int(i)].video][f] for f in ("shape", "colour", "scene")) for i in ids]
     truths = list(truth_of.values())
-    queries = embedder.embed_text([query_captions(t)["no_motion"] for t in truths])
-    projected = queries - np.outer(queries @ offset.direction, offset.direction)
-    top = np.argsort(-(projected @ idx.clip_vectors(ids).T), axis=1, kind="stable")[:, :5]
     wanted = [(t["shape"], t["colour"], t["scene"]) for t in truths]
-    hits = [[keys[j] == w for j in row] for w, row in zip(wanted, top)]
-    return {"row": f"offset-projected ranking alone ({model}, no motion captions)",
-            "recall@1": round(float(np.mean([h[0] for h in hits])), 4),
-            "recall@5": round(float(np.mean([any(h) for h in hits])), 4), "queries": len(truths)}
+    queries = embedder.embed_text([query_captions(t)["no_motion"] for t in truths])
+    out = []
+    for name, vectors in (("as given", queries),
+                          ("offset removed", queries - np.outer(queries @ offset.direction, offset.direction))):
+        top = np.argsort(-(vectors @ idx.clip_vectors(ids).T), axis=1, kind="stable")[:, :5]
+        hits = [[keys[j] == w for j in row] for w, row in zip(wanted, top)]
+        out.append({"row": f"clip-vector ranking alone, query {name} ({model}, no motion captions)",
+                    "recall@1": round(float(np.mean([h[0] for h in hits])), 4),
+                    "recall@5": round(float(np.mean([any(h) for h in hits])), 4), "queries": len(truths)})
+    return out
 
 
 def motion_row(idx, truth_of: dict[str, dict]) -> dict:
