@@ -145,8 +145,7 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None) -> dict:
         clips = rng.choice(len(videos), size=min(BATCH, len(videos)), replace=False)
         picked = [variants[c][rng.integers(len(variants[c]))] for c in clips]
         images = embedder.preprocess(frames[clips, rng.integers(frames.shape[1], size=len(clips))])
-        text_codes = codes[clips]
-        targets = matches(codes[clips], text_codes, np.array([named for _, named in picked]))
+        targets = matches(codes[clips], codes[clips], np.array([named for _, named in picked]))
         image_features = model.encode_image(images, normalize=True)
         text_features = model.encode_text(embedder.tokenizer([text for text, _ in picked]), normalize=True)
         loss = contrastive_loss(image_features, text_features, model.logit_scale, targets)
