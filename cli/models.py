@@ -102,8 +102,9 @@ def describe(preset) -> dict[str, dict]:
             hf_file(clip.weights_repo, OPEN_CLIP_CONFIG, "CLIP")
         return find_checkpoint(clip)
 
+    local_clip = str(clip.local_folder) if clip.local_folder is not None else None
     components = {"clip": _component(clip.model_id, clip.seed, clip.weights_repo, clip_files, clip_fetch,
-                                     clip_lookup)}
+                                     clip_lookup, local=local_clip)}
     if "/" in preset.depth and not preset.depth.startswith("/"):  # a transformers depth model's repo
         components["depth"] = _component(preset.depth, None, preset.depth, " ".join(TRANSFORMERS_FILES),
                                          TRANSFORMERS_FILES,

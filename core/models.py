@@ -13,11 +13,14 @@ scheduler, sampling defaults). Each package builds its part from here:
     # take a preset name:
     other = replace(preset, depth="dpt_large_384")
     other = replace(preset, clip=ClipSpec("hf-hub:timm/ViT-B-16-SigLIP"))
+    other = replace(preset, clip=parse_clip("path/to/open_clip_folder"))   # a local folder in the HF layout
     other = replace(preset, generator=replace(preset.generator, base="some-org/some-sd15-fine-tune"))
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,19 +29,24 @@ from storyreel.core.errors import UserError
 
 ENV_VAR = "STORYREEL_MODELS"
 HF_HUB = "hf-hub:"
+LOCAL_DIR = "local-dir:"  # open_clip's prefix for a folder in the Hugging Face layout
+OPEN_CLIP_CONFIG = "open_clip_config.json"  # an hf-hub repo's or folder's architecture, preprocessing, tokenizer
 # open_clip checkpoint file names in a Hugging Face repo, in open_clip's own order of preference.
 OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """An open_clip model: an architecture with a pretrained tag, an `hf-hub:` id, or a config built in code.
+    """An open_clip model: an architecture with a pretrained tag, an `hf-hub:` id, a `local-dir:` folder
+    (the Hugging Face layout: open_clip_config.json + open_clip_model.safetensors), or a config built in code.
 
-    Weights are read from the Hugging Face cache (`weights_repo`); with none (no tag, no hf-hub id)
-    the model is built at random init with `seed`. Preprocessing and the tokenizer come from open_clip.
+    Weights are read from the Hugging Face cache (`weights_repo`) or the folder; with none (no tag,
+    no hf-hub id, no folder) the model is built at random init with `seed`. Preprocessing and the
+    tokenizer come from open_clip.
     """
 
-    architecture: str                 # open_clip model name ("ViT-B-32"), "hf-hub:org/repo", or a label for `config`
+    architecture: str                 # open_clip model name ("ViT-B-32"), "hf-hub:org/repo", "local-dir:/abs/folder",
+                                      # or a label for `config`
     pretrained: str | None = None     # open_clip pretrained tag, its weights read from `hf_repo`
     hf_repo: str | None = None        # HF repo holding the tag's open_clip checkpoint
     config: dict | None = None        # explicit open_clip CLIP(**config) instead of a named architecture
@@ -53,6 +61,8 @@ class ClipSpec:
         """Stored in every index: queries must embed with the same model."""
         if self.architecture.startswith(HF_HUB):
             return f"open_clip:{self.architecture}"
+        if self.local_folder is not None:  # where it is and what it holds: a retrained folder is another model
+            return f"open_clip:{self.architecture}@{folder_digest(self.local_folder)}"
         return f"open_clip:{self.architecture}:{self.pretrained or f'seed{self.seed}'}"
 
     @property
@@ -61,6 +71,52 @@ class ClipSpec:
         if self.architecture.startswith(HF_HUB):
             return self.architecture[len(HF_HUB):]
         return self.hf_repo if self.pretrained else None
+
+    @property
+    def local_folder(self) -> Path | None:
+        """The folder of a `local-dir:` CLIP (absolute), else None."""
+        return Path(self.architecture[len(LOCAL_DIR):]) if self.architecture.startswith(LOCAL_DIR) else None
+
+
+def local_clip(value: str, what: str, base_dir: Path | None = None) -> ClipSpec:
+    """The CLIP of an open_clip folder in the Hugging Face layout; `value` relative to `base_dir` (None: the
+    working directory). `what` names the flag or field in the message when it is not such a folder."""
+    path = Path(value[len(LOCAL_DIR):] if value.startswith(LOCAL_DIR) else value).expanduser()
+    folder = ((base_dir / path) if base_dir is not None else path).resolve()
+    if not is_clip_folder(folder):
+        raise UserError(f"{what} {value}: not an open_clip folder (expected {folder} to hold {OPEN_CLIP_CONFIG} "
+                        f"and {' or '.join(OPEN_CLIP_WEIGHTS)})")
+    return ClipSpec(f"{LOCAL_DIR}{folder}")
+
+
+def is_clip_folder(folder: Path) -> bool:
+    """Whether `folder` holds an open_clip config and checkpoint (the Hugging Face layout)."""
+    return (folder / OPEN_CLIP_CONFIG).is_file() and local_checkpoint(folder) is not None
+
+
+def local_checkpoint(folder: Path) -> Path | None:
+    """The open_clip checkpoint file of a local folder (first of OPEN_CLIP_WEIGHTS found), None if none."""
+    return next((folder / name for name in OPEN_CLIP_WEIGHTS if (folder / name).is_file()), None)
+
+
+def folder_digest(folder: Path) -> str:
+    """12 hex digits of the SHA-256 of a CLIP folder's config and checkpoint (read once per file version)."""
+    files = [folder / OPEN_CLIP_CONFIG, local_checkpoint(folder) or folder / OPEN_CLIP_WEIGHTS[0]]
+    try:
+        versions = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        raise UserError(f"CLIP folder {folder}: {OPEN_CLIP_CONFIG} or its checkpoint is missing") from None
+    return _digest(versions)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(versions: tuple[tuple[str, int, int], ...]) -> str:
+    sha = hashlib.sha256()
+    for name, _, _ in versions:
+        with open(name, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                sha.update(block)
+    return sha.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -152,7 +208,8 @@ class Component:
 
 COMPONENTS = (
     Component("clip", "--clip", "clip_model", "clip", "CLIP instead of the preset's: an open_clip NAME:PRETRAINED_TAG "
-              "(ViT-B-16:laion2b_s34b_b88k) or hf-hub:ORG/REPO", generator=False, takes_path=False),
+              "(ViT-B-16:laion2b_s34b_b88k), hf-hub:ORG/REPO, or a local open_clip folder (open_clip_config.json + "
+              "open_clip_model.safetensors)", generator=False, takes_path=True),
     Component("depth", "--depth-model", "depth_model", "depth_model", "depth model instead of the preset's: a MiDaS "
               "registry name, or a transformers depth-estimation model (repo id or local folder, e.g. Depth "
               "Anything V2)", generator=False, takes_path=True),
@@ -177,16 +234,20 @@ def is_built_in(model_id: str) -> bool:
 
 
 def parse_clip(text: str) -> ClipSpec:
-    """`--clip` value -> ClipSpec: `hf-hub:ORG/REPO`, or open_clip `NAME:PRETRAINED_TAG` (HF repo from open_clip)."""
+    """`--clip` value -> ClipSpec: `hf-hub:ORG/REPO`, a local open_clip folder (a path, or `local-dir:PATH`),
+    or open_clip `NAME:PRETRAINED_TAG` (HF repo from open_clip). NAME:TAG never holds a '/'."""
     text = text.strip()
     if text.startswith(HF_HUB):
         if text.count("/") != 1:
             raise UserError(f"--clip {text!r}: expected hf-hub:ORG/REPO")
         return ClipSpec(text)
+    if text.startswith((LOCAL_DIR, ".", "~")) or "/" in text or os.sep in text or is_clip_folder(Path(text)):
+        return local_clip(text, "--clip")
     architecture, _, tag = text.partition(":")
     if not tag:
         raise UserError(f"--clip {text!r}: expected an open_clip NAME:PRETRAINED_TAG (e.g. "
-                        "ViT-B-32:laion2b_s34b_b79k) or hf-hub:ORG/REPO; open_clip.list_pretrained() lists the tags")
+                        "ViT-B-32:laion2b_s34b_b79k), hf-hub:ORG/REPO or an open_clip folder; "
+                        "open_clip.list_pretrained() lists the tags")
     import open_clip
 
     hf_repo = (open_clip.get_pretrained_cfg(architecture, tag) or {}).get("hf_hub", "").strip("/")
@@ -265,13 +326,27 @@ def preset_for_model_id(model_id: str) -> ModelPreset | None:
 
 
 def clip_for_model_id(model_id: str) -> ClipSpec:
-    """The CLIP an index recorded (`open_clip:NAME:TAG`, `open_clip:hf-hub:ORG/REPO`, or a preset's)."""
+    """The CLIP an index recorded (`open_clip:NAME:TAG`, `open_clip:hf-hub:ORG/REPO`,
+    `open_clip:local-dir:FOLDER@DIGEST`, or a preset's)."""
     preset = preset_for_model_id(model_id)
     if preset is not None:
         return preset.clip
     prefix = "open_clip:"
     rest = model_id[len(prefix):] if model_id.startswith(prefix) else None
+    if rest and rest.startswith(LOCAL_DIR):
+        return _recorded_folder(model_id, rest[len(LOCAL_DIR):].rpartition("@")[0])
     if not rest or rest.split(":")[-1].startswith("seed"):
         raise UserError(f"the index's CLIP model {model_id!r} is not one storyreel can rebuild; "
                         "pass --clip or --models")
     return parse_clip(rest)
+
+
+def _recorded_folder(model_id: str, folder: str) -> ClipSpec:
+    """The local CLIP folder an index recorded, if it still holds the same files."""
+    if not Path(folder, OPEN_CLIP_CONFIG).is_file():
+        raise UserError(f"the index's CLIP folder {folder} is gone; pass --clip FOLDER or --models")
+    spec = ClipSpec(f"{LOCAL_DIR}{folder}")
+    if spec.model_id != model_id:
+        raise UserError(f"the CLIP folder {folder} holds other weights than when the index was built "
+                        f"({model_id}); rebuild the index with it, or pass the CLIP it was built with (--clip)")
+    return spec

@@ -4,7 +4,8 @@ The built-in presets ship in core/presets/; a user's own are read from `user_pre
 ($STORYREEL_PRESETS, else $XDG_CONFIG_HOME/storyreel/presets, else ~/.config/storyreel/presets) or given
 as a path (`--models my/preset.json`, a story file's `models: {preset: ...}`). A preset's name is its
 file name without `.json`. A file may `extends` a built-in preset and give only what differs. Paths
-inside a file are relative to the file. A bad field is one UserError line naming the file, the field
+inside a file are relative to the file; `clip` may be such a path (a local open_clip folder) instead of
+an object. A bad field is one UserError line naming the file, the field
 and what is expected.
 
     find_preset("tiny"), find_preset("my/preset.json")   # ModelPreset (read once per file version)
@@ -23,10 +24,13 @@ from storyreel.core.errors import UserError
 from storyreel.core.models import (
     ANIMATEDIFF_DDIM,
     ENV_VAR,
+    LOCAL_DIR,
+    OPEN_CLIP_CONFIG,
     ClipSpec,
     GeneratorSpec,
     ModelPreset,
     SchedulerSpec,
+    is_clip_folder,
     local_or_repo,
 )
 
@@ -154,6 +158,13 @@ def _checked(data: dict, table: str, where: str, path: Path) -> dict:
                 raise UserError(f"{path}: {name}: missing; expected {what} (docs/presets.md)")
             continue
         value = data[key]
+        if kind == "clip" and isinstance(value, str):  # a local open_clip folder, relative to the file
+            folder = (path.parent / Path(value).expanduser()).resolve()
+            if not is_clip_folder(folder):
+                raise UserError(f"{path}: {name}: expected an object or the path of an open_clip folder, got "
+                                f"{_shown(value)} ({folder} holds no {OPEN_CLIP_CONFIG} and checkpoint)")
+            checked[key] = f"{LOCAL_DIR}{folder}"
+            continue
         if kind in FIELDS:
             if not isinstance(value, dict):
                 raise UserError(f"{path}: {name}: expected an object, got {_shown(value)}")
@@ -169,7 +180,7 @@ def _checked(data: dict, table: str, where: str, path: Path) -> dict:
 
 
 def _build(data: dict, path: Path) -> ModelPreset:
-    clip = data["clip"]
+    clip = data["clip"] if isinstance(data["clip"], dict) else {"architecture": data["clip"]}
     if clip.get("pretrained") and not clip.get("hf_repo"):
         raise UserError(f"{path}: clip.hf_repo: missing; a pretrained tag needs the Hugging Face repo its "
                         "weights are in")

@@ -1,7 +1,7 @@
 """CLIP image/text embedders for a preset's CLIP (storyreel.core.models): `load_clip(preset)`.
 
 Every CLIP is built the same way: make the open_clip architecture (a named one, an `hf-hub:`
-repo's config, or an explicit config) at random init, then, for pretrained ones, load an open_clip
+repo's or a local folder's config, or an explicit config) at random init, then, for pretrained ones, load an open_clip
 checkpoint file from the Hugging Face cache with `open_clip.load_checkpoint`. The image
 preprocessing (size, mean/std, resize mode, interpolation) and the tokenizer are the ones open_clip
 gives that model; the tiny preset's test saves its state dict as such a file and loads it back
@@ -21,13 +21,13 @@ import numpy as np
 from storyreel.core.hub import hf_file
 from storyreel.core.models import (
     HF_HUB,
+    OPEN_CLIP_CONFIG,
     OPEN_CLIP_WEIGHTS,
     ClipSpec,
     ModelPreset,
     get_preset,
+    local_checkpoint,
 )
-
-OPEN_CLIP_CONFIG = "open_clip_config.json"  # an hf-hub repo's architecture, preprocessing and tokenizer
 
 
 class ClipEmbedder:
@@ -115,7 +115,8 @@ def _crop_or_pad(x, height: int, width: int, fill: float):
 def create_clip_model(spec: ClipSpec, hub_folder: Path | None = None):
     """The open_clip architecture of `spec`, randomly initialized with the spec's seed.
 
-    `hub_folder`: the cached snapshot of an `hf-hub:` spec (its open_clip_config.json).
+    `hub_folder`: the folder with the spec's open_clip_config.json (an `hf-hub:` spec's cached snapshot,
+    a `local-dir:` spec's folder).
     """
     import open_clip
     import torch
@@ -168,6 +169,9 @@ def clip_embedder(spec: ClipSpec, checkpoint: str | Path | None = None, device=N
     hub_folder = None
     if spec.architecture.startswith(HF_HUB):
         hub_folder = hf_file(spec.weights_repo, OPEN_CLIP_CONFIG, what=f"CLIP {spec.model_id}").parent
+    elif spec.local_folder is not None:
+        hub_folder = spec.local_folder
+        checkpoint = checkpoint if checkpoint is not None else local_checkpoint(hub_folder)
     if checkpoint is None and spec.weights_repo is not None:
         checkpoint = find_checkpoint(spec)  # before building the model: a missing file fails fast
     model = create_clip_model(spec, hub_folder)
