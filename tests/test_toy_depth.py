@@ -33,11 +33,12 @@ def test_trained_depth_beats_random_init_on_unseen_clips(world):
     trained, random_init, truth = rows["trained"], rows["random init"], rows["truth"]
     assert trained["frames"] == 48 and trained["object_pairs"] >= 20
     assert truth["spearman"] == pytest.approx(1.0) and truth["object_nearer"] == 1.0
-    assert trained["spearman"] >= random_init["spearman"] + 0.3
-    assert trained["delta1"] >= random_init["delta1"] + 0.2
-    assert trained["abs_rel"] <= random_init["abs_rel"] - 0.1
-    assert trained["object_nearer"] >= random_init["object_nearer"] + 0.2
-
+    assert trained["spearman"] >= random_init["spearman"] + 0.25
+    assert trained["delta1"] >= random_init["delta1"] + 0.5
+    assert trained["abs_rel"] <= random_init["abs_rel"] - 0.3
+    assert trained["object_nearer"] >= random_init["object_nearer"] + 0.3
+    # more than "lower in the frame is nearer": metric agreement the row prior cannot reach
+    assert trained["delta1"] >= rows["prior: lower is nearer"]["delta1"] + 0.3
 
 def test_a_preset_file_names_the_toy_depth_folder_and_the_cli_runs_it(world, tmp_path, run_cli):
     preset = tmp_path / "toy-depth.json"  # `depth` is relative to the preset file
