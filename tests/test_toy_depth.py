@@ -40,6 +40,7 @@ def test_trained_depth_beats_random_init_on_unseen_clips(world):
     # more than "lower in the frame is nearer": metric agreement the row prior cannot reach
     assert trained["delta1"] >= rows["prior: lower is nearer"]["delta1"] + 0.3
 
+
 def test_a_preset_file_names_the_toy_depth_folder_and_the_cli_runs_it(world, tmp_path, run_cli):
     preset = tmp_path / "toy-depth.json"  # `depth` is relative to the preset file
     preset.write_text(json.dumps({"extends": "tiny", "depth": os.path.relpath(TOY / "depth", tmp_path)}))

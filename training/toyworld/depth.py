@@ -6,8 +6,8 @@ depth/model.py).
 Target: relative inverse depth, as MiDaS predicts. Loss (the MiDaS recipe, untrimmed): each frame's
 prediction and true inverse depth are normalized alike (minus the median, over the mean absolute
 deviation); the loss is their mean absolute difference plus a gradient-matching term at four scales
-(weight 0.5). Inputs are the decoded mp4 frames, what the model
-sees at inference; a random horizontal flip is the only augmentation (the world has no left/right depth cue).
+(weight 0.5). Inputs are the decoded mp4 frames, what the model sees at inference; a random horizontal
+flip is the only augmentation (the world has no left/right depth cue).
 
     summary = train(world_dir, out_dir)   # out_dir/depth/: config.json, model.safetensors, preprocessor_config.json
     rows = measure(out_dir, world_dir)    # held-out clips: trained vs random init of the same network
