@@ -155,8 +155,8 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None) -> dict:
         schedule.step()
         losses.append(float(loss.detach()))
         if progress is not None and (step + 1) % 50 == 0:
-            progress(f"clip step {step + 1}/{STEPS} loss {np.mean(losses[-50:]):.3f} "
-                     f"temperature {1 / model.logit_scale.exp().item():.4f}")
+            progress.update(step=step + 1, of=STEPS, loss=round(float(np.mean(losses[-50:])), 3),
+                            temperature=round(1 / model.logit_scale.exp().item(), 4))
     folder = save_clip(model.eval(), Path(out_dir) / "clip")
     return {"folder": str(folder), "steps": STEPS, "batch": BATCH, "train_clips": len(videos),
             "seconds": round(time.time() - started, 1), "final_loss": round(float(np.mean(losses[-50:])), 4),
