@@ -14,7 +14,7 @@ the world as read and measured: generator_data.py.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +218,7 @@ def load_pipeline(folder: Path):
 
     folder = Path(folder)
     preset = with_overrides("tiny", **{role: str(folder / role) for role in FOLDERS})
+    preset = replace(preset, generator=replace(preset.generator, scheduler=models.SAMPLING_SCHEDULER))
     pipe = StructureGuidedPipeline.from_components(create_components(preset))
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -248,7 +249,7 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
     rows = [{"row": "real frames", "caption_colour_correct": _share(
         dominant_colour(f) == c.colour for f, c in zip(real, held)), "chance": 0.25, "structure_iou": round(float(
             np.mean([mask_iou(colour_masks(f)[c.colour], c.named[:MOTION_FRAMES]) for f, c in zip(real, held)])), 3)}]
-    rows.append({"row": "vae reconstruction", "psnr_db": _psnr(pipe.vae, np.concatenate(real))})
+    rows.append({"row": "vae reconstruction", "psnr_db": psnr(pipe.vae, np.concatenate(real))})
     for tau in TAUS:
         ious, chance_ious, correct = [], [], []
         for k, clip in enumerate(held):
@@ -265,7 +266,7 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
 
 
 @torch.no_grad()
-def _psnr(vae, frames: np.ndarray) -> float:
+def psnr(vae, frames: np.ndarray) -> float:
     """PSNR (dB) of the VAE's reconstruction (posterior mean) of uint8 frames (N, H, W, 3)."""
     images = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
     rebuilt = vae.decode(vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)

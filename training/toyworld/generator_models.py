@@ -24,6 +24,23 @@ TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"
 
 
+# How the pipeline samples the toy models: AnimateDiff's DDIM settings (core/models.py ANIMATEDIFF_DDIM)
+# with predicted clean latents clipped to ±CLIP_RANGE (latents have unit variance). Needed because the
+# cosine schedule's last timestep keeps almost no signal (ᾱ ≈ 1e-8): DDIM's first step divides the noise
+# prediction's error by √ᾱ, and unclipped that error swamps every later step.
+CLIP_RANGE = 4.0
+
+
+def _sampling_scheduler_spec():
+    from storyreel.core.models import ANIMATEDIFF_DDIM, SchedulerSpec
+
+    return SchedulerSpec(ANIMATEDIFF_DDIM.name, {**ANIMATEDIFF_DDIM.config, "clip_sample": True,
+                                                 "clip_sample_range": CLIP_RANGE})
+
+
+SAMPLING_SCHEDULER = _sampling_scheduler_spec()
+
+
 def build_vae():
     from diffusers import AutoencoderKL
 
