@@ -261,7 +261,8 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
         rows.append({"row": f"tau {tau}", "tau": tau, "caption_colour_correct": _share(correct), "chance": 0.25,
                      "structure_iou": round(float(np.mean(ious)), 3),
                      "structure_iou_other_hint": round(float(np.mean(chance_ious)), 3),
-                     "schedule": models.BETA_SCHEDULE, "scheduler_betas": schedule, **SAMPLING})
+                     "schedule": models.BETA_SCHEDULE, "scheduler_betas": schedule,
+                     "clip_sample_range": models.CLIP_RANGE, **SAMPLING})
     return rows
 
 
