@@ -1,11 +1,11 @@
 """The toy generator's architectures and its training steps (diffusers' example recipes, shrunk).
 
-Sizes follow the measured speeds in /work/shared/REFERENCE.md ("Training tiny models on a CPU"):
+Sizes follow measured training speeds on a 2-core CPU (docs/toyworld.md):
 64×64 frames, a VAE to 16×16×4 latents (factor 4: the pipeline reads it from the VAE's three
 levels), a (32, 64, 64) UNet with cross-attention at 8×8 and 4×4 only, a 2-layer 64-wide CLIP text
 encoder over CLIP's real BPE vocabulary, a ControlNet copied from the UNet, a MotionAdapter of the
 same widths. The noise schedule is cosine (`squaredcos_cap_v2`): at 16×16 the layout is decided in the
-high-noise steps, and a linear schedule spends too few of them there (REFERENCE.md's pitfall).
+high-noise steps, and a linear schedule spends too few of them there.
 """
 
 from __future__ import annotations
