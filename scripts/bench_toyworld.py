@@ -30,7 +30,8 @@ def main() -> None:
     world_dir = world(args.world, args.clips, args.seed)
     rows = []
     for name in args.stages:
-        if not (args.weights / name).is_dir():
+        folders = getattr(stage(name), "FOLDERS", (name,))  # where the stage writes its weights
+        if not all((args.weights / folder).is_dir() for folder in folders):
             rows.append({"stage": name, "row": "(no weights: run scripts/train_toyworld.py)"})
             continue
         rows += [{"stage": name, **row} for row in stage(name).measure(args.weights, world_dir)]
