@@ -37,12 +37,14 @@ FOLDERS = ("base", "motion_adapter", "controlnet")
 
 
 def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: dict | None = None) -> dict:
-    """Train every part on the world's train split; writes out_dir/generator/ and returns sizes, times, losses."""
+    """Train every part on the world's train split; writes out_dir/{base,motion_adapter,controlnet}/ (the
+    layout a preset names) and returns sizes, times, losses."""
     from storyreel.generation.tiny import offline_clip_tokenizer
 
     steps = {**STEPS, **(steps or {})}
-    folder = Path(out_dir) / "generator"
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = Path(out_dir)
+    for part in FOLDERS:  # the other stages' folders beside them stay
+        shutil.rmtree(folder / part, ignore_errors=True)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     clips = read_world(Path(world_dir), "train")
@@ -71,7 +73,8 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: d
     models.sampling_scheduler(data.schedule).save_pretrained(base / "scheduler")
     controlnet.save_pretrained(folder / "controlnet")
     motion_unet.save_motion_modules(folder / "motion_adapter")
-    store_half_precision(folder)
+    for part in FOLDERS:
+        store_half_precision(folder / part)
     return summary
 
 
@@ -242,7 +245,7 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
     the named object's region in the depth hint (it is what stands out nearer than its surroundings),
     against the IoU with another clip's region (chance); the schedule is recorded beside it.
     """
-    pipe = load_pipeline(Path(out_dir) / "generator")
+    pipe = load_pipeline(Path(out_dir))
     held = read_world(Path(world_dir), "heldout")[:clips]
     schedule = pipe.scheduler.config.beta_schedule if pipe.scheduler.config.trained_betas is None else "trained betas"
     real = [c.frames[:MOTION_FRAMES] for c in held]
