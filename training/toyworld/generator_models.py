@@ -116,7 +116,7 @@ def fit(parameters, loss_of_step, steps: int, lr: float, label: str, progress=No
         optimizer.step()
         losses.append(loss.item())
         if progress is not None and (step + 1) % 50 == 0:
-            progress(f"{label}: step {step + 1}/{steps}, loss {sum(losses[-50:]) / len(losses[-50:]):.4f}")
+            progress.update(step=step + 1, of=steps, part=label, loss=round(sum(losses[-50:]) / len(losses[-50:]), 4))
     seconds = time.perf_counter() - started
     window = max(1, min(50, steps // 5))
     return {"steps": len(losses), "seconds": round(seconds, 1), "params": sum(p.numel() for p in parameters),
