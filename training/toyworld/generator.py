@@ -23,10 +23,8 @@ import torch
 from storyreel.training.toyworld import generator_models as models
 from storyreel.training.toyworld.generator_data import colour_masks, dominant_colour, mask_iou, read_world
 
-# Each part trains for at most STEPS steps and at most SECONDS of wall time (the machine is shared, so
-# its speed varies; the summary records the steps done). `train(steps=...)` shrinks them for a quick run.
-STEPS = {"vae": 1000, "unet": 4000, "controlnet": 800, "motion": 400}
-SECONDS = {"vae": 240, "unet": 720, "controlnet": 180, "motion": 120}
+# Steps each part trains for (fixed, so a rerun trains the same); `train(steps=...)` shrinks them for a quick run.
+STEPS = {"vae": 800, "unet": 2500, "controlnet": 600, "motion": 200}
 BATCH = {"vae": 16, "unet": 32, "controlnet": 32, "motion": 4}
 LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 5e-4, "motion": 5e-4}
 MOTION_FRAMES = 8
@@ -116,7 +114,7 @@ def _train_vae(vae, images: torch.Tensor, steps: int, generator, progress) -> di
     def loss(step):
         return models.vae_loss(vae, frames[_batch(len(frames), BATCH["vae"], generator)])
 
-    result = models.fit(vae.parameters(), loss, steps, LEARNING_RATE["vae"], "vae", progress, SECONDS["vae"])
+    result = models.fit(vae.parameters(), loss, steps, LEARNING_RATE["vae"], "vae", progress)
     vae.eval().requires_grad_(False)
     return result
 
@@ -150,7 +148,7 @@ def _train_unet(unet, text_encoder, data: _Data, steps: int) -> dict:
             lambda noisy, t: unet(noisy, t, encoder_hidden_states=embeddings).sample, schedule, picked, generator)
 
     parameters = [*unet.parameters(), *text_encoder.parameters()]
-    return models.fit(parameters, loss, steps, LEARNING_RATE["unet"], "unet+text", data.progress, SECONDS["unet"])
+    return models.fit(parameters, loss, steps, LEARNING_RATE["unet"], "unet+text", data.progress)
 
 
 def _train_controlnet(controlnet, unet, text_encoder, data: _Data, steps: int) -> dict:
@@ -171,8 +169,7 @@ def _train_controlnet(controlnet, unet, text_encoder, data: _Data, steps: int) -
 
         return models.noise_prediction_loss(predict, data.schedule, latents[rows, times], generator)
 
-    result = models.fit(controlnet.parameters(), loss, steps, LEARNING_RATE["controlnet"], "controlnet", data.progress,
-                        SECONDS["controlnet"])
+    result = models.fit(controlnet.parameters(), loss, steps, LEARNING_RATE["controlnet"], "controlnet", data.progress)
     controlnet.eval().requires_grad_(False)
     return result
 
@@ -196,8 +193,7 @@ def _train_motion(unet, text_encoder, data: _Data, steps: int):
             lambda noisy, t: motion_unet(noisy, t, encoder_hidden_states=embeddings).sample,
             data.schedule, windows.transpose(1, 2), generator)
 
-    result = models.fit(motion_unet.parameters(), loss, steps, LEARNING_RATE["motion"], "motion", data.progress,
-                        SECONDS["motion"])
+    result = models.fit(motion_unet.parameters(), loss, steps, LEARNING_RATE["motion"], "motion", data.progress)
     motion_unet.eval().requires_grad_(False)
     return motion_unet, result
 
