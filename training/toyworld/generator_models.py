@@ -99,16 +99,13 @@ def sampling_scheduler(training):
                          timestep_spacing="linspace", steps_offset=1)
 
 
-def fit(parameters, loss_of_step, steps: int, lr: float, label: str, progress=None,
-        seconds: float | None = None) -> dict:
-    """AdamW on `parameters` for `steps` steps of `loss_of_step(step)`, or until `seconds` have passed
-    (a shared machine's speed varies); returns what happened (steps done, losses, time)."""
+def fit(parameters, loss_of_step, steps: int, lr: float, label: str, progress=None) -> dict:
+    """AdamW on `parameters` for `steps` steps of `loss_of_step(step)`; returns what happened (steps,
+    losses, time)."""
     parameters = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     losses, started = [], time.perf_counter()
     for step in range(steps):
-        if seconds is not None and time.perf_counter() - started > seconds:
-            break
         loss = loss_of_step(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
