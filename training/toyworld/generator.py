@@ -24,9 +24,9 @@ from storyreel.training.toyworld import generator_models as models
 from storyreel.training.toyworld.generator_data import colour_masks, dominant_colour, mask_iou, read_world
 
 # Steps each part trains for (fixed, so a rerun trains the same); `train(steps=...)` shrinks them for a quick run.
-STEPS = {"vae": 800, "unet": 2500, "controlnet": 600, "motion": 200}
+STEPS = {"vae": 800, "unet": 2500, "controlnet": 2000, "motion": 1000}
 BATCH = {"vae": 16, "unet": 32, "controlnet": 32, "motion": 4}
-LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 5e-4, "motion": 5e-4}
+LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 1e-3, "motion": 5e-4}
 MOTION_FRAMES = 8
 CAPTION_DROPOUT = 0.15
 TAUS = (0.0, 0.25, 0.5, 1.0)
