@@ -13,6 +13,8 @@ there: preprocessing happens on the device too, so only uint8 frames cross the b
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -125,11 +127,26 @@ def create_clip_model(spec: ClipSpec, hub_folder: Path | None = None):
     if spec.config is not None:
         return open_clip.CLIP(**spec.config)
     if hub_folder is not None:
-        return open_clip.create_model(f"local-dir:{hub_folder}", load_weights=False)
+        with _no_random_init_warning():  # the checkpoint is loaded right after (clip_embedder)
+            return open_clip.create_model(f"local-dir:{hub_folder}", load_weights=False)
     # A pretrained tag brings its own preprocessing (mean/std, resize mode), as open_clip applies it.
     tag = open_clip.get_pretrained_cfg(spec.architecture, spec.pretrained) if spec.pretrained else {}
     preprocess = {k: tag[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag}
     return open_clip.create_model(spec.architecture, pretrained=None, force_preprocess_cfg=preprocess)
+
+
+@contextlib.contextmanager
+def _no_random_init_warning():
+    """Drop open_clip's "No pretrained weights loaded ... initialized randomly" warning (root logger)."""
+    def keep(record):
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def clip_tokenizer(spec: ClipSpec, hub_folder: Path | None = None):

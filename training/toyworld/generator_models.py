@@ -6,6 +6,12 @@ levels), a (32, 64, 64) UNet with cross-attention at 8×8 and 4×4 only, a 2-lay
 encoder over CLIP's real BPE vocabulary, a ControlNet copied from the UNet, a MotionAdapter of the
 same widths. The noise schedule is cosine (`squaredcos_cap_v2`): at 16×16 the layout is decided in the
 high-noise steps, and a linear schedule spends too few of them there.
+
+The toy models sample with DDIM with the predicted clean latents clipped to ±CLIP_RANGE (latents have
+unit variance), written into the base model's scheduler folder and repeated in core/presets/toy.json
+(whose AnimateDiff settings would otherwise turn clipping off). The cosine schedule's last timestep
+keeps almost no signal (ᾱ ≈ 1e-8): DDIM's first step divides the noise prediction's error by √ᾱ, and
+unclipped that error swamps every later step.
 """
 
 from __future__ import annotations
@@ -22,23 +28,7 @@ TEXT_WIDTH = 64
 NORM_GROUPS = 16
 TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"
-
-
-# How the pipeline samples the toy models: AnimateDiff's DDIM settings (core/models.py ANIMATEDIFF_DDIM)
-# with predicted clean latents clipped to ±CLIP_RANGE (latents have unit variance). Needed because the
-# cosine schedule's last timestep keeps almost no signal (ᾱ ≈ 1e-8): DDIM's first step divides the noise
-# prediction's error by √ᾱ, and unclipped that error swamps every later step.
 CLIP_RANGE = 4.0
-
-
-def _sampling_scheduler_spec():
-    from storyreel.core.models import ANIMATEDIFF_DDIM, SchedulerSpec
-
-    return SchedulerSpec(ANIMATEDIFF_DDIM.name, {**ANIMATEDIFF_DDIM.config, "clip_sample": True,
-                                                 "clip_sample_range": CLIP_RANGE})
-
-
-SAMPLING_SCHEDULER = _sampling_scheduler_spec()
 
 
 def build_vae():
@@ -95,7 +85,8 @@ def sampling_scheduler(training):
     from diffusers import DDIMScheduler
 
     return DDIMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule=BETA_SCHEDULE,
-                         trained_betas=training.betas.tolist(), clip_sample=False, set_alpha_to_one=False,
+                         trained_betas=training.betas.tolist(), clip_sample=True, clip_sample_range=CLIP_RANGE,
+                         set_alpha_to_one=False,
                          timestep_spacing="linspace", steps_offset=1)
 
 
