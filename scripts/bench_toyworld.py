@@ -3,8 +3,8 @@
     python scripts/bench_toyworld.py [--world out/toyworld] [--weights core/presets/toy] [--stages ...]
 
 The world is the one `scripts/train_toyworld.py` trained on (its held-out clips were never seen in
-training); it is written first if missing. Every stage of training/toyworld/ whose weights are in
---weights reports its rows (`measure`). Prints a table and one JSON line.
+training); it is written first if missing. Every stage and effect of training/toyworld/ whose weights
+are in --weights reports its rows (`measure`). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from train_toyworld import REPO, world
 
 
 def main() -> None:
-    from storyreel.training.toyworld import STAGES, stage
+    from storyreel.training.toyworld import EFFECTS, STAGES, stage
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", type=Path, default=Path("out/toyworld"), help="the toy world trained on")
     parser.add_argument("--weights", type=Path, default=REPO / "core" / "presets" / "toy", help="weights folder")
-    parser.add_argument("--stages", nargs="+", choices=list(STAGES), default=list(STAGES))
+    parser.add_argument("--stages", nargs="+", choices=[*STAGES, *EFFECTS], default=[*STAGES, *EFFECTS],
+                        help="trained stages and method effects to measure")
     parser.add_argument("--clips", type=int, default=600, help="clips in the world, if it must be written")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

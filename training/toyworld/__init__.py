@@ -6,8 +6,9 @@ One module a stage, each with the same two calls:
     summary = train(world_dir, out_dir, seed=0, progress=None)   # writes out_dir/<stage>/, returns a dict
     rows = measure(out_dir, world_dir)                           # the stage's effects on held-out clips
 
-`scripts/train_toyworld.py` writes the world and runs every stage from nothing;
-`scripts/bench_toyworld.py` prints every stage's rows. The weights live in core/presets/toy/.
+Each method's effect against its ablation on the trained weights is one more module with `measure`
+(EFFECTS). `scripts/train_toyworld.py` writes the world and runs every stage from nothing;
+`scripts/bench_toyworld.py` prints every stage's and effect's rows. The weights live in core/presets/toy/.
 """
 
 import importlib
@@ -19,7 +20,11 @@ STAGES = {
     "generator": "storyreel.training.toyworld.generator",
 }
 
+# effect -> module whose measure(weights_dir, world_dir) compares one method with its ablation, sampling
+# the trained generator (the folders it reads: the module's FOLDERS).
+EFFECTS = {}
+
 
 def stage(name: str):
-    """The module of one stage (its `train` and `measure`)."""
-    return importlib.import_module(STAGES[name])
+    """The module of one stage (its `train` and `measure`) or effect (its `measure`)."""
+    return importlib.import_module(STAGES.get(name) or EFFECTS[name])

@@ -208,17 +208,20 @@ def _unused_token_rows_to_zero(text_encoder, token_ids: torch.Tensor) -> None:
     table[~keep] = 0.0
 
 
-def load_pipeline(folder: Path):
-    """The project's StructureGuidedPipeline over the three trained folders (base, motion_adapter,
-    controlnet), loaded the way any swapped-in model is (core/models.py `with_overrides`)."""
+def toy_preset(folder: Path):
+    """The `toy` preset with its three generator folders read from `folder` (the committed weights, or a
+    retrained copy), loaded the way any swapped-in model is (core/models.py `with_overrides`)."""
     from storyreel.core.models import with_overrides
-    from storyreel.generation.components import create_components
-    from storyreel.generation.pipeline import StructureGuidedPipeline
 
-    folder = Path(folder)
-    preset = with_overrides("tiny", **{role: str(folder / role) for role in FOLDERS})
-    preset = replace(preset, generator=replace(preset.generator, scheduler=models.SAMPLING_SCHEDULER))
-    pipe = StructureGuidedPipeline.from_components(create_components(preset))
+    return with_overrides("toy", **{role: str(Path(folder) / role) for role in FOLDERS})
+
+
+def load_pipeline(folder: Path, backend: str = "animatediff"):
+    """The project's pipeline of `backend` (generation/settings.py BACKENDS) over the toy weights in `folder`."""
+    from storyreel.generation.components import create_components
+    from storyreel.generation.settings import pipeline_class
+
+    pipe = pipeline_class(backend).from_components(create_components(toy_preset(folder), backend=backend))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -261,7 +264,7 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
                      "structure_iou": round(float(np.mean(ious)), 3),
                      "structure_iou_other_hint": round(float(np.mean(chance_ious)), 3),
                      "schedule": models.BETA_SCHEDULE, "scheduler_betas": schedule,
-                     "clip_sample_range": models.CLIP_RANGE, **SAMPLING})
+                     "clip_sample_range": pipe.scheduler.config.clip_sample_range, **SAMPLING})
     return rows
 
 
