@@ -115,9 +115,13 @@ def _run_render(args) -> int:
 
 
 def _add_demo(commands) -> None:
-    parser = add_command(commands, "demo", _run_demo,
-                         "the whole chain on a synthetic corpus with tiny models (offline)", models=None, json=None)
+    from storyreel.story.demo import DEMO_PRESETS
+
+    parser = add_command(commands, "demo", _run_demo, "the whole chain on toy-world videos with the toy models "
+                         "(offline)", models=None, json=None)
     parser.add_argument("--out", default="storyreel-demo", help="output folder (default ./storyreel-demo)")
+    parser.add_argument("--models", choices=DEMO_PRESETS, default=DEMO_PRESETS[0],
+                        help="toy: models trained on the toy world (default); tiny: random models, for smoke runs")
 
 
 def _run_demo(args) -> int:
@@ -126,9 +130,12 @@ def _run_demo(args) -> int:
     from storyreel.story.demo import run_demo
 
     check_output_path(args.out, "--out", folder=True, create_parents=True)
-    result = run_demo(args.out, Progress("demo", quiet=args.quiet))
+    result = run_demo(args.out, args.models, Progress("demo", quiet=args.quiet))
     print(f"demo done: index {result['index']}, story {result['story']}, "
           f"rendered to {result['render']} (story.mp4, storyboard.png, manifest.json)")
-    print("tiny models are random, so the frames are noise-like: the demo proves the plumbing. "
-          "With pretrained weights: storyreel render STORY.yaml --index INDEX --out OUT --models default")
+    if args.models == "tiny":
+        print("tiny models are random, so the frames are noise-like: the demo proves the plumbing.")
+    else:
+        print("look at storyboard.png: each row is a retrieved clip, its depth and Pip acting in its layout.")
+    print("With pretrained weights: storyreel render STORY.yaml --index INDEX --out OUT --models default")
     return 0

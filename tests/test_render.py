@@ -222,7 +222,7 @@ def test_render_shows_plot_and_step_bars_on_a_terminal(workspace, tmp_path):
 
 
 def test_demo_command_runs_the_whole_chain(tmp_path, run_cli):
-    proc = run_cli("demo", "--out", tmp_path / "demo")
+    proc = run_cli("demo", "--out", tmp_path / "demo", "--models", "tiny")
     assert proc.returncode == 0, proc.stderr
     assert "noise-like" in proc.stdout
     render = tmp_path / "demo" / "render"

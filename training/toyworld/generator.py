@@ -14,7 +14,7 @@ the world as read and measured: generator_data.py.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
