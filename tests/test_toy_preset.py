@@ -81,3 +81,12 @@ def test_the_toy_demo_story_casts_pip_in_clips_of_different_scenes(world, tmp_pa
     assert len({t["scene"] for t in picked}) == len(story.plots) == min(3, len({t["scene"] for t in truths}))
     assert [plot.motion for plot in story.plots] == [t["camera_motion"] for t in picked]
     assert all(plot.text.startswith("Pip ") for plot in story.plots) and list(story.characters) == ["<pip>"]
+
+
+def test_the_ui_searches_with_the_toy_clip(world, tmp_path):
+    from storyreel.ui.app import StoryreelApp, UIConfig
+
+    folder, truths = world
+    app = StoryreelApp(UIConfig(index=folder / "index", out=tmp_path / "out", preset="toy", temp_dir=tmp_path / "tmp"))
+    status, gallery, hits = app.search(str(folder / "index"), truths[2]["caption"], None, "", None, 1)
+    assert status.startswith("1 clips for") and hits[0]["video"].endswith("clip_0002.mp4")
