@@ -41,7 +41,7 @@ SAMPLES_PER_SCENE = 1
 FRAMES = 8
 # 0: text only (depth guides no step; the backend still takes a structure source). The held-out clips hold
 # shapes, not characters: at τ = 1 their depth draws a shape's outline on every step, leaving the character no
-# room to appear (on the committed generator no variant's identity colour rose above no pack's there).
+# room to appear (on the first toy generator the pip pack's identity colour stayed at no pack's there).
 TAU = 0.0
 COLOUR_RADIUS = 48.0  # RGB distance within which a pixel counts as the character's colour
 
