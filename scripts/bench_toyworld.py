@@ -22,7 +22,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--world", type=Path, default=Path("out/toyworld"), help="the toy world trained on")
     parser.add_argument("--weights", type=Path, default=REPO / "core" / "presets" / "toy", help="weights folder")
-    parser.add_argument("--stages", nargs="+", choices=[*STAGES, *EFFECTS], default=[*STAGES, *EFFECTS],
+    names = list(dict.fromkeys([*STAGES, *EFFECTS]))  # a stage may be its own effect: measured once
+    parser.add_argument("--stages", nargs="+", choices=names, default=names,
                         help="trained stages and method effects to measure")
     parser.add_argument("--clips", type=int, default=600, help="clips in the world, if it must be written")
     parser.add_argument("--seed", type=int, default=0)

@@ -190,6 +190,21 @@ def test_classic_ti_mode_is_one_row_and_no_lora(tiny, components, image_dir, tmp
     assert resumed.step_count == 3 and torch.equal(resumed.table.rows, trainer.table.rows)
 
 
+def test_lora_mode_keeps_the_token_at_the_init_word_and_learns_only_the_lora(components, image_dir, tmp_path):
+    from storyreel.generation.characters.tokens import single_token_id
+
+    trainer = make_trainer(components, image_dir, mode="lora", num_buckets=None, steps=3)
+    lora_before = [p.detach().clone() for p in trainer.lora_params]
+    trainer.fit()
+    init = components.text_encoder.get_input_embeddings().weight[single_token_id(components.tokenizer, "bear")]
+    assert trainer.table.rows.shape == (1, 32) and torch.equal(trainer.table.rows[0], init)
+    assert [p for group in trainer.optimizer.param_groups for p in group["params"]] == trainer.lora_params
+    assert any(not torch.equal(a, b) for a, b in zip(lora_before, trainer.lora_params))
+    save_pack(trainer.pack(), tmp_path / "lora.safetensors")
+    pack = load_pack(tmp_path / "lora.safetensors")
+    assert pack.mode == "lora" and pack.lora and pack.table.shape == (1, 32)
+
+
 @pytest.mark.parametrize("buckets", [4, None])  # free rows; 1000 rows from 50 anchors
 def test_pack_round_trip_and_exact_resume(tiny, image_dir, tmp_path, buckets):
     straight = make_trainer(copy.deepcopy(tiny), image_dir, steps=3, num_buckets=buckets)

@@ -1,4 +1,5 @@
-"""Train a character pack (TimeInv table + spatial LoRA, or `--mode ti`: one token embedding only) from images.
+"""Train a character pack (TimeInv table + spatial LoRA; `--mode ti`: one token embedding only; mode "lora": the
+LoRA only, the ablation of training/toyworld/characters.py) from images.
 
 Recipe (Animate-A-Story, He et al. 2023): every concept image becomes an L-frame *static* pseudo-video
 whose depth is computed once; training is ordinary noise-prediction with every base weight frozen,
@@ -62,7 +63,7 @@ class TrainSettings:
     steps: int = 1000
     learning_rate: float = 1e-4
     lora_rank: int = 4
-    num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" always uses 1
+    num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" and "lora" use 1
     # TimeInv rows are interpolated from this many learned anchors while training (the pack still holds
     # every row); None, or ≥ the number of rows: every row is a free parameter. 50 puts ~20 timesteps
     # between anchors, so 1,000 uniform steps reach each row ≥ ~40 times (1 without anchors).
@@ -229,7 +230,8 @@ def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bo
 
 
 class CharacterTrainer:
-    """Learns one character's TimeInv table and spatial LoRA (mode "ti": one embedding, no LoRA); the rest is frozen.
+    """Learns one character's TimeInv table and spatial LoRA (mode "ti": one embedding, no LoRA; mode "lora": the
+    LoRA alone, the token fixed at the init word's embedding); the rest is frozen.
 
     `components` has `unet` (UNetMotionModel), `controlnet`, `vae`, `text_encoder`, `tokenizer` and
     `scheduler`; `base_model` holds the component ids recorded in the pack.
@@ -263,7 +265,7 @@ class CharacterTrainer:
 
         init_id = single_token_id(components.tokenizer, settings.init_word)
         init_embedding = components.text_encoder.get_input_embeddings().weight[init_id]
-        buckets = 1 if settings.mode == "ti" else (settings.num_buckets or self.num_train_timesteps)
+        buckets = 1 if settings.mode in ("ti", "lora") else (settings.num_buckets or self.num_train_timesteps)
         self.table = make_timeinv_table(init_embedding, buckets, self.num_train_timesteps, settings.anchors)
         # the learned tensor: the anchors of an anchored table, else the rows themselves
         self.table_param = getattr(self.table, "anchors", None)
@@ -281,7 +283,10 @@ class CharacterTrainer:
             self.lora_params = lora_parameters(components.unet, self.adapter)
             for p in self.lora_params:
                 p.requires_grad_(True)
-        groups = [{"params": [self.table_param]}] + ([{"params": self.lora_params}] if self.lora_params else [])
+        # mode "lora": the token keeps the init word's embedding (the LoRA-alone ablation)
+        self.table_param.requires_grad_(settings.mode != "lora")
+        groups = ([{"params": [self.table_param]}] if settings.mode != "lora" else []) + (
+            [{"params": self.lora_params}] if self.lora_params else [])
         self.optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=0.0)
         if settings.gradient_checkpointing:
             components.unet.enable_gradient_checkpointing()

@@ -32,7 +32,7 @@ PACK_BASE_COMPONENTS = ("base",)
 class CharacterPack:
     token: str
     init_word: str
-    mode: str  # "timeinv" or "ti"
+    mode: str  # "timeinv", "ti" or "lora" (generation/characters/tokens.py MODES)
     table: torch.Tensor  # (B, d) float32
     num_train_timesteps: int
     lora: dict[str, torch.Tensor]  # peft state dict (adapter name stripped); empty for mode "ti"

@@ -5,7 +5,8 @@ A character is a made-up token such as "<teddy>" whose text embedding is learned
 * TimeInv table: V ∈ R^{B×d}, one row per bucket of diffusion timesteps (B = number of training
   timesteps by default, so one row per timestep as in the paper). At timestep t the token's input
   embedding is V[bucket(t)]. Mode "ti" (classic textual inversion, the baseline) is the same table
-  with B = 1.
+  with B = 1. Mode "lora" (the LoRA-alone ablation) keeps that one row at the init word's embedding
+  and learns only the LoRA.
 * Training may tie the rows to a few learned anchors (`AnchoredTimeInvTable`, rows interpolated
   between them) so every step's gradient reaches the neighbouring timesteps too; the pack still
   stores all B rows, and generation reads them the same way either way.
@@ -24,7 +25,7 @@ from torch import nn
 
 from storyreel.core.errors import UserError
 
-MODES = ("timeinv", "ti")
+MODES = ("timeinv", "ti", "lora")
 
 
 class TimeInvTable(nn.Module):

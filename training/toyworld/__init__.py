@@ -18,11 +18,14 @@ STAGES = {
     "clip": "storyreel.training.toyworld.clip",
     "depth": "storyreel.training.toyworld.depth",
     "generator": "storyreel.training.toyworld.generator",
+    "characters": "storyreel.training.toyworld.characters",  # packs on the generator beside them
 }
 
 # effect -> module whose measure(weights_dir, world_dir) compares one method with its ablation, sampling
 # the trained generator (the folders it reads: the module's FOLDERS).
-EFFECTS = {}
+EFFECTS = {
+    "characters": "storyreel.training.toyworld.characters",  # TimeInv + LoRA against TI, LoRA, no pack
+}
 
 
 def stage(name: str):
