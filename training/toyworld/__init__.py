@@ -22,7 +22,11 @@ STAGES = {
 
 # effect -> module whose measure(weights_dir, world_dir) compares one method with its ablation, sampling
 # the trained generator (the folders it reads: the module's FOLDERS).
-EFFECTS = {}
+EFFECTS = {
+    "layouts": "storyreel.training.toyworld.layouts",
+    "long_clips": "storyreel.training.toyworld.long_clips",
+    "zero": "storyreel.training.toyworld.zero",
+}
 
 
 def stage(name: str):
