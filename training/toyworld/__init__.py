@@ -24,6 +24,9 @@ STAGES = {
 # effect -> module whose measure(weights_dir, world_dir) compares one method with its ablation, sampling
 # the trained generator (the folders it reads: the module's FOLDERS).
 EFFECTS = {
+    "layouts": "storyreel.training.toyworld.layouts",  # entity boxes: none, masked attention, + energy guidance
+    "long_clips": "storyreel.training.toyworld.long_clips",  # overlap, vidrd, freenoise on 48 frames
+    "zero": "storyreel.training.toyworld.zero",  # Text2Video-Zero: motion shift and frame consistency
     "characters": "storyreel.training.toyworld.characters",  # TimeInv + LoRA against TI, LoRA, no pack
 }
 
