@@ -22,7 +22,10 @@ STAGES = {
 
 # effect -> module whose measure(weights_dir, world_dir) compares one method with its ablation, sampling
 # the trained generator (the folders it reads: the module's FOLDERS).
-EFFECTS = {}
+EFFECTS = {
+    "tau": "storyreel.training.toyworld.tau",
+    "chain": "storyreel.training.toyworld.chain",
+}
 
 
 def stage(name: str):
