@@ -8,11 +8,11 @@ For the first `captions` held-out clips' captions, two generated sets (seed = ca
                     best clip for the caption from storyreel.retrieval.search, its depth from the toy depth
                     model through storyreel.depth.conditioning_for_source, sampled at τ = 1.
 Each set's Fréchet distance to the rest of the held-out clips (the reference), on toy-CLIP video
-features (the mean of a clip's frame image embeddings), and its mean term alone (the squared distance
-of the two feature means: what is left when the covariance term is too noisy to read). With so few samples the covariances are
-singular and the distance is biased upward, so the floor row is the same measure for real clips: the
-first `captions` held-out clips themselves against the same reference (equal sample sizes); the retrieved
-train clips (no generation) are a row too.
+features (the mean of a clip's frame image embeddings), and its mean term alone (the squared distance of
+the two feature means: what is left to read when the covariance term is noise). With so few samples the
+covariances are singular and the distance is biased upward, so the floor row is the same measure for
+real clips: the first `captions` held-out clips themselves against the same reference (equal sample
+sizes); the retrieved train clips (no generation) are a row too.
 """
 
 from __future__ import annotations
