@@ -28,6 +28,8 @@ EFFECTS = {
     "long_clips": "storyreel.training.toyworld.long_clips",  # overlap, vidrd, freenoise on 48 frames
     "zero": "storyreel.training.toyworld.zero",  # Text2Video-Zero: motion shift and frame consistency
     "characters": "storyreel.training.toyworld.characters",  # TimeInv + LoRA against TI, LoRA, no pack
+    "tau": "storyreel.training.toyworld.tau",  # structure against a character's identity per τ
+    "chain": "storyreel.training.toyworld.chain",  # text only against retrieval + depth (Fréchet distance)
 }
 
 
