@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from storyreel.training.toyworld.characters import depth_videos, identity_colour
 from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, TAUS, load_pipeline, sample, toy_preset
-from storyreel.training.toyworld.generator_data import COLOUR_RADIUS, read_world
+from storyreel.training.toyworld.generator_data import read_world
 
 FOLDERS = ("base", "motion_adapter", "controlnet")
 CHARACTER, TOKEN = "pip", "<pip>"
@@ -120,28 +121,21 @@ def _agreement(estimate: np.ndarray, hint: np.ndarray, named: np.ndarray) -> dic
 
 class IdentityJudge:
     """How much frames look like the character: toy-CLIP image cosine to the mean of its photos, and the
-    share of pixels near its body or head colour."""
+    share of pixels near its body or head colour (characters.py `identity_colour`)."""
 
     def __init__(self, weights_dir: Path):
         from storyreel.index.embed import load_clip
-        from storyreel.toyworld import CHARACTERS, character_images
+        from storyreel.toyworld import character_images
 
         self.clip = load_clip(toy_preset(weights_dir), device="cpu", dtype=torch.float32)
         photos = character_images(CHARACTER, PHOTOS, seed=0)
         centre = self.clip.embed_images(photos).mean(0)
         self.centre = centre / np.linalg.norm(centre)
-        self.colours = [np.float32(CHARACTERS[CHARACTER].body), np.float32(CHARACTERS[CHARACTER].head)]
         self.held_photos = character_images(CHARACTER, 8, seed=1)  # photos the centre was not made of
 
     def scores(self, frames_per_clip) -> dict:
-        cosines, shares = [], []
-        for frames in frames_per_clip:
-            cosines.append(float((self.clip.embed_images(frames) @ self.centre).mean()))
-            pixels = frames.astype(np.float32)
-            near = np.zeros(frames.shape[:-1], bool)
-            for rgb in self.colours:
-                near |= np.linalg.norm(pixels - rgb, axis=-1) < COLOUR_RADIUS
-            shares.append(float(near.mean()))
+        cosines = [float((self.clip.embed_images(frames) @ self.centre).mean()) for frames in frames_per_clip]
+        shares = [identity_colour(frames, CHARACTER) for frames in frames_per_clip]
         return {"identity_clip_cosine": round(float(np.mean(cosines)), 3),
                 "identity_colour_share": round(float(np.mean(shares)), 4)}
 
@@ -149,16 +143,13 @@ class IdentityJudge:
 def character_samples(weights_dir: Path, pack: Path, clips, runs) -> list[list[np.ndarray]]:
     """Per run (τ, with the character), frames over each clip's hint through ClipGenerator with the pack
     loaded: "<pip> <scene phrase>", or "a toy <scene phrase>" with the pack's LoRA silenced."""
-    from storyreel.depth.media import write_depth_video
     from storyreel.generation.generate import ClipGenerator, ClipRequest
     from storyreel.generation.settings import GenerationSettings
 
     generator = ClipGenerator(toy_preset(weights_dir), characters=[pack], device="cpu", dtype=torch.float32)
     samples = []
     with tempfile.TemporaryDirectory() as scratch:
-        hints = [Path(scratch) / f"hint{k}.mp4" for k in range(len(clips))]
-        for path, clip in zip(hints, clips):
-            write_depth_video(path, clip.hint[:MOTION_FRAMES], fps=8, meta={"model": "toy world truth"})
+        hints = depth_videos([clip.hint[:MOTION_FRAMES] for clip in clips], Path(scratch))
         for tau, with_pack in runs:
             frames = []
             for k, (path, clip) in enumerate(zip(hints, clips)):
