@@ -103,10 +103,14 @@ def folder_digest(folder: Path) -> str:
     """12 hex digits of the SHA-256 of a CLIP folder's config and checkpoint (read once per file version)."""
     files = [folder / OPEN_CLIP_CONFIG, local_checkpoint(folder) or folder / OPEN_CLIP_WEIGHTS[0]]
     try:
-        versions = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        return files_digest(files)
     except OSError:
         raise UserError(f"CLIP folder {folder}: {OPEN_CLIP_CONFIG} or its checkpoint is missing") from None
-    return _digest(versions)
+
+
+def files_digest(files) -> str:
+    """12 hex digits of the SHA-256 of the files' bytes, in the order given (read once per file version)."""
+    return _digest(tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
 
 
 @functools.lru_cache(maxsize=32)

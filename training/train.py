@@ -38,7 +38,7 @@ from storyreel.generation.characters.lora import (
     lora_parameters,
     lora_state_dict,
 )
-from storyreel.generation.characters.pack import CharacterPack
+from storyreel.generation.characters.pack import CharacterPack, base_identity
 from storyreel.generation.characters.tokens import (
     MODES,
     CharacterTokens,
@@ -255,7 +255,7 @@ class CharacterTrainer:
         self.device = next(components.unet.parameters()).device
         self.autocast_dtype = autocast_dtype
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=autocast_dtype == torch.float16)
-        self.base_model = dict(base_model)
+        self.base_model = {role: base_identity(model) for role, model in base_model.items()}
         self.settings = settings
         self.images = images
         self.regularization = list(regularization or [])

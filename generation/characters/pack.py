@@ -158,10 +158,21 @@ def pack_problem(pack: CharacterPack) -> str | None:
     return None
 
 
+def base_identity(model_id: str) -> str:
+    """What a pack records of the model it was trained on: a repo id as it is; a local folder by its name and
+    the digest of its weights files, so that a pack keeps working when the folder moves (the toy preset's
+    packs ship beside its weights, core/presets/toy/)."""
+    from storyreel.core.models import files_digest
+
+    weights = sorted(Path(model_id).rglob("*.safetensors")) if Path(model_id).is_dir() else []
+    return f"{Path(model_id).name}@{files_digest(weights)}" if weights else model_id
+
+
 def check_base_model(pack: CharacterPack, base_model: dict[str, str], path) -> None:
     """Refuse a pack trained on other weights: its table and LoRA would mean nothing here."""
     for component in PACK_BASE_COMPONENTS:
         trained, here = pack.base_model.get(component), base_model.get(component)
+        here = base_identity(here) if here else here
         if trained != here:
             raise UserError(
                 f"character pack {path} was trained for {component} {trained!r} but this generator uses {here!r}; "
