@@ -1,6 +1,7 @@
 """Each method's effect against its ablation, on held-out toy-world clips, with the `toy` weights.
 
     python scripts/bench_toyworld.py [--world out/toyworld] [--weights core/presets/toy] [--stages ...]
+                                     [--figure docs/toyworld.png]
 
 The world is the one `scripts/train_toyworld.py` trained on (its held-out clips were never seen in
 training); it is written first if missing. Every stage and effect of training/toyworld/ whose weights
@@ -27,6 +28,7 @@ def main() -> None:
                         help="trained stages and method effects to measure")
     parser.add_argument("--clips", type=int, default=600, help="clips in the world, if it must be written")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--figure", type=Path, help="also paint the toy world's picture (training/toyworld/figure.py)")
     args = parser.parse_args()
 
     world_dir = world(args.world, args.clips, args.seed)
@@ -42,6 +44,10 @@ def main() -> None:
         numbers = {k: v for k, v in row.items() if k not in ("stage", "row")}
         print(f"{row['stage']:<10} {row['row']:<44} {json.dumps(numbers)}")
     print(json.dumps({"bench": "bench_toyworld", "rows": rows}))
+    if args.figure:
+        from storyreel.training.toyworld.figure import figure
+
+        print(f"wrote {figure(args.weights, world_dir, args.figure)}")
 
 
 if __name__ == "__main__":
