@@ -220,7 +220,7 @@ def _run_doctor(args) -> int:
                                if not c["present"]})
     verdict = "ready" if ok else "not ready"
     print(f"{verdict}: preset {selected} ($STORYREEL_MODELS, else default)"
-          + ("" if ok else "; fetch the missing files above, or use --models tiny"))
+          + ("" if ok else "; fetch the missing files above, or use --models toy"))
     return 0 if ok else 1
 
 

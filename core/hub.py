@@ -24,7 +24,7 @@ SD15_FILES = ("*.json", "tokenizer/*", "text_encoder/model.safetensors", "unet/d
               "vae/diffusion_pytorch_model.safetensors")
 # The configs alone: enough to read a single-file checkpoint of that architecture (`--base FILE`).
 SD15_CONFIG_FILES = ("*.json", "tokenizer/*")
-FETCH_HINT = "on a machine with internet (or set HF_HOME), or use --models tiny"
+FETCH_HINT = "on a machine with internet (or set HF_HOME), or use --models toy"
 
 
 def hf_cache_dir() -> str:

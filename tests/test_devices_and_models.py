@@ -74,7 +74,8 @@ def test_every_model_command_takes_device_and_dtype():
                 yield from leaves(sub, (*words, name))
 
     flags = dict(leaves(build_parser()))
-    model_commands = {c for c, f in flags.items() if "--models" in f} - {"plan"}  # plan loads no model
+    # plan loads no model; demo's --models picks toy or tiny and runs on the default device
+    model_commands = {c for c, f in flags.items() if "--models" in f} - {"plan", "demo"}
     assert model_commands == {"index build", "search", "depth", "generate", "character train", "eval", "render",
                               "ui"}
     for command in model_commands:
@@ -192,7 +193,7 @@ def test_a_missing_component_names_only_the_files_to_fetch(run_cli, hf_cache, tm
     with pytest.raises(MissingWeightsError) as err:
         hf_folder(adapter, "the motion adapter")
     assert str(err.value).endswith(f"`hf download {adapter} --include diffusion_pytorch_model.safetensors` on a "
-                                   "machine with internet (or set HF_HOME), or use --models tiny")
+                                   "machine with internet (or set HF_HOME), or use --models toy")
     snapshot = fake_snapshot(hf_cache, "lllyasviel/control_v11f1p_sd15_depth",
                              ["config.json", "diffusion_pytorch_model.fp16.safetensors"])
     assert hf_folder("lllyasviel/control_v11f1p_sd15_depth", "the ControlNet") == snapshot
@@ -210,8 +211,9 @@ def test_doctor_reports_what_is_missing_with_its_fetch_command(run_cli, hf_cache
     report = json.loads(proc.stdout)
     assert proc.returncode == 1 and report["ok"] is False and report["selected"] == "default"
     checks = {c["name"]: c for c in report["checks"]}
-    assert list(checks) == ["torch", "cuda", "ffmpeg", "hf_cache", "preset default", "preset tiny"]
-    assert checks["torch"]["ok"] and checks["ffmpeg"]["ok"] and checks["preset tiny"]["ok"]
+    assert list(checks) == ["torch", "cuda", "ffmpeg", "hf_cache", "preset default", "preset tiny",
+                            "preset toy"]
+    assert all(checks[name]["ok"] for name in ("torch", "ffmpeg", "preset tiny", "preset toy"))
     assert checks["cuda"]["ok"] == torch.cuda.is_available()
     assert "hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K --include open_clip_model.safetensors" in \
         checks["preset default"]["fix"]

@@ -49,7 +49,7 @@ def test_models_command_lists_presets_components_and_where_they_are_looked_for(h
     report = json.loads(capsys.readouterr().out)
 
     assert report["selected"] == "default" and report["hf_cache"] == str(hf_cache)
-    assert list(report["presets"]) == ["default", "tiny"]
+    assert list(report["presets"]) == ["default", "tiny", "toy"]
     tiny, default = report["presets"]["tiny"]["components"], report["presets"]["default"]["components"]
     assert set(tiny) == set(default) == {"clip", "depth", "base", "motion_adapter", "controlnet"}
     for component in tiny.values():

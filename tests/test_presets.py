@@ -53,7 +53,7 @@ def test_a_user_preset_runs_generate_render_and_models(run_cli, user_presets, tm
                                           "present": True, "where": f"local {weights / 'base'}"}
     assert mine["components"]["clip"]["id"] == "open_clip:tiny:seed0"  # tiny's, from `extends`
     assert mine["defaults"] == {"height": 64, "width": 64, "frames": 4, "steps": 2, "cfg": 7.5, "train_size": 64}
-    assert list(json.loads(proc.stdout)["presets"]) == ["default", "tiny", "mine", "single"]
+    assert list(json.loads(proc.stdout)["presets"]) == ["default", "tiny", "toy", "mine", "single"]
     assert "mine  " + str((folder / "mine.json").resolve()) in run_cli("models", env=env).stdout
 
     # generate, the preset given by its path: the preset's frames and steps, its own components
@@ -131,7 +131,8 @@ GENERATOR = {"base": "org/base", "motion_adapter": "org/adapter", "controlnet": 
      "clip.hf_repo: missing; a pretrained tag needs the Hugging Face repo its weights are in"),
     (json.dumps({"extends": "tiny", "generator": {"base": "./nowhere"}}),
      "generator.base ./nowhere: no such file or folder"),
-    (json.dumps({"extends": "huge"}), 'extends: expected the name of a built-in preset (default, tiny), got "huge"'),
+    (json.dumps({"extends": "huge"}),
+     'extends: expected the name of a built-in preset (default, tiny, toy), got "huge"'),
 ])
 def test_a_bad_field_is_one_line_naming_the_file_and_the_field(tmp_path, text, problem):
     path = tmp_path / "bad.json"
