@@ -9,7 +9,6 @@ the clip's scene phrase) at τ 0 and 1. Every tile carries the named object's tr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +48,10 @@ def figure(weights_dir: Path, world_dir: Path, out_png: Path, clips: int = 3) ->
 def _one_clip_per_scene(world_dir: Path, count: int):
     """The first held-out clip of each scene (up to `count`) and the named object's boxes per frame as
     fractions of the frame (None while hidden)."""
-    names = json.loads((world_dir / "world.json").read_text())["heldout"]
+    from storyreel.training.toyworld.layouts import held_out_truths
+
     held, boxes, scenes = [], [], set()
-    for name, clip in zip(names, read_world(world_dir, "heldout")):
-        truth = json.loads((world_dir / f"{name}.json").read_text())
+    for truth, clip in zip(held_out_truths(world_dir), read_world(world_dir, "heldout")):
         if truth["scene"] in scenes or len(held) == count:
             continue
         scenes.add(truth["scene"])
