@@ -284,7 +284,7 @@ def test_missing_default_weights_is_one_line(tmp_path, monkeypatch):
         create_components("default")
     message = str(err.value)
     assert "\n" not in message and "stable-diffusion-v1-5/stable-diffusion-v1-5" in message
-    assert "--models tiny" in message
+    assert "--models toy" in message
 
 
 def test_writers_are_atomic(tmp_path, monkeypatch):

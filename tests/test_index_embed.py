@@ -98,4 +98,4 @@ def test_missing_default_weights_is_one_clear_line(hf_cache):
     assert "\n" not in message
     assert "laion/CLIP-ViT-B-32-laion2B-s34B-b79K/open_clip_model.safetensors" in message
     assert "`hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K --include open_clip_model.safetensors`" in message
-    assert "--models tiny" in message
+    assert "--models toy" in message
