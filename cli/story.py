@@ -136,6 +136,7 @@ def _run_demo(args) -> int:
     if args.models == "tiny":
         print("tiny models are random, so the frames are noise-like: the demo proves the plumbing.")
     else:
-        print("look at storyboard.png: each row is a retrieved clip, its depth and Pip acting in its layout.")
+        print("look at storyboard.png: each row is a retrieved clip, its depth and the frames made with Pip's pack "
+              "(docs/toyworld.md says what the toy models do and do not do yet).")
     print("With pretrained weights: storyreel render STORY.yaml --index INDEX --out OUT --models default")
     return 0

@@ -1,14 +1,14 @@
 """`storyreel demo`: the whole chain offline, on the `toy` preset by default (`--models tiny`: random
 models, for tests and smoke runs).
 
-toy (a few minutes on 2 CPU cores; docs/toyworld.md):
+toy (about a minute on 2 CPU cores; docs/toyworld.md):
 1. a folder of toy-world videos (storyreel.toyworld: shapes in four scenes, each clip with its truth)
 2. an index of it, embedded by the toy CLIP
 3. the character pack of Pip, trained on the toy generator (core/presets/toy/characters/), or trained
    here when a preset has none
 4. a 3-plot story: Pip takes the place of an object the story names in a clip of the folder
 5. the rendered story (plots, story.mp4, storyboard.png, manifest.json): each plot's storyboard row
-   shows the retrieved clip, its depth and Pip acting in its layout
+   shows the retrieved clip, its depth and the generated frames
 
 tiny: a synthetic corpus, two packs trained for a few steps, a 3-plot story; the frames are noise-like.
 """
