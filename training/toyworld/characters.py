@@ -40,8 +40,8 @@ SCENES = ("grass field", "beach", "room")  # the night sky is too dark to show a
 SAMPLES_PER_SCENE = 1
 FRAMES = 8
 # 0: text only (depth guides no step; the backend still takes a structure source). The held-out clips hold
-# shapes, not characters: at τ = 1 their depth draws a shape's outline on every step, leaving the character no
-# room to appear (on the first toy generator the pip pack's identity colour stayed at no pack's there).
+# shapes, not characters: at τ = 1 their depth draws a shape's outline on every step, leaving the character
+# less room to appear (the `tau` effect measures identity at every τ).
 TAU = 0.0
 COLOUR_RADIUS = 48.0  # RGB distance within which a pixel counts as the character's colour
 
