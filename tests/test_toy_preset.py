@@ -32,10 +32,9 @@ def test_the_toy_preset_names_its_committed_folders():
     assert preset.generator.scheduler.config["clip_sample"] is True  # see training/toyworld/generator_models.py
 
 
-def test_index_search_depth_and_generate_run_on_the_toy_preset(world, run_cli):
+def test_search_depth_and_generate_run_on_the_toy_preset(world, run_cli):
     folder, truths = world
-    index = folder / "index-cli"
-    run_cli("index", "build", folder / "videos", "--index", index, "--models", "toy", check=True)
+    index = folder / "index"  # built by the fixture with BuildSettings(preset="toy"), as `index build --models toy`
     found = 0
     for n, truth in enumerate(truths):
         proc = run_cli("search", truth["caption"], "--index", index, "-k", "1", "--json", check=True)

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 import storyreel.core
 from storyreel.toyworld import held_out_clips, write_world
@@ -35,7 +34,6 @@ def test_structure_follows_the_source_more_at_tau_1_than_at_tau_0(held_out):
     from storyreel import depth
     from storyreel.training.toyworld.tau import structure_scores
 
-    torch.set_num_threads(2)
     pipe = load_pipeline(TOY)
     model = depth.create_depth_model(depth.model_for_preset(toy_preset(TOY)), device="cpu")
     others = held_out[1:] + held_out[:1]
