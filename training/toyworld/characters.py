@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.training.toyworld.generator import SAMPLING, toy_preset
+from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, toy_preset
 
 FOLDERS = ("characters",)
 NAMES = ("pip", "bo", "zuzu")
@@ -38,7 +38,7 @@ VARIANTS = {"timeinv": "TimeInv + LoRA", "ti": "textual inversion alone", "lora"
             "none": "no pack (init word)"}
 SCENES = ("grass field", "beach", "room")  # the night sky is too dark to show a character's colours
 SAMPLES_PER_SCENE = 1
-FRAMES = 8
+FRAMES = MOTION_FRAMES
 # 0: text only (depth guides no step; the backend still takes a structure source). The held-out clips hold
 # shapes, not characters: at τ = 1 their depth draws a shape's outline on every step, leaving the character
 # less room to appear (the `tau` effect measures identity at every τ).
@@ -145,19 +145,29 @@ def sample_clips(weights_dir: Path, pack, name: str, structures: list[Path], scr
     """(prompt as CLIP-T reads it, uint8 frames) per structure source, generated the way `storyreel generate
     --character` does: with pack file `pack` and its token, or (None) no pack and the init word. Structure k
     gets scene SCENES[k // SAMPLES_PER_SCENE] and seed k."""
-    from storyreel.generation.generate import ClipGenerator, ClipRequest
-    from storyreel.generation.settings import GenerationSettings
+    from storyreel.generation.generate import ClipGenerator
     from storyreel.toyworld.scenes import SCENE_PHRASES
 
     generator = ClipGenerator(toy_preset(weights_dir), characters=[pack] if pack else ())
     subject = f"<{name}>" if pack else INIT_WORD
+    prompts = [f"{subject} {SCENE_PHRASES[SCENES[k // SAMPLES_PER_SCENE % len(SCENES)]]}"
+               for k in range(len(structures))]
+    frames = generate_clips(generator, prompts, structures, scratch, TAU)
+    return [(prompt.replace(f"<{name}>", INIT_WORD), clip) for prompt, clip in zip(prompts, frames)]
+
+
+def generate_clips(generator, prompts, structures, scratch: Path, tau: float, present=None) -> list[np.ndarray]:
+    """uint8 frames (FRAMES, 64, 64, 3) of each prompt over its depth video through `generator` (a
+    ClipGenerator, generation/generate.py) at `tau`, seed = its position; `present` as ClipRequest takes it
+    (None: the packs whose tokens the prompt names)."""
+    from storyreel.generation.generate import ClipRequest
+    from storyreel.generation.settings import GenerationSettings
+
     clips = []
-    for k, structure in enumerate(structures):
-        prompt = f"{subject} {SCENE_PHRASES[SCENES[k // SAMPLES_PER_SCENE % len(SCENES)]]}"
-        settings = GenerationSettings(frames=FRAMES, height=64, width=64, tau=TAU, seed=k, **SAMPLING)
-        clip = generator.generate(ClipRequest(prompt, structure, structure_kind="depth"), scratch / "clip.mp4",
-                                  settings)
-        clips.append((prompt.replace(f"<{name}>", INIT_WORD), clip.frames))
+    for k, (prompt, structure) in enumerate(zip(prompts, structures)):
+        settings = GenerationSettings(frames=FRAMES, height=64, width=64, tau=tau, seed=k, **SAMPLING)
+        request = ClipRequest(prompt, str(structure), structure_kind="depth", present=present)
+        clips.append(generator.generate(request, scratch / "clip.mp4", settings).frames)
     return clips
 
 

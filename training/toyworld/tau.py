@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storyreel.training.toyworld.characters import depth_videos, identity_colour
+from storyreel.training.toyworld.characters import depth_videos, generate_clips, identity_colour
 from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, TAUS, load_pipeline, sample, toy_preset
 from storyreel.training.toyworld.generator_data import read_world
 
@@ -143,22 +143,11 @@ class IdentityJudge:
 def character_samples(weights_dir: Path, pack: Path, clips, runs) -> list[list[np.ndarray]]:
     """Per run (τ, with the character), frames over each clip's hint through ClipGenerator with the pack
     loaded: "<pip> <scene phrase>", or "a toy <scene phrase>" with the pack's LoRA silenced."""
-    from storyreel.generation.generate import ClipGenerator, ClipRequest
-    from storyreel.generation.settings import GenerationSettings
+    from storyreel.generation.generate import ClipGenerator
 
     generator = ClipGenerator(toy_preset(weights_dir), characters=[pack], device="cpu", dtype=torch.float32)
-    samples = []
     with tempfile.TemporaryDirectory() as scratch:
         hints = depth_videos([clip.hint[:MOTION_FRAMES] for clip in clips], Path(scratch))
-        for tau, with_pack in runs:
-            frames = []
-            for k, (path, clip) in enumerate(zip(hints, clips)):
-                height, width = clip.hint.shape[1:]
-                settings = GenerationSettings(frames=MOTION_FRAMES, height=height, width=width, tau=tau, seed=k,
-                                              **SAMPLING)
-                subject, present = (TOKEN, None) if with_pack else (ABLATION_WORD, ())
-                request = ClipRequest(f"{subject} {scene_phrase(clip.caption)}", str(path), structure_kind="depth",
-                                      present=present)
-                frames.append(generator.generate(request, Path(scratch) / f"clip{k}.mp4", settings).frames)
-            samples.append(frames)
-    return samples
+        return [generate_clips(generator, [f"{TOKEN if with_pack else ABLATION_WORD} {scene_phrase(c.caption)}"
+                                           for c in clips], hints, Path(scratch), tau,
+                               present=None if with_pack else ()) for tau, with_pack in runs]
