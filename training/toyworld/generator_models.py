@@ -87,7 +87,7 @@ def sampling_scheduler(training):
     return DDIMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, beta_schedule=BETA_SCHEDULE,
                          trained_betas=training.betas.tolist(), clip_sample=True, clip_sample_range=CLIP_RANGE,
                          set_alpha_to_one=False,
-                         timestep_spacing="linspace", steps_offset=1)
+                         timestep_spacing="leading", steps_offset=1)
 
 
 def fit(parameters, loss_of_step, steps: int, lr: float, label: str, progress=None) -> dict:
