@@ -18,6 +18,7 @@ STAGES = {
     "clip": "storyreel.training.toyworld.clip",
     "depth": "storyreel.training.toyworld.depth",
     "generator": "storyreel.training.toyworld.generator",
+    "motion": "storyreel.training.toyworld.motion",  # over the generator's image model
     "characters": "storyreel.training.toyworld.characters",  # packs on the generator beside them
 }
 

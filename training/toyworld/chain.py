@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, load_pipeline, sample, toy_preset
+from storyreel.training.toyworld.generator import SAMPLE_FRAMES, SAMPLING, load_pipeline, sample, toy_preset
 from storyreel.training.toyworld.generator_data import read_world
 
 FOLDERS = ("base", "motion_adapter", "controlnet")
@@ -43,18 +43,18 @@ def measure(weights_dir: Path, world_dir: Path, captions: int = 16, index_clips:
     held = read_world(Path(world_dir), "heldout")
     queries, reference = held[:captions], held[captions:]
     embedder = load_clip(preset, device="cpu", dtype=torch.float32)
-    reference_features = video_features(embedder, [c.frames[:MOTION_FRAMES] for c in reference])
+    reference_features = video_features(embedder, [c.frames[:SAMPLE_FRAMES] for c in reference])
     model = depth.create_depth_model(depth.model_for_preset(preset), device="cpu")
     with tempfile.TemporaryDirectory() as scratch:
         retrieved = retrieve_structures(Path(world_dir), Path(scratch), preset, embedder, model, queries, index_clips)
     pipe = load_pipeline(weights_dir)
-    blank = np.zeros((MOTION_FRAMES, *queries[0].hint.shape[1:]), np.float32)  # τ = 0 never reads it
+    blank = np.zeros((SAMPLE_FRAMES, *queries[0].hint.shape[1:]), np.float32)  # τ = 0 never reads it
     sets = {
         "text only (tau 0, no structure)": [sample(pipe, c.caption, blank, 0.0, seed=k) for k, c in enumerate(queries)],
         f"retrieval + depth (tau {TAU})": [sample(pipe, c.caption, hint, TAU, seed=k)
                                            for k, (c, (hint, _)) in enumerate(zip(queries, retrieved))],
         "retrieved train clips (no generation)": [frames for _, frames in retrieved],
-        "real held-out clips (floor)": [c.frames[:MOTION_FRAMES] for c in queries],
+        "real held-out clips (floor)": [c.frames[:SAMPLE_FRAMES] for c in queries],
     }
     rows = []
     for name, clips in sets.items():
@@ -85,7 +85,7 @@ def retrieve_structures(world_dir: Path, scratch: Path, preset, embedder, model,
         for query in queries:
             hit = search(opened, query.caption, k=1, embedder=embedder)[0]
             conditioning, info = depth.conditioning_for_source(hit.clip.clip_id, model=model, size=size,
-                                                               num_frames=MOTION_FRAMES, index_dir=opened)
+                                                               num_frames=SAMPLE_FRAMES, index_dir=opened)
             frames = opened.read_frames(hit.clip.clip_id, info["frame_indices"])
             found.append((conditioning[:, 0].numpy(), frames))
     return found

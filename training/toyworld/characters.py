@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from storyreel.core.errors import UserError
-from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, toy_preset
+from storyreel.training.toyworld.generator import SAMPLE_FRAMES, SAMPLING, toy_preset
 
 FOLDERS = ("characters",)
 NAMES = ("pip", "bo", "zuzu")
@@ -38,7 +38,7 @@ VARIANTS = {"timeinv": "TimeInv + LoRA", "ti": "textual inversion alone", "lora"
             "none": "no pack (init word)"}
 SCENES = ("grass field", "beach", "room")  # the night sky is too dark to show a character's colours
 SAMPLES_PER_SCENE = 1
-FRAMES = MOTION_FRAMES
+FRAMES = SAMPLE_FRAMES
 # 0: text only (depth guides no step; the backend still takes a structure source). The held-out clips hold
 # shapes, not characters: at τ = 1 their depth draws a shape's outline on every step, leaving the character
 # less room to appear (the `tau` effect measures identity at every τ).

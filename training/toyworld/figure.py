@@ -2,7 +2,7 @@
 
     figure(weights_dir, world_dir, "docs/toyworld.png")
 
-One row per held-out clip of a different scene. Panels, each the first and last of MOTION_FRAMES frames:
+One row per held-out clip of a different scene. Panels, each the first and last of SAMPLE_FRAMES frames:
 the source clip, its depth hint, the caption sampled at each τ of TAUS_SHOWN, and Pip's pack ("<pip>" and
 the clip's scene phrase) at τ 0 and 1. Every tile carries the named object's true box.
 """
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from storyreel.training.toyworld.generator import MOTION_FRAMES, load_pipeline, sample
+from storyreel.training.toyworld.generator import SAMPLE_FRAMES, load_pipeline, sample
 from storyreel.training.toyworld.generator_data import read_world
 
 TAUS_SHOWN = (0.0, 0.5, 1.0)
 PACK_TAUS = (0.0, 1.0)
-SHOWN_FRAMES = (0, MOTION_FRAMES - 1)
+SHOWN_FRAMES = (0, SAMPLE_FRAMES - 1)
 
 
 def figure(weights_dir: Path, world_dir: Path, out_png: Path, clips: int = 3) -> Path:
@@ -29,9 +29,9 @@ def figure(weights_dir: Path, world_dir: Path, out_png: Path, clips: int = 3) ->
     weights_dir, world_dir = Path(weights_dir), Path(world_dir)
     held, boxes = _one_clip_per_scene(world_dir, clips)
     pipe = load_pipeline(weights_dir)
-    panels = [[c.frames[:MOTION_FRAMES] for c in held],
-              [np.repeat((c.hint[:MOTION_FRAMES, ..., None] * 255).astype(np.uint8), 3, -1) for c in held]]
-    panels += [[sample(pipe, c.caption, c.hint[:MOTION_FRAMES], tau, seed=k) for k, c in enumerate(held)]
+    panels = [[c.frames[:SAMPLE_FRAMES] for c in held],
+              [np.repeat((c.hint[:SAMPLE_FRAMES, ..., None] * 255).astype(np.uint8), 3, -1) for c in held]]
+    panels += [[sample(pipe, c.caption, c.hint[:SAMPLE_FRAMES], tau, seed=k) for k, c in enumerate(held)]
                for tau in TAUS_SHOWN]
     titles = ["source", "depth", *(f"caption, tau {tau:g}" for tau in TAUS_SHOWN)]
     if (weights_dir / PACK).is_file():

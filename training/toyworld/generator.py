@@ -1,14 +1,15 @@
-"""The toy generator stage: a VAE, a CLIP text encoder, a UNet, a depth ControlNet and a motion adapter
-trained on the toy world, saved in the layout generation/components.py loads for the `default` preset.
+"""The toy generator stage: a VAE, a CLIP text encoder, a UNet and a depth ControlNet trained on the toy
+world, saved in the layout generation/components.py loads for the `default` preset (the motion adapter
+is the next stage's, training/toyworld/motion.py).
 
-    summary = train(world_dir, out_dir)   # out_dir/generator/{base,motion_adapter,controlnet}/
+    summary = train(world_dir, out_dir)   # out_dir/{base,controlnet}/
     rows = measure(out_dir, world_dir)    # caption colour and structure IoU per τ on held-out clips
 
 Training order (each part frozen once trained): the VAE (reconstruction); the text encoder and UNet
 together through the diffusion loss on the VAE's latents (captions dropped 15% of the time, so the
 empty prompt is the unconditional branch classifier-free guidance needs); the ControlNet from the UNet
-on the true depth hint; the MotionAdapter on 8-frame clips. Architectures: generator_models.py;
-the world as read and measured: generator_data.py.
+on the true depth hint. Architectures: generator_models.py; the world as read and measured:
+generator_data.py.
 """
 
 from __future__ import annotations
@@ -24,44 +25,40 @@ from storyreel.training.toyworld import generator_models as models
 from storyreel.training.toyworld.generator_data import colour_masks, dominant_colour, mask_iou, read_world
 
 # Steps each part trains for (fixed, so a rerun trains the same); `train(steps=...)` shrinks them for a quick run.
-STEPS = {"vae": 800, "unet": 2500, "controlnet": 2000, "motion": 1000}
-BATCH = {"vae": 16, "unet": 32, "controlnet": 32, "motion": 4}
-LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 1e-3, "motion": 5e-4}
-MOTION_FRAMES = 8
+STEPS = {"vae": 800, "unet": 2500, "controlnet": 2000}
+BATCH = {"vae": 16, "unet": 32, "controlnet": 32}
+LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 1e-3}
 CAPTION_DROPOUT = 0.15
 TAUS = (0.0, 0.25, 0.5, 1.0)
-SAMPLING = {"steps": 20, "cfg": 3.0}  # what measure() and the test sample with
-FOLDERS = ("base", "motion_adapter", "controlnet")
+SAMPLING = {"steps": 20, "cfg": 3.0}  # what the measures and tests sample with
+SAMPLE_FRAMES = 8  # frames of each clip the measures sample
+WRITTEN = ("base", "controlnet")  # this stage's folders
+FOLDERS = ("base", "motion_adapter", "controlnet")  # what the pipeline (and so every measure) reads
 
 
 def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: dict | None = None) -> dict:
-    """Train every part on the world's train split; writes out_dir/{base,motion_adapter,controlnet}/ (the
-    layout a preset names) and returns sizes, times, losses."""
+    """Train every part on the world's train split; writes out_dir/{base,controlnet}/ (the layout a
+    preset names) and returns sizes, times, losses."""
     from storyreel.generation.tiny import offline_clip_tokenizer
 
     steps = {**STEPS, **(steps or {})}
     folder = Path(out_dir)
-    for part in FOLDERS:  # the other stages' folders beside them stay
+    for part in WRITTEN:  # the other stages' folders beside them stay
         shutil.rmtree(folder / part, ignore_errors=True)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    clips = read_world(Path(world_dir), "train")
-    images = torch.from_numpy(np.stack([c.frames for c in clips])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
-    hints = torch.from_numpy(np.stack([c.hint for c in clips]))[:, :, None].expand(-1, -1, 3, -1, -1)
     tokenizer = offline_clip_tokenizer()
-    token_ids = tokenizer([c.caption for c in clips] + [""], padding="max_length", max_length=77,
-                          truncation=True, return_tensors="pt").input_ids  # the last row: the empty prompt
-    summary = {"clips": len(clips)}
+    images, hints, token_ids = world_tensors(Path(world_dir), tokenizer)
+    summary = {"clips": len(images)}
     vae = models.build_vae()
     summary["vae"] = _train_vae(vae, images, steps["vae"], generator, progress)
-    data = _Data(_encode(vae, images), hints, token_ids, models.noise_schedule(), generator, progress)
+    data = TrainingData(encode_latents(vae, images), hints, token_ids, models.noise_schedule(), generator, progress)
     text_encoder, unet = models.build_text_encoder(), models.build_unet()
     summary["unet"] = _train_unet(unet, text_encoder, data, steps["unet"])
     for module in (vae, unet, text_encoder):
         module.requires_grad_(False)
     controlnet = models.build_controlnet(unet)
     summary["controlnet"] = _train_controlnet(controlnet, unet, text_encoder, data, steps["controlnet"])
-    motion_unet, summary["motion_adapter"] = _train_motion(unet, text_encoder, data, steps["motion"])
     _unused_token_rows_to_zero(text_encoder, token_ids)
     base = folder / "base"
     vae.save_pretrained(base / "vae")
@@ -70,10 +67,20 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: d
     tokenizer.save_pretrained(base / "tokenizer")
     models.sampling_scheduler(data.schedule).save_pretrained(base / "scheduler")
     controlnet.save_pretrained(folder / "controlnet")
-    motion_unet.save_motion_modules(folder / "motion_adapter")
-    for part in FOLDERS:
+    for part in WRITTEN:
         store_half_precision(folder / part)
     return summary
+
+
+def world_tensors(world_dir: Path, tokenizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The train split as tensors: frames (N, T, 3, H, W) in [-1, 1], depth hints (N, T, 3, H, W) in
+    [0, 1], and token ids (N + 1, 77) of each clip's caption, then of the empty prompt."""
+    clips = read_world(world_dir, "train")
+    images = torch.from_numpy(np.stack([c.frames for c in clips])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+    hints = torch.from_numpy(np.stack([c.hint for c in clips]))[:, :, None].expand(-1, -1, 3, -1, -1)
+    token_ids = tokenizer([c.caption for c in clips] + [""], padding="max_length", max_length=77,
+                          truncation=True, return_tensors="pt").input_ids
+    return images, hints, token_ids
 
 
 def store_half_precision(folder: Path) -> None:
@@ -93,7 +100,7 @@ def store_half_precision(folder: Path) -> None:
 
 
 @dataclass
-class _Data:
+class TrainingData:
     """What the diffusion parts train on: the train clips' latents and hints, and the training state."""
 
     latents: torch.Tensor  # (N, T, C, h, w), scaled to unit variance
@@ -104,7 +111,7 @@ class _Data:
     progress: object  # callable(str) or None
 
 
-def _batch(count: int, size: int, generator) -> torch.Tensor:
+def random_rows(count: int, size: int, generator) -> torch.Tensor:
     return torch.randint(0, count, (size,), generator=generator)
 
 
@@ -112,7 +119,7 @@ def _train_vae(vae, images: torch.Tensor, steps: int, generator, progress) -> di
     frames = images.flatten(0, 1)
 
     def loss(step):
-        return models.vae_loss(vae, frames[_batch(len(frames), BATCH["vae"], generator)])
+        return models.vae_loss(vae, frames[random_rows(len(frames), BATCH["vae"], generator)])
 
     result = models.fit(vae.parameters(), loss, steps, LEARNING_RATE["vae"], "vae", progress)
     vae.eval().requires_grad_(False)
@@ -120,30 +127,32 @@ def _train_vae(vae, images: torch.Tensor, steps: int, generator, progress) -> di
 
 
 @torch.no_grad()
-def _encode(vae, images: torch.Tensor) -> torch.Tensor:
-    """(N, T, 3, H, W) -> (N, T, C, h, w) posterior means, scaled to unit variance; the scale goes into
-    the VAE's config, which the pipeline divides by before decoding (generation/pipeline.py)."""
+def encode_latents(vae, images: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """(N, T, 3, H, W) -> (N, T, C, h, w) posterior means times `scale`. None: the scale that gives unit
+    variance, written into the VAE's config (the pipeline divides by it before decoding,
+    generation/pipeline.py); a trained VAE's own `config.scaling_factor` gives its training latents again."""
     frames = images.flatten(0, 1)
     means = torch.cat([vae.encode(frames[i:i + 256]).latent_dist.mean for i in range(0, len(frames), 256)])
-    scale = float(1.0 / means.std())
-    vae.register_to_config(scaling_factor=scale)
+    if scale is None:
+        scale = float(1.0 / means.std())
+        vae.register_to_config(scaling_factor=scale)
     return (means * scale).unflatten(0, images.shape[:2])
 
 
-def _prompts(token_ids: torch.Tensor, clip_rows: torch.Tensor, generator) -> torch.Tensor:
+def prompt_rows(token_ids: torch.Tensor, clip_rows: torch.Tensor, generator) -> torch.Tensor:
     """Token rows for a batch of clips; CAPTION_DROPOUT of them become the empty prompt (the last row)."""
     dropped = torch.rand(len(clip_rows), generator=generator) < CAPTION_DROPOUT
     return token_ids[torch.where(dropped, len(token_ids) - 1, clip_rows)]
 
 
-def _train_unet(unet, text_encoder, data: _Data, steps: int) -> dict:
+def _train_unet(unet, text_encoder, data: TrainingData, steps: int) -> dict:
     latents, token_ids, schedule, generator = data.latents, data.token_ids, data.schedule, data.generator
     clips, frames = latents.shape[:2]
 
     def loss(step):
-        rows = _batch(clips, BATCH["unet"], generator)
+        rows = random_rows(clips, BATCH["unet"], generator)
         picked = latents[rows, torch.randint(0, frames, (len(rows),), generator=generator)]
-        embeddings = text_encoder(_prompts(token_ids, rows, generator))[0]
+        embeddings = text_encoder(prompt_rows(token_ids, rows, generator))[0]
         return models.noise_prediction_loss(
             lambda noisy, t: unet(noisy, t, encoder_hidden_states=embeddings).sample, schedule, picked, generator)
 
@@ -151,15 +160,15 @@ def _train_unet(unet, text_encoder, data: _Data, steps: int) -> dict:
     return models.fit(parameters, loss, steps, LEARNING_RATE["unet"], "unet+text", data.progress)
 
 
-def _train_controlnet(controlnet, unet, text_encoder, data: _Data, steps: int) -> dict:
+def _train_controlnet(controlnet, unet, text_encoder, data: TrainingData, steps: int) -> dict:
     latents, hints, token_ids, generator = data.latents, data.hints, data.token_ids, data.generator
     clips, frames = latents.shape[:2]
 
     def loss(step):
-        rows = _batch(clips, BATCH["controlnet"], generator)
+        rows = random_rows(clips, BATCH["controlnet"], generator)
         times = torch.randint(0, frames, (len(rows),), generator=generator)
         with torch.no_grad():
-            embeddings = text_encoder(_prompts(token_ids, rows, generator))[0]
+            embeddings = text_encoder(prompt_rows(token_ids, rows, generator))[0]
 
         def predict(noisy, t):
             down, mid = controlnet(noisy, t, encoder_hidden_states=embeddings, controlnet_cond=hints[rows, times],
@@ -172,30 +181,6 @@ def _train_controlnet(controlnet, unet, text_encoder, data: _Data, steps: int) -
     result = models.fit(controlnet.parameters(), loss, steps, LEARNING_RATE["controlnet"], "controlnet", data.progress)
     controlnet.eval().requires_grad_(False)
     return result
-
-
-def _train_motion(unet, text_encoder, data: _Data, steps: int):
-    """AnimateDiff's recipe: the image UNet frozen inside a UNetMotionModel, only the motion modules learn."""
-    from diffusers import UNetMotionModel
-
-    motion_unet = UNetMotionModel.from_unet2d(unet, models.build_motion_adapter())
-    motion_unet.freeze_unet2d_params()
-    latents, token_ids, generator = data.latents, data.token_ids, data.generator
-    clips, frames = latents.shape[:2]
-
-    def loss(step):
-        rows = _batch(clips, BATCH["motion"], generator)
-        starts = torch.randint(0, frames - MOTION_FRAMES + 1, (len(rows),), generator=generator)
-        windows = torch.stack([latents[r, s:s + MOTION_FRAMES] for r, s in zip(rows.tolist(), starts.tolist())])
-        with torch.no_grad():
-            embeddings = text_encoder(_prompts(token_ids, rows, generator))[0].repeat_interleave(MOTION_FRAMES, 0)
-        return models.noise_prediction_loss(
-            lambda noisy, t: motion_unet(noisy, t, encoder_hidden_states=embeddings).sample,
-            data.schedule, windows.transpose(1, 2), generator)
-
-    result = models.fit(motion_unet.parameters(), loss, steps, LEARNING_RATE["motion"], "motion", data.progress)
-    motion_unet.eval().requires_grad_(False)
-    return motion_unet, result
 
 
 @torch.no_grad()
@@ -237,7 +222,7 @@ def sample(pipe, caption: str, hint: np.ndarray, tau: float, seed: int) -> np.nd
 
 
 def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
-    """On the first `clips` held-out clips (their first MOTION_FRAMES frames), one sample per τ each:
+    """On the first `clips` held-out clips (their first SAMPLE_FRAMES frames), one sample per τ each:
 
     caption colour: share of samples whose dominant colour is the caption's (chance 1/4; the same
     measure on the real frames is its ceiling); structure: IoU of the caption colour's pixels with
@@ -247,19 +232,19 @@ def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
     pipe = load_pipeline(Path(out_dir))
     held = read_world(Path(world_dir), "heldout")[:clips]
     schedule = pipe.scheduler.config.beta_schedule if pipe.scheduler.config.trained_betas is None else "trained betas"
-    real = [c.frames[:MOTION_FRAMES] for c in held]
+    real = [c.frames[:SAMPLE_FRAMES] for c in held]
     rows = [{"row": "real frames", "caption_colour_correct": _share(
         dominant_colour(f) == c.colour for f, c in zip(real, held)), "chance": 0.25, "structure_iou": round(float(
-            np.mean([mask_iou(colour_masks(f)[c.colour], c.named[:MOTION_FRAMES]) for f, c in zip(real, held)])), 3)}]
+            np.mean([mask_iou(colour_masks(f)[c.colour], c.named[:SAMPLE_FRAMES]) for f, c in zip(real, held)])), 3)}]
     rows.append({"row": "vae reconstruction", "psnr_db": psnr(pipe.vae, np.concatenate(real))})
     for tau in TAUS:
         ious, chance_ious, correct = [], [], []
         for k, clip in enumerate(held):
-            frames = sample(pipe, clip.caption, clip.hint[:MOTION_FRAMES], tau, seed=k)
+            frames = sample(pipe, clip.caption, clip.hint[:SAMPLE_FRAMES], tau, seed=k)
             correct.append(dominant_colour(frames) == clip.colour)
             mask = colour_masks(frames)[clip.colour]
-            ious.append(mask_iou(mask, clip.named[:MOTION_FRAMES]))
-            chance_ious.append(mask_iou(mask, held[(k + 1) % len(held)].named[:MOTION_FRAMES]))
+            ious.append(mask_iou(mask, clip.named[:SAMPLE_FRAMES]))
+            chance_ious.append(mask_iou(mask, held[(k + 1) % len(held)].named[:SAMPLE_FRAMES]))
         rows.append({"row": f"tau {tau}", "tau": tau, "caption_colour_correct": _share(correct), "chance": 0.25,
                      "structure_iou": round(float(np.mean(ious)), 3),
                      "structure_iou_other_hint": round(float(np.mean(chance_ious)), 3),

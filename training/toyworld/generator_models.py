@@ -4,14 +4,16 @@ Sizes follow measured training speeds on a 2-core CPU (docs/toyworld.md):
 64×64 frames, a VAE to 16×16×4 latents (factor 4: the pipeline reads it from the VAE's three
 levels), a (32, 64, 64) UNet with cross-attention at 8×8 and 4×4 only, a 2-layer 64-wide CLIP text
 encoder over CLIP's real BPE vocabulary, a ControlNet copied from the UNet, a MotionAdapter of the
-same widths. The noise schedule is cosine (`squaredcos_cap_v2`): at 16×16 the layout is decided in the
-high-noise steps, and a linear schedule spends too few of them there.
+same widths (trained by training/toyworld/motion.py). The noise schedule is cosine
+(`squaredcos_cap_v2`): at 16×16 the layout is decided in the high-noise steps, and a linear schedule
+spends too few of them there.
 
-The toy models sample with DDIM with the predicted clean latents clipped to ±CLIP_RANGE (latents have
-unit variance), written into the base model's scheduler folder and repeated in core/presets/toy.json
-(whose AnimateDiff settings would otherwise turn clipping off). The cosine schedule's last timestep
-keeps almost no signal (ᾱ ≈ 1e-8): DDIM's first step divides the noise prediction's error by √ᾱ, and
-unclipped that error swamps every later step.
+The toy models sample with DDIM from timestep 951 down ("leading" spacing), not from 999: the cosine
+schedule's last timestep keeps almost no signal (ᾱ ≈ 2e-9), and a sampler that starts there divides
+the noise prediction's error by √ᾱ; DDIM, DDPM, Euler and DPM-Solver all turned it into the same
+blotches whatever the prompt. At 951 ᾱ ≈ 0.006. The predicted clean latents are also clipped to
+±CLIP_RANGE (latents have unit variance). Both are written into the base model's scheduler folder and
+repeated in core/presets/toy.json (whose AnimateDiff settings would otherwise override them).
 """
 
 from __future__ import annotations

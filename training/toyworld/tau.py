@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from storyreel.training.toyworld.characters import depth_videos, generate_clips, identity_colour
-from storyreel.training.toyworld.generator import MOTION_FRAMES, SAMPLING, TAUS, load_pipeline, sample, toy_preset
+from storyreel.training.toyworld.generator import SAMPLE_FRAMES, SAMPLING, TAUS, load_pipeline, sample, toy_preset
 from storyreel.training.toyworld.generator_data import read_world
 
 FOLDERS = ("base", "motion_adapter", "controlnet")
@@ -37,7 +37,7 @@ RING = 3  # pixels around the object that count as its surroundings
 
 def measure(weights_dir: Path, world_dir: Path, clips: int = 12, identity_clips: int = 6) -> list[dict]:
     """Rows: the real frames (ceiling), then one per τ (see module doc); first `clips` held-out clips for
-    structure, the first `identity_clips` of them for identity, MOTION_FRAMES frames each, seed = clip number."""
+    structure, the first `identity_clips` of them for identity, SAMPLE_FRAMES frames each, seed = clip number."""
     from storyreel import depth
 
     weights_dir = Path(weights_dir)
@@ -49,11 +49,11 @@ def measure(weights_dir: Path, world_dir: Path, clips: int = 12, identity_clips:
         return structure_scores(model, frames_per_clip, [held[k] for k in clip_numbers],
                                 [held[others[k]] for k in clip_numbers])
 
-    rows = [{"row": "real frames (ceiling)", **structure([c.frames[:MOTION_FRAMES] for c in held], range(len(held))),
+    rows = [{"row": "real frames (ceiling)", **structure([c.frames[:SAMPLE_FRAMES] for c in held], range(len(held))),
              "clips": len(held)}]
     pipe = load_pipeline(weights_dir)
     for tau in TAUS:
-        frames = [sample(pipe, c.caption, c.hint[:MOTION_FRAMES], tau, seed=k) for k, c in enumerate(held)]
+        frames = [sample(pipe, c.caption, c.hint[:SAMPLE_FRAMES], tau, seed=k) for k, c in enumerate(held)]
         rows.append({"row": f"tau {tau} (caption)", "tau": tau, **structure(frames, range(len(held))),
                      "clips": len(held), **SAMPLING})
     pack = weights_dir / PACK
@@ -147,7 +147,7 @@ def character_samples(weights_dir: Path, pack: Path, clips, runs) -> list[list[n
 
     generator = ClipGenerator(toy_preset(weights_dir), characters=[pack], device="cpu", dtype=torch.float32)
     with tempfile.TemporaryDirectory() as scratch:
-        hints = depth_videos([clip.hint[:MOTION_FRAMES] for clip in clips], Path(scratch))
+        hints = depth_videos([clip.hint[:SAMPLE_FRAMES] for clip in clips], Path(scratch))
         return [generate_clips(generator, [f"{TOKEN if with_pack else ABLATION_WORD} {scene_phrase(c.caption)}"
                                            for c in clips], hints, Path(scratch), tau,
                                present=None if with_pack else ()) for tau, with_pack in runs]
