@@ -12,7 +12,7 @@ import pytest
 
 import storyreel.core
 from storyreel.toyworld import held_out_clips, write_world
-from storyreel.training.toyworld.generator import MOTION_FRAMES, load_pipeline, sample, toy_preset
+from storyreel.training.toyworld.generator import SAMPLE_FRAMES, load_pipeline, sample, toy_preset
 from storyreel.training.toyworld.generator_data import read_world
 
 TOY = Path(storyreel.core.__file__).parent / "presets" / "toy"
@@ -39,7 +39,7 @@ def test_structure_follows_the_source_more_at_tau_1_than_at_tau_0(held_out):
     others = held_out[1:] + held_out[:1]
 
     def scores(tau):  # measured on these clips: object nearer 0.25 at τ 0, 0.69 at τ 1, 0.28 on other clips' hints
-        frames = [sample(pipe, c.caption, c.hint[:MOTION_FRAMES], tau, seed=k) for k, c in enumerate(held_out)]
+        frames = [sample(pipe, c.caption, c.hint[:SAMPLE_FRAMES], tau, seed=k) for k, c in enumerate(held_out)]
         return structure_scores(model, frames, held_out, others)
 
     at_0, at_1 = scores(0.0), scores(1.0)
