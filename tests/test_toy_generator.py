@@ -1,8 +1,8 @@
 """The toy preset's trained generator (core/presets/toy/{base,motion_adapter,controlnet}), loaded through
 the project's own loader and pipeline. The trained VAE beats its random init on held-out frames, and
-the pipeline samples real pictures from the committed weights in a few steps. (The structure and
-caption-colour effects are measured by training/toyworld/generator.py `measure`; at the committed
-training length they are too weak to assert here.)
+the pipeline samples real pictures from the committed weights in a few steps, starting where the noise
+schedule still keeps signal. (The structure and caption-colour effects are measured by
+training/toyworld/generator.py `measure`; tests/test_toy_tau.py asserts the structure effect.)
 
 Loads the committed weights, never trains (training/toyworld/generator.py trains them).
 """
@@ -58,3 +58,11 @@ def test_sampling_gives_frames_of_the_hint_size_in_a_few_steps(pipe):
     frames = sample(pipe, text, hint, 1.0, seed=0)
     assert frames.shape == (FRAMES, 64, 64, 3) and frames.dtype == np.uint8
     assert frames.std() > 10  # a picture, not a flat or saturated field
+
+
+def test_sampling_starts_where_the_noise_schedule_still_keeps_signal(pipe):
+    # The cosine schedule's last training timestep keeps ᾱ ≈ 2e-9; a sampler that starts there divides the
+    # noise prediction's error by √ᾱ and draws the same blotches for every prompt (generator_models.py).
+    pipe.scheduler.set_timesteps(20)
+    first = int(pipe.scheduler.timesteps[0])
+    assert float(pipe.scheduler.alphas_cumprod[first]) > 1e-3, first
