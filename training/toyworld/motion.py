@@ -92,8 +92,9 @@ def _loss(motion_unet, text_encoder, data: TrainingData):
 
 def measure(out_dir: Path, world_dir: Path, clips: int = CLIPS) -> list[dict]:
     """On the first `clips` held-out captions (text only, seed = clip number): toy-CLIP cosine and mean
-    absolute pixel change of consecutive frames of SAMPLE_FRAMES-frame clips, with the motion adapter
-    and with the image model alone (each frame sampled on its own, seed 1000·clip + frame)."""
+    absolute pixel change of consecutive frames of SAMPLE_FRAMES-frame clips: with the motion adapter,
+    with the image model alone (each frame sampled on its own, seed 1000·clip + frame), and of the real
+    clips."""
     from storyreel.core.models import get_preset
     from storyreel.index.embed import load_clip
     from storyreel.training.toyworld.zero import consistency, independent_frames
@@ -107,7 +108,9 @@ def measure(out_dir: Path, world_dir: Path, clips: int = CLIPS) -> list[dict]:
     image_model = load_pipeline(Path(out_dir), backend="t2v-zero")
     alone = [consistency(independent_frames(image_model, c.caption, SAMPLE_FRAMES, k), clip_model)
              for k, c in enumerate(held)]
-    return [_row("motion adapter (animatediff)", with_adapter), _row("image model, frame by frame", alone)]
+    real = [consistency(c.frames[:SAMPLE_FRAMES], clip_model) for c in held]
+    return [_row("motion adapter (animatediff)", with_adapter), _row("image model, frame by frame", alone),
+            _row("real frames (ceiling)", real)]
 
 
 def _row(name: str, scores: list[tuple[float, float]]) -> dict:
