@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from storyreel.training.toyworld.generator import SAMPLE_FRAMES, SAMPLING, load_pipeline, sample, toy_preset
+from storyreel.training.toyworld.generator import (
+    SAMPLE_FRAMES,
+    SAMPLING,
+    load_pipeline,
+    sample,
+    sample_text_only,
+    toy_preset,
+)
 from storyreel.training.toyworld.generator_data import read_world
 
 FOLDERS = ("base", "motion_adapter", "controlnet")
@@ -48,9 +55,8 @@ def measure(weights_dir: Path, world_dir: Path, captions: int = 16, index_clips:
     with tempfile.TemporaryDirectory() as scratch:
         retrieved = retrieve_structures(Path(world_dir), Path(scratch), preset, embedder, model, queries, index_clips)
     pipe = load_pipeline(weights_dir)
-    blank = np.zeros((SAMPLE_FRAMES, *queries[0].hint.shape[1:]), np.float32)  # τ = 0 never reads it
     sets = {
-        "text only (tau 0, no structure)": [sample(pipe, c.caption, blank, 0.0, seed=k) for k, c in enumerate(queries)],
+        "text only (tau 0, no structure)": [sample_text_only(pipe, c.caption, k) for k, c in enumerate(queries)],
         f"retrieval + depth (tau {TAU})": [sample(pipe, c.caption, hint, TAU, seed=k)
                                            for k, (c, (hint, _)) in enumerate(zip(queries, retrieved))],
         "retrieved train clips (no generation)": [frames for _, frames in retrieved],

@@ -221,6 +221,13 @@ def sample(pipe, caption: str, hint: np.ndarray, tau: float, seed: int) -> np.nd
     return pipe(caption, depth, settings).frames
 
 
+def sample_text_only(pipe, caption: str, seed: int) -> np.ndarray:
+    """uint8 (SAMPLE_FRAMES, H, W, 3) frames of `caption` alone: at τ 0 the depth branch never runs, so the
+    structure source the pipeline takes is a blank one."""
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return sample(pipe, caption, np.zeros((SAMPLE_FRAMES, size, size), np.float32), 0.0, seed)
+
+
 def measure(out_dir: Path, world_dir: Path, clips: int = 16) -> list[dict]:
     """On the first `clips` held-out clips (their first SAMPLE_FRAMES frames), one sample per τ each:
 

@@ -102,8 +102,7 @@ def measure(out_dir: Path, world_dir: Path, clips: int = CLIPS) -> list[dict]:
     held = read_world(Path(world_dir), "heldout")[:clips]
     clip_model = load_clip(get_preset("toy"))
     animated = load_pipeline(Path(out_dir))
-    blank = np.zeros((SAMPLE_FRAMES, *held[0].hint.shape[1:]), np.float32)  # τ = 0 never reads it
-    with_adapter = [consistency(toy_generator.sample(animated, c.caption, blank, 0.0, seed=k), clip_model)
+    with_adapter = [consistency(toy_generator.sample_text_only(animated, c.caption, k), clip_model)
                     for k, c in enumerate(held)]
     image_model = load_pipeline(Path(out_dir), backend="t2v-zero")
     alone = [consistency(independent_frames(image_model, c.caption, SAMPLE_FRAMES, k), clip_model)
