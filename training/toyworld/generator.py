@@ -8,8 +8,9 @@ is the next stage's, training/toyworld/motion.py).
 Training order (each part frozen once trained): the VAE (reconstruction); the text encoder and UNet
 together through the diffusion loss on the VAE's latents (captions dropped 15% of the time, so the
 empty prompt is the unconditional branch classifier-free guidance needs); the ControlNet from the UNet
-on the true depth hint. Architectures: generator_models.py; the world as read and measured:
-generator_data.py.
+on the true depth hint. The VAE and the UNet also learn from paintings (storyreel.toyworld.paintings,
+captioned "a painting"): a real base model draws any colour, and personalization needs one that can.
+Architectures: generator_models.py; the world as read and measured: generator_data.py.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from storyreel.training.toyworld import generator_models as models
 from storyreel.training.toyworld.generator_data import colour_masks, dominant_colour, mask_iou, read_world
 
 # Steps each part trains for (fixed, so a rerun trains the same); `train(steps=...)` shrinks them for a quick run.
-STEPS = {"vae": 800, "unet": 2500, "controlnet": 2000}
+STEPS = {"vae": 1500, "unet": 3000, "controlnet": 2000}
 BATCH = {"vae": 16, "unet": 32, "controlnet": 32}
 LEARNING_RATE = {"vae": 1e-3, "unet": 5e-4, "controlnet": 1e-3}
 CAPTION_DROPOUT = 0.15
+# Share of each batch that is a painting, from a fixed pool; the ControlNet and motion adapter learn from
+# the world alone (a painting has no depth and no motion).
+PAINTING_SHARE = {"vae": 0.5, "unet": 0.25}
+PAINTING_POOL = 4000
+PAINTING_CAPTION = "a painting"
 TAUS = (0.0, 0.25, 0.5, 1.0)
 SAMPLING = {"steps": 20, "cfg": 3.0}  # what the measures and tests sample with
 SAMPLE_FRAMES = 8  # frames of each clip the measures sample
@@ -49,10 +55,12 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: d
     generator = torch.Generator().manual_seed(seed)
     tokenizer = offline_clip_tokenizer()
     images, hints, token_ids = world_tensors(Path(world_dir), tokenizer)
-    summary = {"clips": len(images)}
+    painted = painting_tensors(seed)
+    summary = {"clips": len(images), "paintings": len(painted)}
     vae = models.build_vae()
-    summary["vae"] = _train_vae(vae, images, steps["vae"], generator, progress)
-    data = TrainingData(encode_latents(vae, images), hints, token_ids, models.noise_schedule(), generator, progress)
+    summary["vae"] = _train_vae(vae, images, painted, steps["vae"], generator, progress)
+    data = TrainingData(encode_latents(vae, images), hints, token_ids, models.noise_schedule(), generator, progress,
+                        encode_latents(vae, painted[:, None], vae.config.scaling_factor)[:, 0])
     text_encoder, unet = models.build_text_encoder(), models.build_unet()
     summary["unet"] = _train_unet(unet, text_encoder, data, steps["unet"])
     for module in (vae, unet, text_encoder):
@@ -74,13 +82,20 @@ def train(world_dir: Path, out_dir: Path, seed: int = 0, progress=None, steps: d
 
 def world_tensors(world_dir: Path, tokenizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The train split as tensors: frames (N, T, 3, H, W) in [-1, 1], depth hints (N, T, 3, H, W) in
-    [0, 1], and token ids (N + 1, 77) of each clip's caption, then of the empty prompt."""
+    [0, 1], and token ids (N + 2, 77) of each clip's caption, then PAINTING_CAPTION, then the empty prompt."""
     clips = read_world(world_dir, "train")
     images = torch.from_numpy(np.stack([c.frames for c in clips])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
     hints = torch.from_numpy(np.stack([c.hint for c in clips]))[:, :, None].expand(-1, -1, 3, -1, -1)
-    token_ids = tokenizer([c.caption for c in clips] + [""], padding="max_length", max_length=77,
+    token_ids = tokenizer([c.caption for c in clips] + [PAINTING_CAPTION, ""], padding="max_length", max_length=77,
                           truncation=True, return_tensors="pt").input_ids
     return images, hints, token_ids
+
+
+def painting_tensors(seed: int) -> torch.Tensor:
+    """PAINTING_POOL paintings (P, 3, H, W) in [-1, 1]."""
+    from storyreel.toyworld.paintings import paintings
+
+    return torch.from_numpy(paintings(PAINTING_POOL, seed=seed)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def store_half_precision(folder: Path) -> None:
@@ -105,21 +120,25 @@ class TrainingData:
 
     latents: torch.Tensor  # (N, T, C, h, w), scaled to unit variance
     hints: torch.Tensor  # (N, T, 3, H, W) in [0, 1], near = bright
-    token_ids: torch.Tensor  # (N + 1, 77): each clip's caption, then the empty prompt
+    token_ids: torch.Tensor  # (N + 2, 77): each clip's caption, PAINTING_CAPTION, then the empty prompt
     schedule: object  # the DDPM training scheduler
     generator: torch.Generator
     progress: object  # callable(str) or None
+    paintings: torch.Tensor | None = None  # (P, C, h, w) latents at the world's scale; None: the world alone
 
 
 def random_rows(count: int, size: int, generator) -> torch.Tensor:
     return torch.randint(0, count, (size,), generator=generator)
 
 
-def _train_vae(vae, images: torch.Tensor, steps: int, generator, progress) -> dict:
+def _train_vae(vae, images: torch.Tensor, painted: torch.Tensor, steps: int, generator, progress) -> dict:
     frames = images.flatten(0, 1)
+    painted_rows = round(BATCH["vae"] * PAINTING_SHARE["vae"])
 
     def loss(step):
-        return models.vae_loss(vae, frames[random_rows(len(frames), BATCH["vae"], generator)])
+        batch = torch.cat([frames[random_rows(len(frames), BATCH["vae"] - painted_rows, generator)],
+                           painted[random_rows(len(painted), painted_rows, generator)]])
+        return models.vae_loss(vae, batch)
 
     result = models.fit(vae.parameters(), loss, steps, LEARNING_RATE["vae"], "vae", progress)
     vae.eval().requires_grad_(False)
@@ -148,11 +167,15 @@ def prompt_rows(token_ids: torch.Tensor, clip_rows: torch.Tensor, generator) -> 
 def _train_unet(unet, text_encoder, data: TrainingData, steps: int) -> dict:
     latents, token_ids, schedule, generator = data.latents, data.token_ids, data.schedule, data.generator
     clips, frames = latents.shape[:2]
+    painted_rows = round(BATCH["unet"] * PAINTING_SHARE["unet"])
+    painting_caption = torch.full((painted_rows,), len(token_ids) - 2)
 
     def loss(step):
-        rows = random_rows(clips, BATCH["unet"], generator)
-        picked = latents[rows, torch.randint(0, frames, (len(rows),), generator=generator)]
-        embeddings = text_encoder(prompt_rows(token_ids, rows, generator))[0]
+        rows = random_rows(clips, BATCH["unet"] - painted_rows, generator)
+        picked = torch.cat([latents[rows, torch.randint(0, frames, (len(rows),), generator=generator)],
+                            data.paintings[random_rows(len(data.paintings), painted_rows, generator)]])
+        prompts = prompt_rows(token_ids, torch.cat([rows, painting_caption]), generator)
+        embeddings = text_encoder(prompts)[0]
         return models.noise_prediction_loss(
             lambda noisy, t: unet(noisy, t, encoder_hidden_states=embeddings).sample, schedule, picked, generator)
 
