@@ -43,8 +43,9 @@ from storyreel.generation.pipeline import Run, VideoPipelineBase
 from storyreel.generation.settings import GenerationSettings
 
 BACKEND = "t2v-zero"
-# The paper's T and T′ (at 50 DDIM steps on SD's schedule: step indices 47 and 44).
-PAPER_T, PAPER_T_PRIME = 941, 881
+# The paper's T (at 50 DDIM steps on SD's schedule: step index 47, t = 941) and the steps frame 1 takes from
+# T to T′ (the reference's 47 → 44, T′ = 881).
+PAPER_T, MOTION_STEPS = 941, 3
 # The reference warps on a 512×512 flow grid, then resamples the grid to the latent size.
 FLOW_GRID = 512
 # Frames and size of a text-only clip when neither the settings nor a depth clip give them.
@@ -113,8 +114,10 @@ def cross_frame_attention(models, processor: CrossFrameAttnProcessor):
 def motion_step_indices(timesteps, t0: int | None = None, t1: int | None = None) -> tuple[int, int]:
     """(t0, t1): step indices counted from the end of the schedule (index j ↔ `timesteps[-j - 1]`).
 
-    Unset: the indices whose timesteps are nearest the paper's T′ = 881 and T = 941 (44 and 47 with
-    50 DDIM steps on SD's schedule, the reference's defaults), with t0 < t1 kept.
+    Unset: t1 is the index whose timestep is nearest the paper's T = 941, and t0 = t1 − 3, so frame 1
+    takes the reference's three steps from T to T′ at any step count (44 and 47 with 50 DDIM steps on SD's
+    schedule, the reference's defaults; with 25, T = 921 and T′ = 801). Nearest T′ = 881 instead would
+    leave one step at 25 and the moved latent still almost pure noise. With fewer steps t0 stops at 0.
     """
     if t0 is not None and t1 is not None:
         return int(t0), int(t1)
@@ -122,8 +125,7 @@ def motion_step_indices(timesteps, t0: int | None = None, t1: int | None = None)
     if len(ascending) < 2:
         raise UserError("the t2v-zero backend needs at least 2 steps (frame 1 is denoised to T′ before the others)")
     t1 = max(1, int((ascending - PAPER_T).abs().argmin()))
-    t0 = int((ascending[:t1] - PAPER_T_PRIME).abs().argmin())
-    return t0, t1
+    return max(0, t1 - MOTION_STEPS), t1
 
 
 def translate_latents(latents: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:

@@ -53,9 +53,12 @@ def test_default_motion_steps_are_the_papers(components):
     assert motion_step_indices(scheduler.timesteps) == (44, 47)  # the reference's t0, t1 defaults
     # The paper's T and T′ (the tiny schedule has steps_offset 0: 940 and 880, SD1.5's 941 and 881).
     assert abs(scheduler.timesteps[-47 - 1] - 941) <= 1 and abs(scheduler.timesteps[-44 - 1] - 881) <= 1
-    scheduler.set_timesteps(4)
+    scheduler.set_timesteps(25)  # three steps from T to T′ at any step count, as the reference's 47 → 44
     t0, t1 = motion_step_indices(scheduler.timesteps)
-    assert 0 <= t0 < t1 < 4
+    assert (t0, t1) == (21, 24)
+    assert (int(scheduler.timesteps[-t1 - 1]), int(scheduler.timesteps[-t0 - 1])) == (960, 840)
+    scheduler.set_timesteps(4)
+    assert motion_step_indices(scheduler.timesteps) == (0, 3)  # t0 stops at the schedule's last step
     assert motion_step_indices(scheduler.timesteps, 1, 2) == (1, 2)
 
 
