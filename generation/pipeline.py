@@ -4,9 +4,10 @@ A diffusers `DiffusionPipeline` (components registered, `save_pretrained` / `fro
 `enable_model_cpu_offload`, `callback_on_step_end`, LoRA adapters through `set_adapters`) whose
 frames equal diffusers' `AnimateDiffControlNetPipeline`, with two differences that matter:
 
-* Timestep clamping (τ) *skips* the ControlNet after the cut-off. Step i of N uses depth iff
-  (i + 1) / N ≤ τ (diffusers' `control_guidance_end` rule), so τ = 1 keeps every step and τ = 0
-  none; diffusers runs the ControlNet anyway and multiplies its output by zero.
+* Timestep clamping (τ) *skips* the ControlNet after the cut-off. A step uses depth iff its timestep
+  t ≥ (1 − τ)·T (`structure_applies`, the rule character training uses too), so τ = 1 keeps every step
+  and τ = 0 none; on evenly spaced schedules these are the steps diffusers' `control_guidance_end = τ`
+  keeps, but diffusers runs the ControlNet anyway and multiplies its output by zero.
 * Clips longer than one motion window are generated window by window (`settings.long`: overlap,
   vidrd or freenoise, planned in generation/long_clips.py), so memory stays flat in the clip length.
 
@@ -41,12 +42,17 @@ from storyreel.generation.long_clips import WindowPlan, clip_noise, long_clip_no
 from storyreel.generation.settings import GenerationSettings
 
 
-def structure_steps(num_steps: int, tau: float) -> list[bool]:
-    """Which of `num_steps` denoising steps use the depth branch: step i iff (i + 1) / N ≤ τ.
+def structure_applies(timestep, tau: float, num_train_timesteps: int) -> bool:
+    """The τ clamp, one rule for generation and character training (training/train.py): the depth branch
+    guides the noisiest τ fraction of the schedule, every timestep t ≥ (1 − τ)·T. Stated in timesteps, not
+    step fractions, so a pack trained at τ meets depth at the timesteps generation at τ gives it, whatever
+    the step count or spacing."""
+    return float(timestep) >= round((1.0 - tau) * num_train_timesteps, 6)  # round: τ 0.2 of 1,000 is t ≥ 800
 
-    Written exactly as diffusers' `control_guidance_end` test so the two agree on every float.
-    """
-    return [not ((i + 1) / num_steps > tau) for i in range(num_steps)]
+
+def structure_steps(timesteps, tau: float, num_train_timesteps: int) -> list[bool]:
+    """Which denoising steps (by their timesteps) use the depth branch: `structure_applies` of each."""
+    return [structure_applies(t, tau, num_train_timesteps) for t in timesteps]
 
 
 class TextConditioning(Protocol):
@@ -211,7 +217,8 @@ class VideoPipelineBase(DiffusionPipeline, StableDiffusionLoraLoaderMixin):
         # 3. Timesteps and the clamp: which steps run the depth branch (none without a depth clip)
         self.scheduler.set_timesteps(settings.steps, device=self._execution_device)
         timesteps = self.scheduler.timesteps
-        use_structure = structure_steps(len(timesteps), settings.tau if depth is not None else 0.0)
+        use_structure = structure_steps(timesteps, settings.tau if depth is not None else 0.0,
+                                        self.scheduler.config.num_train_timesteps)
         run = self.run_class(timesteps, use_structure, text_conditioning, settings, generator, callback_on_step_end,
                              tuple(callback_on_step_end_tensor_inputs),
                              step_kwargs=_scheduler_step_kwargs(self.scheduler, generator))

@@ -137,10 +137,11 @@ def flop_share(components: Components, *, frames: int, size: int) -> float:
     return controlnet_flops.get_total_flops() / unet_flops.get_total_flops()
 
 
-def speedup_ceiling(share: float, steps: int, tau: float) -> float:
+def speedup_ceiling(share: float, scheduler, steps: int, tau: float) -> float:
     """The most any sampler can gain by skipping the ControlNet on the steps τ drops (Amdahl): diffusers
     pays UNet + ControlNet every step, an ideal clamp pays the ControlNet only on the kept steps."""
-    kept = sum(structure_steps(steps, tau))
+    scheduler.set_timesteps(steps)
+    kept = sum(structure_steps(scheduler.timesteps, tau, scheduler.config.num_train_timesteps))
     return (1 + share) / (1 + share * kept / steps)
 
 
@@ -187,7 +188,7 @@ def time_pair(name: str, components: Components, device, *, frames: int, size: i
                 if label == "diffusers":  # diffusers runs the ControlNet at every step, whatever τ
                     shares.append(timer.controlnet_seconds / timer.unet_seconds)
         share = sorted(shares)[len(shares) // 2]
-        speedup, ceiling = times["diffusers"] / times["ours"], speedup_ceiling(share, steps, tau)
+        speedup, ceiling = times["diffusers"] / times["ours"], speedup_ceiling(share, sampler.scheduler, steps, tau)
         rows.append({"models": name, "tau": tau, "steps": steps, "frames": frames, "size": size,
                      "ours_s_per_step": round(times["ours"], 4), "diffusers_s_per_step": round(times["diffusers"], 4),
                      "speedup": round(speedup, 3), "controlnet_share": round(share, 3),

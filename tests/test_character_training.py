@@ -338,3 +338,34 @@ def test_training_shows_a_bar_with_eta_on_a_terminal(components, image_dir):
     stream = Terminal()
     make_trainer(components, image_dir, steps=3).fit(progress=Progress("character train", stream=stream))
     assert re.search(r"character train: 100%.*3/3.*loss=", stream.getvalue()) and ETA.search(stream.getvalue())
+
+
+@pytest.mark.parametrize("tau", [0.25, 0.5])
+def test_training_and_generation_run_the_depth_branch_at_the_same_timesteps(components, image_dir, tau):
+    from storyreel.generation import GenerationSettings, StructureGuidedPipeline
+
+    called = []  # the timestep of every ControlNet call
+    forward = components.controlnet.forward
+
+    def recording(sample, timestep, *args, **kwargs):
+        called.append(int(torch.as_tensor(timestep).flatten()[0]))
+        return forward(sample, timestep, *args, **kwargs)
+
+    components.controlnet.forward = recording
+    pipe = StructureGuidedPipeline.from_components(components)
+    pipe.set_progress_bar_config(disable=True)
+    settings = GenerationSettings(frames=2, height=32, width=32, steps=20, tau=tau)
+    pipe("a bear", torch.full((2, 3, 32, 32), 0.5), settings)
+    schedule = [int(t) for t in pipe.scheduler.timesteps]
+    generated, called[:] = sorted(set(called)), []
+    trainer = make_trainer(components, image_dir, tau=tau)
+    trained = []
+    with torch.no_grad():
+        for timestep in schedule:
+            calls = len(called)
+            trainer.clip_loss(trainer.clips[0], timestep, torch.Generator().manual_seed(0))
+            if len(called) > calls:
+                trained.append(timestep)
+    print(f"tau={tau}: generation {generated}, training {sorted(trained)} of {schedule}")
+    assert sorted(trained) == generated
+    assert generated == sorted(t for t in schedule if t >= (1 - tau) * 1000) and 0 < len(generated) < len(schedule)

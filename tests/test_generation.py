@@ -71,10 +71,10 @@ def test_tiny_checkpoint_is_seeded_and_tokenizer_is_clip(components):
 
 
 def test_structure_step_rule():
-    assert structure_steps(4, 1.0) == [True] * 4
-    assert structure_steps(4, 0.5) == [True, True, False, False]
-    assert structure_steps(10, 0.2) == [True, True] + [False] * 8
-    assert structure_steps(4, 0.0) == [False] * 4
+    assert structure_steps([750, 500, 250, 0], 1.0, 1000) == [True] * 4
+    assert structure_steps([750, 500, 250, 0], 0.5, 1000) == [True, True, False, False]
+    assert structure_steps(range(900, -1, -100), 0.2, 1000) == [True, True] + [False] * 8  # t ≥ 800
+    assert structure_steps([999, 750, 500, 250], 0.0, 1000) == [False] * 4
 
 
 @pytest.mark.parametrize("tau, kept", [(1.0, 4), (0.5, 2)])

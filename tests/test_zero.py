@@ -203,7 +203,7 @@ def test_controlnet_runs_only_inside_the_clamp_in_every_chunk(components, pipe, 
         counter.restore()
     assert out.windows == [{"start": 0, "frames": 8, "overlap": 0}, {"start": 8, "frames": 8, "overlap": 1},
                            {"start": 15, "frames": 8, "overlap": 3}]
-    per_chunk = sum(structure_steps(STEPS, tau))
+    per_chunk = sum(structure_steps(pipe.scheduler.timesteps, tau, pipe.scheduler.config.num_train_timesteps))
     print(f"tau={tau}: {counter.calls} ControlNet calls = {per_chunk} per chunk x 3 chunks")
     assert counter.calls == out.structure_forward_passes == 3 * per_chunk
     assert out.frames.shape == (20, SIZE, SIZE, 3)

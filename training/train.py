@@ -46,6 +46,7 @@ from storyreel.generation.characters.tokens import (
     make_timeinv_table,
     single_token_id,
 )
+from storyreel.generation.pipeline import structure_applies
 
 MAX_IMAGES = 50
 CONCEPT_THUMBNAIL = 224  # side of the square thumbnails stored in the pack (CLIP-I in evaluation)
@@ -70,7 +71,7 @@ class TrainSettings:
     anchors: int | None = 50
     frames: int = 8  # L, frames of each static pseudo-video
     size: int | None = None  # square training resolution in pixels; None: the preset's train_size
-    tau: float = 1.0  # structure clamp, as in generation: depth guides t = T…τ·T
+    tau: float = 1.0  # structure clamp, the rule generation uses (generation/pipeline.py structure_applies)
     structure_scale: float = 1.0
     checkpoint_every: int = 100
     seed: int = 0
@@ -222,11 +223,6 @@ def regularization_clips(index_dir, init_word: str, count: int, size: int, frame
         pixels = torch.from_numpy(np.stack([center_square(f, size) for f in video])).permute(0, 3, 1, 2)
         clips.append(TrainingClip(pixels, conditioning[:, :1].float(), init_word))
     return clips
-
-
-def structure_applies(timestep: int, tau: float, num_train_timesteps: int) -> bool:
-    """The generation clamp in timestep terms: depth guides the noisiest τ fraction of the schedule."""
-    return timestep >= (1.0 - tau) * num_train_timesteps
 
 
 class CharacterTrainer:
