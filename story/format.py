@@ -9,8 +9,9 @@ Resolution rules (what `resolved_plot_settings` computes for plot i):
   (exact) or name (case-insensitive, whole word) occurs in the plot's text or explicit prompt.
 - `prompt`: the plot's `prompt` (else its `text`) with every character name replaced by its token,
   then ", " + `style` when the story has one (a final period is dropped before it).
-- `query` (retrieval text, no tokens): the plot's `query` (else its `text`) with every token replaced
-  by the character's `word` (else its name); names are replaced by `word` too when one is set.
+- `query` (retrieval text, no tokens, no names): the plot's `query` (else its `text`) with every token
+  and every name replaced by the character's `word` (default: its pack's init word), so "Rex runs" with
+  a pack trained from "dog" searches for "dog runs".
 - Generation settings (`GenerationSettings`, generation/settings.py): the model preset's (its size,
   frames, steps and cfg), then the story's `defaults:`, then the plot's `frames`, `tau`, `seed`.
   For `tau` a plot without its own value takes the smallest `tau` override of the characters present
@@ -47,6 +48,7 @@ import yaml
 
 from storyreel.core.errors import UserError
 from storyreel.core.models import COMPONENTS
+from storyreel.generation.characters import pack_init_word
 from storyreel.generation.layout import DEFAULT_LAYOUT_STRENGTH, Layout, LayoutEntity, box_problem
 from storyreel.generation.settings import BACKENDS, GenerationSettings, setting_problem
 from storyreel.index.motion import MOTION_LABELS
@@ -56,7 +58,9 @@ from storyreel.index.motion import MOTION_LABELS
 class Character:
     pack: Path  # character pack file (absolute after load_story)
     name: str  # how the story text refers to the character ("Rex")
-    word: str | None = None  # class word used in retrieval queries ("dog"); default: the name
+    # class word used in retrieval queries ("dog"); load_story fills in the pack's init word when the file gives
+    # none (a plan not yet written, whose packs may not exist yet, has None: its names stand in)
+    word: str | None = None
     tau: float | None = None  # structure-guidance clamp for plots with this character
 
 
@@ -249,7 +253,7 @@ class _StoryReader:
             self.fail(pack_node, f"{where}.pack", f"pack file not found: {pack} "
                       "(paths are relative to the story file; train one with `storyreel character train`)")
         name = self.string(items["name"][1], f"{where}.name") if "name" in items else token.strip("<>")
-        word = self.string(items["word"][1], f"{where}.word") if "word" in items else None
+        word = self.string(items["word"][1], f"{where}.word") if "word" in items else pack_init_word(pack)
         tau = self.fraction(items["tau"][1], f"{where}.tau") if "tau" in items else None
         return Character(pack=pack.resolve(), name=name, word=word, tau=tau)
 
@@ -512,12 +516,9 @@ def names_to_tokens(text: str, characters: dict[str, Character]) -> str:
 
 
 def tokens_to_words(text: str, characters: dict[str, Character]) -> str:
-    """Replace each token with the character's class word (else its name); names too when a word is set."""
-    return _substitute(
-        text, characters,
-        for_token=lambda t, _: characters[t].word or characters[t].name,
-        for_name=lambda t, matched: characters[t].word or matched,
-    )
+    """Replace each token and each name with the character's class word."""
+    return _substitute(text, characters, for_token=lambda t, _: characters[t].word or characters[t].name,
+                       for_name=lambda t, matched: characters[t].word or matched)
 
 
 def characters_in_plot(story: Story, i: int) -> list[str]:

@@ -3,6 +3,7 @@ HTTP server speaking the chat-completions protocol."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_http import FakeServer
+from pack_headers import write_pack_header
 
 from storyreel.cli import build_parser
 from storyreel.core.errors import UserError
@@ -60,7 +62,7 @@ def test_empty_prose_is_a_user_error():
 
 def test_write_then_load_round_trip(tmp_path):
     (tmp_path / "packs").mkdir()
-    (tmp_path / "packs" / "rex.safetensors").write_bytes(b"rex")
+    write_pack_header(tmp_path / "packs" / "rex.safetensors", "dog")
     story = Story(
         title="Round: trip", style="oil painting, 'quoted'", negative_prompt="",
         characters={"<rex>": Character(pack=(tmp_path / "packs" / "rex.safetensors"), name="Rex", word="dog",
@@ -136,7 +138,7 @@ def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
     packs = {}
     for token in CAST.values():
         packs[token] = tmp_path / f"{token.strip('<>')}.safetensors"
-        packs[token].write_bytes(b"pack")
+        write_pack_header(packs[token], "toy")
     with ChatServer(["Here is the plan:\n```json\n" + json.dumps(STAGE1) + "\n```", json.dumps(STAGE2)]) as server:
         story = plan_with_llm(PROSE, CAST, LLMOptions(server.url, "tiny-director", timeout=5), title="Walk",
                               packs=packs, frames=8)
@@ -165,7 +167,9 @@ def test_llm_two_stage_plan_parses_into_a_story_file(tmp_path):
     write_story(story, tmp_path / "walk.yaml")  # the plan is a story file: it loads back as the same story
     text = (tmp_path / "walk.yaml").read_text()
     assert "0: [0.05, 0.4, 0.4, 0.95]" in text
-    assert load_story(tmp_path / "walk.yaml") == story
+    # it loads back as the same story, each character's class word read from its pack
+    assert load_story(tmp_path / "walk.yaml") == dataclasses.replace(story, characters={
+        token: dataclasses.replace(character, word="toy") for token, character in story.characters.items()})
 
 
 @pytest.mark.parametrize("replies, what, problem", [
@@ -245,7 +249,7 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
 
     monkeypatch.setattr("http.client.HTTPConnection.connect", no_network)
     (tmp_path / "tale.txt").write_text("Rex barks, then runs. The sun sets.")
-    (tmp_path / "rex.safetensors").write_bytes(b"rex")
+    write_pack_header(tmp_path / "rex.safetensors", "dog")
     out = tmp_path / "out" / "tale.yaml"
     code = run_plan(str(tmp_path / "tale.txt"), "--out", str(out),
                     "--character", "Rex=<rex>=" + str(tmp_path / "rex.safetensors"),
@@ -262,7 +266,7 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
     text = out.read_text()
     assert "pack: ../rex.safetensors" in text and "pack: mia.safetensors" in text
 
-    mia_pack.write_bytes(b"mia")  # once the pack exists the story loads
+    write_pack_header(mia_pack, "girl")  # once the pack exists the story loads
     story = load_story(out)
     assert [p.text for p in story.plots] == ["Rex barks.", "Rex runs.", "The sun sets."]
 
@@ -301,7 +305,7 @@ def test_cli_plan_and_ui_plan_make_the_same_story(tmp_path, planner, capsys):
     from storyreel.ui.app import StoryreelApp, UIConfig
 
     (tmp_path / "tale.txt").write_text(PROSE, encoding="utf-8")
-    (tmp_path / "rex.safetensors").write_bytes(b"rex")
+    write_pack_header(tmp_path / "rex.safetensors", "dog")
     out = tmp_path / "tale.yaml"
     characters = ["Rex=<rex>=" + str(tmp_path / "rex.safetensors"), "Mia=<mia>"]
     with ChatServer([json.dumps(STAGE1), json.dumps(STAGE2)] * 2) as server:
@@ -317,5 +321,5 @@ def test_cli_plan_and_ui_plan_make_the_same_story(tmp_path, planner, capsys):
     assert shown == "Planned 2 plots: check them, then Save."
     assert text == out.read_text(encoding="utf-8")
     assert "pack: rex.safetensors" in text and "title: tale" in text
-    (tmp_path / "mia.safetensors").write_bytes(b"mia")  # the story loads once every pack exists
+    write_pack_header(tmp_path / "mia.safetensors", "girl")  # the story loads once every pack exists
     assert load_story(out).defaults["frames"] == 16  # the tiny preset's, which the LLM's boxes were asked for

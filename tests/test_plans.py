@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fake_index import DIM, FakeEmbedder, MemoryIndex, clip_row
+from pack_headers import write_pack_header
 
 from storyreel.core.sheet import SheetRow, paint_sheet
 from storyreel.generation.layout import Layout, LayoutEntity
@@ -39,7 +40,7 @@ consistency:
 
 @pytest.fixture
 def folder(tmp_path):
-    (tmp_path / "rex.safetensors").write_bytes(b"rex")
+    write_pack_header(tmp_path / "rex.safetensors", "dog")
     return tmp_path
 
 
@@ -57,7 +58,7 @@ def test_plan_fields_load_resolve_and_round_trip(folder):
     assert story.consistency == {"entities": {"Rex": [0, 1], "ball": [0]}, "backgrounds": {"park": [0, 1]}}
     settings = resolved_plot_settings(story, 0)
     assert settings["prompt"] == "<rex> chases a red ball, a sunny park"  # the background joins the prompt ...
-    assert settings["query"] == "Rex chases a red ball, a sunny park"  # ... and the query
+    assert settings["query"] == "dog chases a red ball, a sunny park"  # ... and the query, Rex as his class word
     assert resolved_plot_settings(story, 1)["prompt"] == "<rex> sleeps in the sunny park."  # already says it
     assert settings["layout"]["strength"] == 0.5 and resolved_plot_settings(story, 1)["layout"]["strength"] == 0.4
     assert layout_of(settings) == Layout((

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pack_headers import write_pack_header
 
 from storyreel.cli import main
 from storyreel.core.errors import UserError
@@ -49,7 +50,7 @@ def test_plan_writes_the_presets_settings(tmp_path, capsys, preset, size, steps)
     prose = tmp_path / "story.txt"
     prose.write_text("Rex runs to the lake. Then he swims.")
     out = tmp_path / "story.yaml"
-    (tmp_path / "rex.safetensors").write_bytes(b"a pack")  # load_story checks the pack exists
+    write_pack_header(tmp_path / "rex.safetensors", "dog")  # load_story checks the pack exists
     assert main(["plan", str(prose), "--out", str(out), "--models", preset, "--character", "Rex=<rex>"]) == 0
     defaults = yaml.safe_load(out.read_text())["defaults"]
     assert defaults == {"frames": 16, "fps": 8.0, "height": size, "width": size, "steps": steps, "cfg": 7.5,

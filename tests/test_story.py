@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pack_headers import write_pack_header
 
 from storyreel.core.errors import UserError
 from storyreel.story.format import (
@@ -46,8 +47,8 @@ plots:
 @pytest.fixture
 def story_dir(tmp_path: Path) -> Path:
     (tmp_path / "packs").mkdir()
-    (tmp_path / "packs" / "rex.safetensors").write_bytes(b"rex pack")
-    (tmp_path / "packs" / "mia.safetensors").write_bytes(b"mia pack")
+    write_pack_header(tmp_path / "packs" / "rex.safetensors", "dog")
+    write_pack_header(tmp_path / "packs" / "mia.safetensors", "girl")
     return tmp_path
 
 
@@ -62,7 +63,8 @@ def test_load_story_types_and_resolved_paths(story_dir):
     assert story.title == "Rex and Mia"
     assert story.characters == {
         "<rex>": Character(pack=story_dir.resolve() / "packs/rex.safetensors", name="Rex", word="dog", tau=0.3),
-        "<mia>": Character(pack=story_dir.resolve() / "packs/mia.safetensors", name="Mia"),
+        # no word given: the pack's init word
+        "<mia>": Character(pack=story_dir.resolve() / "packs/mia.safetensors", name="Mia", word="girl"),
     }
     assert story.defaults == {"frames": 8, "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0, "tau": 0.6,
                               "seed": 10}
@@ -73,7 +75,7 @@ def test_load_story_types_and_resolved_paths(story_dir):
 def test_resolved_plot_settings_apply_the_rules(story_dir):
     story = load_story(write(story_dir, STORY))
     rex = {"token": "<rex>", "name": "Rex", "pack": str(story_dir.resolve() / "packs/rex.safetensors"),
-           "pack_sha256": hashlib.sha256(b"rex pack").hexdigest()}
+           "pack_sha256": hashlib.sha256((story_dir / "packs/rex.safetensors").read_bytes()).hexdigest()}
     settings = [resolved_plot_settings(story, i) for i in range(4)]
     common = {"negative_prompt": "blurry", "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0,
               "structure_scale": 1.0, "window_frames": 16, "overlap_frames": 4, "long": "overlap",
@@ -91,7 +93,7 @@ def test_resolved_plot_settings_apply_the_rules(story_dir):
     assert settings[1]["prompt"] == "<mia> opens the door, watercolor"
     assert [c["token"] for c in settings[1]["characters"]] == ["<mia>"]
     # Token and lower-case name both count; the smallest override of those present wins.
-    assert settings[2]["query"] == "The dog and mia watch the sunset."
+    assert settings[2]["query"] == "The dog and girl watch the sunset."  # names never reach the query
     assert settings[2]["prompt"] == "The <rex> and <mia> watch the sunset, watercolor"
     assert [c["token"] for c in settings[2]["characters"]] == ["<rex>", "<mia>"]
     assert settings[2]["tau"] == 0.3 and settings[2]["seed"] == 12
@@ -111,7 +113,7 @@ def test_plot_hash_changes_only_with_that_plots_inputs(story_dir):
     after = [plot_hash(load_story(path), i) for i in range(4)]
     assert [a == b for a, b in zip(before, after)] == [True, False, True, True]
 
-    (story_dir / "packs" / "rex.safetensors").write_bytes(b"retrained rex pack")
+    write_pack_header(story_dir / "packs" / "rex.safetensors", "puppy")
     retrained = [plot_hash(load_story(path), i) for i in range(4)]
     assert [a == b for a, b in zip(after, retrained)] == [False, True, False, True]
 
@@ -183,3 +185,14 @@ def test_validate_pins_names_plot_and_line(story_dir):
     with pytest.raises(UserError) as info:
         validate_pins(story, lambda clip_id: clip_id < 5)
     assert str(info.value) == f"{path}:16: plots[1].clip: clip 7 is not in the index (see `storyreel index ls`)"
+
+
+def test_a_characters_name_never_reaches_the_query_its_packs_init_word_does(tmp_path):
+    write_pack_header(tmp_path / "rex.safetensors", "dog")
+    story = load_story(write(tmp_path, 'characters:\n  "<rex>": {pack: rex.safetensors, name: Rex}\n'
+                                       "plots:\n  - text: Rex runs across the meadow.\n"
+                                       "  - text: The <rex> sleeps.\n"))
+    assert [resolved_plot_settings(story, i)["query"] for i in range(2)] == ["dog runs across the meadow.",
+                                                                            "The dog sleeps."]
+    assert [resolved_plot_settings(story, i)["prompt"] for i in range(2)] == ["<rex> runs across the meadow.",
+                                                                             "The <rex> sleeps."]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pack_headers import write_pack_header
 
 from storyreel.core.errors import UserError
 from storyreel.story import parse_story
@@ -24,7 +25,7 @@ plots:
 
 def test_tables_round_trip_keeps_what_the_tables_do_not_show(tmp_path):
     (tmp_path / "packs").mkdir()
-    (tmp_path / "packs" / "rex.safetensors").write_bytes(b"rex")
+    write_pack_header(tmp_path / "packs" / "rex.safetensors", "dog")
     path = tmp_path / "walk.yaml"
     characters, plots = story_tables(parse_story(STORY, path), path)
     assert characters == [["<rex>", "Rex", "dog", "packs/rex.safetensors", ""]]

@@ -11,8 +11,14 @@ files). Training lives in `storyreel.training`.
 
 from storyreel.generation.characters.export import export_pack
 from storyreel.generation.characters.lora import adapter_name_for, add_spatial_lora
-from storyreel.generation.characters.pack import CharacterPack, load_characters, load_pack, save_pack
+from storyreel.generation.characters.pack import (
+    CharacterPack,
+    load_characters,
+    load_pack,
+    pack_init_word,
+    save_pack,
+)
 from storyreel.generation.characters.tokens import CharacterConditioning, CharacterTokens, TimeInvTable
 
 __all__ = ["CharacterConditioning", "CharacterPack", "CharacterTokens", "TimeInvTable", "adapter_name_for",
-           "add_spatial_lora", "export_pack", "load_characters", "load_pack", "save_pack"]
+           "add_spatial_lora", "export_pack", "load_characters", "load_pack", "pack_init_word", "save_pack"]

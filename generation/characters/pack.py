@@ -77,6 +77,21 @@ def save_pack(pack: CharacterPack, path: str | os.PathLike) -> None:
         raise UserError(f"cannot write character pack {path}: {err.strerror or err}") from None
 
 
+def pack_init_word(path: str | os.PathLike) -> str:
+    """A pack's init word (its class word: "dog"), read from the file's header alone; a file that is not a
+    readable pack gets load_pack's one-line error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        metadata = {}
+    if metadata.get("format") == PACK_FORMAT and metadata.get("init_word"):
+        return metadata["init_word"]
+    return load_pack(path).init_word
+
+
 def load_pack(path: str | os.PathLike) -> CharacterPack:
     from safetensors import SafetensorError, safe_open
 
