@@ -34,6 +34,8 @@ def _add_plan(commands) -> None:
     parser.add_argument("--character", action="append", default=[], metavar="NAME=TOKEN[=PACK]",
                         help="a character: its name in the prose, its token, optionally its pack file "
                              "(default TOKEN.safetensors beside --out); repeatable")
+    parser.add_argument("--layout", action="store_true", help="rule plans: give each plot's characters side-by-side "
+                        "boxes, which turns on layout control (an --llm plan always has boxes)")
     parser.add_argument("--llm", metavar="URL", help="plan with an OpenAI-compatible chat-completions "
                         "server at URL (nothing is sent without this); $STORYREEL_LLM_API_KEY is sent as "
                         "a bearer token if set")
@@ -54,7 +56,8 @@ def _run_plan(args) -> int:
     check_output_path(out, "--out", create_parents=True)
     llm = LLMOptions(args.llm, args.llm_model or "", args.llm_timeout) if args.llm else None
     cast = parse_cast(args.character)  # packs relative to where the command runs
-    story = plan_story(read_prose(story_path), cast, PlanOptions(title=story_path.stem, preset=args.models, llm=llm))
+    story = plan_story(read_prose(story_path), cast, PlanOptions(title=story_path.stem, preset=args.models, llm=llm,
+                                                                      layout=args.layout))
     write_story(story, out)
 
     for token, character in story.characters.items():

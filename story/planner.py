@@ -5,7 +5,8 @@ Two planners return the same `Story` (story/format.py):
   "; then", "and then" become plots; a clause without its own subject ("…, then swims") borrows the
   character names that open the clause before it. Character names become tokens in the prompt; the
   query keeps the plain names. A bare "then" inside a clause ("Rex then jumps") is an adverb, not a
-  split, and pronouns are left alone.
+  split, and pronouns are left alone. Boxes only when asked (`layout`, `plan --layout`): side-by-side
+  boxes know nothing of where a retrieved clip puts its subject, and they turn on layout control.
 - `plan_with_llm`: asks any OpenAI-compatible chat-completions server for a VideoDirectorGPT plan
   in its two stages (plots with entities, backgrounds, τ, layout strength and consistency groups;
   then entity boxes at keyframes; story/plan.py), validates each reply and retries once,
@@ -109,6 +110,7 @@ class PlanOptions:
     title: str = "Untitled"
     preset: str | None = None
     llm: LLMOptions | None = None
+    layout: bool = False  # rule plans: each plot's characters as entities with side-by-side boxes
 
 
 def plan_story(prose: str, cast: Cast, options: PlanOptions) -> Story:
@@ -119,7 +121,7 @@ def plan_story(prose: str, cast: Cast, options: PlanOptions) -> Story:
         story = plan_with_llm(prose, cast.tokens, options.llm, title=options.title, packs=cast.packs,
                               frames=defaults["frames"])
     else:
-        story = plan_rule_based(prose, cast.tokens, title=options.title, packs=cast.packs)
+        story = plan_rule_based(prose, cast.tokens, title=options.title, packs=cast.packs, layout=options.layout)
     return dataclasses.replace(story, defaults=defaults)
 
 
@@ -187,11 +189,11 @@ def _leading_names(clause: str, names: tuple[str, ...]) -> str:
 
 
 def plan_rule_based(prose: str, characters: dict[str, str], *, title: str = "Untitled",
-                    packs: dict[str, str | Path] | None = None) -> Story:
+                    packs: dict[str, str | Path] | None = None, layout: bool = False) -> Story:
     """Split prose into single-event plots; `characters`: {name: token}, e.g. {"Rex": "<rex>"}.
 
-    Each plot gets `query` = its text (plain names) and `prompt` = its text with names → tokens, and
-    its characters as entities side by side in order of mention (one consistency group each).
+    Each plot gets `query` = its text (plain names) and `prompt` = its text with names → tokens; with
+    `layout`, its characters as entities side by side in order of mention (one consistency group each).
     `packs`: {token: pack path}; a token without one gets "<token without brackets>.safetensors",
     beside the story file (what `storyreel character train ... --out` should write).
     """
@@ -200,7 +202,7 @@ def plan_rule_based(prose: str, characters: dict[str, str], *, title: str = "Unt
     if not events:
         raise UserError("the story text has no sentences to plan")
     plots = [Plot(text=e, query=e, prompt=names_to_tokens(e, story_characters)) for e in events]
-    consistency = plan.default_layouts(plots, story_characters)
+    consistency = plan.default_layouts(plots, story_characters) if layout else {}
     return Story(title=title, plots=plots, characters=story_characters, consistency=consistency)
 
 

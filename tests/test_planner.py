@@ -265,6 +265,12 @@ def test_run_plan_rule_based_writes_a_loadable_story_and_sends_nothing(tmp_path,
                             f"--out {mia_pack}`\n")
     text = out.read_text()
     assert "pack: ../rex.safetensors" in text and "pack: mia.safetensors" in text
+    assert "entities" not in text and "boxes" not in text  # no layout control unless asked
+    laid_out = tmp_path / "out" / "laid_out.yaml"
+    assert run_plan(str(tmp_path / "tale.txt"), "--out", str(laid_out), "--layout", "--quiet",
+                    "--character", "Rex=<rex>=" + str(tmp_path / "rex.safetensors")) == 0
+    assert [[(e.name, e.boxes) for e in p.entities or []] for p in load_story(laid_out).plots] == [
+        [("Rex", {0: (0.05, 0.25, 0.95, 0.95)})], [("Rex", {0: (0.05, 0.25, 0.95, 0.95)})], []]
 
     write_pack_header(mia_pack, "girl")  # once the pack exists the story loads
     story = load_story(out)

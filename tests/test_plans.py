@@ -94,8 +94,11 @@ def test_plan_validation_names_file_line_and_field(folder, story_error, old, new
     assert story_error(folder, STORY.replace(old, new, 1)) == expected
 
 
-def test_rule_based_plan_spreads_characters_in_order_of_mention():
-    story = plan_rule_based("Mia and Rex play. Rex sleeps. The sun sets.", {"Rex": "<rex>", "Mia": "<mia>"})
+def test_rule_based_plan_spreads_characters_in_order_of_mention_only_when_asked():
+    prose, cast = "Mia and Rex play. Rex sleeps. The sun sets.", {"Rex": "<rex>", "Mia": "<mia>"}
+    unasked = plan_rule_based(prose, cast)
+    assert [p.entities for p in unasked.plots] == [None] * 3 and unasked.consistency == {}
+    story = plan_rule_based(prose, cast, layout=True)
     assert [[(e.name, e.token, e.boxes) for e in p.entities or []] for p in story.plots] == [
         [("Mia", "<mia>", {0: (0.05, 0.25, 0.45, 0.95)}), ("Rex", "<rex>", {0: (0.55, 0.25, 0.95, 0.95)})],
         [("Rex", "<rex>", {0: (0.05, 0.25, 0.95, 0.95)})],
