@@ -6,7 +6,8 @@ Front door:
     clip = ClipGenerator("tiny").generate(ClipRequest("a bear walks", "walk.mp4"), "clip.mp4")  # depth + writer
 Modules: settings (the one settings object), components (loading a preset's models), pipeline and zero
 (the two backends), long_clips, attention and layout_attention, characters/ (packs at inference),
-generate (depth + pipeline + writer), evaluate (CLIP-T, CLIP-I, consistency). Training sits above in
+generate (depth + pipeline + writer), evaluate (CLIP-T, CLIP-I, consistency), distribution_metrics
+(the papers' FVD/KVD/IS formulas on features). Training sits above in
 storyreel.training, whole stories in storyreel.story.
 
 Names are imported on first use, so `storyreel --help` does not load torch or diffusers.
@@ -24,6 +25,9 @@ _EXPORTS = {
     "ClipGenerator": "storyreel.generation.generate", "ClipRequest": "storyreel.generation.generate",
     "generate_clip": "storyreel.generation.generate", "Steering": "storyreel.generation.pipeline",
     "load_characters": "storyreel.generation.characters", "score_clip": "storyreel.generation.evaluate",
+    "frechet_distance": "storyreel.generation.distribution_metrics",
+    "kernel_distance": "storyreel.generation.distribution_metrics",
+    "inception_score": "storyreel.generation.distribution_metrics",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from storyreel.generation.distribution_metrics import frechet_distance
 from storyreel.training.toyworld.generator import (
     SAMPLE_FRAMES,
     SAMPLING,
@@ -100,14 +101,3 @@ def retrieve_structures(world_dir: Path, scratch: Path, preset, embedder, model,
 def video_features(embedder, clips) -> np.ndarray:
     """(N, D): each clip's mean frame image embedding."""
     return np.stack([embedder.embed_images(np.asarray(frames)).mean(0) for frames in clips]).astype(np.float64)
-
-
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (N, D) (FID's formula)."""
-    from scipy.linalg import sqrtm
-
-    mean_a, mean_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = sqrtm(cov_a @ cov_b)
-    root = root.real if np.iscomplexobj(root) else root  # numerical noise on a singular product
-    return float(((mean_a - mean_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
