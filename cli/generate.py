@@ -41,6 +41,8 @@ def _add_generate(commands) -> None:
                              f"default {GenerationSettings.tau})")
     parser.add_argument("--frames", type=int, help="number of frames (default: the preset's, 16)")
     parser.add_argument("--seed", type=int, help=f"random seed (default {GenerationSettings.seed})")
+    parser.add_argument("--speed", type=float, help="playback speed of the structure's motion (1 = real time at "
+                        f"the output's frame rate, 2 = twice as fast; default {GenerationSettings.speed:g})")
     parser.add_argument("--index", help="index folder, to use a clip id as SOURCE")
     parser.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
     parser.add_argument("--height", type=int, help="frame height, a multiple of 8 (default: the preset's)")
@@ -66,7 +68,7 @@ def _add_generate(commands) -> None:
     parser.add_argument("--motion-strength", type=float, metavar="LAMBDA",
                         help="t2v-zero: pixels (of a 512-pixel frame) per frame along the field "
                              f"(default {GenerationSettings.motion_strength:g})")
-    parser.add_argument("--t0", type=int, help="t2v-zero: step index of T' (default: the step nearest t=881)")
+    parser.add_argument("--t0", type=int, help="t2v-zero: step index of T' (default: three steps after T)")
     parser.add_argument("--t1", type=int, help="t2v-zero: step index of T, above --t0 (default: nearest t=941)")
 
 
@@ -92,7 +94,8 @@ def generate_settings(args, preset: str):
 
     return GenerationSettings.for_preset(
         preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
-        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, backend=args.backend, long=args.long,
+        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, speed=args.speed, backend=args.backend,
+        long=args.long,
         motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
 
 

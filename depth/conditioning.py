@@ -3,13 +3,14 @@
     conditioning_for_source(source, model=..., size=(256, 256), num_frames=16, index_dir=...)
 
       1. open the source (video, image, clip id of an index, or a depth video this package wrote)
-      2. pick `num_frames` frame indices spread evenly over it (a longer clip is subsampled, a
-         shorter one repeats frames; `info["frame_sampling"]` says which)
+      2. pick `num_frames` frame indices: with the output's `fps`, a window of the source played at
+         `speed` (1: real time) centred in it; without, or when the source is too short for that
+         window, spread evenly over all of it (`info["frame_sampling"]` and `info["speed"]` say which)
       3. cache lookup (clip ids only)
       4. decode those frames, predict inverse depth, stabilize over them (depth/temporal.py)
       5. resize to `size` (cover + center crop, aspect kept) -> (F, 3, H, W) float tensor in [0, 1]
 
-Cache: INDEX_DIR/depth_cache/clip{id}_{model}_{H}x{W}_f{F}_{fingerprint}.npy holds the
+Cache: INDEX_DIR/depth_cache/clip{id}_{model}_{H}x{W}_f{F}w{first}-{last}_{fingerprint}.npy holds the
 stabilized (F, H, W) depth. The clip's `video_fingerprint` is part of the name, so a re-indexed
 (changed) clip misses and gets fresh depth; its stale files are removed when the new one is written.
 """
@@ -37,8 +38,26 @@ def sample_frame_indices(total: int, num_frames: int) -> list[int]:
     return spread_indices(total, num_frames).tolist()
 
 
-def _frame_sampling(total: int, num_frames: int) -> str:
-    return "none" if total == num_frames else ("subsampled" if total > num_frames else "repeated")
+def source_window(total: int, source_fps: float, num_frames: int, fps: float | None = None,
+                  speed: float = 1.0) -> tuple[list[int], float | None]:
+    """(frame indices, the speed they play at) of `num_frames` output frames at `fps` from a source of
+    `total` frames at `source_fps`: frame k reads source frame start + round(k·speed·source_fps/fps), the
+    window centred in the source. A source shorter than that window, or `fps` None, is spread over its
+    whole length (its speed then is whatever that gives; None for one frame)."""
+    step = speed * source_fps / fps if fps else None
+    if step is None or (num_frames - 1) * step + 1 > total:
+        indices = sample_frame_indices(total, num_frames)
+    else:
+        start = (total - 1 - (num_frames - 1) * step) / 2
+        indices = [int(round(start + k * step)) for k in range(num_frames)]
+    if num_frames < 2 or not fps:
+        return indices, None
+    return indices, round((indices[-1] - indices[0]) / (num_frames - 1) * fps / source_fps, 3)
+
+
+def _frame_sampling(total: int, indices: list[int]) -> str:
+    """"repeated" (some source frame is read twice), "none" (every source frame once) or "subsampled"."""
+    return "repeated" if len(set(indices)) < len(indices) else ("none" if len(indices) == total else "subsampled")
 
 
 def _resize_cover(frames, size: tuple[int, int]):
@@ -77,13 +96,13 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text)
 
 
-def _cache_prefix(clip_id: int, model_id: str, size, num_frames: int) -> str:
-    return f"clip{clip_id}_{_safe(model_id)}_{size[0]}x{size[1]}_f{num_frames}_"
+def _cache_prefix(clip_id: int, model_id: str, size, indices: list[int]) -> str:
+    return f"clip{clip_id}_{_safe(model_id)}_{size[0]}x{size[1]}_f{len(indices)}w{indices[0]}-{indices[-1]}_"
 
 
-def _cache_path(index, clip, model_id: str, size, num_frames: int) -> tuple[Path, str]:
+def _cache_path(index, clip, model_id: str, size, indices: list[int]) -> tuple[Path, str]:
     """(file for this clip version, name prefix shared by every version of the same request)."""
-    prefix = _cache_prefix(clip.clip_id, model_id, size, num_frames)
+    prefix = _cache_prefix(clip.clip_id, model_id, size, indices)
     return Path(index.path) / CACHE_DIR / f"{prefix}{_safe(str(clip.video_fingerprint))}.npy", prefix
 
 
@@ -135,7 +154,7 @@ def depth_of_frames(source: Source, indices: list[int], model: DepthModel) -> np
 
 
 def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=None, cache: bool = True,
-                            source_kind: str = "auto"):
+                            source_kind: str = "auto", fps: float | None = None, speed: float = 1.0):
     """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
 
     source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
@@ -143,17 +162,19 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
     returning a DepthModel (called only when inference is needed, e.g. not for depth videos). index_dir: an index
     directory or an already open Index. source_kind: "auto" (a video is depth if its sidecar says so),
     "depth" (a video's gray frames are the depth, near = bright) or "video" (always estimate depth).
+    fps, speed: the output's frame rate and the source's playback speed (`source_window`); fps None spreads
+    the frames over the whole source.
     """
     if source_kind not in ("auto", "depth", "video"):
         raise UserError(f"structure kind must be auto, depth or video (got {source_kind!r})")
     size = (int(size[0]), int(size[1]))
     with index_context(index_dir) as index:
-        depth01, info = _depth_for_source(source, index, model, size, num_frames, cache, source_kind)
+        depth01, info = _depth_for_source(source, index, model, size, num_frames, cache, source_kind, fps, speed)
     info["flicker"] = flicker(depth01)
     return to_conditioning(depth01, size, num_frames), info
 
 
-def _depth_for_source(source, index, model, size, num_frames, cache, source_kind):
+def _depth_for_source(source, index, model, size, num_frames, cache, source_kind, fps, speed):
     """(depth (F, H, W) in [0, 1] at the generation size, info) from the cache or the model."""
     src = open_source(source, index)
     if src.kind in ("video", "depth-video") and source_kind != "auto":
@@ -166,17 +187,17 @@ def _depth_for_source(source, index, model, size, num_frames, cache, source_kind
         elif not isinstance(model, DepthModel):
             model = model()  # a factory: load the model only now that it is needed
         model_id = model.model_id
-    indices = sample_frame_indices(src.num_frames, num_frames)
+    indices, played = source_window(src.num_frames, src.fps, num_frames, fps, speed)
     info = {
         "source": src.label, "kind": src.kind, "model": model_id, "source_frames": src.num_frames,
-        "frames": num_frames, "size": list(size), "frame_indices": indices,
-        "frame_sampling": _frame_sampling(src.num_frames, num_frames), "cache": "off",
+        "source_fps": src.fps, "frames": num_frames, "size": list(size), "frame_indices": indices,
+        "frame_sampling": _frame_sampling(src.num_frames, indices), "speed": played, "cache": "off",
     }
     if src.kind == "clip":
         info["clip_id"] = int(src.clip.clip_id)
     cache_path, prefix = None, ""
     if cache and src.kind == "clip":
-        cache_path, prefix = _cache_path(index, src.clip, model_id, size, num_frames)
+        cache_path, prefix = _cache_path(index, src.clip, model_id, size, indices)
     depth01 = _load_cached(cache_path, (num_frames, *size), info) if cache_path is not None else None
     if depth01 is not None:
         info["cache"] = "hit"

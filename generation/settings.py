@@ -56,6 +56,10 @@ class GenerationSettings:
     structure_scale: float = 1.0  # strength of the depth ControlNet's residuals
     seed: int = 0
     fps: float = 8.0
+    # Playback speed of the structure source's motion: 1 reads it in real time at `fps` (a window of
+    # frames/fps seconds centred in the source), 2 twice as fast. A source shorter than that window is
+    # spread over its whole length; the sidecar's structure info records the speed played.
+    speed: float = 1.0
     # VidRD long clips: AnimateDiff's motion modules are trained on 16-frame windows; M = 4 overlap.
     window_frames: int = 16
     overlap_frames: int = 4
@@ -64,8 +68,8 @@ class GenerationSettings:
     backend: str = "animatediff"  # one of BACKENDS
     # Text2Video-Zero: frame k's latent is frame 1's moved by motion_strength·(k−1)·motion_field, in
     # pixels of a 512×512 frame as the paper's code counts them (content moves by −δ, like a pan);
-    # t0 < t1 are the step indices of the paper's T′ and T (None: the steps whose timesteps are
-    # nearest T′ = 881 and T = 941, i.e. 44 and 47 of 50 steps).
+    # t0 < t1 are the step indices of the paper's T′ and T (None: T the step nearest t = 941 and T′
+    # three steps later, i.e. 44 and 47 of 50 steps; generation/zero.py motion_step_indices).
     motion_field: tuple[float, float] = (1.0, 1.0)
     motion_strength: float = 12.0
     t0: int | None = None
@@ -142,6 +146,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "structure_scale": (0.0, 100.0),
     "seed": (0, 2**32 - 1),
     "fps": (0.1, 1000.0),
+    "speed": (0.01, 100.0),
     "window_frames": (2, 4096),
     "overlap_frames": (0, 4095),
     "decode_chunk_size": (1, 4096),

@@ -52,7 +52,7 @@ def _retrieve(story: Story, i: int, index, embedder, preset, used: set[int], gro
     from storyreel.retrieval import prefer_video, search
 
     settings = resolved_plot_settings(story, i, preset)
-    seconds = settings["frames"] / settings["fps"]
+    seconds = settings["frames"] / settings["fps"] * settings["speed"]  # the source seconds one clip plays
     attempts = [(settings["motion"], seconds, None),
                 (None, seconds, f"no unused clip with motion {settings['motion']!r}; any motion"),
                 (None, None, f"no unused clip of at least {seconds:g} s; any length")]

@@ -127,7 +127,7 @@ TAKES_PATH = {c.story_key: c.takes_path for c in COMPONENTS}
 CHARACTER_FIELDS = tuple(f.name for f in fields(Character))
 # `defaults:` fields: the GenerationSettings a story author sets (window sizes and decode chunks are
 # the pipeline's business).
-STORY_SETTINGS = ("frames", "fps", "height", "width", "steps", "cfg", "tau", "seed", "structure_scale")
+STORY_SETTINGS = ("frames", "fps", "speed", "height", "width", "steps", "cfg", "tau", "seed", "structure_scale")
 PLOT_FIELDS = tuple(f.name for f in fields(Plot) if f.name != "lines")
 MAX_CLIP_ID = 2**63 - 1  # clip ids are the catalog's BIGINTs
 
@@ -272,10 +272,10 @@ class _StoryReader:
         where = f"defaults.{key}"
         if key == "tau":
             return self.fraction(node, where)
-        if key in ("fps", "structure_scale"):
+        if key in ("fps", "speed", "structure_scale"):
             value = self.number(node, where)
-            if value <= 0 if key == "fps" else value < 0:
-                self.fail(node, where, f"must be {'> 0' if key == 'fps' else '>= 0'}, got {value:g}")
+            if value < 0 or (value == 0 and key != "structure_scale"):
+                self.fail(node, where, f"must be {'>= 0' if key == 'structure_scale' else '> 0'}, got {value:g}")
             return value
         if key == "cfg":
             value = self.number(node, where)

@@ -346,6 +346,18 @@ def test_generate_command(run_cli, tmp_path, components):
     assert np.array_equal(again.frames, written)
 
 
+def test_the_structure_plays_in_real_time_at_the_output_frame_rate(run_cli, tmp_path):
+    source = tmp_path / "eight_seconds.mp4"
+    write_depth_video(source, frames=64)  # 8 s at 8 fps
+    proc = run_cli("generate", "--prompt", "a cat", "--structure", source, "--out", tmp_path / "clip.mp4",
+                   "--models", "tiny", "--frames", "16", "--steps", "1", "--speed", "2", "--json", env=ONE_THREAD)
+    assert proc.returncode == 0, proc.stderr
+    structure = json.loads(proc.stdout)["structure"]
+    # 16 frames at 8 fps (2 s) at speed 2 read 4 s of the source, centred: frames 16.5 + 2k, rounded
+    assert structure["frame_indices"] == [round(16.5 + 2 * k) for k in range(16)] and structure["speed"] == 2.0
+    assert json.loads(proc.stdout)["speed"] == 2.0
+
+
 def test_generate_command_unwritable_output(run_cli, tmp_path):
     source = tmp_path / "d.mp4"
     write_depth_video(source, frames=4)
