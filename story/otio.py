@@ -6,10 +6,10 @@ Two video tracks, one clip per plot, in plot order:
 
 * "Plots": the generated clips `plots/NN.mp4` back to back, each its whole length at the plot's fps:
   the cut story.mp4 shows.
-* "Sources": the retrieved source clip of each plot: its video file, with the clip's in and out frames
-  (`start_frame`..`end_frame`, at the source's fps) as the source range. A plot's frames are spread
-  evenly over its whole source clip (depth/conditioning.py), so each source clip carries a
-  LinearTimeWarp effect, time_scalar = source length / plot length, that fits it to its plot.
+* "Sources": the retrieved source clip of each plot: its video file, with the window of the clip the
+  plot's structure played (depth/conditioning.py `source_window`: frames/fps × speed seconds centred in
+  the clip, at the source's fps) as the source range, and a LinearTimeWarp effect, time_scalar = the
+  speed it played at (source length / plot length), that fits it to its plot.
 
 Every clip's metadata["storyreel"] holds the plot index, its text and the clip id.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from storyreel.core.files import write_text_atomic
+from storyreel.depth import source_window
 from storyreel.story.manifest import Manifest
 
 OTIO_FILE = "story.otio"
@@ -42,13 +43,16 @@ def story_timeline(manifest: Manifest, out_dir):
             media_reference=otio.schema.ExternalReference(target_url=str(out_dir / plot.output),
                                                           available_range=plot_range)))
         source_fps = float(clip["fps"])
-        length = int(clip["end_frame"]) - int(clip["start_frame"])
+        indices, speed = source_window(int(clip["end_frame"]) - int(clip["start_frame"]), source_fps, frames, fps,
+                                       float(plot.settings.get("speed", 1.0)))
+        speed = speed or 1.0  # a one-frame plot: its source frame, held
+        length = max(1, round(frames * speed * source_fps / fps))
         source = otio.schema.Clip(
-            name=f"clip {int(clip['clip_id'])}", source_range=_range(int(clip["start_frame"]), length, source_fps),
+            name=f"clip {int(clip['clip_id'])}",
+            source_range=_range(int(clip["start_frame"]) + indices[0], length, source_fps),
             metadata={"storyreel": info},
             media_reference=otio.schema.ExternalReference(target_url=str(Path(clip["video"]).resolve())))
-        source.effects.append(otio.schema.LinearTimeWarp(
-            name="fit to plot", time_scalar=(length / source_fps) / (frames / fps)))
+        source.effects.append(otio.schema.LinearTimeWarp(name="fit to plot", time_scalar=speed))
         sources.append(source)
     timeline.tracks.append(generated)
     timeline.tracks.append(sources)

@@ -89,9 +89,13 @@ def assert_timeline_matches(path, manifest, out):
     assert [(c.source_range.start_time.to_frames(), c.source_range.duration.to_frames(), c.source_range.duration.rate)
             for c in generated] == [(0, p["settings"]["frames"], p["settings"]["fps"]) for p in plots]
     assert [c.media_reference.target_url for c in sources] == [p["clip"]["video"] for p in plots]
-    assert [(c.source_range.start_time.to_frames(), c.source_range.end_time_exclusive().to_frames(),
-             c.source_range.start_time.rate) for c in sources] == [
-        (p["clip"]["start_frame"], p["clip"]["end_frame"], p["clip"]["fps"]) for p in plots]
+    # each source clip is the window its plot's structure played (the plot sidecar's structure info)
+    played = [json.loads((out / (p["output"] + ".json")).read_text())["structure"] for p in plots]
+    assert [(c.source_range.start_time.to_frames(), c.source_range.start_time.rate,
+             c.effects[0].time_scalar) for c in sources] == [
+        (p["clip"]["start_frame"] + s["frame_indices"][0], p["clip"]["fps"], s["speed"])
+        for p, s in zip(plots, played)]
+    assert all(c.source_range.end_time_exclusive().to_frames() <= p["clip"]["end_frame"] for c, p in zip(sources, plots))
     assert [c.metadata["storyreel"]["clip_id"] for c in sources] == [p["clip"]["clip_id"] for p in plots]
 
 
