@@ -95,7 +95,8 @@ def assert_timeline_matches(path, manifest, out):
              c.effects[0].time_scalar) for c in sources] == [
         (p["clip"]["start_frame"] + s["frame_indices"][0], p["clip"]["fps"], s["speed"])
         for p, s in zip(plots, played)]
-    assert all(c.source_range.end_time_exclusive().to_frames() <= p["clip"]["end_frame"] for c, p in zip(sources, plots))
+    assert all(c.source_range.end_time_exclusive().to_frames() <= p["clip"]["end_frame"]
+               for c, p in zip(sources, plots))
     assert [c.metadata["storyreel"]["clip_id"] for c in sources] == [p["clip"]["clip_id"] for p in plots]
 
 

@@ -53,8 +53,8 @@ def test_plan_writes_the_presets_settings(tmp_path, capsys, preset, size, steps)
     write_pack_header(tmp_path / "rex.safetensors", "dog")  # load_story checks the pack exists
     assert main(["plan", str(prose), "--out", str(out), "--models", preset, "--character", "Rex=<rex>"]) == 0
     defaults = yaml.safe_load(out.read_text())["defaults"]
-    assert defaults == {"frames": 16, "fps": 8.0, "speed": 1.0, "height": size, "width": size, "steps": steps, "cfg": 7.5,
-                        "tau": 0.5, "seed": 0, "structure_scale": 1.0}
+    assert defaults == {"frames": 16, "fps": 8.0, "speed": 1.0, "height": size, "width": size, "steps": steps,
+                        "cfg": 7.5, "tau": 0.5, "seed": 0, "structure_scale": 1.0}
     assert load_story(out).defaults == defaults  # and it reads back as written
     capsys.readouterr()
 
