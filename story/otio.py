@@ -43,10 +43,10 @@ def story_timeline(manifest: Manifest, out_dir):
             media_reference=otio.schema.ExternalReference(target_url=str(out_dir / plot.output),
                                                           available_range=plot_range)))
         source_fps = float(clip["fps"])
-        indices, speed = source_window(int(clip["end_frame"]) - int(clip["start_frame"]), source_fps, frames, fps,
-                                       float(plot.settings.get("speed", 1.0)))
+        clip_frames = int(clip["end_frame"]) - int(clip["start_frame"])
+        indices, speed = source_window(clip_frames, source_fps, frames, fps, float(plot.settings.get("speed", 1.0)))
         speed = speed or 1.0  # a one-frame plot: its source frame, held
-        length = max(1, round(frames * speed * source_fps / fps))
+        length = min(max(1, round(frames * speed * source_fps / fps)), clip_frames - indices[0])
         source = otio.schema.Clip(
             name=f"clip {int(clip['clip_id'])}",
             source_range=_range(int(clip["start_frame"]) + indices[0], length, source_fps),
