@@ -7,9 +7,11 @@ storyreel.generation.characters; heavy imports happen inside the `_run_*` functi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from storyreel.cli.common import add_command
+from storyreel.cli.generate import add_recipe_flag
 
 
 def add_commands(commands) -> None:
@@ -31,22 +33,24 @@ def _add_character(commands) -> None:
     parser.add_argument("--out", required=True, help="character pack to write (.safetensors)")
     parser.add_argument("--mode", choices=("timeinv", "ti"), default="timeinv",
                         help="timeinv: one embedding per timestep bucket (default); ti: classic textual inversion")
-    parser.add_argument("--steps", type=int, default=1000, help="training steps (paper: 1000)")
-    parser.add_argument("--lr", type=float, default=1e-4, help="learning rate of table and LoRA (paper: 1e-4)")
-    parser.add_argument("--rank", type=int, default=4, help="LoRA rank")
+    add_recipe_flag(parser, "training")
+    parser.add_argument("--steps", type=int, help="training steps (default 1000, the paper's)")
+    parser.add_argument("--lr", type=float, help="learning rate of table and LoRA (default 1e-4, the paper's)")
+    parser.add_argument("--rank", type=int, help="LoRA rank (default 4)")
     parser.add_argument("--buckets", type=int, default=None,
                         help="TimeInv rows (timestep buckets); default one per training timestep")
-    parser.add_argument("--anchors", type=int, default=50,
-                        help="learned anchors the TimeInv rows are interpolated from while training (default 50)")
-    parser.add_argument("--frames", type=int, default=8, help="frames of each static pseudo-video")
+    parser.add_argument("--anchors", type=int,
+                        help="learned anchors the TimeInv rows are interpolated from while training (default 50; "
+                             "the animate-a-story recipe learns every row on its own)")
+    parser.add_argument("--frames", type=int, help="frames of each static pseudo-video (default 8)")
     parser.add_argument("--size", type=int, default=None,
                         help="training resolution, a multiple of 8 (default: the preset's, 256; tiny: 64)")
-    parser.add_argument("--tau", type=float, default=1.0, help="depth clamp used in training, as in generate")
+    parser.add_argument("--tau", type=float, help="depth clamp used in training, the rule generate uses (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="save a resumable checkpoint every N steps")
     parser.add_argument("--resume", action="store_true", help="continue from OUT.ckpt")
     parser.add_argument("--reg-index", default=None, metavar="INDEX_DIR",
                         help="mix in real clips of the init word's class retrieved from this index")
-    parser.add_argument("--reg-clips", type=int, default=200, help="how many clips --reg-index retrieves (paper: ~200)")
+    parser.add_argument("--reg-clips", type=int, help="how many clips --reg-index retrieves (default 200, the paper's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
                         help="recompute UNet activations in backward (much less memory, slower; "
@@ -92,13 +96,14 @@ def _run_character_train(args) -> int:
 
     from storyreel.training.train import TrainSettings, train_character
 
-    settings = TrainSettings(
-        token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps, learning_rate=args.lr,
-        lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames, size=args.size,
-        tau=args.tau,
-        checkpoint_every=args.checkpoint_every, seed=args.seed, gradient_checkpointing=args.gradient_checkpointing,
-        reg_index=args.reg_index, reg_clips=args.reg_clips,
+    settings = TrainSettings.from_recipe(
+        args.recipe, token=args.token, init_word=args.init_word, mode=args.mode, steps=args.steps,
+        learning_rate=args.lr, lora_rank=args.rank, num_buckets=args.buckets, anchors=args.anchors, frames=args.frames,
+        size=args.size, tau=args.tau, checkpoint_every=args.checkpoint_every, seed=args.seed, reg_index=args.reg_index,
+        reg_clips=args.reg_clips,
     )
+    # None is a value here ("on with CUDA"), not "not given"
+    settings = dataclasses.replace(settings, gradient_checkpointing=args.gradient_checkpointing)
     summary = train_character(args.images_dir, args.out, settings, preset=preset, resume=args.resume,
                               device=device, dtype=dtype,
                               progress=Progress("character train", quiet=args.quiet))

@@ -60,6 +60,7 @@ def _add_generate(commands) -> None:
                         help="strength of the characters' LoRA (0 = token table only, 1 = as trained)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     add_backend_flags(parser)
+    add_recipe_flag(parser)
     parser.add_argument("--long", choices=LONG_MODES,
                         help="animatediff: how clips longer than one 16-frame window are made "
                              f"(default {GenerationSettings.long}; see docs/CLI.md)")
@@ -80,6 +81,13 @@ def add_backend_flags(parser) -> None:
                              "default animatediff")
 
 
+def add_recipe_flag(parser, what: str = "sampling") -> None:
+    from storyreel.core.recipes import recipe_names
+
+    parser.add_argument("--recipe", metavar="NAME", help=f"a paper's {what} settings under your flags, one of "
+                        f"{', '.join(recipe_names())} (default fast; `storyreel models` lists every value)")
+
+
 def dx_dy(text: str) -> tuple[float, float]:
     """'DX,DY' -> (dx, dy); argparse turns the ValueError into a one-line usage error."""
     parts = text.split(",")
@@ -93,10 +101,10 @@ def generate_settings(args, preset: str):
     from storyreel.generation.settings import GenerationSettings
 
     return GenerationSettings.for_preset(
-        preset, frames=args.frames, height=args.height, width=args.width, steps=args.steps, cfg=args.cfg,
-        tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, speed=args.speed, backend=args.backend,
-        long=args.long,
-        motion_field=args.motion_field, motion_strength=args.motion_strength, t0=args.t0, t1=args.t1)
+        preset, recipe=args.recipe, frames=args.frames, height=args.height, width=args.width, steps=args.steps,
+        cfg=args.cfg, tau=args.tau, structure_scale=args.structure_scale, seed=args.seed, speed=args.speed,
+        backend=args.backend, long=args.long, motion_field=args.motion_field, motion_strength=args.motion_strength,
+        t0=args.t0, t1=args.t1)
 
 
 def _run_generate(args) -> int:

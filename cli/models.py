@@ -43,6 +43,7 @@ def _run_models(args) -> int:
     from storyreel.core.hub import hf_cache_dir
     from storyreel.core.models import list_presets, resolve_preset
     from storyreel.core.preset_files import user_preset_dir
+    from storyreel.core.recipes import list_recipes
 
     selected = resolve_preset(None)  # what --models left out would pick ($STORYREEL_MODELS, else default)
     defaults = ("height", "width", "frames", "steps", "cfg", "train_size")
@@ -50,7 +51,9 @@ def _run_models(args) -> int:
         name: {"file": preset.file, "description": preset.description, "components": describe(preset),
                "scheduler": asdict(preset.generator.scheduler),
                "defaults": {k: getattr(preset.generator, k) for k in defaults}}
-        for name, preset in list_presets().items()}}
+        for name, preset in list_presets().items()},
+        "recipes": {name: {"paper": r.paper, "generation": r.generation, "training": r.training, "sources": r.sources}
+                    for name, r in list_recipes().items()}}
     if args.json:
         _print_json(report)
         return 0
@@ -65,6 +68,11 @@ def _run_models(args) -> int:
         d = preset["defaults"]
         print(f"  {'defaults':<15} {d['width']}x{d['height']}, {d['frames']} frames, {d['steps']} steps, "
               f"cfg {d['cfg']}, character training {d['train_size']}px")
+    for name, recipe in report["recipes"].items():
+        print(f"recipe {name}: {recipe['paper']}")
+        for part in ("generation", "training"):
+            for key, value in recipe[part].items():
+                print(f"  {part + '.' + key:<28} {json.dumps(value):<24} {recipe['sources'].get(part + '.' + key, '')}")
     print(f"Hugging Face cache: {report['hf_cache']}")
     print(f"your presets: {report['user_presets']}/*.json (docs/presets.md)")
     return 0

@@ -10,7 +10,7 @@ import json
 import sys
 
 from storyreel.cli.common import add_command
-from storyreel.cli.generate import add_backend_flags
+from storyreel.cli.generate import add_backend_flags, add_recipe_flag
 
 
 def add_commands(commands) -> None:
@@ -91,6 +91,7 @@ def _add_render(commands) -> None:
     parser.add_argument("--out", required=True, metavar="OUT_DIR", help="output folder (rerun to resume)")
     parser.add_argument("--cpu-offload", action="store_true", help="keep models on the CPU until they run (GPU)")
     add_backend_flags(parser)  # for plots whose story file names no backend
+    add_recipe_flag(parser)  # for a story file that names no recipe
     parser.add_argument("--force", action="store_true",
                         help="render into a non-empty folder that is not a storyreel render (its story.mp4, "
                              "manifest.json and plots/ may be replaced)")
@@ -105,8 +106,8 @@ def _run_render(args) -> int:
 
     device, dtype = device_and_dtype(args)
     overrides = {c.name: getattr(args, c.dest) for c in COMPONENTS}
-    options = RenderOptions(preset=args.models, backend=args.backend, overrides=overrides, device=device,
-                            dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
+    options = RenderOptions(preset=args.models, backend=args.backend, recipe=args.recipe, overrides=overrides,
+                            device=device, dtype=dtype, cpu_offload=args.cpu_offload, force=args.force)
     manifest = render_story(args.story, args.index, args.out, options, progress=Progress("render", quiet=args.quiet))
     if not args.quiet:
         print(summary_table(manifest.plots), file=sys.stderr)

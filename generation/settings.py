@@ -74,17 +74,22 @@ class GenerationSettings:
     motion_strength: float = 12.0
     t0: int | None = None
     t1: int | None = None
+    recipe: str = "fast"  # the recipe (core/recipes/) whose values these settings started from
 
     @classmethod
-    def for_preset(cls, preset, **overrides) -> GenerationSettings:
-        """The preset's frames, size, steps and cfg, then `overrides` (None values mean "not given").
+    def for_preset(cls, preset, recipe: str | None = None, **overrides) -> GenerationSettings:
+        """The preset's frames, size, steps and cfg, then the recipe's values (core/recipes.py; None: fast),
+        then `overrides` (None values mean "not given").
 
         `preset`: a preset name or a `storyreel.core.models.ModelPreset`.
         """
         from storyreel.core.models import get_preset
+        from storyreel.core.recipes import get_recipe
 
         generator = get_preset(preset).generator
-        return cls().replace(**{name: getattr(generator, name) for name in PRESET_FIELDS}).replace(**overrides)
+        chosen = get_recipe(recipe)
+        return (cls().replace(**{name: getattr(generator, name) for name in PRESET_FIELDS})
+                .replace(recipe=chosen.name, **chosen.generation).replace(**overrides))
 
     def replace(self, **changes) -> GenerationSettings:
         """A copy with `changes` applied; None values are ignored (an unset flag or story field)."""
@@ -109,6 +114,10 @@ class GenerationSettings:
         """
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        from storyreel.core.recipes import recipe_names
+
+        if self.recipe not in recipe_names():
+            raise UserError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(recipe_names())}")
         if self.long not in LONG_MODES:
             raise UserError(f"unknown long-clip mode {self.long!r}; choose one of {', '.join(LONG_MODES)}")
         if any(isinstance(side, int) and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):

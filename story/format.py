@@ -109,6 +109,7 @@ class Story:
     # Story-wide generation settings the file gives (STORY_SETTINGS); the rest are the preset's.
     defaults: dict[str, Any] = field(default_factory=dict)
     backend: str | None = None  # generation backend of plots without their own (None: the render's)
+    recipe: str | None = None  # the paper recipe its settings start from (core/recipes/; None: the render's)
     # Consistency groups: {"entities": {name: [plot indices]}, "backgrounds": {name: [plot indices]}}.
     consistency: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     # `models:` section: preset and swapped components (MODEL_FIELDS), as the flags of the same names take
@@ -117,8 +118,8 @@ class Story:
     source: str | None = field(default=None, compare=False, repr=False)  # file it was loaded from
 
 
-STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "models", "consistency",
-                "plots")
+STORY_FIELDS = ("title", "characters", "style", "negative_prompt", "defaults", "backend", "recipe", "models",
+                "consistency", "plots")
 ENTITY_FIELDS = ("name", "description", "token", "boxes")
 CONSISTENCY_KINDS = ("entities", "backgrounds")
 # `models:` fields: --models and the component flags (core/models.py COMPONENTS).
@@ -219,6 +220,7 @@ class _StoryReader:
             ),
             defaults=defaults,
             backend=self.backend(top["backend"][1], "backend") if "backend" in top else None,
+            recipe=self.recipe(top["recipe"][1]) if "recipe" in top else None,
             consistency=consistency,
             models=models,
             source=self.source,
@@ -472,6 +474,14 @@ class _StoryReader:
             self.fail(node, where, f"unknown backend '{name}' (backends: {', '.join(BACKENDS)})")
         return name
 
+    def recipe(self, node) -> str:
+        from storyreel.core.recipes import recipe_names
+
+        name = self.string(node, "recipe")
+        if name not in recipe_names():
+            self.fail(node, "recipe", f"unknown recipe '{name}' (recipes: {', '.join(recipe_names())})")
+        return name
+
     def fraction(self, node, where: str) -> float:
         value = self.number(node, where)
         if not 0.0 <= value <= 1.0:
@@ -534,8 +544,8 @@ def characters_in_plot(story: Story, i: int) -> list[str]:
 
 def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
     """Plot i's generation settings: the preset's (name, ModelPreset, or None for $STORYREEL_MODELS or
-    "default"), then the story's defaults, then the plot's own frames, tau and seed. The backend is the
-    plot's, else the story's, else animatediff."""
+    "default"), then the story's recipe's (core/recipes/), then the story's defaults, then the plot's own
+    frames, tau and seed. The backend is the plot's, else the story's, else the recipe's or animatediff."""
     plot = story.plots[i]
     if plot.tau is not None:
         tau = plot.tau
@@ -543,7 +553,7 @@ def plot_settings(story: Story, i: int, preset=None) -> GenerationSettings:
         present = [story.characters[t] for t in characters_in_plot(story, i)]
         overrides = [character.tau for character in present if character.tau is not None]
         tau = min(overrides) if overrides else None
-    settings = GenerationSettings.for_preset(preset, **story.defaults)
+    settings = GenerationSettings.for_preset(preset, recipe=story.recipe, **story.defaults)
     seed = plot.seed if plot.seed is not None else settings.seed + i
     return settings.replace(frames=plot.frames, tau=tau, seed=seed, backend=plot.backend or story.backend)
 

@@ -313,6 +313,7 @@ def story_yaml(story: Story, path: str | Path) -> str:
         "negative_prompt": story.negative_prompt,
         "defaults": dict(story.defaults),
         **({"backend": story.backend} if story.backend else {}),
+        **({"recipe": story.recipe} if story.recipe else {}),
         **({"consistency": story.consistency} if story.consistency else {}),
         "plots": [plot_to_dict(plot, boxes=_FlowList) for plot in story.plots],
     }

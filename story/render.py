@@ -32,6 +32,7 @@ import numpy as np
 
 from storyreel.core.errors import UserError
 from storyreel.core.progress import Progress
+from storyreel.core.recipes import get_recipe
 from storyreel.story.clips import choose_clips, clip_exists
 from storyreel.story.folder import claim_output_folder, render_lock
 from storyreel.story.format import Story, load_story, plot_settings, resolved_plot_settings, validate_pins
@@ -62,12 +63,14 @@ class RenderOptions:
     built with, else $STORYREEL_MODELS / default; `overrides` (with_overrides keywords, e.g. from --base)
     win over the story's `models:` section. CLIP is the index's own unless a clip is swapped in.
     `backend`: for plots whose story file names none (a plot's or the story's `backend:` wins).
+    `recipe`: the paper recipe (core/recipes/) for a story file that names none.
     `device`/`dtype`/`cpu_offload`: as ClipGenerator takes them.
     `force`: render into any folder, and replace a manifest.json that is not a render's (folder.py).
     """
 
     preset: str | ModelPreset | None = None
     backend: str | None = None
+    recipe: str | None = None
     overrides: dict | None = None
     device: str | torch.device | None = None
     dtype: torch.dtype | None = None
@@ -101,6 +104,8 @@ def render_story(story_path, index_dir, out_dir, options: RenderOptions | None =
     story = load_story(story_path)
     if options.backend and story.backend is None:
         story = dataclasses.replace(story, backend=options.backend)
+    if options.recipe and story.recipe is None:
+        story = dataclasses.replace(story, recipe=get_recipe(options.recipe).name)
     # Packs, tokens and every plot's numbers, before the output folder is touched or any model loads (the
     # preset the index decides is known only inside; the settings are checked again with it there).
     check_story(story, options.preset or story.models.get("preset"))

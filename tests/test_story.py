@@ -79,6 +79,7 @@ def test_resolved_plot_settings_apply_the_rules(story_dir):
     settings = [resolved_plot_settings(story, i) for i in range(4)]
     common = {"negative_prompt": "blurry", "fps": 4.0, "height": 64, "width": 96, "steps": 3, "cfg": 5.0,
               "structure_scale": 1.0, "window_frames": 16, "overlap_frames": 4, "long": "overlap", "speed": 1.0,
+              "recipe": "fast",
               "decode_chunk_size": 4,
               "backend": "animatediff", "motion_field": [1.0, 1.0], "motion_strength": 12.0, "t0": None, "t1": None}
     assert settings[0] == {

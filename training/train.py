@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +32,7 @@ from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write, check_output_path
 from storyreel.core.images import IMAGE_SUFFIXES, read_rgb
 from storyreel.generation.characters.lora import (
+    LORA_PROJECTIONS,
     adapter_name_for,
     add_spatial_lora,
     load_lora_state_dict,
@@ -64,6 +65,7 @@ class TrainSettings:
     steps: int = 1000
     learning_rate: float = 1e-4
     lora_rank: int = 4
+    lora_targets: tuple[str, ...] = LORA_PROJECTIONS  # the spatial attention projections the LoRA adapts
     num_buckets: int | None = None  # None: one row per training timestep (timeinv); "ti" and "lora" use 1
     # TimeInv rows are interpolated from this many learned anchors while training (the pack still holds
     # every row); None, or ≥ the number of rows: every row is a free parameter. 50 puts ~20 timesteps
@@ -80,9 +82,26 @@ class TrainSettings:
     # Regularization: `reg_clips` real clips of the init word's class from the index at `reg_index` (None: none)
     reg_index: str | None = None
     reg_clips: int = 200
+    recipe: str = "fast"  # the recipe (core/recipes/) whose training values these settings started from
+
+    @classmethod
+    def from_recipe(cls, recipe: str | None = None, **given) -> TrainSettings:
+        """The recipe's training values (core/recipes.py; None: fast) under `given` (None values: not given)."""
+        from storyreel.core.recipes import get_recipe
+
+        chosen = get_recipe(recipe)
+        unknown = set(chosen.training) - {f.name for f in fields(cls)}
+        if unknown:
+            raise UserError(f"recipe {chosen.name}: unknown training settings {', '.join(sorted(unknown))}")
+        return cls(**{**chosen.training, **{k: v for k, v in given.items() if v is not None}}, recipe=chosen.name)
 
     def __post_init__(self):
         import math
+
+        from storyreel.generation.characters.lora import spatial_lora_targets
+
+        self.lora_targets = tuple(self.lora_targets)  # a list from JSON (a recipe, a pack) is the same setting
+        spatial_lora_targets(self.lora_targets)  # one line naming the projections if they are not known ones
 
         if self.reg_index is not None:
             self.reg_index = str(self.reg_index)  # a path; a str so the settings stay JSON
@@ -274,7 +293,7 @@ class CharacterTrainer:
         if settings.mode != "ti":  # classic textual inversion learns the embedding alone: no adapter at all
             torch.manual_seed(settings.seed)  # LoRA init
             self.adapter = adapter_name_for(settings.token)
-            add_spatial_lora(components.unet, self.adapter, settings.lora_rank)
+            add_spatial_lora(components.unet, self.adapter, settings.lora_rank, projections=settings.lora_targets)
             components.unet.set_adapters([self.adapter], [1.0])
             self.lora_params = lora_parameters(components.unet, self.adapter)
             for p in self.lora_params:

@@ -26,7 +26,7 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.generation.characters.lora import SPATIAL_LORA_TARGETS
+from storyreel.generation.characters.lora import spatial_lora_targets
 from storyreel.generation.characters.pack import CharacterPack, load_pack
 
 FORMATS = ("diffusers", "kohya", "ti")
@@ -58,8 +58,8 @@ def export_pack(pack_path, out, fmt: str, *, steps: int = DEFAULT_TI_STEPS) -> d
 def diffusers_lora(pack: CharacterPack) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Keys `unet.<peft name>` and the adapter config, as diffusers' `save_lora_weights` writes them."""
     tensors = {f"unet.{key}": value for key, value in pack.lora.items()}
-    config = {"r": pack.lora_rank, "lora_alpha": pack.lora_alpha, "target_modules": SPATIAL_LORA_TARGETS,
-              "init_lora_weights": True, "bias": "none"}
+    config = {"r": pack.lora_rank, "lora_alpha": pack.lora_alpha, "init_lora_weights": True, "bias": "none",
+              "target_modules": spatial_lora_targets(pack.lora_targets)}
     return tensors, {"lora_adapter_metadata": json.dumps({f"unet.{k}": v for k, v in config.items()}, sort_keys=True)}
 
 

@@ -16,9 +16,20 @@ from torch import nn
 
 from storyreel.core.errors import UserError
 
-# Spatial attention of UNetMotionModel: `*.attentions.N.transformer_blocks.M.attn1|attn2.*`.
-# Motion modules live under `*.motion_modules.*` and are deliberately not matched.
-SPATIAL_LORA_TARGETS = r".*\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
+# The projections of each spatial attention a LoRA may adapt; all four by default (Animate-A-Story's
+# paper recipe adapts q, k and v: core/recipes/animate-a-story.json).
+LORA_PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def spatial_lora_targets(projections=LORA_PROJECTIONS) -> str:
+    """peft's target pattern for `projections` of UNetMotionModel's spatial attention
+    (`*.attentions.N.transformer_blocks.M.attn1|attn2.*`); the motion modules (`*.motion_modules.*`)
+    are deliberately not matched."""
+    unknown = set(projections) - set(LORA_PROJECTIONS)
+    if unknown or not projections:
+        raise UserError(f"LoRA targets must be some of {', '.join(LORA_PROJECTIONS)}, got {list(projections)}")
+    names = "|".join(re.escape(p) for p in projections)
+    return rf".*\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\.({names})"
 
 
 def adapter_name_for(token: str) -> str:
@@ -26,13 +37,14 @@ def adapter_name_for(token: str) -> str:
     return "char_" + (re.sub(r"[^0-9A-Za-z]+", "_", token).strip("_") or "token")
 
 
-def add_spatial_lora(unet, adapter_name: str, rank: int, alpha: float | None = None) -> None:
-    """A new LoRA adapter on the spatial attention projections; base weights stay frozen."""
+def add_spatial_lora(unet, adapter_name: str, rank: int, alpha: float | None = None,
+                     projections=LORA_PROJECTIONS) -> None:
+    """A new LoRA adapter on `projections` of the spatial attention layers; base weights stay frozen."""
     from peft import LoraConfig
 
     config = LoraConfig(
         r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian",
-        target_modules=SPATIAL_LORA_TARGETS,
+        target_modules=spatial_lora_targets(projections),
     )
     with warnings.catch_warnings():
         # One adapter per character is the design; peft warns about every adapter after the first.

@@ -18,7 +18,12 @@ import torch
 
 from storyreel.core.errors import UserError
 from storyreel.core.files import atomic_write
-from storyreel.generation.characters.lora import adapter_name_for, add_spatial_lora, load_lora_state_dict
+from storyreel.generation.characters.lora import (
+    LORA_PROJECTIONS,
+    adapter_name_for,
+    add_spatial_lora,
+    load_lora_state_dict,
+)
 from storyreel.generation.characters.tokens import CharacterTokens, TimeInvTable
 
 PACK_FORMAT = "storyreel-character/1"
@@ -42,6 +47,11 @@ class CharacterPack:
     settings: dict = field(default_factory=dict)
     image_hashes: list[str] = field(default_factory=list)
     concept_images: torch.Tensor | None = None  # (N, S, S, 3) uint8 thumbnails
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """The attention projections its LoRA adapts (the training settings'; every one for older packs)."""
+        return tuple(self.settings.get("lora_targets", LORA_PROJECTIONS))
 
     def make_table(self) -> TimeInvTable:
         table = TimeInvTable(self.table[0], self.table.shape[0], self.num_train_timesteps)
@@ -218,7 +228,7 @@ def load_characters(models, paths, lora_scale: float = 1.0) -> CharacterTokens:
         if not pack.lora:  # a textual-inversion pack (`--mode ti`): the token alone, the UNet stays untouched
             continue
         name = adapter_name_for(pack.token)
-        add_spatial_lora(models.unet, name, pack.lora_rank, pack.lora_alpha)
+        add_spatial_lora(models.unet, name, pack.lora_rank, pack.lora_alpha, pack.lora_targets)
         load_lora_state_dict(models.unet, name, pack.lora)
         tokens.adapters[pack.token] = name
         scales[name] = lora_scale
