@@ -1,4 +1,4 @@
-"""Recipes: one paper's sampling and training settings as data (core/recipes/NAME.json, docs/recipes.md).
+"""Recipes: one paper's sampling and training settings as data (one JSON file each in core/recipes/; docs/recipes.md).
 
 A recipe's values go over the model preset's and under anything a flag or a story file sets:
 preset → recipe → story `defaults:` / flags. `fast` is the project's own defaults (it changes nothing).

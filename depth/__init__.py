@@ -21,6 +21,7 @@ _EXPORTS = {
     "flicker": "storyreel.depth.temporal", "stabilize": "storyreel.depth.temporal",
     "conditioning_for_source": "storyreel.depth.conditioning", "to_conditioning": "storyreel.depth.conditioning",
     "sample_frame_indices": "storyreel.depth.conditioning", "source_window": "storyreel.depth.conditioning",
+    "Playback": "storyreel.depth.conditioning",
 }
 __all__ = sorted(_EXPORTS)
 

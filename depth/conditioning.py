@@ -18,6 +18,7 @@ stabilized (F, H, W) depth. The clip's `video_fingerprint` is part of the name, 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,22 @@ def sample_frame_indices(total: int, num_frames: int) -> list[int]:
     return spread_indices(total, num_frames).tolist()
 
 
-def source_window(total: int, source_fps: float, num_frames: int, fps: float | None = None,
-                  speed: float = 1.0) -> tuple[list[int], float | None]:
-    """(frame indices, the speed they play at) of `num_frames` output frames at `fps` from a source of
-    `total` frames at `source_fps`: frame k reads source frame start + round(k·speed·source_fps/fps), the
-    window centred in the source. A source shorter than that window, or `fps` None, is spread over its
-    whole length (its speed then is whatever that gives; None for one frame)."""
-    step = speed * source_fps / fps if fps else None
+@dataclass(frozen=True)
+class Playback:
+    """How a structure source plays: output frames per second, and the source's speed (1: real time)."""
+
+    fps: float
+    speed: float = 1.0
+
+
+def source_window(total: int, source_fps: float, num_frames: int,
+                  playback: Playback | None = None) -> tuple[list[int], float | None]:
+    """(frame indices, the speed they play at) of `num_frames` output frames at `playback.fps` from a source
+    of `total` frames at `source_fps`: frame k reads source frame start + round(k·speed·source_fps/fps),
+    the window centred in the source. A source shorter than that window, or no `playback`, is spread over
+    its whole length (its speed then is whatever that gives; None for one frame)."""
+    fps = playback.fps if playback else None
+    step = playback.speed * source_fps / fps if playback else None
     if step is None or (num_frames - 1) * step + 1 > total:
         indices = sample_frame_indices(total, num_frames)
     else:
@@ -154,7 +164,7 @@ def depth_of_frames(source: Source, indices: list[int], model: DepthModel) -> np
 
 
 def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=None, cache: bool = True,
-                            source_kind: str = "auto", fps: float | None = None, speed: float = 1.0):
+                            source_kind: str = "auto", playback: Playback | None = None):
     """Structure conditioning for the generator: (tensor (F, 3, H, W) in [0, 1], info dict).
 
     source: video path, image path, clip id (int or digit string; needs `index_dir`), or a depth
@@ -162,19 +172,19 @@ def conditioning_for_source(source, *, model, size, num_frames: int, index_dir=N
     returning a DepthModel (called only when inference is needed, e.g. not for depth videos). index_dir: an index
     directory or an already open Index. source_kind: "auto" (a video is depth if its sidecar says so),
     "depth" (a video's gray frames are the depth, near = bright) or "video" (always estimate depth).
-    fps, speed: the output's frame rate and the source's playback speed (`source_window`); fps None spreads
-    the frames over the whole source.
+    playback: the output's frame rate and the source's speed (`source_window`); None spreads the frames over
+    the whole source.
     """
     if source_kind not in ("auto", "depth", "video"):
         raise UserError(f"structure kind must be auto, depth or video (got {source_kind!r})")
     size = (int(size[0]), int(size[1]))
     with index_context(index_dir) as index:
-        depth01, info = _depth_for_source(source, index, model, size, num_frames, cache, source_kind, fps, speed)
+        depth01, info = _depth_for_source(source, index, model, size, num_frames, cache, source_kind, playback)
     info["flicker"] = flicker(depth01)
     return to_conditioning(depth01, size, num_frames), info
 
 
-def _depth_for_source(source, index, model, size, num_frames, cache, source_kind, fps, speed):
+def _depth_for_source(source, index, model, size, num_frames, cache, source_kind, playback):
     """(depth (F, H, W) in [0, 1] at the generation size, info) from the cache or the model."""
     src = open_source(source, index)
     if src.kind in ("video", "depth-video") and source_kind != "auto":
@@ -187,7 +197,7 @@ def _depth_for_source(source, index, model, size, num_frames, cache, source_kind
         elif not isinstance(model, DepthModel):
             model = model()  # a factory: load the model only now that it is needed
         model_id = model.model_id
-    indices, played = source_window(src.num_frames, src.fps, num_frames, fps, speed)
+    indices, played = source_window(src.num_frames, src.fps, num_frames, playback)
     info = {
         "source": src.label, "kind": src.kind, "model": model_id, "source_frames": src.num_frames,
         "source_fps": src.fps, "frames": num_frames, "size": list(size), "frame_indices": indices,

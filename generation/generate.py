@@ -134,10 +134,12 @@ class ClipGenerator:
         start = time.perf_counter()
         depth, structure_info, notes = None, {"kind": "none"}, []  # t2v-zero from the prompt alone
         if request.structure is not None:
+            from storyreel.depth import Playback
+
             depth, structure_info, notes = load_structure(
                 request.structure, preset=self.preset, frames=settings.frames, size=(settings.height, settings.width),
                 index_dir=request.index_dir, kind=request.structure_kind, model=self.depth_model,  # loaded if needed
-                fps=settings.fps, speed=settings.speed)
+                playback=Playback(settings.fps, settings.speed))
         timings["depth_s"] = round(time.perf_counter() - start, 3)
 
         stage("generate")
@@ -193,19 +195,18 @@ def generate_clip(request: ClipRequest, out, settings: GenerationSettings | None
 
 
 def load_structure(source, *, preset, frames: int, size: tuple[int, int], index_dir=None,
-                   kind: str = "auto", model=None, fps: float | None = None,
-                   speed: float = 1.0) -> tuple[torch.Tensor, dict, list[str]]:
+                   kind: str = "auto", model=None, playback=None) -> tuple[torch.Tensor, dict, list[str]]:
     """(depth (F, 3, H, W) in [0, 1], info, notes) for a structure source (see depth.conditioning_for_source).
 
     `model`: a DepthModel or a function returning one; None: the preset's. Either way it is loaded only
-    if the source needs depth estimation. `fps`, `speed`: the source is read in a window played at `speed`
-    (1: real time) at the output's `fps`; fps None spreads the frames over the whole source.
+    if the source needs depth estimation. `playback` (a depth.Playback): the source is read in a window
+    played at its speed (1: real time) at the output's fps; None spreads the frames over the whole source.
     """
     from storyreel import depth
 
     conditioning, info = depth.conditioning_for_source(
         source, model=model or depth.model_for_preset(preset), size=size, num_frames=frames, index_dir=index_dir,
-        source_kind=kind, fps=fps, speed=speed)
+        source_kind=kind, playback=playback)
     notes = [info.pop("cache_note")] if "cache_note" in info else []
     if info["frame_sampling"] == "repeated":
         notes.append(f"structure {info['source']} has {info['source_frames']} frames, resampled to {frames}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from storyreel.core.files import write_text_atomic
-from storyreel.depth import source_window
+from storyreel.depth import Playback, source_window
 from storyreel.story.manifest import Manifest
 
 OTIO_FILE = "story.otio"
@@ -44,7 +44,8 @@ def story_timeline(manifest: Manifest, out_dir):
                                                           available_range=plot_range)))
         source_fps = float(clip["fps"])
         clip_frames = int(clip["end_frame"]) - int(clip["start_frame"])
-        indices, speed = source_window(clip_frames, source_fps, frames, fps, float(plot.settings.get("speed", 1.0)))
+        indices, speed = source_window(clip_frames, source_fps, frames,
+                                       Playback(fps, float(plot.settings.get("speed", 1.0))))
         speed = speed or 1.0  # a one-frame plot: its source frame, held
         length = min(max(1, round(frames * speed * source_fps / fps)), clip_frames - indices[0])
         source = otio.schema.Clip(

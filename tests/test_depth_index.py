@@ -69,6 +69,12 @@ def test_unknown_clip_id_is_a_one_line_user_error(corpus, model, run_cli):
     assert json.loads(proc.stdout)["model"] == "tiny-seed0"
 
 
+def cache_name(clip, model, info) -> str:
+    """The cache file of a clip's depth: clip, model, size, the frames read (their window) and the video."""
+    window = f"f{len(info['frame_indices'])}w{info['frame_indices'][0]}-{info['frame_indices'][-1]}"
+    return f"clip{clip.clip_id}_{model.model_id}_{SIZE[0]}x{SIZE[1]}_{window}_{clip.video_fingerprint}.npy"
+
+
 def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, model):
     from storyreel.depth import conditioning_for_source
 
@@ -91,7 +97,7 @@ def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, mod
     assert cond_kept.shape == (FRAMES, 3, *SIZE)
     assert float(cond_kept.min()) >= 0.0 and float(cond_kept.max()) <= 1.0
     assert float(cond_kept.max() - cond_kept.min()) > 0  # real, input-dependent depth, not a constant
-    kept_file = f"clip{kept.clip_id}_{model.model_id}_{SIZE[0]}x{SIZE[1]}_f{FRAMES}_{kept.video_fingerprint}.npy"
+    kept_file = cache_name(kept, model, info)
     assert cache_files(index_dir) == {kept_file}
 
     # 2. The identical request (clip id as a digit string too): a hit, no inference, identical tensor.
@@ -111,8 +117,7 @@ def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, mod
     # The clip of the video we are about to change, cached under its old id and fingerprint.
     cond_old, info, calls, _ = request(changed.clip_id)
     assert info["cache"] == "miss" and calls == 1
-    old_file = (f"clip{changed.clip_id}_{model.model_id}_{SIZE[0]}x{SIZE[1]}_f{FRAMES}_"
-                f"{changed.video_fingerprint}.npy")
+    old_file = cache_name(changed, model, info)
     assert old_file in cache_files(index_dir)
     old_depth = np.load(index_dir / "depth_cache" / old_file)
 
@@ -138,7 +143,7 @@ def test_clip_depth_cached_in_real_index_and_refreshed_after_reindex(corpus, mod
     # 6. The changed video's clip is a miss with fresh inference, and its depth is not the old depth.
     fresh, info, calls, frames = request(new.clip_id)
     assert info["cache"] == "miss" and info["clip_id"] == new.clip_id and calls == 1 and frames == FRAMES
-    new_file = f"clip{new.clip_id}_{model.model_id}_{SIZE[0]}x{SIZE[1]}_f{FRAMES}_{new.video_fingerprint}.npy"
+    new_file = cache_name(new, model, info)
     assert new_file in cache_files(index_dir)
     new_depth = np.load(index_dir / "depth_cache" / new_file)
     assert new_depth.shape == old_depth.shape == (FRAMES, *SIZE)

@@ -10,7 +10,7 @@ import pytest
 from fake_index import MemoryIndex, clip_row
 
 from storyreel.core.errors import UserError
-from storyreel.depth import conditioning_for_source, create_depth_model, source_window
+from storyreel.depth import Playback, conditioning_for_source, create_depth_model, source_window
 from storyreel.depth.media import open_source
 
 
@@ -80,20 +80,22 @@ def test_clip_depth_is_computed_once_and_redone_after_reindex(tmp_path, tiny):
 
 def test_the_source_plays_in_real_time_by_default_in_a_window_centred_in_it():
     # 16 frames at 8 fps (2 s) from an 8 s source at 8 fps: a 2 s window in the middle
-    assert source_window(64, 8.0, 16, fps=8.0) == (list(range(24, 40)), 1.0)
-    indices, speed = source_window(192, 24.0, 16, fps=8.0)  # a 24 fps source: every third frame
+    assert source_window(64, 8.0, 16, Playback(8.0)) == (list(range(24, 40)), 1.0)
+    indices, speed = source_window(192, 24.0, 16, Playback(8.0))  # a 24 fps source: every third frame
     assert indices == list(range(73, 119, 3)) and speed == 1.0
-    assert source_window(64, 8.0, 16, fps=8.0, speed=2.0) == ([round(16.5 + 2 * k) for k in range(16)], 2.0)
+    assert source_window(64, 8.0, 16, Playback(8.0, speed=2.0)) == ([round(16.5 + 2 * k) for k in range(16)], 2.0)
     # a source shorter than the window is spread over all of it, and plays slower
-    assert source_window(10, 8.0, 16, fps=8.0) == ([0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9], 0.6)
+    assert source_window(10, 8.0, 16, Playback(8.0)) == ([0, 1, 1, 2, 2, 3, 4, 4, 5, 5, 6, 7, 7, 8, 8, 9], 0.6)
     assert source_window(64, 8.0, 4) == ([0, 21, 42, 63], None)  # no output rate: spread over the source
 
 
 def test_a_clips_window_is_part_of_its_cache_name(tmp_path, tiny):
     index = fake_index(tmp_path, moving_square_frames())  # clip 7: 10 frames at 8 fps
-    _, info = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index, fps=8.0)
+    _, info = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index,
+                                      playback=Playback(8.0))
     assert info["frame_indices"] == [3, 4, 5, 6] and info["speed"] == 1.0 and info["frame_sampling"] == "subsampled"
-    _, fast = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index, fps=8.0, speed=3.0)
+    _, fast = conditioning_for_source(7, model=tiny, size=(32, 48), num_frames=4, index_dir=index,
+                                      playback=Playback(8.0, speed=3.0))
     assert fast["frame_indices"] == [0, 3, 6, 9] and fast["speed"] == 3.0 and fast["cache"] == "miss"
     assert sorted(p.name for p in (tmp_path / "depth_cache").glob("*.npy")) == [
         "clip7_tiny-seed0_32x48_f4w0-9_sha-v1.npy", "clip7_tiny-seed0_32x48_f4w3-6_sha-v1.npy"]
