@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -210,13 +211,14 @@ def measure(out_dir: Path, world_dir: Path) -> list[dict]:
     trained = ClipSpec(f"{LOCAL_DIR}{folder.resolve()}")
     random_init = ClipSpec("toy-clip-random-init", config=CONFIG)
     rows = []
-    for name, spec in (("trained", trained), ("random init", random_init)):
-        index_dir, truth_of = index_held_out(world_dir, Path(out_dir) / "clip-measure" / name.replace(" ", "-"), spec)
-        embedder = clip_embedder(spec, device="cpu")
-        with open_index(index_dir) as idx:
-            rows += search_rows(idx, embedder, truth_of, name)
-            if name == "trained":
-                rows.append(motion_row(idx, truth_of))
+    with tempfile.TemporaryDirectory() as scratch:  # the measure's indexes never land beside the weights
+        for name, spec in (("trained", trained), ("random init", random_init)):
+            index_dir, truth_of = index_held_out(world_dir, Path(scratch) / name.replace(" ", "-"), spec)
+            embedder = clip_embedder(spec, device="cpu")
+            with open_index(index_dir) as idx:
+                rows += search_rows(idx, embedder, truth_of, name)
+                if name == "trained":
+                    rows.append(motion_row(idx, truth_of))
     return rows
 
 
