@@ -1,9 +1,10 @@
 """Scores for generated clips: CLIP-T, CLIP-I, temporal consistency, reported with motion magnitude.
 
-* CLIP-T: mean over frames of cos(CLIP text, CLIP frame); the prompt's character tokens are replaced
-  by their init words first (CLIP does not know "<teddy>"), as in the personalization literature.
-* CLIP-I: mean over frames and concept images of cos(CLIP frame, CLIP concept image); the concept
-  images are the thumbnails stored in the character pack.
+* CLIP-T (Animate-A-Story's "Sem"): mean over frames of cos(CLIP text, CLIP frame); the prompt's
+  character tokens are replaced by their init words first (CLIP does not know "<teddy>"), as in the
+  personalization literature.
+* CLIP-I (Animate-A-Story's "ID"): mean over frames and concept images of cos(CLIP frame, CLIP concept
+  image); the concept images are the thumbnails stored in the character pack.
 * Temporal consistency: mean cosine of adjacent frames' CLIP embeddings. A still clip scores ~1, so
   the clip's camera-motion magnitude is always reported beside it.
 
