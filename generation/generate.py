@@ -26,7 +26,7 @@ from storyreel.core.files import sidecar_path
 from storyreel.core.models import get_preset
 from storyreel.core.writers import check_writable, write_video
 from storyreel.generation.characters import CharacterConditioning, load_characters
-from storyreel.generation.characters.pack import load_pack
+from storyreel.generation.characters.pack import load_pack, pack_summary
 from storyreel.generation.components import create_components
 from storyreel.generation.layout import Layout
 from storyreel.generation.pipeline import Steering
@@ -161,7 +161,8 @@ class ClipGenerator:
         start = time.perf_counter()
         metadata = {"kind": "generated", "preset": get_preset(self.preset).name, **result.settings,
                     "structure": _jsonable(structure_info),
-                    "characters": [{"token": token, "pack": packs[token]} for token in present],
+                    "characters": [{"token": token, "pack": packs[token], **pack_summary(packs[token])}
+                                   for token in present],
                     "lora_scale": self.lora_scale, "structure_forward_passes": result.structure_forward_passes,
                     "windows": result.windows, "notes": notes + result.notes}
         write_video(result.frames, out, fps=settings.fps, metadata=metadata)

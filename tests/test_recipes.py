@@ -9,6 +9,7 @@ from PIL import Image
 
 from storyreel.core.errors import UserError
 from storyreel.core.recipes import get_recipe, recipe_names
+from storyreel.generation.characters.pack import pack_summary, save_pack
 from storyreel.generation.components import create_components
 from storyreel.generation.settings import GenerationSettings
 from storyreel.training.train import CharacterTrainer, TrainSettings, load_concept_images
@@ -72,6 +73,10 @@ def test_the_paper_recipe_trains_every_timeinv_row_on_its_own_and_a_qkv_lora(tmp
     assert int(trainer.rows_updated().sum()) == 1  # one row per step, no interpolation between rows
     targets = {key.split(".")[-3] for key in trainer.pack().lora}
     assert targets == {"to_q", "to_k", "to_v"} and trainer.pack().lora_targets == ("to_q", "to_k", "to_v")
+    save_pack(trainer.pack(), tmp_path / "t.safetensors")  # what a generated clip's sidecar records of it
+    assert pack_summary(tmp_path / "t.safetensors") == {
+        "mode": "timeinv", "recipe": "animate-a-story", "timeinv_rows": 1000, "anchors": None, "lora_rank": 4,
+        "lora_targets": ["to_q", "to_k", "to_v"]}
 
 
 def test_a_story_names_its_recipe(tmp_path, story_error):

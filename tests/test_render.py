@@ -158,7 +158,10 @@ def test_render_resume_edit_and_reproduce(workspace, tmp_path, sampler_calls):
 
     sidecar = json.loads((out / "plots" / "00.mp4.json").read_text())
     teddy = str((workspace / "packs" / "teddy.safetensors").resolve())
-    assert sidecar["characters"] == [{"token": "<teddy>", "pack": teddy}] and sidecar["lora_scale"] == 1.0
+    assert sidecar["characters"] == [{"token": "<teddy>", "pack": teddy, "mode": "timeinv", "recipe": "fast",
+                                      "timeinv_rows": 1000, "anchors": 50, "lora_rank": 4,
+                                      "lora_targets": ["to_q", "to_k", "to_v", "to_out.0"]}]
+    assert sidecar["lora_scale"] == 1.0
     assert sidecar["structure_forward_passes"] == plots[0]["structure_forward_passes"] > 0
     assert [w["frames"] for w in sidecar["windows"]] == [8] and sidecar["notes"] == plots[0]["notes"]
     s = plots[0]["settings"]

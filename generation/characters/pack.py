@@ -90,16 +90,36 @@ def save_pack(pack: CharacterPack, path: str | os.PathLike) -> None:
 def pack_init_word(path: str | os.PathLike) -> str:
     """A pack's init word (its class word: "dog"), read from the file's header alone; a file that is not a
     readable pack gets load_pack's one-line error."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError):
-        metadata = {}
+    metadata = _header(path)
     if metadata.get("format") == PACK_FORMAT and metadata.get("init_word"):
         return metadata["init_word"]
     return load_pack(path).init_word
+
+
+def pack_summary(path: str | os.PathLike) -> dict:
+    """How a pack was trained, from its header: mode, recipe, TimeInv rows and the anchors they were learned
+    through (None: every row on its own), LoRA rank and targets: what a generated clip's sidecar records."""
+    metadata = _header(path)
+    try:
+        settings = json.loads(metadata["settings"])
+        rows = int(metadata["table_shape"][0])
+        return {"mode": metadata["mode"], "recipe": settings.get("recipe", "fast"), "timeinv_rows": rows,
+                "anchors": settings.get("anchors") if rows > 1 else None, "lora_rank": int(metadata["lora_rank"]),
+                "lora_targets": list(settings.get("lora_targets", LORA_PROJECTIONS))}
+    except (KeyError, ValueError, TypeError):
+        load_pack(path)  # its one-line error names what is wrong
+        raise
+
+
+def _header(path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:  # the header alone: no tensor is read
+            shape = f.get_slice("timeinv.table").get_shape() if "timeinv.table" in f.keys() else None
+            return {**(f.metadata() or {}), "table_shape": shape}
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def load_pack(path: str | os.PathLike) -> CharacterPack:
