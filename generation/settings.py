@@ -114,10 +114,9 @@ class GenerationSettings:
         """
         if self.backend not in BACKENDS:
             raise UserError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
-        from storyreel.core.recipes import recipe_names
+        from storyreel.core.recipes import get_recipe
 
-        if self.recipe not in recipe_names():
-            raise UserError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(recipe_names())}")
+        get_recipe(self.recipe)  # an unknown name: one line listing the recipes
         if self.long not in LONG_MODES:
             raise UserError(f"unknown long-clip mode {self.long!r}; choose one of {', '.join(LONG_MODES)}")
         if any(isinstance(side, int) and (side <= 0 or side % vae_scale_factor) for side in (self.height, self.width)):

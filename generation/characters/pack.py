@@ -107,8 +107,8 @@ def pack_summary(path: str | os.PathLike) -> dict:
                 "anchors": settings.get("anchors") if rows > 1 else None, "lora_rank": int(metadata["lora_rank"]),
                 "lora_targets": list(settings.get("lora_targets", LORA_PROJECTIONS))}
     except (KeyError, ValueError, TypeError):
-        load_pack(path)  # its one-line error names what is wrong
-        raise
+        load_pack(path)  # a header that is not a pack's: load_pack's one-line error names what is wrong
+        raise  # not reached: a file load_pack accepts has every field read above
 
 
 def _header(path) -> dict:
